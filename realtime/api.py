@@ -1,0 +1,92 @@
+"""HTTP API for backends and admins: publish, room info, room reset, health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from realtime.errors import ErrorCode, ProtocolError, RealtimeError
+from realtime.log import Append
+from realtime.protocol import MAX_ID_LENGTH, encode_data
+from realtime.services import Services
+from realtime.transports.http import authenticate, handles_errors, room_of
+
+__all__ = ["Api"]
+
+
+class Api:
+    """Endpoints as bound methods; ``app.py`` lists them in its routes."""
+
+    def __init__(self, services: Services) -> None:
+        self._s = services
+
+    @handles_errors
+    async def publish(self, request: Request) -> Response:
+        """``POST /v1/rooms/{room}/messages`` with ``{"data": ..., "id": "..."}``."""
+        who = authenticate(request, self._s)
+        room = room_of(request)
+        room.check_publish(who)
+        body = await _json_body(request, self._s.settings.max_frame_bytes)
+        ident = body.get("id")
+        if not isinstance(ident, str) or not 0 < len(ident) <= MAX_ID_LENGTH:
+            raise ProtocolError(f"'id' must be a string of 1 to {MAX_ID_LENGTH} characters")
+        if "data" not in body:
+            raise ProtocolError("the body needs 'data'")
+        raw = encode_data(body["data"], self._s.settings.max_data_bytes)
+        result = await self._s.publisher.publish(str(room), Append(who.user, raw, ident))
+        return JSONResponse({"room": str(room), "id": ident, "seq": result.seq,
+                             "epoch": result.epoch, "duplicate": result.duplicate},
+                            status_code=200 if result.duplicate else 201)
+
+    @handles_errors
+    async def room_info(self, request: Request) -> Response:
+        """``GET /v1/rooms/{room}``: epoch, head and the oldest retained seq."""
+        who = authenticate(request, self._s)
+        room = room_of(request)
+        room.check_subscribe(who)
+        info = await self._s.log.info(str(room))
+        return JSONResponse({"room": info.room, "epoch": info.epoch, "head": info.head,
+                             "trimmed": info.trimmed,
+                             "subscribers": self._s.hub.subscriber_count(info.room)})
+
+    @handles_errors
+    async def reset_room(self, request: Request) -> Response:
+        """``DELETE /v1/rooms/{room}`` (admin): drop the log, start a new epoch."""
+        who = authenticate(request, self._s)
+        if not who.is_operator:
+            raise RealtimeError(ErrorCode.FORBIDDEN, "only admin or service may reset a room")
+        info = await self._s.publisher.reset(str(room_of(request)))
+        return JSONResponse({"room": info.room, "epoch": info.epoch, "head": info.head})
+
+    async def live(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(self, request: Request) -> Response:
+        try:
+            await self._s.log.check()
+        except RealtimeError as err:
+            return JSONResponse({"status": "unavailable", "database": err.message},
+                                status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok",
+                             "connections": len(self._s.sessions), "rooms": len(self._s.hub.rooms)})
+
+
+async def _json_body(request: Request, limit: int) -> dict[str, Any]:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise RealtimeError(ErrorCode.PAYLOAD_TOO_LARGE, f"body above {limit} bytes")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise RealtimeError(ErrorCode.PAYLOAD_TOO_LARGE, f"body above {limit} bytes")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"the body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ProtocolError("the body must be a JSON object")
+    return body

@@ -1,0 +1,101 @@
+"""``create_app(settings)``: explicit wiring, lifespan and the list of routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.routing import Route, WebSocketRoute
+
+from realtime.api import Api
+from realtime.auth import Tokens, load_secret
+from realtime.bus import Bus
+from realtime.bus.memory import MemoryBus
+from realtime.errors import CloseCode
+from realtime.hub import Hub
+from realtime.log import Log
+from realtime.log.sql import SqlLog
+from realtime.publisher import Publisher
+from realtime.services import Services
+from realtime.session import Session
+from realtime.settings import Settings
+from realtime.transports.longpoll import long_poll
+from realtime.transports.sse import server_sent_events
+from realtime.transports.websocket import WebSocketEndpoint
+
+__all__ = ["build_services", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+
+def build_services(settings: Settings, *, log: Log | None = None,
+                   bus: Bus | None = None) -> Services:
+    """Wire the collaborators; ``log`` and ``bus`` may be given (tests)."""
+    log = log or SqlLog(settings.database_url,
+                        retention_max_messages=settings.retention_max_messages,
+                        idempotency_ttl_ms=int(settings.idempotency_ttl * 1000),
+                        migrate=settings.migrates_on_start)
+    bus = bus or MemoryBus()
+    hub = Hub(log, page_size=settings.page_size, live_buffer=settings.live_buffer,
+              on_first_interest=bus.subscribe, on_last_interest=bus.unsubscribe)
+    publisher = Publisher(log, hub, bus, clock_ms=lambda: int(time.time() * 1000),
+                          max_batch=settings.commit_batch)
+    tokens = Tokens(load_secret(settings.secret, settings.secret_file))
+    return Services(settings, log, bus, hub, publisher, tokens, time.monotonic)
+
+
+def create_app(settings: Settings, services: Services | None = None) -> Starlette:
+    s = services or build_services(settings)
+    api = Api(s)
+    routes = [
+        WebSocketRoute("/ws", WebSocketEndpoint(s)),
+        Route("/v1/rooms/{room}/messages", long_poll(s), methods=["GET"]),  # type: ignore[arg-type]
+        Route("/v1/rooms/{room}/messages", api.publish, methods=["POST"]),
+        Route("/v1/rooms/{room}/events", server_sent_events(s), methods=["GET"]),  # type: ignore[arg-type]
+        Route("/v1/rooms/{room}", api.room_info, methods=["GET"]),
+        Route("/v1/rooms/{room}", api.reset_room, methods=["DELETE"]),
+        Route("/health/live", api.live, methods=["GET"]),
+        Route("/health/ready", api.ready, methods=["GET"]),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await s.log.open()
+        await s.bus.start(s.hub.deliver)
+        sweeper = asyncio.create_task(_retention(s))
+        logger.info("realtime ready: log %s", getattr(s.log, "url", s.log))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            for session in list(s.sessions):
+                if isinstance(session, Session):
+                    session.close(CloseCode.GOING_AWAY, "server shutting down")
+            await s.publisher.close()
+            await s.bus.close()
+            await s.log.close()
+
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def _retention(s: Services) -> None:
+    """Age-based trimming and idempotency expiry, every retention_interval."""
+    settings = s.settings
+    while True:
+        await asyncio.sleep(settings.retention_interval)
+        now_ms = int(time.time() * 1000)
+        try:
+            if settings.retention_max_age > 0:
+                dropped = await s.log.trim_before(now_ms - int(settings.retention_max_age * 1000))
+                if dropped:
+                    logger.info("retention dropped %d messages", dropped)
+            await s.log.expire_ids(now_ms - int(settings.idempotency_ttl * 1000))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("retention sweep failed; next try in %ss",
+                             settings.retention_interval)

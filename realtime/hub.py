@@ -1,0 +1,263 @@
+"""Local subscribers per room and ordered, contiguous fan-out.
+
+The hub never awaits a client: :meth:`Hub.deliver` runs synchronously and puts
+each message's bytes (encoded once per format, see ``Message.encoded``) into
+the subscribers' bounded outboxes.
+
+A subscription is either *replaying* or *live*. While replaying, live messages
+are held in the subscription's buffer (bounded by ``live_buffer``); the
+replay reads the log page by page after the client's seq, then merges the
+buffer by seq, dropping duplicates, and only then turns live. Any gap a live
+subscription would see (a message that does not follow its cursor) sends it
+back to replay from the log, so a subscriber never skips a seq silently.
+When the wanted range is gone or the epoch differs, the subscriber gets a
+``reset`` frame and continues from the room's head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from realtime.errors import RealtimeError
+from realtime.log import Log, RoomInfo
+from realtime.outbox import Outbox
+from realtime.protocol import Format, Message, Since, encode, error_frame
+
+__all__ = ["Hub", "Subscription", "stale"]
+
+logger = logging.getLogger(__name__)
+
+Interest = Callable[[str], None]
+
+
+@dataclass(eq=False)
+class Subscription:
+    room: str
+    outbox: Outbox
+    since: Since | None
+    ident: str | None = None
+    epoch: str = ""
+    cursor: int = 0  # last seq handed to the outbox
+    live: bool = False
+    buffer: list[Message] = field(default_factory=list)
+    lost: bool = False  # the buffer overflowed during replay: read the log again
+    task: asyncio.Task[None] | None = None
+
+    def send(self, frame: dict[str, Any]) -> None:
+        self.outbox.put(encode(self.outbox.format, frame))
+
+
+@dataclass(eq=False)
+class _Room:
+    subs: set[Subscription] = field(default_factory=set)
+    watchers: set[asyncio.Event] = field(default_factory=set)
+
+    @property
+    def idle(self) -> bool:
+        return not self.subs and not self.watchers
+
+
+class Hub:
+    def __init__(
+        self,
+        log: Log,
+        *,
+        page_size: int = 500,
+        live_buffer: int = 10_000,
+        on_first_interest: Interest | None = None,
+        on_last_interest: Interest | None = None,
+    ) -> None:
+        self._log = log
+        self._page_size = page_size
+        self._live_buffer = live_buffer
+        self._rooms: dict[str, _Room] = {}
+        self._on_first = on_first_interest
+        self._on_last = on_last_interest
+
+    # -- interest ----------------------------------------------------------------
+
+    def _room(self, name: str) -> _Room:
+        room = self._rooms.get(name)
+        if room is None:
+            room = self._rooms[name] = _Room()
+            if self._on_first is not None:
+                self._on_first(name)
+        return room
+
+    def _maybe_forget(self, name: str) -> None:
+        room = self._rooms.get(name)
+        if room is not None and room.idle:
+            del self._rooms[name]
+            if self._on_last is not None:
+                self._on_last(name)
+
+    @property
+    def rooms(self) -> list[str]:
+        return list(self._rooms)
+
+    def subscriber_count(self, name: str) -> int:
+        room = self._rooms.get(name)
+        return len(room.subs) if room else 0
+
+    # -- subscriptions ---------------------------------------------------------
+
+    def subscribe(self, name: str, outbox: Outbox, since: Since | None,
+                  ident: str | None = None) -> Subscription:
+        """Start a subscription: it replays in the background, then goes live."""
+        sub = Subscription(name, outbox, since, ident)
+        self._room(name).subs.add(sub)
+        self._start_replay(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        if sub.task is not None and sub.task is not asyncio.current_task():
+            sub.task.cancel()
+        room = self._rooms.get(sub.room)
+        if room is not None:
+            room.subs.discard(sub)
+            self._maybe_forget(sub.room)
+
+    def _start_replay(self, sub: Subscription, pending: list[Message] | None = None) -> None:
+        sub.live = False
+        sub.buffer = pending or []
+        sub.lost = False
+        sub.task = asyncio.get_running_loop().create_task(self._replay(sub))
+
+    async def _replay(self, sub: Subscription) -> None:
+        try:
+            await self._catch_up(sub)
+        except asyncio.CancelledError:
+            raise
+        except RealtimeError as err:
+            # The log failed (database down): tell the client and drop the
+            # subscription; it re-subscribes with the same `since`.
+            sub.send(error_frame(err, sub.ident) | {"room": sub.room})
+            self.unsubscribe(sub)
+        except Exception:
+            logger.exception("replay of %s failed", sub.room)
+            sub.send({"type": "error", "code": "INTERNAL", "room": sub.room,
+                      "message": "replay failed", **({"id": sub.ident} if sub.ident else {})})
+            self.unsubscribe(sub)
+
+    async def _catch_up(self, sub: Subscription) -> None:
+        fmt = sub.outbox.format
+        if not sub.epoch:  # first start: place the cursor and confirm the subscription
+            info = await self._log.info(sub.room)
+            sub.epoch, sub.cursor = info.epoch, info.head
+            reason = stale(sub.since, info)
+            if sub.since is not None and reason is None:
+                sub.cursor = sub.since.seq
+            frame = {"type": "subscribed", "room": sub.room, "epoch": info.epoch,
+                     "head": info.head, "replayed": info.head - sub.cursor}
+            sub.send(frame if sub.ident is None else frame | {"id": sub.ident})
+            if reason is not None:
+                self._send_reset(sub, info, reason)
+        while True:
+            await sub.outbox.drained()  # replay at the client's pace, never past the bound
+            if sub.outbox.closed:
+                return
+            page = await self._log.read(sub.room, sub.cursor, self._page_size)
+            if page.info.epoch != sub.epoch:
+                self._send_reset(sub, page.info, "epoch")
+                continue
+            if page.trimmed:
+                self._send_reset(sub, page.info, "trimmed")
+                continue
+            if page.messages:
+                sub.outbox.extend(m.encoded(fmt) for m in page.messages)
+                sub.cursor = page.messages[-1].seq
+            if len(page.messages) == self._page_size:
+                continue
+            # The log is read up to its head as of this read: merge what arrived live.
+            if sub.lost:
+                sub.lost, sub.buffer = False, []
+                continue
+            fresh = [m for m in sub.buffer if m.seq > sub.cursor and m.epoch == sub.epoch]
+            if fresh and fresh[0].seq != sub.cursor + 1:
+                continue  # committed between our read and the buffer: read again
+            if fresh:
+                sub.outbox.extend(m.encoded(fmt) for m in fresh)
+                sub.cursor = fresh[-1].seq
+            sub.buffer, sub.live, sub.task = [], True, None
+            return
+
+    def _send_reset(self, sub: Subscription, info: RoomInfo, reason: str) -> None:
+        """Tell the client its position is void; continue from the head."""
+        sub.send({"type": "reset", "room": sub.room, "reason": reason, "epoch": info.epoch,
+                  "seq": info.head, "trimmed": info.trimmed})
+        sub.epoch, sub.cursor = info.epoch, info.head
+        sub.buffer = [m for m in sub.buffer if m.epoch == info.epoch]
+
+    # -- fan-out -----------------------------------------------------------------
+
+    def deliver(self, name: str, messages: list[Message]) -> None:
+        """Hand committed messages (one room, ascending seq) to local subscribers."""
+        room = self._rooms.get(name)
+        if room is None or not messages:
+            return
+        first, last = messages[0], messages[-1]
+        encoded: dict[Format, list[bytes]] = {}
+        for sub in list(room.subs):
+            if not sub.live:
+                sub.buffer.extend(messages)
+                if len(sub.buffer) > self._live_buffer:
+                    sub.buffer, sub.lost = [], True
+                continue
+            if last.seq <= sub.cursor and last.epoch == sub.epoch:
+                continue  # already have them (e.g. read by the replay)
+            if first.epoch != sub.epoch or first.seq > sub.cursor + 1:
+                self._start_replay(sub, list(messages))  # a gap or a new epoch: resync
+                continue
+            fmt = sub.outbox.format
+            wire = encoded.get(fmt)
+            if wire is None:
+                wire = encoded[fmt] = [m.encoded(fmt) for m in messages]
+            skip = sub.cursor + 1 - first.seq
+            sub.outbox.extend(wire[skip:] if skip else wire)
+            sub.cursor = last.seq
+        for event in room.watchers:
+            event.set()
+
+    def reset(self, name: str, info: RoomInfo) -> None:
+        """The room's log was recreated (new epoch): reset every subscriber."""
+        room = self._rooms.get(name)
+        if room is None:
+            return
+        for sub in list(room.subs):
+            if sub.live:
+                self._send_reset(sub, info, "epoch")
+        for event in room.watchers:
+            event.set()
+
+    @asynccontextmanager
+    async def watch(self, name: str) -> AsyncIterator[asyncio.Event]:
+        """An event set whenever the room gets messages: for long-polling.
+
+        Enter it *before* reading the log, so nothing committed between the
+        read and the wait can be missed.
+        """
+        event = asyncio.Event()
+        self._room(name).watchers.add(event)
+        try:
+            yield event
+        finally:
+            room = self._rooms.get(name)
+            if room is not None:
+                room.watchers.discard(event)
+                self._maybe_forget(name)
+
+
+def stale(since: Since | None, info: RoomInfo) -> str | None:
+    """Why a client's position cannot be replayed, or None if it can."""
+    if since is None:
+        return None
+    if (since.epoch is not None and since.epoch != info.epoch) or since.seq > info.head:
+        return "epoch"
+    if since.seq < info.trimmed:
+        return "trimmed"
+    return None

@@ -1,0 +1,27 @@
+"""The collaborators a connection needs, built once by ``create_app``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from realtime.auth import Tokens
+from realtime.bus import Bus
+from realtime.hub import Hub
+from realtime.log import Log
+from realtime.publisher import Publisher
+from realtime.settings import Settings
+
+__all__ = ["Services"]
+
+
+@dataclass
+class Services:
+    settings: Settings
+    log: Log
+    bus: Bus
+    hub: Hub
+    publisher: Publisher
+    tokens: Tokens
+    clock: Callable[[], float]  # monotonic seconds, for timers and rate limits
+    sessions: set[object] = field(default_factory=set)

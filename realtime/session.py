@@ -1,0 +1,196 @@
+"""One WebSocket client: authentication, subscriptions, publishes, its outbox.
+
+The transport feeds inbound payloads to :meth:`Session.handle` and drains
+``session.outbox``; the session asks it to close through the ``close``
+callback. The session's state only moves forward, in one place
+(:meth:`Session._enter`): AWAITING_CONNECT -> OPEN -> CLOSED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from realtime.errors import CloseCode, ErrorCode, ProtocolError, RealtimeError
+from realtime.hub import Subscription
+from realtime.identity import Principal
+from realtime.log import Append
+from realtime.outbox import Outbox
+from realtime.protocol import (
+    Connect,
+    Format,
+    Ping,
+    Publish,
+    Subscribe,
+    Unsubscribe,
+    decode,
+    encode,
+    encode_data,
+    error_frame,
+    frame_id,
+    parse_frame,
+)
+from realtime.ratelimit import TokenBucket
+from realtime.services import Services
+
+__all__ = ["Session", "SessionState"]
+
+logger = logging.getLogger(__name__)
+
+Close = Callable[[CloseCode, str], None]
+
+
+class SessionState(enum.Enum):
+    AWAITING_CONNECT = "awaiting_connect"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Session:
+    def __init__(self, fmt: Format, services: Services, close: Close) -> None:
+        s = services.settings
+        self._services = services
+        self._close_transport = close
+        self.state = SessionState.AWAITING_CONNECT
+        self.principal: Principal | None = None
+        self.subscriptions: dict[str, Subscription] = {}
+        self.outbox = Outbox(fmt, max_frames=s.outbox_max_messages, max_bytes=s.outbox_max_bytes,
+                             coalesce=s.coalesce_max_frames, on_overflow=self._overflowed)
+        self._bucket = TokenBucket(s.publish_rate, s.publish_burst, services.clock)
+        self._inflight = asyncio.Semaphore(s.max_inflight)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._bad_frames = 0
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(s.connect_timeout, self._expire, "no connect frame in time")
+
+    # -- state -------------------------------------------------------------------
+
+    def _enter(self, new: SessionState) -> None:
+        allowed = {SessionState.AWAITING_CONNECT: {SessionState.OPEN, SessionState.CLOSED},
+                   SessionState.OPEN: {SessionState.CLOSED}}
+        if new not in allowed.get(self.state, set()):
+            raise RuntimeError(f"session is {self.state.value}; cannot become {new.value}")
+        self.state = new
+
+    def close(self, code: CloseCode, reason: str) -> None:
+        """Stop everything this session holds and ask the transport to close."""
+        if self.state is SessionState.CLOSED:
+            return
+        self._enter(SessionState.CLOSED)
+        self._expiry.cancel()
+        for sub in self.subscriptions.values():
+            self._services.hub.unsubscribe(sub)
+        self.subscriptions.clear()
+        for task in self._tasks:
+            task.cancel()
+        self._close_transport(code, reason)
+
+    def _overflowed(self) -> None:
+        self.close(CloseCode.SLOW, "outbox overflow: client too slow, resume by replay")
+
+    def _expire(self, why: str) -> None:
+        self.send(error_frame(RealtimeError(ErrorCode.UNAUTHORIZED, why)))
+        self.close(CloseCode.UNAUTHORIZED, why)
+
+    def send(self, frame: dict[str, Any]) -> None:
+        self.outbox.put(encode(self.outbox.format, frame))
+
+    # -- inbound -----------------------------------------------------------------
+
+    async def handle(self, payload: str | bytes) -> None:
+        """Handle one inbound WebSocket frame. Never raises for bad input."""
+        if self.state is SessionState.CLOSED:
+            return
+        obj: Any = None
+        try:
+            if len(payload) > self._services.settings.max_frame_bytes:
+                raise RealtimeError(ErrorCode.PAYLOAD_TOO_LARGE, "frame too large")
+            obj = decode(self.outbox.format, payload)
+            frame = parse_frame(obj)
+            if self.state is SessionState.AWAITING_CONNECT and not isinstance(frame, Connect):
+                self._expire("send a connect frame first")
+                return
+            if isinstance(frame, Connect):
+                self._connect(frame)
+            elif isinstance(frame, Subscribe):
+                self._subscribe(frame)
+            elif isinstance(frame, Unsubscribe):
+                self._unsubscribe(frame)
+            elif isinstance(frame, Publish):
+                await self._publish(frame)
+            elif isinstance(frame, Ping):
+                self.send({"type": "pong"} | ({"id": frame.id} if frame.id else {}))
+        except RealtimeError as err:
+            self._reject(err, frame_id(obj))
+
+    def _reject(self, err: RealtimeError, ident: str | None) -> None:
+        self.send(error_frame(err, ident))
+        if isinstance(err, ProtocolError):
+            self._bad_frames += 1
+            if self._bad_frames > self._services.settings.max_bad_frames:
+                self.close(CloseCode.PROTOCOL, "too many bad frames")
+
+    def _connect(self, frame: Connect) -> None:
+        principal, expires = self._services.tokens.verify(frame.token)
+        if self.principal is not None and principal != self.principal:
+            raise RealtimeError(ErrorCode.FORBIDDEN, "a refreshed token must name the same user")
+        self._expiry.cancel()
+        delay = max(0.0, expires - time.time())
+        self._expiry = asyncio.get_running_loop().call_later(delay, self._expire, "token expired")
+        reply: dict[str, Any] = {"type": "connected", "user": principal.user,
+                                 "role": principal.role.value, "expires": int(expires)}
+        if self.principal is None:
+            self.principal = principal
+            self._enter(SessionState.OPEN)
+        self.send(reply | ({"id": frame.id} if frame.id else {}))
+
+    def _subscribe(self, frame: Subscribe) -> None:
+        assert self.principal is not None
+        frame.room.check_subscribe(self.principal)
+        name = str(frame.room)
+        old = self.subscriptions.pop(name, None)
+        if old is not None:  # re-subscribing moves the position
+            self._services.hub.unsubscribe(old)
+        elif len(self.subscriptions) >= self._services.settings.max_subscriptions:
+            raise RealtimeError(ErrorCode.RATE_LIMITED, "too many subscriptions on this connection")
+        self.subscriptions[name] = self._services.hub.subscribe(
+            name, self.outbox, frame.since, frame.id)
+
+    def _unsubscribe(self, frame: Unsubscribe) -> None:
+        sub = self.subscriptions.pop(str(frame.room), None)
+        if sub is not None:
+            self._services.hub.unsubscribe(sub)
+        self.send({"type": "unsubscribed", "room": str(frame.room)}
+                  | ({"id": frame.id} if frame.id else {}))
+
+    async def _publish(self, frame: Publish) -> None:
+        assert self.principal is not None
+        frame.room.check_publish(self.principal)
+        wait = self._bucket.take()
+        if wait:
+            raise RealtimeError(ErrorCode.RATE_LIMITED, "publishing too fast",
+                                retry_after=round(wait, 3))
+        raw = encode_data(frame.data, self._services.settings.max_data_bytes)
+        item = Append(self.principal.user, raw, frame.id)
+        await self._inflight.acquire()  # backpressure: stop reading while too many are open
+        task = asyncio.get_running_loop().create_task(self._commit(str(frame.room), item))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _commit(self, room: str, item: Append) -> None:
+        try:
+            result = await self._services.publisher.publish(room, item)
+        except RealtimeError as err:
+            self.send(error_frame(err, item.id))
+        except Exception:
+            logger.exception("publish to %s failed", room)
+            self.send(error_frame(RealtimeError(ErrorCode.INTERNAL, "publish failed"), item.id))
+        else:
+            self.send({"type": "ack", "id": item.id, "room": room, "seq": result.seq,
+                       "epoch": result.epoch, "duplicate": result.duplicate})
+        finally:
+            self._inflight.release()

@@ -1,0 +1,128 @@
+"""Settings: every knob with its environment variable and default.
+
+``Settings.from_env()`` reads ``REALTIME_<NAME>`` for each field (durations in
+seconds, sizes in bytes). The README's configuration table is generated from
+the same list (``realtime settings``), so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+__all__ = ["Settings"]
+
+
+def _doc(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where things live
+    database_url: str = _doc(
+        "sqlite+aiosqlite:///realtime.db",
+        "SQLAlchemy URL of the log: sqlite+aiosqlite:///file.db or "
+        "postgresql+asyncpg://user@host/db",
+    )
+    auto_migrate: str = _doc(
+        "auto",
+        "migrate the schema at start: 'auto' (only for SQLite), 'yes' or 'no'",
+    )
+    secret: str = _doc(
+        "",
+        "HS256 secret for tokens; empty: a development secret kept in secret_file",
+    )
+    secret_file: str = _doc(".realtime-secret", "where the development secret is kept")
+    host: str = _doc("127.0.0.1", "address `realtime serve` binds")
+    port: int = _doc(8000, "port `realtime serve` binds ($PORT overrides it)")
+    log_level: str = _doc("info", "logging level")
+
+    # Connections
+    connect_timeout: float = _doc(10.0, "seconds a new WebSocket has to send `connect`")
+    ping_interval: float = _doc(15.0, "seconds between server WebSocket pings")
+    ping_timeout: float = _doc(10.0, "seconds without a pong before a link is closed as dead")
+    max_frame_bytes: int = _doc(1_048_576, "largest inbound WebSocket frame (close 1009 above)")
+    max_data_bytes: int = _doc(65_536, "largest message data, JSON-encoded (PAYLOAD_TOO_LARGE)")
+    max_subscriptions: int = _doc(100, "rooms one connection may subscribe to")
+    max_bad_frames: int = _doc(20, "bad frames a connection may send before close 4002")
+    ws_compression: bool = _doc(False, "permessage-deflate (costs CPU per send on fan-out)")
+
+    # Outbox: what a slow client may hold before it is closed with 4008
+    outbox_max_messages: int = _doc(5000, "frames queued for one connection")
+    outbox_max_bytes: int = _doc(8_388_608, "bytes queued for one connection")
+    coalesce_max_frames: int = _doc(512, "frames joined into one WebSocket frame at most")
+
+    # Publishing
+    publish_rate: float = _doc(200.0, "publishes per second per connection (token bucket)")
+    publish_burst: int = _doc(400, "publish burst per connection")
+    max_inflight: int = _doc(256, "unacknowledged publishes per connection before reads pause")
+    commit_batch: int = _doc(500, "publishes group-committed in one transaction at most")
+
+    # Reading
+    page_size: int = _doc(500, "messages per log read (replay pages, long-poll default)")
+    max_page_size: int = _doc(1000, "largest `limit` a long-poll request may ask for")
+    max_wait: float = _doc(60.0, "longest long-poll `wait` in seconds")
+    sse_keepalive: float = _doc(15.0, "seconds between SSE keep-alive comments")
+    live_buffer: int = _doc(10_000, "live messages held per subscriber while it replays")
+
+    # Retention and idempotency
+    retention_max_messages: int = _doc(100_000, "messages kept per room (0: no limit)")
+    retention_max_age: float = _doc(7 * 86400.0, "seconds a message is kept (0: forever)")
+    retention_interval: float = _doc(60.0, "seconds between age-based trim sweeps")
+    idempotency_ttl: float = _doc(86400.0, "seconds a client id is remembered for retries")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read ``REALTIME_*`` variables; keyword overrides win over the env."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get("REALTIME_" + f.name.upper())
+            if raw is not None:
+                values[f.name] = _convert(f.type, raw, f.name)
+        if "PORT" in env and "REALTIME_PORT" not in env:
+            values["port"] = _convert("int", env["PORT"], "PORT")
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def migrates_on_start(self) -> bool:
+        if self.auto_migrate == "auto":
+            return self.is_sqlite
+        return self.auto_migrate in ("yes", "true", "1")
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str]]:
+        """(environment variable, default, help) for every setting."""
+        return [
+            ("REALTIME_" + f.name.upper(), repr(f.default), f.metadata["help"])
+            for f in fields(cls)
+        ]
+
+
+def _convert(kind: Any, raw: str, name: str) -> Any:
+    try:
+        if kind == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw.replace("_", ""))
+        if kind == "float":
+            return float(raw)
+        return raw
+    except ValueError:
+        raise SystemExit(f"setting {name}: cannot read {raw!r} as {kind}") from None

@@ -1,0 +1,1 @@
+"""Transports: WebSocket, long-polling and SSE endpoints. Thin glue only."""

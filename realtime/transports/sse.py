@@ -1,0 +1,92 @@
+"""``GET /v1/rooms/{room}/events``: a room as Server-Sent Events.
+
+The same subscription as a WebSocket (replay, then live, through a bounded
+outbox); each message is an event with ``id: <seq>`` so a reconnecting
+EventSource resumes through ``Last-Event-ID``. Other frames (``subscribed``,
+``reset``, ``error``) are events named after their type. A comment line is sent
+every ``sse_keepalive`` seconds so proxies keep the stream open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from realtime.errors import ProtocolError
+from realtime.outbox import Outbox
+from realtime.protocol import Format, Since
+from realtime.services import Services
+from realtime.transports.http import authenticate, handles_errors, room_of
+
+__all__ = ["server_sent_events"]
+
+_KEEPALIVE = b": keepalive\n\n"
+
+
+def server_sent_events(services: Services) -> object:
+    @handles_errors
+    async def endpoint(request: Request) -> Response:
+        who = authenticate(request, services, allow_query=True)
+        room = room_of(request)
+        room.check_subscribe(who)
+        raw = request.headers.get("last-event-id") or request.query_params.get("after")
+        since = None
+        if raw is not None:
+            try:
+                seq = int(raw)
+            except ValueError:
+                raise ProtocolError("'Last-Event-ID' / 'after' must be a seq") from None
+            since = Since(request.query_params.get("epoch") or None, max(seq, 0))
+        return _Stream(services, str(room), since)
+
+    return endpoint
+
+
+class _Stream(Response):
+    media_type = "text/event-stream"
+
+    def __init__(self, services: Services, room: str, since: Since | None) -> None:
+        super().__init__(headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+        self._services = services
+        self._room = room
+        self._since = since
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        s = self._services.settings
+        gone = asyncio.Event()
+        outbox = Outbox(Format.SSE, max_frames=s.outbox_max_messages,
+                        max_bytes=s.outbox_max_bytes, coalesce=s.coalesce_max_frames,
+                        on_overflow=gone.set)
+
+        async def write(payload: bytes) -> None:
+            await send({"type": "http.response.body", "body": payload, "more_body": True})
+
+        async def until_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        async def keepalive() -> None:
+            while True:
+                await asyncio.sleep(s.sse_keepalive)
+                if not len(outbox):
+                    outbox.put(_KEEPALIVE)
+
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        sub = self._services.hub.subscribe(self._room, outbox, self._since)
+        tasks = [asyncio.create_task(coro) for coro in
+                 (outbox.run(write), until_disconnect(), keepalive(), gone.wait())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._services.hub.unsubscribe(sub)
+            outbox.close()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})

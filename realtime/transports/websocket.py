@@ -1,0 +1,110 @@
+"""The ``/ws`` endpoint: thin glue between ASGI and a :class:`Session`.
+
+A raw ASGI app (not Starlette's WebSocket wrapper): the writer task sends
+whole outbox backlogs with one ASGI send each, which is what makes fan-out
+cheap. Three tasks per connection: the reader (feeds the session), the
+writer (drains the outbox) and a wait for the session's close request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from realtime.errors import CloseCode
+from realtime.protocol import SUBPROTOCOLS, Format
+from realtime.services import Services
+from realtime.session import Session
+
+__all__ = ["WebSocketEndpoint"]
+
+logger = logging.getLogger(__name__)
+
+_FLUSH_BEFORE_CLOSE = 2.0  # seconds to deliver a final error frame before closing
+
+
+class WebSocketEndpoint:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        offered = scope.get("subprotocols") or []
+        chosen = next((p for p in offered if p in SUBPROTOCOLS), None)
+        if offered and chosen is None:
+            # The client asked only for protocols we do not speak: refuse the handshake.
+            await send({"type": "websocket.close", "code": 1002,
+                        "reason": "supported subprotocols: " + ", ".join(SUBPROTOCOLS)})
+            return
+        fmt = SUBPROTOCOLS[chosen] if chosen else Format.JSON
+        await send({"type": "websocket.accept", "subprotocol": chosen})
+        await _Connection(self._services, fmt, receive, send).run()
+
+
+class _Connection:
+    def __init__(self, services: Services, fmt: Format, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+        self._closing: tuple[CloseCode, str] | None = None
+        self._close_requested = asyncio.Event()
+        self._text = fmt is not Format.MSGPACK
+        self.session = Session(fmt, services, self._request_close)
+        self._services = services
+
+    def _request_close(self, code: CloseCode, reason: str) -> None:
+        if self._closing is None:
+            self._closing = (code, reason)
+            self._close_requested.set()
+
+    async def _write(self, payload: bytes) -> None:
+        if self._text:
+            await self._send({"type": "websocket.send", "text": payload.decode()})
+        else:
+            await self._send({"type": "websocket.send", "bytes": payload})
+
+    async def _read(self) -> None:
+        while True:
+            message: dict[str, Any] = dict(await self._receive())
+            if message["type"] == "websocket.disconnect":
+                return
+            payload = message.get("text")
+            if payload is None:
+                payload = message.get("bytes") or b""
+            await self.session.handle(payload)
+
+    async def run(self) -> None:
+        self._services.sessions.add(self.session)
+        reader = asyncio.create_task(self._read())
+        writer = asyncio.create_task(self.session.outbox.run(self._write))
+        closer = asyncio.create_task(self._close_requested.wait())
+        try:
+            await asyncio.wait({reader, writer, closer}, return_when=asyncio.FIRST_COMPLETED)
+            if closer.done() and self._closing is not None:
+                await self._close(writer, *self._closing)
+            elif writer.done() and writer.exception() is not None:
+                logger.debug("send failed: %s", writer.exception())
+        except Exception:
+            logger.exception("connection handler failed")
+            await self._close(writer, CloseCode.INTERNAL, "internal error")
+        finally:
+            self.session.close(CloseCode.NORMAL, "")
+            self._services.sessions.discard(self.session)
+            for task in (reader, writer, closer):
+                task.cancel()
+            await asyncio.gather(reader, writer, closer, return_exceptions=True)
+
+    async def _close(self, writer: asyncio.Task[None], code: CloseCode, reason: str) -> None:
+        if code is not CloseCode.SLOW and not writer.done():
+            # Let the last frames (the error saying why) reach the client.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.session.outbox.drained(), _FLUSH_BEFORE_CLOSE)
+        try:
+            await self._send({"type": "websocket.close", "code": int(code), "reason": reason})
+        except Exception:  # the client is already gone
+            logger.debug("close frame not sent", exc_info=True)
