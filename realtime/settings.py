@@ -83,7 +83,7 @@ class Settings:
         for f in fields(cls):
             raw = env.get("REALTIME_" + f.name.upper())
             if raw is not None:
-                values[f.name] = _convert(f.type, raw, f.name)
+                values[f.name] = _convert(f.type, raw, "REALTIME_" + f.name.upper())
         if "PORT" in env and "REALTIME_PORT" not in env:
             values["port"] = _convert("int", env["PORT"], "PORT")
         values.update(overrides)

@@ -1,0 +1,71 @@
+"""Fixtures shared by the whole suite: a throwaway PostgreSQL database per test
+session, SQLite files in tmp dirs, a secret for tokens.
+
+PostgreSQL is required (CI starts it): tests that need it fail, never skip,
+when it is not reachable. Point ``REALTIME_TEST_PG`` elsewhere than the local
+default (``postgresql://postgres@127.0.0.1:5432/postgres``) if needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import secrets
+import uuid
+from collections.abc import Iterator
+
+import asyncpg
+import pytest
+
+ADMIN_DSN = os.environ.get("REALTIME_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+SECRET = "test-secret-" + "x" * 32
+
+
+def _admin(sql: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(ADMIN_DSN, timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    # In a thread of its own: the fixture may be set up under a running event loop.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
+
+
+def _sa_url(dsn: str, database: str) -> str:
+    base = dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return f"{base}/{database}"
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped afterwards.
+
+    Yields its SQLAlchemy URL (postgresql+asyncpg://...).
+    """
+    name = f"rt_test_{uuid.uuid4().hex[:12]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield _sa_url(ADMIN_DSN, name)
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """The session's PostgreSQL URL; tests isolate themselves by room name."""
+    return pg_database
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: object) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path}/realtime.db"
+
+
+@pytest.fixture
+def room() -> str:
+    """A room name no other test uses."""
+    return f"chat:t-{secrets.token_hex(6)}"

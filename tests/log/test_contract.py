@@ -1,0 +1,188 @@
+"""The Log port's contract, run against every adapter: SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import asyncpg
+import pytest
+
+from realtime.errors import Unavailable
+from realtime.log import Append
+from realtime.log.sql import SqlLog
+from tests.conftest import ADMIN_DSN
+
+LogFactory = Callable[..., Awaitable[SqlLog]]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def make_log(request: pytest.FixtureRequest) -> AsyncIterator[LogFactory]:
+    """Opens logs on one database; several logs stand for several processes."""
+    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+    opened: list[SqlLog] = []
+
+    async def make(**options: int) -> SqlLog:
+        log = SqlLog(url, migrate=True, **options)
+        await log.open()
+        opened.append(log)
+        return log
+
+    yield make
+    for log in opened:
+        await log.close()
+
+
+def item(actor: str = "u1", data: bytes = b"{}", ident: str | None = None) -> Append:
+    return Append(actor, data, ident)
+
+
+async def test_seqs_are_gapless_under_50_concurrent_appenders(make_log: LogFactory,
+                                                               room: str) -> None:
+    # Two logs (two engines, two pools) stand for two server processes racing.
+    logs = [await make_log(), await make_log()]
+
+    async def appender(n: int) -> list[int]:
+        log = logs[n % 2]
+        seqs = []
+        for i in range(4):
+            results, _ = await log.append(room, [item(f"u{n}", b"%d" % i)], now_ms=1)
+            seqs.append(results[0].seq)
+        return seqs
+
+    per_appender = await asyncio.gather(*(appender(n) for n in range(50)))
+    everything = sorted(s for seqs in per_appender for s in seqs)
+    assert everything == list(range(1, 201))
+    for seqs in per_appender:  # each appender sees its own appends in order
+        assert seqs == sorted(seqs)
+    page = await logs[0].read(room, 0, 1000)
+    assert [m.seq for m in page.messages] == list(range(1, 201))
+    assert page.info.head == 200
+
+
+async def test_a_batch_is_one_contiguous_run(make_log: LogFactory, room: str) -> None:
+    log = await make_log()
+    results, stored = await log.append(room, [item(data=b"%d" % i) for i in range(5)], now_ms=7)
+    assert [r.seq for r in results] == [1, 2, 3, 4, 5]
+    assert [m.seq for m in stored] == [1, 2, 3, 4, 5]
+    assert {m.epoch for m in stored} == {results[0].epoch}
+    assert [m.data for m in stored] == [0, 1, 2, 3, 4]
+    assert all(m.ts == 7 and m.by == "u1" for m in stored)
+
+
+async def test_a_retried_id_returns_the_first_result_and_stores_nothing(
+        make_log: LogFactory, room: str) -> None:
+    first, other = await make_log(), await make_log()
+    (a,), _ = await first.append(room, [item(ident="c1")], now_ms=1)
+    (b,), stored = await other.append(room, [item(ident="c1", data=b'"changed"')], now_ms=2)
+    assert (b.seq, b.epoch, b.ts, b.duplicate) == (a.seq, a.epoch, a.ts, True)
+    assert stored == []
+    # The same id from another user, or in one batch twice, is told apart correctly.
+    results, stored = await first.append(
+        room, [item("u2", ident="c1"), item("u2", ident="c1"), item(ident="c2")], now_ms=3)
+    assert [(r.seq, r.duplicate) for r in results] == [(2, False), (2, True), (3, False)]
+    assert [m.seq for m in stored] == [2, 3]
+    assert (await first.info(room)).head == 3
+
+
+async def test_concurrent_retries_of_one_id_store_it_once(make_log: LogFactory,
+                                                         room: str) -> None:
+    logs = [await make_log(), await make_log()]
+    results = await asyncio.gather(
+        *(logs[i % 2].append(room, [item(ident="same")], now_ms=1) for i in range(20)))
+    assert {r[0][0].seq for r in results} == {1}
+    assert sum(len(stored) for _, stored in results) == 1
+
+
+async def test_reads_page_in_order(make_log: LogFactory, room: str) -> None:
+    log = await make_log()
+    await log.append(room, [item(data=b"%d" % i) for i in range(25)], now_ms=1)
+    seen, after = [], 0
+    while True:
+        page = await log.read(room, after, 10)
+        assert not page.trimmed
+        if not page.messages:
+            break
+        seen += [m.data for m in page.messages]
+        after = page.messages[-1].seq
+    assert seen == list(range(25))
+
+
+async def test_a_new_room_is_empty_with_an_epoch(make_log: LogFactory, room: str) -> None:
+    log = await make_log()
+    info = await log.info(room)
+    assert (info.head, info.trimmed) == (0, 0)
+    assert info.epoch
+    page = await log.read(room, 0, 10)
+    assert page.messages == [] and not page.trimmed and page.info.epoch == info.epoch
+
+
+async def test_retention_by_count_trims_and_says_so(make_log: LogFactory, room: str) -> None:
+    log = await make_log(retention_max_messages=10)
+    await log.append(room, [item() for _ in range(25)], now_ms=1)
+    info = await log.info(room)
+    assert (info.head, info.trimmed) == (25, 15)
+    assert (await log.read(room, 3, 100)).trimmed  # the range after 3 is gone
+    kept = await log.read(room, 15, 100)
+    assert not kept.trimmed and [m.seq for m in kept.messages] == list(range(16, 26))
+
+
+async def test_retention_by_age(make_log: LogFactory, room: str) -> None:
+    log = await make_log()
+    await log.append(room, [item() for _ in range(3)], now_ms=1_000)
+    await log.append(room, [item() for _ in range(2)], now_ms=5_000)
+    assert await log.trim_before(2_000) >= 3
+    info = await log.info(room)
+    assert (info.head, info.trimmed) == (5, 3)
+    assert (await log.read(room, 0, 10)).trimmed
+    assert [m.seq for m in (await log.read(room, 3, 10)).messages] == [4, 5]
+
+
+async def test_reset_starts_a_new_epoch(make_log: LogFactory, room: str) -> None:
+    log = await make_log()
+    (old,), _ = await log.append(room, [item(ident="x")], now_ms=1)
+    info = await log.reset(room)
+    assert info.epoch != old.epoch and info.head == 0
+    assert (await log.read(room, 0, 10)).messages == []
+    (new,), _ = await log.append(room, [item(ident="x")], now_ms=2)
+    assert (new.seq, new.epoch, new.duplicate) == (1, info.epoch, False)
+
+
+async def test_ids_expire_after_their_ttl(make_log: LogFactory, room: str) -> None:
+    log = await make_log()
+    await log.append(room, [item(ident="late")], now_ms=1_000)
+    assert await log.expire_ids(2_000) >= 1
+    (again,), _ = await log.append(room, [item(ident="late")], now_ms=3_000)
+    assert (again.seq, again.duplicate) == (2, False)
+
+
+async def test_unmigrated_database_is_refused_with_advice(tmp_path: object) -> None:
+    log = SqlLog(f"sqlite+aiosqlite:///{tmp_path}/fresh.db", migrate=False)
+    with pytest.raises(SystemExit, match="realtime migrate"):
+        await log.open()
+
+
+async def test_database_failure_is_unavailable_then_recovers(pg_url: str, room: str) -> None:
+    log = SqlLog(pg_url, migrate=True)
+    await log.open()
+    try:
+        await log.append(room, [item()], now_ms=1)
+        database = pg_url.rsplit("/", 1)[1]
+        admin = await asyncpg.connect(ADMIN_DSN)
+        try:  # cut every pooled connection, as a database restart would
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()", database)
+        finally:
+            await admin.close()
+        with pytest.raises(Unavailable) as failed:
+            for _ in range(20):  # until the pool hands out a cut connection
+                await log.append(room, [item(ident=secrets.token_hex(4))], now_ms=2)
+        assert failed.value.retry_after
+        # The pool replaces dead connections: the log works again, seqs still gapless.
+        await log.append(room, [item()], now_ms=3)
+        page = await log.read(room, 0, 100)
+        assert [m.seq for m in page.messages] == list(range(1, page.info.head + 1))
+    finally:
+        await log.close()

@@ -1,0 +1,188 @@
+"""The hub against a real SQLite log, in-process: replay/live merge, gaps, resets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+
+from realtime.bus.memory import MemoryBus
+from realtime.hub import Hub
+from realtime.log import Append
+from realtime.log.sql import SqlLog
+from realtime.outbox import Outbox
+from realtime.protocol import Format, Since
+from realtime.publisher import Publisher
+
+
+class Wire:
+    """An outbox drained into a list of decoded frames, as a client sees them."""
+
+    def __init__(self, max_frames: int = 100_000) -> None:
+        self.frames: list[dict[str, Any]] = []
+        self.overflowed = False
+        self.outbox = Outbox(Format.JSON, max_frames=max_frames, max_bytes=10**9, coalesce=64,
+                             on_overflow=self._overflow)
+        self.task = asyncio.create_task(self.outbox.run(self._send))
+
+    def _overflow(self) -> None:
+        self.overflowed = True
+
+    async def _send(self, payload: bytes) -> None:
+        decoded = orjson.loads(payload)
+        self.frames += decoded if isinstance(decoded, list) else [decoded]
+
+    def seqs(self) -> list[int]:
+        return [f["seq"] for f in self.frames if f["type"] == "message"]
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [f for f in self.frames if f["type"] == kind]
+
+    async def until(self, count: int) -> None:
+        async def wait() -> None:
+            while len(self.seqs()) < count:
+                await asyncio.sleep(0.005)
+        await asyncio.wait_for(wait(), 10)
+
+
+@pytest.fixture
+async def parts(sqlite_url: str) -> AsyncIterator[tuple[SqlLog, Hub, Publisher]]:
+    log = SqlLog(sqlite_url, migrate=True)
+    await log.open()
+    bus = MemoryBus()
+    hub = Hub(log, page_size=7, live_buffer=25)
+    publisher = Publisher(log, hub, bus, clock_ms=lambda: 1, max_batch=5)
+    yield log, hub, publisher
+    await publisher.close()
+    await log.close()
+
+
+async def publish(publisher: Publisher, room: str, n: int, start: int = 0) -> None:
+    await asyncio.gather(*(publisher.publish(room, Append("u", b"%d" % i, f"id{i}"))
+                           for i in range(start, start + n)))
+
+
+async def test_replay_then_live_has_no_gap_and_no_duplicate(parts: Any, room: str) -> None:
+    log, hub, publisher = parts
+    await publish(publisher, room, 100)
+    epoch = (await log.info(room)).epoch
+    wire = Wire()
+    # Subscribe from seq 10 while 200 more are published concurrently.
+    sub = hub.subscribe(room, wire.outbox, Since(epoch, 10), "s1")
+    await publish(publisher, room, 200, start=100)
+    await wire.until(290)
+    assert wire.seqs() == list(range(11, 301))
+    subscribed = wire.of("subscribed")[0]
+    assert subscribed["id"] == "s1" and subscribed["epoch"] == epoch
+    assert subscribed["replayed"] == subscribed["head"] - 10
+    assert sub.live and sub.buffer == []
+    hub.unsubscribe(sub)
+
+
+async def test_fresh_subscription_starts_at_the_head(parts: Any, room: str) -> None:
+    _, hub, publisher = parts
+    await publish(publisher, room, 5)
+    wire = Wire()
+    hub.subscribe(room, wire.outbox, None)
+    await asyncio.sleep(0.05)
+    await publish(publisher, room, 3, start=5)
+    await wire.until(3)
+    assert wire.seqs() == [6, 7, 8]
+    assert wire.of("subscribed")[0]["replayed"] == 0
+
+
+async def test_a_gap_in_live_delivery_is_repaired_from_the_log(parts: Any, room: str) -> None:
+    log, hub, publisher = parts
+    await publish(publisher, room, 3)
+    wire = Wire()
+    hub.subscribe(room, wire.outbox, None)
+    await asyncio.sleep(0.05)
+    # Seqs 4..6 commit but only 6 reaches the hub (as a lossy bus might do).
+    _, stored = await log.append(room, [Append("u", b"1"), Append("u", b"2"), Append("u", b"3")],
+                                 now_ms=1)
+    hub.deliver(room, stored[2:])
+    await wire.until(3)
+    assert wire.seqs() == [4, 5, 6]
+    hub.deliver(room, stored)  # late duplicates are dropped
+    await publish(publisher, room, 1, start=50)
+    await wire.until(4)
+    assert wire.seqs() == [4, 5, 6, 7]
+
+
+async def test_wrong_epoch_or_trimmed_range_gives_reset(sqlite_url: str, room: str) -> None:
+    log = SqlLog(sqlite_url, migrate=True, retention_max_messages=5)
+    await log.open()
+    hub = Hub(log, page_size=3)
+    publisher = Publisher(log, hub, MemoryBus(), clock_ms=lambda: 1)
+    try:
+        await publish(publisher, room, 20)
+        info = await log.info(room)
+        for since, reason in [(Since("old", 3), "epoch"), (Since(info.epoch, 2), "trimmed"),
+                              (Since(info.epoch, 99), "epoch")]:
+            wire = Wire()
+            sub = hub.subscribe(room, wire.outbox, since)
+            await publish(publisher, room, 1, start=100 + since.seq)
+            await wire.until(1)
+            (reset,) = wire.of("reset")
+            assert (reset["reason"], reset["epoch"]) == (reason, info.epoch)
+            assert reset["trimmed"] >= 15
+            # After the reset it continues live from the head: nothing partial before it.
+            assert wire.seqs() == [reset["seq"] + 1]
+            assert wire.frames.index(reset) < len(wire.frames) - 1
+            hub.unsubscribe(sub)
+    finally:
+        await publisher.close()
+        await log.close()
+
+
+async def test_room_reset_tells_live_subscribers(parts: Any, room: str) -> None:
+    _, hub, publisher = parts
+    await publish(publisher, room, 2)
+    wire = Wire()
+    hub.subscribe(room, wire.outbox, None)
+    await asyncio.sleep(0.05)
+    info = await publisher.reset(room)
+    await publish(publisher, room, 2, start=10)
+    await wire.until(2)
+    (reset,) = wire.of("reset")
+    assert (reset["epoch"], reset["seq"]) == (info.epoch, 0)
+    assert wire.seqs() == [1, 2]
+    assert {f["epoch"] for f in wire.of("message")} == {info.epoch}
+
+
+async def test_overflowing_outbox_reports_slow_client(parts: Any, room: str) -> None:
+    _, hub, publisher = parts
+    wire = Wire(max_frames=10)
+    slow = hub.subscribe(room, wire.outbox, None)
+    await asyncio.sleep(0.05)
+    assert slow.live
+    wire.task.cancel()  # the client stops reading
+    fast = Wire()
+    hub.subscribe(room, fast.outbox, None)
+    await asyncio.sleep(0.05)
+    await publish(publisher, room, 30)
+    await fast.until(30)
+    assert wire.overflowed and wire.outbox.closed and len(wire.outbox) == 0
+    assert fast.seqs() == list(range(1, 31))
+
+
+async def test_a_client_that_stops_reading_during_replay_holds_bounded_memory(
+        parts: Any, room: str) -> None:
+    _, hub, publisher = parts
+    wire = Wire()
+    wire.task.cancel()  # never reads, not even `subscribed`
+    sub = hub.subscribe(room, wire.outbox, None)
+    await publish(publisher, room, 60)
+    assert not sub.live and len(sub.buffer) <= 25 and len(wire.outbox) == 1
+
+
+async def test_long_poll_watch_sees_commits_after_it_starts(parts: Any, room: str) -> None:
+    _, hub, publisher = parts
+    async with hub.watch(room) as changed:
+        assert not changed.is_set()
+        await publish(publisher, room, 1)
+        assert changed.is_set()
+    assert room not in hub.rooms

@@ -1,0 +1,133 @@
+"""Protocol frames and codecs: pure, no event loop."""
+
+from __future__ import annotations
+
+import msgpack
+import orjson
+import pytest
+
+from realtime.errors import ErrorCode, ProtocolError, RealtimeError
+from realtime.protocol import (
+    Connect,
+    Format,
+    Message,
+    Ping,
+    Publish,
+    Since,
+    Subscribe,
+    Unsubscribe,
+    batch,
+    decode,
+    encode,
+    encode_data,
+    error_frame,
+    frame_id,
+    parse_frame,
+)
+
+
+def msg(seq: int = 1, raw: bytes = b'{"a":[1,"\\u00e9"]}') -> Message:
+    return Message("chat:x", seq, "ep1", 1700, "u1", raw)
+
+
+def test_parses_every_client_frame() -> None:
+    assert parse_frame({"type": "connect", "token": "t"}) == Connect("t")
+    sub = parse_frame({"type": "subscribe", "room": "chat:x",
+                       "since": {"epoch": "e", "seq": 4}, "id": "s"})
+    assert isinstance(sub, Subscribe)
+    assert (str(sub.room), sub.since, sub.id) == ("chat:x", Since("e", 4), "s")
+    assert isinstance(parse_frame({"type": "unsubscribe", "room": "chat:x"}), Unsubscribe)
+    pub = parse_frame({"type": "publish", "room": "feed:n", "data": None, "id": "p"})
+    assert isinstance(pub, Publish) and pub.data is None and pub.id == "p"
+    assert parse_frame({"type": "ping"}) == Ping()
+
+
+@pytest.mark.parametrize("frame, says", [
+    ([], "object"),
+    ({"type": "nope"}, "unknown frame type"),
+    ({"type": 3}, "unknown frame type"),
+    ({"type": "connect"}, "token"),
+    ({"type": "connect", "token": 5}, "token"),
+    ({"type": "subscribe", "room": "chat:x", "since": 5}, "since"),
+    ({"type": "subscribe", "room": "chat:x", "since": {"epoch": "e", "seq": "1"}}, "integer"),
+    ({"type": "subscribe", "room": "chat:x", "since": {"epoch": "e", "seq": True}}, "integer"),
+    ({"type": "subscribe", "room": "chat:x", "since": {"epoch": "e", "seq": -1}}, "negative"),
+    ({"type": "publish", "room": "chat:x", "data": 1}, "'id'"),
+    ({"type": "publish", "room": "chat:x", "data": 1, "id": ""}, "'id'"),
+    ({"type": "publish", "room": "chat:x", "data": 1, "id": "x" * 129}, "'id'"),
+    ({"type": "publish", "room": "chat:x", "id": "a"}, "data"),
+    ({"type": "ping", "id": 7}, "'id'"),
+])
+def test_rejects_malformed_frames_with_bad_frame(frame: object, says: str) -> None:
+    with pytest.raises(ProtocolError, match=says) as err:
+        parse_frame(frame)
+    assert err.value.code is ErrorCode.BAD_FRAME
+
+
+@pytest.mark.parametrize("room", ["lobby", "chat:", ":x", "Chat:x", "chat:x y", "chat:-x",
+                                  "chat:" + "a" * 129, 42, None, "nokind:x"])
+def test_rejects_invalid_rooms(room: object) -> None:
+    with pytest.raises(RealtimeError) as err:
+        parse_frame({"type": "subscribe", "room": room})
+    assert err.value.code is ErrorCode.INVALID_ROOM
+
+
+def test_decode_rejects_garbage_in_both_formats() -> None:
+    for fmt, payload in [(Format.JSON, "{nope"), (Format.JSON, b"\xff"),
+                         (Format.MSGPACK, b"\xc1"), (Format.MSGPACK, "text frame"),
+                         (Format.MSGPACK, msgpack.packb({1: 2}))]:
+        with pytest.raises(ProtocolError):
+            decode(fmt, payload)
+    assert decode(Format.MSGPACK, msgpack.packb({"type": "ping"})) == {"type": "ping"}
+
+
+def test_frame_id_is_only_a_usable_id() -> None:
+    assert frame_id({"id": "a"}) == "a"
+    assert frame_id({"id": 3}) is None and frame_id("x") is None and frame_id({}) is None
+
+
+def test_message_encodes_the_same_frame_in_every_format() -> None:
+    m = msg()
+    as_json = orjson.loads(m.encoded(Format.JSON))
+    assert as_json == {"type": "message", "room": "chat:x", "seq": 1, "epoch": "ep1",
+                       "ts": 1700, "by": "u1", "data": {"a": [1, "é"]}}
+    assert msgpack.unpackb(m.encoded(Format.MSGPACK)) == as_json
+    sse = m.encoded(Format.SSE)
+    assert sse.startswith(b"id: 1\nevent: message\ndata: ") and sse.endswith(b"\n\n")
+    assert orjson.loads(sse.split(b"data: ", 1)[1]) == as_json
+
+
+def test_message_is_encoded_once_per_format() -> None:
+    m = msg()
+    assert m.encoded(Format.JSON) is m.encoded(Format.JSON)
+
+
+def test_batch_makes_arrays_clients_can_read() -> None:
+    for count in (1, 2, 15, 16, 300):  # msgpack array headers change at 16
+        items = [msg(i).encoded(Format.JSON) for i in range(1, count + 1)]
+        wire = batch(Format.JSON, items)
+        decoded = orjson.loads(wire)
+        frames = decoded if isinstance(decoded, list) else [decoded]
+        assert [f["seq"] for f in frames] == list(range(1, count + 1))
+        packed = batch(Format.MSGPACK, [msg(i).encoded(Format.MSGPACK)
+                                        for i in range(1, count + 1)])
+        unpacked = msgpack.unpackb(packed)
+        frames = unpacked if isinstance(unpacked, list) else [unpacked]
+        assert [f["seq"] for f in frames] == list(range(1, count + 1))
+
+
+def test_encode_data_checks_json_and_size() -> None:
+    assert encode_data({"k": [1, 2]}, 100) == b'{"k":[1,2]}'
+    with pytest.raises(ProtocolError, match="JSON-compatible"):
+        encode_data(b"bytes from msgpack", 100)
+    with pytest.raises(RealtimeError) as err:
+        encode_data("x" * 200, 100)
+    assert err.value.code is ErrorCode.PAYLOAD_TOO_LARGE
+
+
+def test_error_frame_carries_id_and_retry_after() -> None:
+    err = RealtimeError(ErrorCode.RATE_LIMITED, "slow down", retry_after=0.5)
+    assert error_frame(err, "p1") == {"type": "error", "code": "RATE_LIMITED",
+                                      "message": "slow down", "id": "p1", "retry_after": 0.5}
+    assert orjson.loads(encode(Format.JSON, {"type": "pong"})) == {"type": "pong"}
+    assert encode(Format.SSE, {"type": "reset", "a": 1}).startswith(b"event: reset\ndata: ")
