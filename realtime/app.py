@@ -21,7 +21,6 @@ from realtime.log import Log
 from realtime.log.sql import SqlLog
 from realtime.publisher import Publisher
 from realtime.services import Services
-from realtime.session import Session
 from realtime.settings import Settings
 from realtime.transports.longpoll import long_poll
 from realtime.transports.sse import server_sent_events
@@ -73,8 +72,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         finally:
             sweeper.cancel()
             for session in list(s.sessions):
-                if isinstance(session, Session):
-                    session.close(CloseCode.GOING_AWAY, "server shutting down")
+                session.close(CloseCode.GOING_AWAY, "server shutting down")
             await s.publisher.close()
             await s.bus.close()
             await s.log.close()

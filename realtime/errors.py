@@ -68,6 +68,7 @@ class CloseCode(enum.IntEnum):
     GOING_AWAY = 1001  # server shutting down or draining: reconnect (elsewhere)
     MESSAGE_TOO_BIG = 1009  # a frame above max_frame_bytes (sent by the WS layer)
     INTERNAL = 1011  # server bug: reconnect with backoff
+    SERVICE_RESTART = 1012  # the server process is restarting (sent by uvicorn): reconnect
     UNAUTHORIZED = 4001  # bad, expired or missing token, or no `connect` in time: stop
     PROTOCOL = 4002  # the client broke the protocol (too many bad frames): stop
     FORBIDDEN = 4003  # banned / revoked: stop
@@ -78,7 +79,8 @@ class CloseCode(enum.IntEnum):
         return self in _RECONNECT
 
 
-_RECONNECT = frozenset({CloseCode.GOING_AWAY, CloseCode.INTERNAL, CloseCode.SLOW})
+_RECONNECT = frozenset(
+    {CloseCode.GOING_AWAY, CloseCode.INTERNAL, CloseCode.SERVICE_RESTART, CloseCode.SLOW})
 
 
 class RealtimeError(Exception):

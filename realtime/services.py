@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from realtime.auth import Tokens
 from realtime.bus import Bus
@@ -11,6 +12,9 @@ from realtime.hub import Hub
 from realtime.log import Log
 from realtime.publisher import Publisher
 from realtime.settings import Settings
+
+if TYPE_CHECKING:
+    from realtime.session import Session
 
 __all__ = ["Services"]
 
@@ -24,4 +28,4 @@ class Services:
     publisher: Publisher
     tokens: Tokens
     clock: Callable[[], float]  # monotonic seconds, for timers and rate limits
-    sessions: set[object] = field(default_factory=set)
+    sessions: set[Session] = field(default_factory=set)  # open WebSocket sessions

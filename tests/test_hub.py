@@ -24,6 +24,7 @@ class Wire:
     def __init__(self, max_frames: int = 100_000) -> None:
         self.frames: list[dict[str, Any]] = []
         self.overflowed = False
+        self._arrived = asyncio.Event()
         self.outbox = Outbox(Format.JSON, max_frames=max_frames, max_bytes=10**9, coalesce=64,
                              on_overflow=self._overflow)
         self.task = asyncio.create_task(self.outbox.run(self._send))
@@ -34,6 +35,7 @@ class Wire:
     async def _send(self, payload: bytes) -> None:
         decoded = orjson.loads(payload)
         self.frames += decoded if isinstance(decoded, list) else [decoded]
+        self._arrived.set()
 
     def seqs(self) -> list[int]:
         return [f["seq"] for f in self.frames if f["type"] == "message"]
@@ -44,7 +46,8 @@ class Wire:
     async def until(self, count: int) -> None:
         async def wait() -> None:
             while len(self.seqs()) < count:
-                await asyncio.sleep(0.005)
+                self._arrived.clear()
+                await self._arrived.wait()
         await asyncio.wait_for(wait(), 10)
 
 
