@@ -169,7 +169,7 @@ class Hub:
                 self._send_reset(sub, page.info, "trimmed")
                 continue
             if page.messages:
-                sub.outbox.extend(m.encoded(fmt) for m in page.messages)
+                sub.outbox.extend([m.encoded(fmt) for m in page.messages])
                 sub.cursor = page.messages[-1].seq
             if len(page.messages) == self._page_size:
                 continue
@@ -181,7 +181,7 @@ class Hub:
             if fresh and fresh[0].seq != sub.cursor + 1:
                 continue  # committed between our read and the buffer: read again
             if fresh:
-                sub.outbox.extend(m.encoded(fmt) for m in fresh)
+                sub.outbox.extend([m.encoded(fmt) for m in fresh])
                 sub.cursor = fresh[-1].seq
             sub.buffer, sub.live, sub.task = [], True, None
             return
@@ -201,7 +201,7 @@ class Hub:
         if room is None or not messages:
             return
         first, last = messages[0], messages[-1]
-        encoded: dict[Format, list[bytes]] = {}
+        encoded: dict[Format, tuple[list[bytes], int]] = {}
         for sub in list(room.subs):
             if not sub.live:
                 sub.buffer.extend(messages)
@@ -214,11 +214,15 @@ class Hub:
                 self._start_replay(sub, list(messages))  # a gap or a new epoch: resync
                 continue
             fmt = sub.outbox.format
-            wire = encoded.get(fmt)
-            if wire is None:
-                wire = encoded[fmt] = [m.encoded(fmt) for m in messages]
+            run = encoded.get(fmt)
+            if run is None:  # encode once per format, not per subscriber
+                wire = [m.encoded(fmt) for m in messages]
+                run = encoded[fmt] = (wire, sum(map(len, wire)))
             skip = sub.cursor + 1 - first.seq
-            sub.outbox.extend(wire[skip:] if skip else wire)
+            if skip:
+                sub.outbox.extend(run[0][skip:])
+            else:
+                sub.outbox.extend(*run)
             sub.cursor = last.seq
         for event in room.watchers:
             event.set()

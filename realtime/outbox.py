@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Sequence
 
 from realtime.protocol import Format, batch
 
@@ -57,13 +57,13 @@ class Outbox:
         self._bytes += len(item)
         self._after_add()
 
-    def extend(self, items: Iterable[bytes]) -> None:
+    def extend(self, items: Sequence[bytes], nbytes: int | None = None) -> None:
+        """Queue several frames; ``nbytes`` (their total size) saves a pass when
+        the caller hands the same run to many outboxes."""
         if self.closed:
             return
-        before = len(self._items)
         self._items.extend(items)
-        for i in range(before, len(self._items)):
-            self._bytes += len(self._items[i])
+        self._bytes += sum(map(len, items)) if nbytes is None else nbytes
         self._after_add()
 
     def _after_add(self) -> None:

@@ -105,6 +105,10 @@ class _Connection:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.session.outbox.drained(), _FLUSH_BEFORE_CLOSE)
         try:
-            await self._send({"type": "websocket.close", "code": int(code), "reason": reason})
-        except Exception:  # the client is already gone
+            # Bounded: a client that stopped reading never makes room for the close
+            # frame; returning lets the server drop the socket anyway.
+            await asyncio.wait_for(
+                self._send({"type": "websocket.close", "code": int(code), "reason": reason}),
+                _FLUSH_BEFORE_CLOSE)
+        except Exception:  # the client is already gone, or not reading
             logger.debug("close frame not sent", exc_info=True)
