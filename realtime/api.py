@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import orjson
@@ -9,12 +10,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from realtime.errors import ErrorCode, ProtocolError, RealtimeError
+from realtime.identity import Principal
 from realtime.log import Append
 from realtime.protocol import MAX_ID_LENGTH, encode_data
+from realtime.ratelimit import TokenBucket
 from realtime.services import Services
 from realtime.transports.http import authenticate, handles_errors, room_of
 
 __all__ = ["Api"]
+
+_MAX_BUCKETS = 10_000  # HTTP publishers whose rate is tracked; the least recent go first
 
 
 class Api:
@@ -22,6 +27,21 @@ class Api:
 
     def __init__(self, services: Services) -> None:
         self._s = services
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def _rate_limit(self, who: Principal) -> None:
+        """``publish_rate``/``publish_burst`` per user over HTTP (per connection on
+        the WebSocket): RATE_LIMITED, with Retry-After, when spent."""
+        settings = self._s.settings
+        bucket = self._buckets.pop(who.user, None) or TokenBucket(
+            settings.publish_rate, settings.publish_burst, self._s.clock)
+        self._buckets[who.user] = bucket
+        if len(self._buckets) > _MAX_BUCKETS:
+            self._buckets.popitem(last=False)
+        wait = bucket.take()
+        if wait:
+            raise RealtimeError(ErrorCode.RATE_LIMITED, "publishing too fast",
+                                retry_after=round(wait, 3))
 
     @handles_errors
     async def publish(self, request: Request) -> Response:
@@ -29,6 +49,7 @@ class Api:
         who = authenticate(request, self._s)
         room = room_of(request)
         room.check_publish(who)
+        self._rate_limit(who)
         body = await _json_body(request, self._s.settings.max_frame_bytes)
         ident = body.get("id")
         if not isinstance(ident, str) or not 0 < len(ident) <= MAX_ID_LENGTH:

@@ -9,19 +9,23 @@ import time
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from realtime.api import Api
 from realtime.auth import Tokens, load_secret
 from realtime.bus import Bus
 from realtime.bus.memory import MemoryBus
-from realtime.errors import CloseCode
+from realtime.errors import CloseCode, ErrorCode, RealtimeError
 from realtime.hub import Hub
 from realtime.log import Log
 from realtime.log.sql import SqlLog
 from realtime.publisher import Publisher
 from realtime.services import Services
 from realtime.settings import Settings
+from realtime.transports.http import error_response
 from realtime.transports.longpoll import long_poll
 from realtime.transports.sse import server_sent_events
 from realtime.transports.websocket import WebSocketEndpoint
@@ -36,7 +40,6 @@ def build_services(settings: Settings, *, log: Log | None = None,
     """Wire the collaborators; ``log`` and ``bus`` may be given (tests)."""
     log = log or SqlLog(settings.database_url,
                         retention_max_messages=settings.retention_max_messages,
-                        idempotency_ttl_ms=int(settings.idempotency_ttl * 1000),
                         migrate=settings.migrates_on_start)
     bus = bus or MemoryBus()
     hub = Hub(log, page_size=settings.page_size, live_buffer=settings.live_buffer,
@@ -77,7 +80,18 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             await s.bus.close()
             await s.log.close()
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan,
+                     exception_handlers={HTTPException: _http_error})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Unknown paths and methods get the same JSON error body as everything else."""
+    assert isinstance(exc, HTTPException)
+    code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.BAD_FRAME}.get(exc.status_code,
+                                                                   ErrorCode.BAD_FRAME)
+    response = error_response(RealtimeError(code, str(exc.detail)))
+    response.status_code = exc.status_code
+    return response
 
 
 async def _retention(s: Services) -> None:

@@ -61,6 +61,8 @@ class Tokens:
 def load_secret(secret: str, secret_file: str) -> str:
     """The configured secret, or a development secret kept in ``secret_file``."""
     if secret:
+        if len(secret) < 16:
+            raise SystemExit("REALTIME_SECRET must be at least 16 characters")
         return secret
     path = Path(secret_file)
     if path.exists():

@@ -22,11 +22,25 @@ def _duration(text: str) -> float:
     return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
 
 
+def _check_database(settings: Settings) -> None:
+    """Fail fast with the advice alone (not inside a lifespan traceback) when the
+    database is unreachable or its schema is behind; migrates SQLite if enabled."""
+    from realtime.log.sql import SqlLog
+
+    async def run() -> None:
+        log = SqlLog(settings.database_url, migrate=settings.migrates_on_start)
+        await log.open()
+        await log.close()
+
+    asyncio.run(run())
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
     from realtime.app import create_app
 
+    _check_database(settings)
     host = args.host or settings.host
     port = args.port or settings.port
     config = uvicorn.Config(
@@ -89,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-start INFO is noise
     args.run(settings, args)
 
 

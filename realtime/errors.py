@@ -36,6 +36,7 @@ class ErrorCode(enum.StrEnum):
     NOT_FOUND = "NOT_FOUND"  # no such room / resource
     INVALID_ROOM = "INVALID_ROOM"  # room name not `kind:id`, or an unknown kind
     RATE_LIMITED = "RATE_LIMITED"  # too fast; retry after `retry_after` seconds
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"  # a per-connection cap (e.g. subscriptions) is reached
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"  # data or frame above the configured limit
     CONFLICT = "CONFLICT"  # the state moved on (e.g. an `expected_seq` no longer holds)
     UNAVAILABLE = "UNAVAILABLE"  # database or bus down; retry with the same id
@@ -51,6 +52,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.CONFLICT: 409,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.LIMIT_EXCEEDED: 429,
     ErrorCode.INTERNAL: 500,
     ErrorCode.UNAVAILABLE: 503,
 }

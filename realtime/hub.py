@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from realtime.errors import RealtimeError
+from realtime.errors import ErrorCode, RealtimeError
 from realtime.log import Log, RoomInfo
 from realtime.outbox import Outbox
 from realtime.protocol import Format, Message, Since, encode, error_frame
@@ -47,6 +47,7 @@ class Subscription:
     buffer: list[Message] = field(default_factory=list)
     lost: bool = False  # the buffer overflowed during replay: read the log again
     task: asyncio.Task[None] | None = None
+    on_drop: Callable[[], None] | None = None
 
     def send(self, frame: dict[str, Any]) -> None:
         self.outbox.put(encode(self.outbox.format, frame))
@@ -107,9 +108,15 @@ class Hub:
     # -- subscriptions ---------------------------------------------------------
 
     def subscribe(self, name: str, outbox: Outbox, since: Since | None,
-                  ident: str | None = None) -> Subscription:
-        """Start a subscription: it replays in the background, then goes live."""
-        sub = Subscription(name, outbox, since, ident)
+                  ident: str | None = None,
+                  on_drop: Callable[[], None] | None = None) -> Subscription:
+        """Start a subscription: it replays in the background, then goes live.
+
+        If the replay fails (database down) the client gets an ``error`` frame for
+        the room and the subscription ends; ``on_drop`` is then called (SSE ends
+        its stream there so the client reconnects).
+        """
+        sub = Subscription(name, outbox, since, ident, on_drop=on_drop)
         self._room(name).subs.add(sub)
         self._start_replay(sub)
         return sub
@@ -136,13 +143,16 @@ class Hub:
         except RealtimeError as err:
             # The log failed (database down): tell the client and drop the
             # subscription; it re-subscribes with the same `since`.
-            sub.send(error_frame(err, sub.ident) | {"room": sub.room})
-            self.unsubscribe(sub)
+            self._drop(sub, err)
         except Exception:
             logger.exception("replay of %s failed", sub.room)
-            sub.send({"type": "error", "code": "INTERNAL", "room": sub.room,
-                      "message": "replay failed", **({"id": sub.ident} if sub.ident else {})})
-            self.unsubscribe(sub)
+            self._drop(sub, RealtimeError(ErrorCode.INTERNAL, "replay failed"))
+
+    def _drop(self, sub: Subscription, err: RealtimeError) -> None:
+        sub.send(error_frame(err, sub.ident) | {"room": sub.room})
+        self.unsubscribe(sub)
+        if sub.on_drop is not None:
+            sub.on_drop()
 
     async def _catch_up(self, sub: Subscription) -> None:
         fmt = sub.outbox.format
@@ -152,6 +162,10 @@ class Hub:
             reason = stale(sub.since, info)
             if sub.since is not None and reason is None:
                 sub.cursor = sub.since.seq
+            elif sub.buffer and sub.buffer[0].epoch == info.epoch:
+                # Delivered after the subscription began, though committed before the
+                # head we read: it belongs to this subscription ("from now on").
+                sub.cursor = min(sub.cursor, sub.buffer[0].seq - 1)
             frame = {"type": "subscribed", "room": sub.room, "epoch": info.epoch,
                      "head": info.head, "replayed": info.head - sub.cursor}
             sub.send(frame if sub.ident is None else frame | {"id": sub.ident})
@@ -168,9 +182,8 @@ class Hub:
             if page.trimmed:
                 self._send_reset(sub, page.info, "trimmed")
                 continue
-            if page.messages:
-                sub.outbox.extend([m.encoded(fmt) for m in page.messages])
-                sub.cursor = page.messages[-1].seq
+            if page.messages and not await self._feed(sub, page.messages):
+                return
             if len(page.messages) == self._page_size:
                 continue
             # The log is read up to its head as of this read: merge what arrived live.
@@ -181,10 +194,35 @@ class Hub:
             if fresh and fresh[0].seq != sub.cursor + 1:
                 continue  # committed between our read and the buffer: read again
             if fresh:
-                sub.outbox.extend([m.encoded(fmt) for m in fresh])
+                wire = [m.encoded(fmt) for m in fresh]
+                size = sum(map(len, wire))
+                if not sub.outbox.fits(len(wire), size):
+                    continue  # more arrived meanwhile than the outbox holds: page them
+                sub.outbox.extend(wire, size)
                 sub.cursor = fresh[-1].seq
             sub.buffer, sub.live, sub.task = [], True, None
             return
+
+    async def _feed(self, sub: Subscription, messages: list[Message]) -> bool:
+        """Hand replayed messages to the outbox without ever passing its bound:
+        an outbox-full at a time, each once the client has taken the last.
+        False if the outbox closed meanwhile."""
+        fmt = sub.outbox.format
+        start = 0
+        while start < len(messages):
+            await sub.outbox.drained()
+            if sub.outbox.closed:
+                return False
+            end, size = start, 0
+            while end < len(messages):
+                n = len(messages[end].encoded(fmt))
+                if end > start and not sub.outbox.fits(end - start + 1, size + n):
+                    break
+                end, size = end + 1, size + n
+            sub.outbox.extend([m.encoded(fmt) for m in messages[start:end]], size)
+            sub.cursor = messages[end - 1].seq
+            start = end
+        return True
 
     def _send_reset(self, sub: Subscription, info: RoomInfo, reason: str) -> None:
         """Tell the client its position is void; continue from the head."""

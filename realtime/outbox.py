@@ -66,6 +66,11 @@ class Outbox:
         self._bytes += sum(map(len, items)) if nbytes is None else nbytes
         self._after_add()
 
+    def fits(self, frames: int, nbytes: int) -> bool:
+        """Whether ``frames`` more items of ``nbytes`` in all stay within the bound."""
+        return (len(self._items) + frames <= self._max_frames
+                and self._bytes + nbytes <= self._max_bytes)
+
     def _after_add(self) -> None:
         if len(self._items) > self._max_frames or self._bytes > self._max_bytes:
             self.overflowed = True

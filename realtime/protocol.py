@@ -171,7 +171,12 @@ def batch(fmt: Format, items: Sequence[bytes]) -> bytes:
         return b"".join(items)
     if fmt is Format.MSGPACK:
         n = len(items)
-        head = bytes([0x90 | n]) if n < 16 else b"\xdc" + n.to_bytes(2, "big")
+        if n < 16:
+            head = bytes([0x90 | n])
+        elif n < 65536:
+            head = b"\xdc" + n.to_bytes(2, "big")
+        else:
+            head = b"\xdd" + n.to_bytes(4, "big")
         return head + b"".join(items)
     return b"[" + b",".join(items) + b"]"
 

@@ -137,7 +137,8 @@ class Session:
     def _connect(self, frame: Connect) -> None:
         principal, expires = self._services.tokens.verify(frame.token)
         if self.principal is not None and principal != self.principal:
-            raise RealtimeError(ErrorCode.FORBIDDEN, "a refreshed token must name the same user")
+            raise RealtimeError(ErrorCode.FORBIDDEN,
+                                "a refreshed token must name the same user and role")
         self._expiry.cancel()
         delay = max(0.0, expires - time.time())
         self._expiry = asyncio.get_running_loop().call_later(delay, self._expire, "token expired")
@@ -156,7 +157,10 @@ class Session:
         if old is not None:  # re-subscribing moves the position
             self._services.hub.unsubscribe(old)
         elif len(self.subscriptions) >= self._services.settings.max_subscriptions:
-            raise RealtimeError(ErrorCode.RATE_LIMITED, "too many subscriptions on this connection")
+            raise RealtimeError(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"at most {self._services.settings.max_subscriptions} subscriptions per "
+                "connection; unsubscribe from one first")
         self.subscriptions[name] = self._services.hub.subscribe(
             name, self.outbox, frame.since, frame.id)
 

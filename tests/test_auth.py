@@ -47,4 +47,6 @@ def test_development_secret_is_kept(tmp_path: Path) -> None:
     first = load_secret("", str(path))
     assert load_secret("", str(path)) == first and len(first) >= 32
     assert path.stat().st_mode & 0o077 == 0
-    assert load_secret("configured", str(path)) == "configured"
+    assert load_secret("configured-secret-16+", str(path)) == "configured-secret-16+"
+    with pytest.raises(SystemExit, match="16 characters"):
+        load_secret("short", str(path))

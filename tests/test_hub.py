@@ -189,3 +189,17 @@ async def test_long_poll_watch_sees_commits_after_it_starts(parts: Any, room: st
         await publish(publisher, room, 1)
         assert changed.is_set()
     assert room not in hub.rooms
+
+
+async def test_a_publish_right_after_subscribe_is_delivered(parts: Any, room: str) -> None:
+    # A message committed just before the replay reads the head, but delivered
+    # after the subscription began, belongs to the subscription ("from now on").
+    log, hub, publisher = parts
+    await publish(publisher, room, 2)
+    _, stored = await log.append(room, [Append("u", b"3")], now_ms=1)
+    wire = Wire()
+    hub.subscribe(room, wire.outbox, None)
+    hub.deliver(room, stored)  # the delivery arrives after subscribe, before its read
+    await wire.until(1)
+    assert wire.seqs() == [3]
+    assert wire.of("subscribed")[0]["replayed"] == 1

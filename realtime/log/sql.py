@@ -45,13 +45,11 @@ class SqlLog:
         url: str,
         *,
         retention_max_messages: int = 0,
-        idempotency_ttl_ms: int = 86_400_000,
         migrate: bool = False,
         pool_size: int = 10,
     ) -> None:
         self.url = url
         self._max_messages = retention_max_messages
-        self._ttl_ms = idempotency_ttl_ms
         self._migrate = migrate
         self._pool_size = pool_size
         self._sqlite = url.startswith("sqlite")

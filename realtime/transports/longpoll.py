@@ -8,6 +8,7 @@ The body carries the same frames a WebSocket subscriber gets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import orjson
 from starlette.requests import Request
@@ -45,19 +46,23 @@ def long_poll(services: Services) -> object:
                 info = await services.log.info(name)
                 return _reply(Page(info, info.head, []), [])
             page = await services.log.read(name, after, limit)
-            reason = stale(Since(epoch, after), page.info) or ("trimmed" if page.trimmed else None)
-            if reason is not None:
-                info = page.info
-                reset = {"type": "reset", "room": name, "reason": reason, "epoch": info.epoch,
-                         "seq": info.head, "trimmed": info.trimmed}
-                return _reply(Page(info, info.head, []), [orjson.dumps(reset)])
-            if not page.messages and wait > 0:
-                try:
+            # Without an `epoch` the cursor is taken to belong to the log as first read,
+            # so a reset during the wait below still comes back as a reset.
+            since = Since(epoch or page.info.epoch, after)
+            waited = False
+            while True:
+                reason = stale(since, page.info) or ("trimmed" if page.trimmed else None)
+                if reason is not None:
+                    info = page.info
+                    reset = {"type": "reset", "room": name, "reason": reason,
+                             "epoch": info.epoch, "seq": info.head, "trimmed": info.trimmed}
+                    return _reply(Page(info, info.head, []), [orjson.dumps(reset)])
+                if page.messages or wait <= 0 or waited:
+                    break
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), wait)
-                except TimeoutError:
-                    pass
-                else:
-                    page = await services.log.read(name, after, limit)
+                waited = True
+                page = await services.log.read(name, after, limit)
         return _reply(page, [m.encoded(Format.JSON) for m in page.messages])
 
     return endpoint

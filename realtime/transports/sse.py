@@ -51,6 +51,9 @@ class _Stream(Response):
 
     def __init__(self, services: Services, room: str, since: Since | None) -> None:
         super().__init__(headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+        # Response.__init__ declares the empty body as `content-length: 0`, which
+        # would end the stream before its first event: the stream has no length.
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
         self._services = services
         self._room = room
         self._since = since
@@ -77,11 +80,17 @@ class _Stream(Response):
                     outbox.put(_KEEPALIVE)
 
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        sub = self._services.hub.subscribe(self._room, outbox, self._since)
+        dropped = asyncio.Event()
+        sub = self._services.hub.subscribe(self._room, outbox, self._since,
+                                           on_drop=dropped.set)
         tasks = [asyncio.create_task(coro) for coro in
-                 (outbox.run(write), until_disconnect(), keepalive(), gone.wait())]
+                 (outbox.run(write), until_disconnect(), keepalive(), gone.wait(),
+                  dropped.wait())]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if dropped.is_set() and not gone.is_set():
+                with contextlib.suppress(TimeoutError):  # let the error event out first
+                    await asyncio.wait_for(outbox.drained(), 2.0)
         finally:
             self._services.hub.unsubscribe(sub)
             outbox.close()

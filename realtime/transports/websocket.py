@@ -38,7 +38,8 @@ class WebSocketEndpoint:
         offered = scope.get("subprotocols") or []
         chosen = next((p for p in offered if p in SUBPROTOCOLS), None)
         if offered and chosen is None:
-            # The client asked only for protocols we do not speak: refuse the handshake.
+            # The client asked only for protocols we do not speak: refuse the
+            # handshake (a close before accept is an HTTP 403 to the client).
             await send({"type": "websocket.close", "code": 1002,
                         "reason": "supported subprotocols: " + ", ".join(SUBPROTOCOLS)})
             return
