@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import re
 import sys
@@ -43,8 +44,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     _check_database(settings)
     host = args.host or settings.host
     port = args.port or settings.port
+    from realtime.transports.uvicorn_ws import DirectSendProtocol
+
     config = uvicorn.Config(
         create_app(settings),
+        ws=DirectSendProtocol,
         host=host,
         port=port,
         log_level=settings.log_level,
@@ -56,6 +60,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         proxy_headers=True,
         lifespan="on",
     )
+    # Long-lived connection state makes full collections frequent and slow (measured:
+    # gen-2 pauses of ~200 ms with 1000 subscribers). Freeze what startup made and
+    # collect the young generation far less often.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
     uvicorn.Server(config).run()
 
 

@@ -1,25 +1,61 @@
-"""A bounded outbox per connection and the writer task that drains it.
+"""A bounded outbox per connection, and the two ways it is drained.
 
 The hub calls :meth:`Outbox.put` / :meth:`Outbox.extend` without awaiting:
-they append encoded frames and wake the writer. The writer sends whatever has
-accumulated as one wire payload (:func:`realtime.protocol.batch`), so a client
-that falls behind gets fewer, larger frames instead of slowing the sender. If
-the backlog passes its bound the outbox overflows: the connection is closed
-with ``CloseCode.SLOW`` and the client resumes by replay. Memory held per
+they append encoded frames. Whatever has accumulated goes out as one wire
+payload (:func:`realtime.protocol.batch`), so a client that falls behind gets
+fewer, larger frames instead of slowing the sender.
+
+Two ways out:
+
+* **direct** (WebSockets under ``realtime serve``): the outbox is marked dirty
+  and a single :class:`Flusher` callback at the end of the event-loop turn
+  writes every dirty outbox synchronously through the transport's direct send.
+  One fan-out to a thousand subscribers costs one callback, not a thousand
+  task wake-ups and awaited sends.
+* **writer task** (:meth:`Outbox.run`): when there is no direct send (SSE, other
+  ASGI servers) or the socket is not writable, a per-connection task awaits
+  the transport's send, which waits for the client to drain.
+
+Both take from the front of the same deque, and the flush stands aside while
+the writer is mid-send, so frames never reorder. If the backlog passes its
+bound the outbox overflows: ``on_overflow`` runs (the connection is closed
+with ``CloseCode.SLOW``) and the client resumes by replay. Memory held per
 connection is therefore bounded by the settings, whatever the client does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from realtime.protocol import Format, batch
 
-__all__ = ["Outbox", "Send"]
+__all__ = ["Direct", "Flusher", "Outbox", "Send"]
 
 Send = Callable[[bytes], Awaitable[None]]
+Direct = Callable[[bytes], bool]  # write now; False when the socket cannot take it
+
+
+class Flusher:
+    """Flushes every outbox that got frames during this event-loop turn, once."""
+
+    def __init__(self) -> None:
+        self._dirty: list[Outbox] = []
+        self._scheduled = False
+
+    def mark(self, outbox: Outbox) -> None:
+        self._dirty.append(outbox)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for outbox in dirty:
+            outbox.flush()
 
 
 class Outbox:
@@ -31,6 +67,8 @@ class Outbox:
         max_bytes: int,
         coalesce: int,
         on_overflow: Callable[[], None],
+        direct: Direct | None = None,
+        flusher: Flusher | None = None,
     ) -> None:
         self.format = fmt
         self._items: deque[bytes] = deque()
@@ -39,6 +77,10 @@ class Outbox:
         self._max_bytes = max_bytes
         self._coalesce = coalesce
         self._on_overflow = on_overflow
+        self._direct = direct if flusher is not None else None
+        self._flusher = flusher
+        self._marked = False  # waiting for the flusher
+        self._sending = False  # the writer task is awaiting a send
         self._wake = asyncio.Event()
         self._empty = asyncio.Event()
         self._empty.set()
@@ -78,7 +120,13 @@ class Outbox:
             self._on_overflow()
             return
         self._empty.clear()
-        self._wake.set()
+        if self._direct is None:
+            self._wake.set()
+        elif not self._marked and not self._sending:
+            assert self._flusher is not None
+            self._marked = True
+            self._flusher.mark(self)
+        # else: the writer task is mid-send and takes these next
 
     def close(self) -> None:
         """Drop the backlog and stop the writer; later puts are ignored."""
@@ -92,20 +140,48 @@ class Outbox:
         """Wait until everything queued so far has been handed to the transport."""
         await self._empty.wait()
 
+    def _take(self) -> list[bytes]:
+        items = self._items
+        if len(items) <= self._coalesce:
+            chunk = list(items)
+            items.clear()
+        else:
+            chunk = [items.popleft() for _ in range(self._coalesce)]
+        n = len(chunk)
+        self._bytes -= sum(map(len, chunk))
+        self.frames_sent += 1
+        self.items_sent += n
+        return chunk
+
+    def flush(self) -> None:
+        """Write the backlog now through the direct send (the Flusher calls this)."""
+        self._marked = False
+        if self._sending or self.closed or self._direct is None:
+            return
+        items = self._items
+        while items:
+            n = len(items)
+            chunk = list(items) if n <= self._coalesce else list(
+                itertools.islice(items, self._coalesce))
+            if not self._direct(batch(self.format, chunk)):
+                self._wake.set()  # not writable: the writer task waits for the socket
+                return
+            self._take()
+        self._empty.set()
+
     async def run(self, send: Send) -> None:
-        """The writer: send backlogs as they come until closed. One per connection."""
+        """The writer task: sends backlogs the direct path could not, until closed."""
         items = self._items
         while True:
             await self._wake.wait()
             self._wake.clear()
             while items and not self.closed:
-                n = min(len(items), self._coalesce)
-                chunk = [items.popleft() for _ in range(n)]
-                for item in chunk:
-                    self._bytes -= len(item)
-                await send(batch(self.format, chunk))
-                self.frames_sent += 1
-                self.items_sent += n
+                chunk = self._take()
+                self._sending = True
+                try:
+                    await send(batch(self.format, chunk))
+                finally:
+                    self._sending = False
             if not items:
                 self._empty.set()
             if self.closed:

@@ -167,7 +167,9 @@ def batch(fmt: Format, items: Sequence[bytes]) -> bytes:
     client must accept both a frame and an array of frames. SSE events are
     simply concatenated.
     """
-    if len(items) == 1 or fmt is Format.SSE:
+    if len(items) == 1:
+        return items[0]  # the shared encoded bytes themselves: no copy per subscriber
+    if fmt is Format.SSE:
         return b"".join(items)
     if fmt is Format.MSGPACK:
         n = len(items)

@@ -10,6 +10,7 @@ from realtime.auth import Tokens
 from realtime.bus import Bus
 from realtime.hub import Hub
 from realtime.log import Log
+from realtime.outbox import Flusher
 from realtime.publisher import Publisher
 from realtime.settings import Settings
 
@@ -28,4 +29,5 @@ class Services:
     publisher: Publisher
     tokens: Tokens
     clock: Callable[[], float]  # monotonic seconds, for timers and rate limits
+    flusher: Flusher = field(default_factory=Flusher)  # one flush of all outboxes per loop turn
     sessions: set[Session] = field(default_factory=set)  # open WebSocket sessions

@@ -19,7 +19,7 @@ from realtime.errors import CloseCode, ErrorCode, ProtocolError, RealtimeError
 from realtime.hub import Subscription
 from realtime.identity import Principal
 from realtime.log import Append
-from realtime.outbox import Outbox
+from realtime.outbox import Direct, Outbox
 from realtime.protocol import (
     Connect,
     Format,
@@ -51,7 +51,8 @@ class SessionState(enum.Enum):
 
 
 class Session:
-    def __init__(self, fmt: Format, services: Services, close: Close) -> None:
+    def __init__(self, fmt: Format, services: Services, close: Close,
+                 direct: Direct | None = None) -> None:
         s = services.settings
         self._services = services
         self._close_transport = close
@@ -59,7 +60,8 @@ class Session:
         self.principal: Principal | None = None
         self.subscriptions: dict[str, Subscription] = {}
         self.outbox = Outbox(fmt, max_frames=s.outbox_max_messages, max_bytes=s.outbox_max_bytes,
-                             coalesce=s.coalesce_max_frames, on_overflow=self._overflowed)
+                             coalesce=s.coalesce_max_frames, on_overflow=self._overflowed,
+                             direct=direct, flusher=services.flusher)
         self._bucket = TokenBucket(s.publish_rate, s.publish_burst, services.clock)
         self._inflight = asyncio.Semaphore(s.max_inflight)
         self._tasks: set[asyncio.Task[None]] = set()

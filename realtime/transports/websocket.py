@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
@@ -19,6 +20,7 @@ from realtime.errors import CloseCode
 from realtime.protocol import SUBPROTOCOLS, Format
 from realtime.services import Services
 from realtime.session import Session
+from realtime.transports.uvicorn_ws import EXTENSION
 
 __all__ = ["WebSocketEndpoint"]
 
@@ -45,17 +47,26 @@ class WebSocketEndpoint:
             return
         fmt = SUBPROTOCOLS[chosen] if chosen else Format.JSON
         await send({"type": "websocket.accept", "subprotocol": chosen})
-        await _Connection(self._services, fmt, receive, send).run()
+        direct_send = scope.get("extensions", {}).get(EXTENSION)
+        await _Connection(self._services, fmt, receive, send, direct_send).run()
 
 
 class _Connection:
-    def __init__(self, services: Services, fmt: Format, receive: Receive, send: Send) -> None:
+    def __init__(self, services: Services, fmt: Format, receive: Receive, send: Send,
+                 direct_send: Callable[[bytes, bool], bool] | None) -> None:
         self._receive = receive
         self._send = send
         self._closing: tuple[CloseCode, str] | None = None
         self._close_requested = asyncio.Event()
         self._text = fmt is not Format.MSGPACK
-        self.session = Session(fmt, services, self._request_close)
+        direct = None
+        if direct_send is not None:
+            text = self._text
+
+            def direct(payload: bytes) -> bool:
+                return direct_send(payload, text)
+
+        self.session = Session(fmt, services, self._request_close, direct)
         self._services = services
 
     def _request_close(self, code: CloseCode, reason: str) -> None:

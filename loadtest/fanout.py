@@ -1,0 +1,1026 @@
+"""Fan-out load test: one publisher, N subscribers in one room, over real WebSockets.
+
+For each target -- the hub on SQLite, the hub on PostgreSQL, and a plain
+``websockets`` server that coalesces the same way (loadtest/baseline_websockets.py)
+-- it starts the server pinned to core 0 (``taskset -c 0``), pins itself (the
+load generator) to core 1, opens ``--subscribers`` subscriber connections and
+one publisher connection, and runs two phases:
+
+throughput
+    The publisher keeps ``--window`` publishes unacknowledged (each ack sends
+    the next one) for ``--warmup`` + ``--duration`` seconds. Figures are taken
+    over the last ``--duration`` seconds: deliveries/s (messages received,
+    summed over subscribers), publishes/s (acks) and messages per WebSocket
+    frame (the server coalesces a backlog into one JSON-array frame).
+latency
+    The publisher publishes ``--rate`` messages/s (``--rate`` x subscribers
+    deliveries/s). Every message carries its send time (``time.perf_counter_ns``
+    of this process, which also runs the subscribers); ``--sample`` subscribers
+    parse every frame and record publish-to-receipt latency, reported as
+    p50/p99/max over the deliveries of messages sent in the measured window.
+
+After each phase the generator waits until every subscriber has every
+acknowledged message (a lost or extra delivery is reported), and checks the
+sampled subscribers saw gapless seqs.
+
+CPU use of the server process, of this process and (PostgreSQL runs) of all
+``postgres`` processes is measured over each measured window from
+/proc/<pid>/stat (utime + stime) as % of one core, so the table shows which
+side saturated.
+
+Keeping the generator cheaper than the server
+---------------------------------------------
+Subscribers use a minimal WebSocket client on ``asyncio.Protocol`` (loadtest/
+common.py) and, except for the ``--sample`` ones (spread evenly over the
+connection order), count the messages in a frame with
+``bytearray.count(b'"type":"message"')`` instead of parsing JSON; the
+generator runs on uvloop. How it was checked not to be the bottleneck
+(2 cores, 1000 subscribers):
+
+* ``gen-cpu`` (this process) stays well under 100% of core 1 -- about 45-55%
+  in the throughput phase, about 35% in the latency phase -- while
+  ``server-cpu`` is 85-98% of core 0; ``core0``/``core1`` add what no process
+  is charged for (softirq: loopback TCP) and anything else running there;
+* the generator's own ceiling was measured against the baseline in its
+  ``--baseline-mode direct`` (synchronous fan-out): about 3.9 million
+  deliveries/s with gen-cpu at 93% and that server at 53%, i.e. the generator
+  was the limit there, at more than twice the hub's rate (a phase whose
+  generator core passes 85% is marked GEN in the table);
+* with ``--client websockets`` (the websockets library for subscribers) the
+  generator spends about 1.5x (throughput) to 2x (latency phase) more CPU per
+  delivery and the server gets less done, which is why the raw client is the
+  default.
+
+The throughput phase is closed-loop: the server coalesces the whole window
+into one frame per subscriber (msgs/frame = --window) and acks it at once, so
+server-cpu below 100% there is the round trip to the generator, not headroom.
+Other work on the machine skews everything: before each target the script
+waits (``--wait-quiet``) for both cores to be idle and says so if they are
+not; ``--repeat`` interleaves runs and the ratios use medians.
+
+Everything runs on 127.0.0.1 only; each run is bounded (``--max-time``) and
+stops by itself; servers are stopped and the PostgreSQL database dropped on
+exit, error or Ctrl-C.
+
+Example: ``python loadtest/fanout.py --db both`` (about 2 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import contextlib
+import gc
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import orjson
+from common import (
+    MESSAGE_MARK,
+    Buffer,
+    CoreMeter,
+    CpuMeter,
+    PayloadHandler,
+    RawClient,
+    check_loopback,
+    client_frame,
+    percentile,
+    wait_ready,
+)
+
+HOST = "127.0.0.1"
+ROOM = "chat:bench"
+SUBPROTOCOL = "realtime.v1.json"
+SECRET = "loadtest-secret-" + "x" * 24
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+GEN_BOUND = 85.0  # % of its core: above this the generator may be what limits a phase
+QUIET_BUSY = 15.0  # % of a core: above this before a target, something else is running
+START_TIMEOUT = 60.0  # seconds for a server to answer /health/ready
+STOP_TIMEOUT = 15.0  # seconds for a server to exit after SIGINT before SIGKILL
+
+# Every child process we start, so that even an abrupt exit stops them.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@atexit.register
+def _kill_children() -> None:
+    for proc in list(_children.values()):
+        if proc.poll() is None:
+            proc.kill()
+
+
+# ---------------------------------------------------------------------------
+# Counters and recorders
+
+
+@dataclass
+class Stats:
+    """Totals over all subscribers."""
+
+    messages: int = 0
+    frames: int = 0
+    bytes: int = 0
+    errors: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class Recorder:
+    """Latencies of messages whose send time falls in [lo, hi) (perf_counter_ns)."""
+
+    lo: int = 1 << 62
+    hi: int = 1 << 62
+    latencies: list[int] = field(default_factory=list)
+    gaps: int = 0
+
+    def arm(self) -> None:
+        self.lo, self.hi, self.latencies = time.perf_counter_ns(), 1 << 62, []
+
+    def disarm(self) -> None:
+        self.hi = time.perf_counter_ns()
+
+
+def counting_handler(stats: Stats) -> PayloadHandler:
+    """Most subscribers: count messages without parsing the frame."""
+    count_mark = MESSAGE_MARK
+
+    def handle(buf: Buffer, start: int, end: int) -> None:
+        n = buf.count(count_mark, start, end)
+        stats.messages += n
+        stats.frames += 1
+        stats.bytes += end - start
+        if not n:  # not a message: maybe an error frame, worth seeing
+            stats.errors.append(orjson.loads(memoryview(buf)[start:end]))
+
+    return handle
+
+
+def sampling_handler(stats: Stats, rec: Recorder) -> PayloadHandler:
+    """Sampled subscribers: parse every frame, check seqs, record latencies."""
+    last_seq = 0
+
+    def handle(buf: Buffer, start: int, end: int) -> None:
+        nonlocal last_seq
+        now = time.perf_counter_ns()
+        obj = orjson.loads(memoryview(buf)[start:end])
+        n = 0
+        lo, hi, lat = rec.lo, rec.hi, rec.latencies
+        for item in obj if isinstance(obj, list) else (obj,):
+            if item.get("type") != "message":
+                stats.errors.append(item)
+                continue
+            n += 1
+            seq = item["seq"]
+            if last_seq and seq != last_seq + 1:
+                rec.gaps += 1
+            last_seq = seq
+            sent = item["data"]["t"]
+            if lo <= sent < hi:
+                lat.append(now - sent)
+        stats.messages += n
+        stats.frames += 1
+        stats.bytes += end - start
+
+    return handle
+
+
+# ---------------------------------------------------------------------------
+# Subscribers: the raw client (default) or the websockets library
+
+
+class Subscriber(Protocol):
+    @property
+    def lost(self) -> bool: ...
+
+    def close_reason(self) -> str: ...
+
+    async def close(self) -> None: ...
+
+
+class RawSubscriber:
+    def __init__(self, client: RawClient) -> None:
+        self.client = client
+
+    @classmethod
+    async def open(cls, port: int, token: str, handler: PayloadHandler) -> RawSubscriber:
+        client = await RawClient.open(HOST, port, subprotocol=SUBPROTOCOL)
+        try:
+            client.send_json({"type": "connect", "token": token})
+            await client.expect("connected")
+            client.send_json({"type": "subscribe", "room": ROOM, "id": "s1"})
+            await client.expect("subscribed")
+        except BaseException:
+            await client.close()
+            raise
+        client.on_payload = handler
+        return cls(client)
+
+    @property
+    def lost(self) -> bool:
+        return self.client.closed.done()
+
+    def close_reason(self) -> str:
+        info = self.client.close_info
+        return f"code={info.code} reason={info.reason!r}"
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+class LibSubscriber:
+    """A subscriber on ``websockets.asyncio.client`` (``--client websockets``)."""
+
+    def __init__(self, ws: Any, handler: PayloadHandler) -> None:
+        self.ws = ws
+        self.handler = handler
+        self.task = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(cls, port: int, token: str, handler: PayloadHandler) -> LibSubscriber:
+        from websockets.asyncio.client import connect
+
+        ws = await connect(f"ws://{HOST}:{port}/ws", subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+                           compression=None, max_size=None, ping_interval=None,
+                           open_timeout=30)
+        try:
+            await ws.send(orjson.dumps({"type": "connect", "token": token}), text=True)
+            await _lib_expect(ws, "connected")
+            await ws.send(orjson.dumps({"type": "subscribe", "room": ROOM, "id": "s1"}),
+                          text=True)
+            await _lib_expect(ws, "subscribed")
+        except BaseException:
+            await ws.close()
+            raise
+        return cls(ws, handler)
+
+    async def _read(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        ws, handler = self.ws, self.handler
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                data = await ws.recv(decode=False)
+                handler(data, 0, len(data))
+
+    @property
+    def lost(self) -> bool:
+        return bool(self.task.done())
+
+    def close_reason(self) -> str:
+        return f"code={self.ws.close_code} reason={self.ws.close_reason!r}"
+
+    async def close(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2):
+                await self.ws.close()
+
+
+async def _lib_expect(ws: Any, kind: str) -> None:
+    async with asyncio.timeout(30):
+        while True:
+            obj = orjson.loads(await ws.recv(decode=False))
+            for item in obj if isinstance(obj, list) else [obj]:
+                if item.get("type") == kind:
+                    return
+                if item.get("type") == "error":
+                    raise RuntimeError(f"server error while waiting for {kind}: {item}")
+
+
+# ---------------------------------------------------------------------------
+# The publisher
+
+
+class Publisher:
+    """Sends publish frames; in window mode each ack (or error) sends the next one."""
+
+    def __init__(self, client: RawClient, pad: str) -> None:
+        self.client = client
+        self._prefix = secrets.token_hex(4)  # ids never repeat across runs (idempotency)
+        self._template = (b'{"type":"publish","room":"' + ROOM.encode() + b'","id":"'
+                          + self._prefix.encode() + b'-%d","data":{"t":%d,"pad":"'
+                          + pad.encode() + b'"}}')
+        self.sent = 0
+        self.acks = 0
+        self.errors: list[dict[str, Any]] = []
+        self.sent_at: dict[str, int] = {}  # id -> perf_counter_ns, until acknowledged
+        self.ack_rec = Recorder()  # publish-to-ack latency: the commit's share
+        self.refill = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        client.on_payload = self._on_payload
+
+    @property
+    def outstanding(self) -> int:
+        return self.sent - self.acks - len(self.errors)
+
+    def publish(self, n: int = 1) -> None:
+        frames = []
+        sent_at = self.sent_at
+        for _ in range(n):
+            self.sent += 1
+            now = time.perf_counter_ns()
+            sent_at[f"{self._prefix}-{self.sent}"] = now
+            frames.append(client_frame(self._template % (self.sent, now)))
+        self._idle.clear()
+        self.client.send_raw(b"".join(frames))
+
+    def _on_payload(self, buf: Buffer, start: int, end: int) -> None:
+        now = time.perf_counter_ns()
+        obj = orjson.loads(memoryview(buf)[start:end])
+        done = 0
+        rec = self.ack_rec
+        for item in obj if isinstance(obj, list) else (obj,):
+            kind = item.get("type")
+            if kind == "ack":
+                self.acks += 1
+                done += 1
+                sent = self.sent_at.pop(item["id"], 0)
+                if rec.lo <= sent < rec.hi:
+                    rec.latencies.append(now - sent)
+            elif kind == "error":
+                self.errors.append(item)
+                done += 1
+        if self.refill and done:
+            self.publish(done)
+        if not self.outstanding:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+
+# ---------------------------------------------------------------------------
+# Server processes and databases
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A server subprocess pinned to one core, its output in a log file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int,
+                 core: int, workdir: Path) -> None:
+        self.name = name
+        self.port = port
+        self.log_path = workdir / f"{name}.log"
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                ["taskset", "-c", str(core), *argv], env=env, cwd=workdir, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        _children[self.proc.pid] = self.proc
+        self.pid = self.proc.pid  # taskset execs the server: same pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    async def ready(self) -> None:
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                await wait_ready(HOST, self.port, "/health/ready", self.alive)
+        except TimeoutError:
+            raise RuntimeError(f"{self.name}: not ready within {START_TIMEOUT:g}s\n"
+                               f"{self.log_tail()}") from None
+        except RuntimeError as exc:
+            raise RuntimeError(f"{self.name}: {exc}\n{self.log_tail()}") from None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join("  | " + line for line in text[-lines:])
+
+    async def stop(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGINT)  # graceful for uvicorn and the baseline
+            try:
+                await asyncio.to_thread(self.proc.wait, STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc.wait()
+        _children.pop(self.proc.pid, None)
+
+
+async def run_command(argv: list[str], env: dict[str, str]) -> None:
+    """Run a command to completion (wrap in asyncio.timeout); raise if it fails."""
+    proc = await asyncio.create_subprocess_exec(*argv, env=env, cwd=REPO,
+                                                stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT)
+    try:
+        out, _ = await proc.communicate()
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{out.decode()}")
+
+
+class PgDatabase:
+    """A fresh PostgreSQL database, dropped by :meth:`drop`."""
+
+    def __init__(self, admin_dsn: str) -> None:
+        self.admin_dsn = admin_dsn
+        self.name = f"rt_bench_{secrets.token_hex(6)}"
+        parts = urlsplit(admin_dsn)
+        check_loopback(parts.hostname or "")
+        base = admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+        self.url = f"{base}/{self.name}"
+        self.created = False
+
+    async def _admin(self, sql: str) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.admin_dsn, timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    async def create(self) -> None:
+        await self._admin(f'CREATE DATABASE "{self.name}"')
+        self.created = True
+
+    async def drop(self) -> None:
+        if self.created:
+            await self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            self.created = False
+
+
+def hub_env(database_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "REALTIME_DATABASE_URL": database_url,
+        "REALTIME_SECRET": SECRET,
+        "REALTIME_PUBLISH_RATE": "1000000",
+        "REALTIME_PUBLISH_BURST": "1000000",
+        "REALTIME_LOG_LEVEL": "warning",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+# ---------------------------------------------------------------------------
+# Phases
+
+
+@dataclass
+class PhaseResult:
+    target: str
+    db: str
+    phase: str
+    run: int = 1
+    deliveries: float = 0.0  # per second
+    publishes: float = 0.0  # per second
+    per_frame: float = 0.0
+    bytes_per_msg: float = 0.0
+    p50: float | None = None  # milliseconds
+    p99: float | None = None
+    max: float | None = None
+    samples: int = 0
+    ack_p50: float | None = None  # publish-to-ack, milliseconds
+    ack_p99: float | None = None
+    server_cpu: float = 0.0
+    server_sys: float = 0.0  # the kernel's share of server_cpu
+    gen_cpu: float = 0.0
+    gen_sys: float = 0.0
+    db_cpu: float | None = None
+    server_core: float = 0.0  # how busy the server's core was (%), whoever ran there
+    gen_core: float = 0.0
+    softirq: float = 0.0  # softirq share of the server's core (%): loopback TCP, no process
+    steal: float = 0.0  # hypervisor steal on both cores (%): machine noise
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    server: Server
+    publisher: Publisher
+    subscribers: list[Subscriber]
+    stats: Stats
+    rec: Recorder
+    target: str
+    db: str
+    run: int
+
+    async def phase(self, name: str, start_load: Callable[[], Awaitable[None] | None],
+                    stop_load: Callable[[], Awaitable[None] | None]) -> PhaseResult:
+        args, stats, pub = self.args, self.stats, self.publisher
+        meters = {"server": CpuMeter([self.server.pid]), "gen": CpuMeter([os.getpid()])}
+        if self.db == "postgres":
+            meters["db"] = CpuMeter(name=b"postgres")
+        cores = CoreMeter()
+        profiler = None
+        load = start_load()
+        task = asyncio.ensure_future(load) if load is not None else None
+        try:
+            await asyncio.sleep(args.warmup)
+            if args.profile:
+                profiler = self._start_profiler(name)
+            for meter in meters.values():
+                meter.start()
+            cores.start()
+            m0, f0, b0, a0 = stats.messages, stats.frames, stats.bytes, pub.acks
+            self.rec.arm()
+            pub.ack_rec.arm()
+            t0 = time.perf_counter()
+            await asyncio.sleep(args.duration)
+            elapsed = time.perf_counter() - t0
+            m1, f1, b1, a1 = stats.messages, stats.frames, stats.bytes, pub.acks
+            self.rec.disarm()
+            pub.ack_rec.disarm()
+            cpu = {key: meter.stop() for key, meter in meters.items()}
+            cores.stop()
+        finally:
+            stopped = stop_load()
+            if stopped is not None:
+                await stopped
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if profiler is not None:  # it stops by itself after --duration
+            try:
+                await asyncio.wait_for(asyncio.to_thread(profiler.wait), 30)
+            except TimeoutError:
+                profiler.kill()
+            _children.pop(profiler.pid, None)
+        result = PhaseResult(self.target, self.db, name, self.run)
+        sc, gc_ = args.server_core, args.gen_core
+        result.server_core, result.gen_core = cores.busy.get(sc, 0.0), cores.busy.get(gc_, 0.0)
+        result.softirq = cores.softirq.get(sc, 0.0)
+        result.steal = (cores.steal.get(sc, 0.0) + cores.steal.get(gc_, 0.0)) / 2
+        result.deliveries = (m1 - m0) / elapsed
+        result.publishes = (a1 - a0) / elapsed
+        result.per_frame = (m1 - m0) / max(1, f1 - f0)
+        result.bytes_per_msg = (b1 - b0) / max(1, m1 - m0)
+        result.server_cpu, result.gen_cpu = cpu["server"], cpu["gen"]
+        result.server_sys, result.gen_sys = meters["server"].system, meters["gen"].system
+        result.db_cpu = cpu.get("db")
+        await self._drain(result)
+        acks = sorted(pub.ack_rec.latencies)
+        if acks:
+            result.ack_p50, result.ack_p99 = (percentile(acks, 0.50) / 1e6,
+                                              percentile(acks, 0.99) / 1e6)
+        lat = sorted(self.rec.latencies)
+        result.samples = len(lat)
+        if lat:
+            result.p50, result.p99, result.max = (percentile(lat, 0.50) / 1e6,
+                                                  percentile(lat, 0.99) / 1e6, lat[-1] / 1e6)
+        return result
+
+    async def _drain(self, result: PhaseResult) -> None:
+        """Wait for every ack, then for every subscriber to have every message."""
+        pub, stats, n = self.publisher, self.stats, len(self.subscribers)
+        try:
+            async with asyncio.timeout(self.args.drain_timeout):
+                await pub.wait_idle()
+        except TimeoutError:
+            result.problems.append(f"{pub.outstanding} publishes never acknowledged")
+        expected = n * pub.acks
+        deadline = time.monotonic() + self.args.drain_timeout
+        # Polling: the counters are bumped on the hot path, which should not also set events.
+        while stats.messages < expected and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # anything extra (duplicates) shows up now
+        if stats.messages != expected:
+            result.problems.append(f"delivered {stats.messages} of {expected} expected "
+                                   f"({stats.messages - expected:+d})")
+        lost = [s for s in self.subscribers if s.lost]
+        if lost:
+            result.problems.append(f"{len(lost)} subscribers disconnected, e.g. "
+                                   f"{lost[0].close_reason()}")
+        if pub.errors:
+            result.problems.append(f"{len(pub.errors)} publish errors, e.g. {pub.errors[0]}")
+            pub.errors.clear()
+        if stats.errors:
+            result.problems.append(f"{len(stats.errors)} unexpected frames, e.g. "
+                                   f"{stats.errors[0]}")
+            stats.errors.clear()
+        if self.rec.gaps:
+            result.problems.append(f"{self.rec.gaps} seq gaps seen by sampled subscribers")
+            self.rec.gaps = 0
+
+    def _start_profiler(self, phase: str) -> subprocess.Popen[bytes]:
+        out = Path(self.args.profile) / f"{self.target}-{self.db}-{phase}.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        proc = subprocess.Popen(
+            ["taskset", "-c", str(self.args.gen_core), py_spy, "record", "--pid",
+             str(self.server.pid), "--duration", str(int(self.args.duration)), "--rate", "200",
+             "--nonblocking", "--format", "raw", "--output", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _children[proc.pid] = proc
+        return proc
+
+    async def throughput(self) -> PhaseResult:
+        pub, window = self.publisher, self.args.window
+
+        def start() -> None:
+            pub.refill = True
+            pub.publish(window)
+
+        def stop() -> None:
+            pub.refill = False
+
+        return await self.phase("throughput", start, stop)
+
+    async def latency(self) -> PhaseResult:
+        pub, rate = self.publisher, self.args.rate
+
+        async def paced() -> None:
+            loop = asyncio.get_running_loop()
+            begin, i = loop.time(), 0
+            while True:
+                delay = begin + i / rate - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                pub.publish(1)
+                i += 1
+
+        return await self.phase("latency", paced, lambda: None)
+
+
+async def open_subscribers(args: argparse.Namespace, port: int, token: str, stats: Stats,
+                           rec: Recorder) -> list[Subscriber]:
+    kind: Any = LibSubscriber if args.client == "websockets" else RawSubscriber
+    limit = asyncio.Semaphore(args.connect_concurrency)
+    count, sample = args.subscribers, min(args.sample, args.subscribers)
+    counting = counting_handler(stats)
+    # Spread the sampled ones over the connection order: servers keep subscribers in sets
+    # whose order follows allocation, so the first ones connected may be served first.
+    sampled = {i * count // sample for i in range(sample)}
+
+    async def one(i: int) -> Subscriber:
+        handler = sampling_handler(stats, rec) if i in sampled else counting
+        async with limit:
+            sub: Subscriber = await kind.open(port, token, handler)
+            return sub
+
+    tasks = [asyncio.create_task(one(i)) for i in range(count)]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(s.close() for s in done if not isinstance(s, BaseException)))
+        raise
+
+
+async def wait_quiet(args: argparse.Namespace) -> None:
+    """Wait (up to --wait-quiet s) until both cores are idle: other load skews the figures."""
+    deadline = time.monotonic() + args.wait_quiet
+    cores = (args.server_core, args.gen_core)
+    while True:
+        meter = CoreMeter()
+        meter.start()
+        await asyncio.sleep(1.0)
+        meter.stop()
+        busy = {c: meter.busy.get(c, 0.0) for c in cores}
+        if all(b < QUIET_BUSY for b in busy.values()):
+            return
+        if time.monotonic() >= deadline:
+            say("   !! the machine is busy with other work (" + ", ".join(
+                f"core {c} {b:.0f}%" for c, b in busy.items()) + "): figures will be noisy")
+            return
+
+
+async def run_target(args: argparse.Namespace, target: str, db: str, run: int,
+                     workdir: Path) -> list[PhaseResult]:
+    port = free_port()
+    python = sys.executable
+    pg: PgDatabase | None = None
+    server: Server | None = None
+    subscribers: list[Subscriber] = []
+    publisher: Publisher | None = None
+    say(f"== {target} / {db}" + (f" (run {run})" if args.repeat > 1 else "")
+        + f": starting on 127.0.0.1:{port} (core {args.server_core})")
+    try:
+        await wait_quiet(args)
+        if target.startswith("baseline"):
+            mode = target.partition("-")[2] or "coalesce"
+            argv = [python, str(HERE / "baseline_websockets.py"), "--port", str(port),
+                    "--loop", args.loop, "--mode", mode]
+            env = dict(os.environ)
+            sub_token = pub_token = "anonymous"
+        else:
+            if db == "postgres":
+                pg = PgDatabase(args.pg_dsn)
+                await pg.create()
+                env = hub_env(pg.url)
+                async with asyncio.timeout(120):
+                    await run_command([python, "-m", "realtime", "migrate"], env)
+            else:
+                env = hub_env(f"sqlite+aiosqlite:///{workdir}/{target}-{db}-{run}.db")
+            argv = [python, "-m", "realtime", "serve", "--host", HOST, "--port", str(port)]
+            from realtime.auth import Tokens
+            from realtime.identity import Role
+
+            tokens = Tokens(SECRET)
+            sub_token = tokens.issue("bench-sub", Role.ADMIN, ttl=3600)
+            pub_token = tokens.issue("bench-pub", Role.ADMIN, ttl=3600)
+        server = Server(f"{target}-{db}", argv, env, port, args.server_core, workdir)
+        await server.ready()
+        t0 = time.monotonic()
+        stats, rec = Stats(), Recorder()
+        subscribers = await open_subscribers(args, port, sub_token, stats, rec)
+        client = await RawClient.open(HOST, port, subprotocol=SUBPROTOCOL)
+        client.send_json({"type": "connect", "token": pub_token})
+        await client.expect("connected")
+        publisher = Publisher(client, "x" * args.payload)
+        say(f"   {len(subscribers)} subscribers ({args.client} client) + 1 publisher connected "
+            f"in {time.monotonic() - t0:.1f}s")
+        gc.collect()
+        gc.freeze()  # the connections are long-lived: keep them out of GC passes
+        bench = Bench(args, server, publisher, subscribers, stats, rec, target, db, run)
+        results = []
+        for phase in args.phases:
+            result = await (bench.throughput() if phase == "throughput" else bench.latency())
+            say("   " + describe(result))
+            for problem in result.problems:
+                say(f"   !! {problem}")
+            results.append(result)
+        return results
+    finally:
+        closing = [s.close() for s in subscribers]
+        if publisher is not None:
+            closing.append(publisher.client.close())
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*closing, return_exceptions=True)
+        gc.unfreeze()
+        if server is not None:
+            await server.stop()
+        if pg is not None:
+            await pg.drop()
+
+
+# ---------------------------------------------------------------------------
+# Output
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}ms" if value < 100 else f"{value:.0f}ms"
+
+
+def describe(r: PhaseResult) -> str:
+    text = (f"{r.phase}: {r.deliveries:,.0f} deliveries/s, {r.publishes:,.0f} pub/s, "
+            f"{r.per_frame:.1f} msgs/frame, {r.bytes_per_msg:.0f} B/msg; "
+            f"latency p50 {_ms(r.p50)} p99 {_ms(r.p99)} max {_ms(r.max)} "
+            f"({r.samples} samples); ack p50 {_ms(r.ack_p50)} p99 {_ms(r.ack_p99)}; "
+            f"cpu server {r.server_cpu:.0f}% (sys {r.server_sys:.0f}%) "
+            f"gen {r.gen_cpu:.0f}% (sys {r.gen_sys:.0f}%)")
+    if r.db_cpu is not None:
+        text += f" postgres {r.db_cpu:.0f}%"
+    text += (f"; cores busy: server's {r.server_core:.0f}% (softirq {r.softirq:.0f}%), "
+             f"generator's {r.gen_core:.0f}%; steal {r.steal:.1f}%")
+    return text
+
+
+def verdict(r: PhaseResult) -> str:
+    """'yes'; 'NO' if deliveries went wrong; 'GEN' if the generator's core was saturated."""
+    if r.problems:
+        return "NO"
+    return "GEN" if r.gen_core > GEN_BOUND else "yes"
+
+
+def table(results: list[PhaseResult], repeat: int) -> str:
+    head = ["target", "db", "phase", "deliveries/s", "msgs/frame", "pub/s", "p50", "p99",
+            "max", "server-cpu", "gen-cpu", "pg-cpu", "core0", "core1", "ok"]
+    if repeat > 1:
+        head.insert(3, "run")
+    rows = [head]
+    for r in results:
+        row = [r.target, r.db, r.phase, f"{r.deliveries:,.0f}", f"{r.per_frame:.1f}",
+               f"{r.publishes:,.0f}", _ms(r.p50), _ms(r.p99), _ms(r.max),
+               f"{r.server_cpu:.0f}%", f"{r.gen_cpu:.0f}%",
+               "-" if r.db_cpu is None else f"{r.db_cpu:.0f}%",
+               f"{r.server_core:.0f}%", f"{r.gen_core:.0f}%", verdict(r)]
+        if repeat > 1:
+            row.insert(3, str(r.run))
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(w) if i < 3 else cell.rjust(w)
+                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+def summary(args: argparse.Namespace, results: list[PhaseResult]) -> list[str]:
+    """Ratios to the baseline and the issue's targets, on medians over the runs."""
+
+    def pick(target: str, db: str, phase: str) -> list[PhaseResult]:
+        return [r for r in results if (r.target, r.db, r.phase) == (target, db, phase)]
+
+    def rate(rs: list[PhaseResult]) -> float:
+        return _median([r.deliveries for r in rs])
+
+    def p99(rs: list[PhaseResult]) -> float:
+        return _median([r.p99 for r in rs if r.p99 is not None])
+
+    note = f" (median of {args.repeat} runs)" if args.repeat > 1 else ""
+    lines = []
+    base_tp, base_lat = pick("baseline", "-", "throughput"), pick("baseline", "-", "latency")
+    for db in ("sqlite", "postgres"):
+        tp, lat = pick("hub", db, "throughput"), pick("hub", db, "latency")
+        if tp and base_tp and rate(base_tp):
+            lines.append(f"hub/{db} vs baseline: throughput x{rate(tp) / rate(base_tp):.2f} "
+                         f"({rate(tp):,.0f} vs {rate(base_tp):,.0f} deliveries/s){note}")
+        if lat and base_lat and p99(lat) and p99(base_lat):
+            lines.append(f"hub/{db} vs baseline: latency p99 x{p99(lat) / p99(base_lat):.2f} "
+                         f"({_ms(p99(lat))} vs {_ms(p99(base_lat))}){note}")
+    tp = pick("hub", "postgres", "throughput")
+    if tp:
+        ok = rate(tp) >= 200_000 and not any(r.problems for r in tp)
+        lines.append(f"target >= 200,000 deliveries/s to {args.subscribers} subscribers with "
+                     f"PostgreSQL: {'MET' if ok else 'NOT MET'} ({rate(tp):,.0f}/s){note}")
+    for db in ("sqlite", "postgres"):
+        lat = pick("hub", db, "latency")
+        if lat and p99(lat):
+            ok = p99(lat) < 50 and not any(r.problems for r in lat)
+            lines.append(f"target p99 < 50 ms at {args.rate * args.subscribers:,} deliveries/s "
+                         f"({db}): {'MET' if ok else 'NOT MET'} (p99 {_ms(p99(lat))} at "
+                         f"{rate(lat):,.0f}/s){note}")
+    return lines
+
+
+# ---------------------------------------------------------------------------
+# Main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both",
+                        help="the hub's log database (default: both)")
+    parser.add_argument("--target", choices=["hub", "baseline", "both"], default="both",
+                        help="run the hub, the plain websockets baseline, or both (default)")
+    parser.add_argument("--baseline-mode", default="coalesce",
+                        help="comma-separated fan-out modes of the baseline server: coalesce "
+                             "(the baseline, default) and/or direct (synchronous writes of a "
+                             "per-iteration batch; listed as baseline-direct)")
+    parser.add_argument("--subscribers", type=int, default=1000,
+                        help="subscriber connections (default 1000)")
+    parser.add_argument("--duration", type=float, default=10.0,
+                        help="measured seconds per phase (default 10)")
+    parser.add_argument("--warmup", type=float, default=2.0,
+                        help="unmeasured seconds before each phase's measurement (default 2)")
+    parser.add_argument("--window", type=int, default=200,
+                        help="unacknowledged publishes in the throughput phase (default 200; "
+                             "the hub pauses reading at max_inflight 256)")
+    parser.add_argument("--rate", type=int, default=20,
+                        help="publishes/s in the latency phase (default 20: 20,000 "
+                             "deliveries/s at 1000 subscribers)")
+    parser.add_argument("--payload", type=int, default=64,
+                        help="padding characters in each message's data (default 64)")
+    parser.add_argument("--sample", type=int, default=50,
+                        help="subscribers that parse every frame for latency and seq checks "
+                             "(default 50); the rest only count messages")
+    parser.add_argument("--phases", default="throughput,latency",
+                        help="comma-separated phases to run (default throughput,latency)")
+    parser.add_argument("--client", choices=["raw", "websockets"], default="raw",
+                        help="subscriber client: the lean asyncio.Protocol one (default) or "
+                             "the websockets library")
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
+                        help="event loop of the generator and the baseline (default uvloop; "
+                             "uvicorn runs the hub on uvloop when it is installed)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run every target this many times, interleaved; the ratios and "
+                             "targets use medians (default 1)")
+    parser.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres",
+                        help="PostgreSQL admin DSN (loopback only); a fresh database is "
+                             "created and dropped")
+    parser.add_argument("--server-core", type=int, default=0, help="core for the server (0)")
+    parser.add_argument("--gen-core", type=int, default=1,
+                        help="core for this load generator (1)")
+    parser.add_argument("--connect-concurrency", type=int, default=50,
+                        help="subscriber connections opened at once (default 50)")
+    parser.add_argument("--drain-timeout", type=float, default=30.0,
+                        help="seconds to wait for outstanding deliveries after a phase")
+    parser.add_argument("--wait-quiet", type=float, default=60.0,
+                        help="before each target, wait up to this many seconds for both cores "
+                             f"to be under {QUIET_BUSY:g}%% busy (default 60)")
+    parser.add_argument("--max-time", type=float,
+                        help="hard limit on the whole run in seconds (default: 180 per "
+                             "target and run)")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="record the server with py-spy (collapsed stacks, one file per "
+                             "target and phase) during each measured window into DIR")
+    args = parser.parse_args(argv)
+    args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    args.baseline_mode = [m.strip() for m in args.baseline_mode.split(",") if m.strip()]
+    if not args.baseline_mode or set(args.baseline_mode) - {"coalesce", "direct"}:
+        parser.error("--baseline-mode takes coalesce and/or direct")
+    if not args.phases or set(args.phases) - {"throughput", "latency"}:
+        parser.error("--phases takes throughput and/or latency")
+    for name in ("subscribers", "window", "rate", "sample", "repeat"):
+        if getattr(args, name) < 1 and not (name == "sample" and getattr(args, name) == 0):
+            parser.error(f"--{name} must be positive")
+    if args.duration <= 0 or args.warmup < 0:
+        parser.error("--duration must be positive and --warmup not negative")
+    return args
+
+
+async def main(args: argparse.Namespace) -> int:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    plan: list[tuple[str, str]] = []
+    if args.target in ("baseline", "both"):
+        plan += [("baseline" if mode == "coalesce" else f"baseline-{mode}", "-")
+                 for mode in args.baseline_mode]
+    if args.target in ("hub", "both"):
+        dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+        plan += [("hub", db) for db in dbs]
+    plan *= args.repeat
+    if args.max_time is None:
+        args.max_time = 180.0 * len(plan)
+    say(f"fanout: {args.subscribers} subscribers, 1 publisher, room {ROOM}; "
+        f"throughput window {args.window}, latency rate {args.rate}/s; "
+        f"{args.warmup:g}s warm-up + {args.duration:g}s per phase; payload {args.payload} chars; "
+        f"server on core {args.server_core}, generator on core {args.gen_core} ({args.loop})")
+    results: list[PhaseResult] = []
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="rt-fanout-") as tmp:
+        try:
+            async with asyncio.timeout(args.max_time):
+                for i, (target, db) in enumerate(plan):
+                    run = i // (len(plan) // args.repeat) + 1
+                    try:
+                        results += await run_target(args, target, db, run, Path(tmp))
+                    except (RuntimeError, OSError, TimeoutError) as exc:
+                        failed = True
+                        say(f"!! {target}/{db} failed: {exc!r}")
+        except TimeoutError:
+            failed = True
+            say(f"!! stopped: --max-time {args.max_time:g}s reached")
+    say("")
+    say(table(results, args.repeat))
+    for line in summary(args, results):
+        say(line)
+    for r in results:
+        for problem in r.problems:
+            say(f"!! {r.target}/{r.db}/{r.phase}: {problem}")
+        if r.gen_core > GEN_BOUND:
+            say(f"!! {r.target}/{r.db}/{r.phase}: the generator's core was {r.gen_core:.0f}% "
+                "busy: the figure is a lower bound of the server's capacity")
+    say("ok: yes = subscribers got exactly subscribers x acked messages and the sampled ones "
+        f"saw gapless seqs; NO = see !!; GEN = the generator's core was over {GEN_BOUND:g}% busy")
+    return 1 if failed or any(r.problems for r in results) else 0
+
+
+def run() -> None:
+    args = parse_args()
+    try:
+        os.sched_setaffinity(0, {args.gen_core})
+    except OSError as exc:
+        raise SystemExit(f"cannot pin the generator to core {args.gen_core}: {exc}") from None
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if args.loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            code = runner.run(main(args))
+    except KeyboardInterrupt:
+        print("interrupted; servers stopped", file=sys.stderr)
+        code = 130
+    finally:
+        _kill_children()
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    run()
