@@ -41,6 +41,14 @@ class ErrorCode(enum.StrEnum):
     CONFLICT = "CONFLICT"  # the state moved on (e.g. an `expected_seq` no longer holds)
     UNAVAILABLE = "UNAVAILABLE"  # database or bus down; retry with the same id
     INTERNAL = "INTERNAL"  # a bug; logged with a traceback on the server
+    # Domain rooms (commands)
+    INVALID_ARGS = "INVALID_ARGS"  # a command's arguments are missing or ill-typed
+    UNKNOWN_COMMAND = "UNKNOWN_COMMAND"  # the room's kind has no such command
+    INVALID_TRANSITION = "INVALID_TRANSITION"  # not allowed from the current status
+    DUPLICATE_REQUEST = "DUPLICATE_REQUEST"  # queue: this guest already requested this song
+    CAPACITY_EXCEEDED = "CAPACITY_EXCEEDED"  # queue: the hourly cap is reached
+    TOO_MANY_ACTIVE = "TOO_MANY_ACTIVE"  # queue: the guest has too many active requests
+    QUEUE_CLOSED = "QUEUE_CLOSED"  # queue: the DJ closed the queue
 
 
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -55,6 +63,13 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.LIMIT_EXCEEDED: 429,
     ErrorCode.INTERNAL: 500,
     ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.INVALID_ARGS: 400,
+    ErrorCode.UNKNOWN_COMMAND: 400,
+    ErrorCode.INVALID_TRANSITION: 409,
+    ErrorCode.DUPLICATE_REQUEST: 409,
+    ErrorCode.CAPACITY_EXCEEDED: 429,
+    ErrorCode.TOO_MANY_ACTIVE: 409,
+    ErrorCode.QUEUE_CLOSED: 409,
 }
 
 

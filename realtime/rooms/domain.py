@@ -1,0 +1,99 @@
+"""The shape of a domain room: state + command + actor + now -> events. Pure.
+
+A domain room (``queue:``, later ``repair:``) is the fold of its log. The
+server's command path (``realtime.commands``) does, under the room's lock::
+
+    decision = domain.decide(state, command, actor, now_ms)   # or raises RealtimeError
+    for event in decision.events:                             # seq = head + 1, ...
+        notices += domain.apply(state, event, Meta(actor.user, seq, now_ms))
+    store events (and notices in each user's ``user:{id}`` room), commit
+
+Rules for implementers:
+
+* ``decide`` never mutates ``state``. It raises :class:`~realtime.errors.RealtimeError`
+  with a domain code to reject (nothing is stored then), and returns every event
+  the command causes plus a ``result`` for the caller.
+* ``apply`` is the fold: deterministic, driven only by the event and its
+  ``Meta``; it mutates ``state`` and returns the personal notices the event
+  causes. Replaying the log through ``apply`` rebuilds the same state, so any
+  bookkeeping that notices depend on (e.g. the last position a guest was told)
+  lives in the state and is updated by ``apply`` itself.
+* ``dump``/``load`` turn state into JSON-compatible data and back (snapshots).
+* ``view`` is the snapshot a viewer may see (GET .../state and ``reset``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from realtime.identity import Principal
+
+__all__ = ["Command", "Decision", "Domain", "Event", "Meta", "Notice"]
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str  # e.g. "request.submit"
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One log entry of a domain room, stored as ``{"event": type, **data}``."""
+
+    type: str  # e.g. "request.submitted"
+    data: dict[str, Any]
+
+    def to_data(self) -> dict[str, Any]:
+        return {"event": self.type, **self.data}
+
+    @classmethod
+    def from_data(cls, data: Any) -> Event:
+        body = dict(data)
+        return cls(str(body.pop("event")), body)
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """What the log adds to an event: who caused it, its seq and commit time."""
+
+    actor: str
+    seq: int
+    ts: int  # milliseconds since the Unix epoch
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A personal notification, stored durably in the room ``user:{user}``."""
+
+    user: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    events: list[Event]
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+class Domain(Protocol, Generic[S]):
+    kind: str
+
+    def initial(self, room_id: str) -> S: ...
+
+    def decide(self, state: S, command: Command, actor: Principal, now_ms: int) -> Decision: ...
+
+    def apply(self, state: S, event: Event, meta: Meta) -> list[Notice]: ...
+
+    def view(self, state: S, viewer: Principal) -> dict[str, Any]: ...
+
+    def dump(self, state: S) -> dict[str, Any]: ...
+
+    def load(self, data: dict[str, Any]) -> S: ...
+
+    def can_subscribe(self, who: Principal, room_id: str) -> bool: ...
+
+    def can_publish(self, who: Principal, room_id: str) -> bool: ...
