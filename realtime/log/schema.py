@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["dedup", "messages", "metadata", "rooms"]
+__all__ = ["dedup", "messages", "metadata", "rooms", "snapshots"]
 
 metadata = sa.MetaData()
 
@@ -20,6 +20,8 @@ rooms = sa.Table(
     sa.Column("head_seq", sa.BigInteger, nullable=False),
     sa.Column("trimmed_seq", sa.BigInteger, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    # seq of the room's state snapshot (domain rooms); retention never trims past it
+    sa.Column("snapshot_seq", sa.BigInteger, nullable=True),
 )
 
 messages = sa.Table(
@@ -42,5 +44,15 @@ dedup = sa.Table(
     sa.Column("client_id", sa.String(128), primary_key=True),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("result", sa.LargeBinary, nullable=True),  # a command's result, JSON
     sa.Index("rt_dedup_ts", "ts"),
+)
+
+# The latest state of a domain room, so rebuilding it reads only the events after.
+snapshots = sa.Table(
+    "rt_snapshots",
+    metadata,
+    sa.Column("room_id", sa.BigInteger, primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.LargeBinary, nullable=False),
 )

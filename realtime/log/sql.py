@@ -13,9 +13,9 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -24,14 +24,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from realtime.errors import Unavailable
-from realtime.log import Append, Appended, Page, RoomInfo
+from realtime.log import Append, Appended, Page, Prior, RoomInfo, RoomTxn
 from realtime.log import migrate as migrations
-from realtime.log.schema import dedup, messages, rooms
+from realtime.log.schema import dedup, messages, rooms, snapshots
+from realtime.log.txn import SqlTxn, lock_room
 from realtime.protocol import Message
 
 __all__ = ["SqlLog", "new_epoch"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def new_epoch() -> str:
@@ -149,74 +152,58 @@ class SqlLog:
         async with self._read() as conn:
             room_id = await conn.scalar(sa.select(rooms.c.id).where(rooms.c.name == name))
         if room_id is None:
-            values = dict(name=name, epoch=new_epoch(), head_seq=0, trimmed_seq=0,
-                          created_at=int(time.time() * 1000))
-            insert = (sqlite.insert(rooms) if self._sqlite else postgresql.insert(rooms))
             async with self._write() as conn:
-                await conn.execute(insert.values(values).on_conflict_do_nothing())
-                room_id = await conn.scalar(sa.select(rooms.c.id).where(rooms.c.name == name))
-        assert room_id is not None
-        self._room_ids[name] = room_id
+                room_id = await self._room_id_in(conn, name)
+        self._room_ids[name] = int(room_id)
         return int(room_id)
 
-    async def _lock(self, conn: AsyncConnection, room_id: int) -> tuple[str, int, int]:
-        """Lock the room's row for this transaction: (epoch, head, trimmed)."""
-        stmt = sa.select(rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq).where(
-            rooms.c.id == room_id
-        )
-        epoch, head, trimmed = (await conn.execute(stmt.with_for_update())).one()
-        return str(epoch), int(head), int(trimmed)
+    async def _room_id_in(self, conn: AsyncConnection, name: str) -> int:
+        """The room's row id using ``conn`` (inside a write transaction)."""
+        room_id = self._room_ids.get(name)
+        if room_id is None:
+            values = dict(name=name, epoch=new_epoch(), head_seq=0, trimmed_seq=0,
+                          created_at=int(time.time() * 1000))
+            insert = sqlite.insert(rooms) if self._sqlite else postgresql.insert(rooms)
+            await conn.execute(insert.values(values).on_conflict_do_nothing())
+            found = await conn.scalar(sa.select(rooms.c.id).where(rooms.c.name == name))
+            assert found is not None
+            self._room_ids[name] = room_id = int(found)
+        return room_id
 
     # -- the port ------------------------------------------------------------
+
+    async def transact(
+        self, room: str, now_ms: int, work: Callable[[RoomTxn], Awaitable[T]]
+    ) -> tuple[T, dict[str, list[Message]]]:
+        room_id = await self._room_id(room)
+        async with self._write() as conn:
+            txn = SqlTxn(conn, room, room_id, now_ms, sqlite_dialect=self._sqlite,
+                         max_messages=self._max_messages, room_id_in=self._room_id_in)
+            await txn.begin()
+            value = await work(txn)
+            stored = await txn.flush()
+        return value, stored
 
     async def append(
         self, room: str, items: Sequence[Append], *, now_ms: int
     ) -> tuple[list[Appended], list[Message]]:
-        room_id = await self._room_id(room)
-        results: list[Appended] = []
-        stored: list[Message] = []
-        async with self._write() as conn:
-            epoch, head, trimmed = await self._lock(conn, room_id)
-            known = await self._known_ids(conn, room_id, items)
-            rows: list[dict[str, Any]] = []
-            ids: list[dict[str, Any]] = []
+        async def work(txn: RoomTxn) -> list[Appended]:
+            known = await txn.prior((i.actor, i.id) for i in items if i.id is not None)
+            results = []
             for item in items:
-                key = (item.actor, item.id)
-                if item.id is not None and key in known:
-                    seq, ts = known[key]
-                    results.append(Appended(seq, epoch, ts, duplicate=True))
+                prior = known.get((item.actor, item.id)) if item.id is not None else None
+                if prior is not None:
+                    results.append(Appended(prior.seq, txn.epoch, prior.ts, duplicate=True))
                     continue
-                head += 1
-                rows.append(dict(room_id=room_id, seq=head, ts=now_ms, author=item.actor,
-                                 data=item.raw))
-                stored.append(Message(room, head, epoch, now_ms, item.actor, item.raw))
-                results.append(Appended(head, epoch, now_ms))
+                message = txn.append(item.actor, item.raw)
+                results.append(Appended(message.seq, txn.epoch, now_ms))
                 if item.id is not None:
-                    known[key] = (head, now_ms)
-                    ids.append(dict(room_id=room_id, actor=item.actor, client_id=item.id,
-                                    seq=head, ts=now_ms))
-            if rows:
-                await conn.execute(messages.insert(), rows)
-                if ids:
-                    await conn.execute(dedup.insert(), ids)
-                if self._max_messages and head - self._max_messages > trimmed:
-                    trimmed = head - self._max_messages
-                    await conn.execute(messages.delete().where(
-                        messages.c.room_id == room_id, messages.c.seq <= trimmed))
-                await conn.execute(rooms.update().where(rooms.c.id == room_id).values(
-                    head_seq=head, trimmed_seq=trimmed))
-        return results, stored
+                    txn.remember(item.actor, item.id, message.seq, None)
+                    known[(item.actor, item.id)] = Prior(message.seq, now_ms, None)
+            return results
 
-    async def _known_ids(
-        self, conn: AsyncConnection, room_id: int, items: Sequence[Append]
-    ) -> dict[tuple[str, str | None], tuple[int, int]]:
-        wanted = {item.id for item in items if item.id is not None}
-        if not wanted:
-            return {}
-        stmt = sa.select(dedup.c.actor, dedup.c.client_id, dedup.c.seq, dedup.c.ts).where(
-            dedup.c.room_id == room_id, dedup.c.client_id.in_(wanted))
-        rows = await conn.execute(stmt)
-        return {(actor, cid): (seq, ts) for actor, cid, seq, ts in rows}
+        results, stored = await self.transact(room, now_ms, work)
+        return results, stored.get(room, [])
 
     async def read(self, room: str, after: int, limit: int) -> Page:
         room_id = await self._room_id(room)
@@ -248,11 +235,11 @@ class SqlLog:
         room_id = await self._room_id(room)
         epoch = new_epoch()
         async with self._write() as conn:
-            await self._lock(conn, room_id)
-            await conn.execute(messages.delete().where(messages.c.room_id == room_id))
-            await conn.execute(dedup.delete().where(dedup.c.room_id == room_id))
+            await lock_room(conn, room_id)
+            for table in (messages, dedup, snapshots):
+                await conn.execute(table.delete().where(table.c.room_id == room_id))
             await conn.execute(rooms.update().where(rooms.c.id == room_id).values(
-                epoch=epoch, head_seq=0, trimmed_seq=0))
+                epoch=epoch, head_seq=0, trimmed_seq=0, snapshot_seq=None))
         return RoomInfo(room, epoch, 0, 0)
 
     async def trim_before(self, cutoff_ms: int) -> int:
@@ -264,12 +251,16 @@ class SqlLog:
         dropped = 0
         for room_id, upto in old:
             async with self._write() as conn:
-                _, _, trimmed = await self._lock(conn, room_id)
+                _, _, trimmed, snapshot_seq = await lock_room(conn, room_id)
+                if snapshot_seq is not None:  # a domain room: keep what rebuilds its state
+                    upto = min(upto, snapshot_seq)
+                if upto <= trimmed:
+                    continue
                 result = await conn.execute(messages.delete().where(
                     messages.c.room_id == room_id, messages.c.seq <= upto))
                 dropped += result.rowcount
                 await conn.execute(rooms.update().where(rooms.c.id == room_id).values(
-                    trimmed_seq=max(trimmed, upto)))
+                    trimmed_seq=upto))
         return dropped
 
     async def expire_ids(self, cutoff_ms: int) -> int:

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from realtime.errors import Unavailable
-from realtime.log import Append
+from realtime.log import Append, RoomTxn, Snapshot
 from realtime.log.sql import SqlLog
 from tests.conftest import ADMIN_DSN
 
@@ -186,3 +186,56 @@ async def test_database_failure_is_unavailable_then_recovers(pg_url: str, room: 
         assert [m.seq for m in page.messages] == list(range(1, page.info.head + 1))
     finally:
         await log.close()
+
+
+async def test_transact_writes_everything_or_nothing(make_log: LogFactory, room: str) -> None:
+    log = await make_log()
+    inbox = "user:" + room.split(":")[1]
+
+    async def work(txn: RoomTxn) -> int:
+        first = txn.append("dj", b'{"event":"a"}')
+        txn.append("dj", b'{"event":"b"}')
+        txn.remember("dj", "cmd-1", txn.head, b'{"result":{"id":"r1"}}')
+        txn.notify(inbox, "dj", b'{"notice":"n"}')
+        txn.save_snapshot(txn.head, b'{"state":2}')
+        return first.seq
+
+    first, stored = await log.transact(room, 5, work)
+    assert first == 1
+    assert [m.seq for m in stored[room]] == [1, 2] and [m.seq for m in stored[inbox]] == [1]
+    assert (await log.info(inbox)).head == 1
+
+    async def check(txn: RoomTxn) -> None:
+        assert txn.head == 2
+        prior = await txn.prior([("dj", "cmd-1"), ("other", "cmd-1")])
+        assert list(prior) == [("dj", "cmd-1")]
+        assert prior[("dj", "cmd-1")].result == b'{"result":{"id":"r1"}}'
+        assert await txn.snapshot() == Snapshot(2, b'{"state":2}')
+        assert [m.raw for m in await txn.events(1)] == [b'{"event":"b"}']
+        txn.append("dj", b"3")
+        raise RuntimeError("the work failed")
+
+    with pytest.raises(RuntimeError):
+        await log.transact(room, 6, check)
+    assert (await log.info(room)).head == 2  # nothing of the failed work was written
+
+
+async def test_retention_keeps_what_rebuilds_a_domain_room(make_log: LogFactory,
+                                                           room: str) -> None:
+    log = await make_log(retention_max_messages=3)
+
+    async def snapshot_at(seq: int) -> None:
+        async def work(txn: RoomTxn) -> None:
+            txn.save_snapshot(seq, b"{}")
+        await log.transact(room, 1, work)
+
+    await log.append(room, [item() for _ in range(4)], now_ms=1_000)
+    await snapshot_at(2)
+    await log.append(room, [item() for _ in range(6)], now_ms=1_000)
+    info = await log.info(room)
+    assert (info.head, info.trimmed) == (10, 2)  # not 7: events after the snapshot stay
+    await log.trim_before(10_000)
+    assert (await log.info(room)).trimmed == 2
+    await snapshot_at(10)
+    await log.append(room, [item()], now_ms=1_000)
+    assert (await log.info(room)).trimmed == 8
