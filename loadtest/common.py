@@ -37,6 +37,7 @@ __all__ = [
     "http_status",
     "percentile",
     "proc_cpu_times",
+    "proc_rss_kib",
     "wait_ready",
 ]
 
@@ -63,7 +64,7 @@ def check_loopback(host: str) -> str:
 
 
 # ---------------------------------------------------------------------------
-# CPU use, from /proc/<pid>/stat
+# CPU use and memory, from /proc/<pid>/stat and /proc/<pid>/status
 
 
 def proc_cpu_times(pid: int) -> tuple[float, float]:
@@ -76,6 +77,18 @@ def proc_cpu_times(pid: int) -> tuple[float, float]:
     # Fields after the command name, which is in parentheses and may hold spaces.
     fields = stat[stat.rindex(b")") + 2 :].split()
     return int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK  # utime, stime
+
+
+def proc_rss_kib(pid: int) -> int:
+    """Resident set size of a process in KiB (VmRSS); 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1])  # "VmRSS:   123456 kB"
+    except OSError:
+        pass
+    return 0
 
 
 def _pids_named(name: bytes) -> list[int]:

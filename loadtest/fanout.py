@@ -28,6 +28,13 @@ CPU use of the server process, of this process and (PostgreSQL runs) of all
 /proc/<pid>/stat (utime + stime) as % of one core, so the table shows which
 side saturated.
 
+The server's memory per connection (``KiB/conn``) is the growth of its
+resident set (VmRSS in /proc/<pid>/status) from right before the subscribers
+connect to when all of them have subscribed (before the publisher connects),
+divided by ``--subscribers``. It includes what the server allocates once,
+on its first connections (lazy imports, database connections of its pool),
+so it overstates the cost of one more connection at small ``--subscribers``.
+
 Keeping the generator cheaper than the server
 ---------------------------------------------
 Subscribers use a minimal WebSocket client on ``asyncio.Protocol`` (loadtest/
@@ -69,15 +76,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import contextlib
 import gc
 import os
 import secrets
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -86,7 +90,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import orjson
 from common import (
@@ -96,33 +99,28 @@ from common import (
     CpuMeter,
     PayloadHandler,
     RawClient,
-    check_loopback,
     client_frame,
     percentile,
-    wait_ready,
+)
+from report import GEN_BOUND, PhaseResult, describe, memory_line, summary, table
+from servers import (
+    HOST,
+    PgDatabase,
+    Server,
+    baseline_argv,
+    free_port,
+    hub_argv,
+    hub_env,
+    hub_token,
+    kill_children,
+    migrate,
+    track,
+    untrack,
 )
 
-HOST = "127.0.0.1"
 ROOM = "chat:bench"
 SUBPROTOCOL = "realtime.v1.json"
-SECRET = "loadtest-secret-" + "x" * 24
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-GEN_BOUND = 85.0  # % of its core: above this the generator may be what limits a phase
 QUIET_BUSY = 15.0  # % of a core: above this before a target, something else is running
-START_TIMEOUT = 60.0  # seconds for a server to answer /health/ready
-STOP_TIMEOUT = 15.0  # seconds for a server to exit after SIGINT before SIGKILL
-
-# Every child process we start, so that even an abrupt exit stops them.
-_children: dict[int, subprocess.Popen[bytes]] = {}
-
-
-@atexit.register
-def _kill_children() -> None:
-    for proc in list(_children.values()):
-        if proc.poll() is None:
-            proc.kill()
-
 
 # ---------------------------------------------------------------------------
 # Counters and recorders
@@ -365,150 +363,7 @@ class Publisher:
 
 
 # ---------------------------------------------------------------------------
-# Server processes and databases
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """A server subprocess pinned to one core, its output in a log file."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int,
-                 core: int, workdir: Path) -> None:
-        self.name = name
-        self.port = port
-        self.log_path = workdir / f"{name}.log"
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                ["taskset", "-c", str(core), *argv], env=env, cwd=workdir, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        _children[self.proc.pid] = self.proc
-        self.pid = self.proc.pid  # taskset execs the server: same pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    async def ready(self) -> None:
-        try:
-            async with asyncio.timeout(START_TIMEOUT):
-                await wait_ready(HOST, self.port, "/health/ready", self.alive)
-        except TimeoutError:
-            raise RuntimeError(f"{self.name}: not ready within {START_TIMEOUT:g}s\n"
-                               f"{self.log_tail()}") from None
-        except RuntimeError as exc:
-            raise RuntimeError(f"{self.name}: {exc}\n{self.log_tail()}") from None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join("  | " + line for line in text[-lines:])
-
-    async def stop(self) -> None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGINT)  # graceful for uvicorn and the baseline
-            try:
-                await asyncio.to_thread(self.proc.wait, STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.proc.wait()
-        _children.pop(self.proc.pid, None)
-
-
-async def run_command(argv: list[str], env: dict[str, str]) -> None:
-    """Run a command to completion (wrap in asyncio.timeout); raise if it fails."""
-    proc = await asyncio.create_subprocess_exec(*argv, env=env, cwd=REPO,
-                                                stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT)
-    try:
-        out, _ = await proc.communicate()
-    except BaseException:
-        proc.kill()
-        await proc.wait()
-        raise
-    if proc.returncode:
-        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{out.decode()}")
-
-
-class PgDatabase:
-    """A fresh PostgreSQL database, dropped by :meth:`drop`."""
-
-    def __init__(self, admin_dsn: str) -> None:
-        self.admin_dsn = admin_dsn
-        self.name = f"rt_bench_{secrets.token_hex(6)}"
-        parts = urlsplit(admin_dsn)
-        check_loopback(parts.hostname or "")
-        base = admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-        self.url = f"{base}/{self.name}"
-        self.created = False
-
-    async def _admin(self, sql: str) -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(self.admin_dsn, timeout=10)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    async def create(self) -> None:
-        await self._admin(f'CREATE DATABASE "{self.name}"')
-        self.created = True
-
-    async def drop(self) -> None:
-        if self.created:
-            await self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-            self.created = False
-
-
-def hub_env(database_url: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "REALTIME_DATABASE_URL": database_url,
-        "REALTIME_SECRET": SECRET,
-        "REALTIME_PUBLISH_RATE": "1000000",
-        "REALTIME_PUBLISH_BURST": "1000000",
-        "REALTIME_LOG_LEVEL": "warning",
-        "PYTHONUNBUFFERED": "1",
-    })
-    return env
-
-
-# ---------------------------------------------------------------------------
 # Phases
-
-
-@dataclass
-class PhaseResult:
-    target: str
-    db: str
-    phase: str
-    run: int = 1
-    deliveries: float = 0.0  # per second
-    publishes: float = 0.0  # per second
-    per_frame: float = 0.0
-    bytes_per_msg: float = 0.0
-    p50: float | None = None  # milliseconds
-    p99: float | None = None
-    max: float | None = None
-    samples: int = 0
-    ack_p50: float | None = None  # publish-to-ack, milliseconds
-    ack_p99: float | None = None
-    server_cpu: float = 0.0
-    server_sys: float = 0.0  # the kernel's share of server_cpu
-    gen_cpu: float = 0.0
-    gen_sys: float = 0.0
-    db_cpu: float | None = None
-    server_core: float = 0.0  # how busy the server's core was (%), whoever ran there
-    gen_core: float = 0.0
-    softirq: float = 0.0  # softirq share of the server's core (%): loopback TCP, no process
-    steal: float = 0.0  # hypervisor steal on both cores (%): machine noise
-    problems: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -564,7 +419,7 @@ class Bench:
                 await asyncio.wait_for(asyncio.to_thread(profiler.wait), 30)
             except TimeoutError:
                 profiler.kill()
-            _children.pop(profiler.pid, None)
+            untrack(profiler)
         result = PhaseResult(self.target, self.db, name, self.run)
         sc, gc_ = args.server_core, args.gen_core
         result.server_core, result.gen_core = cores.busy.get(sc, 0.0), cores.busy.get(gc_, 0.0)
@@ -625,13 +480,11 @@ class Bench:
         out = Path(self.args.profile) / f"{self.target}-{self.db}-{phase}.txt"
         out.parent.mkdir(parents=True, exist_ok=True)
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-        proc = subprocess.Popen(
+        return track(subprocess.Popen(
             ["taskset", "-c", str(self.args.gen_core), py_spy, "record", "--pid",
              str(self.server.pid), "--duration", str(int(self.args.duration)), "--rate", "200",
              "--nonblocking", "--format", "raw", "--output", str(out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _children[proc.pid] = proc
-        return proc
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     async def throughput(self) -> PhaseResult:
         pub, window = self.publisher, self.args.window
@@ -709,7 +562,6 @@ async def wait_quiet(args: argparse.Namespace) -> None:
 async def run_target(args: argparse.Namespace, target: str, db: str, run: int,
                      workdir: Path) -> list[PhaseResult]:
     port = free_port()
-    python = sys.executable
     pg: PgDatabase | None = None
     server: Server | None = None
     subscribers: list[Subscriber] = []
@@ -720,43 +572,41 @@ async def run_target(args: argparse.Namespace, target: str, db: str, run: int,
         await wait_quiet(args)
         if target.startswith("baseline"):
             mode = target.partition("-")[2] or "coalesce"
-            argv = [python, str(HERE / "baseline_websockets.py"), "--port", str(port),
-                    "--loop", args.loop, "--mode", mode]
-            env = dict(os.environ)
+            argv = baseline_argv(port, args.loop, mode)
+            env: dict[str, str] = {}
             sub_token = pub_token = "anonymous"
         else:
             if db == "postgres":
                 pg = PgDatabase(args.pg_dsn)
                 await pg.create()
                 env = hub_env(pg.url)
-                async with asyncio.timeout(120):
-                    await run_command([python, "-m", "realtime", "migrate"], env)
+                await migrate(env)
             else:
                 env = hub_env(f"sqlite+aiosqlite:///{workdir}/{target}-{db}-{run}.db")
-            argv = [python, "-m", "realtime", "serve", "--host", HOST, "--port", str(port)]
-            from realtime.auth import Tokens
-            from realtime.identity import Role
-
-            tokens = Tokens(SECRET)
-            sub_token = tokens.issue("bench-sub", Role.ADMIN, ttl=3600)
-            pub_token = tokens.issue("bench-pub", Role.ADMIN, ttl=3600)
-        server = Server(f"{target}-{db}", argv, env, port, args.server_core, workdir)
+            argv = hub_argv(port)
+            sub_token, pub_token = hub_token("bench-sub"), hub_token("bench-pub")
+        server = Server(f"{target}-{db}", argv, port, workdir, env=env, core=args.server_core)
         await server.ready()
         t0 = time.monotonic()
         stats, rec = Stats(), Recorder()
+        rss_before = server.rss_kib()
         subscribers = await open_subscribers(args, port, sub_token, stats, rec)
+        rss_after = server.rss_kib()
+        kib_per_conn = (rss_after - rss_before) / len(subscribers)
         client = await RawClient.open(HOST, port, subprotocol=SUBPROTOCOL)
         client.send_json({"type": "connect", "token": pub_token})
         await client.expect("connected")
         publisher = Publisher(client, "x" * args.payload)
         say(f"   {len(subscribers)} subscribers ({args.client} client) + 1 publisher connected "
             f"in {time.monotonic() - t0:.1f}s")
+        say("   " + memory_line(rss_before, rss_after, len(subscribers)))
         gc.collect()
         gc.freeze()  # the connections are long-lived: keep them out of GC passes
         bench = Bench(args, server, publisher, subscribers, stats, rec, target, db, run)
         results = []
         for phase in args.phases:
             result = await (bench.throughput() if phase == "throughput" else bench.latency())
+            result.kib_per_conn = kib_per_conn
             say("   " + describe(result))
             for problem in result.problems:
                 say(f"   !! {problem}")
@@ -781,97 +631,6 @@ async def run_target(args: argparse.Namespace, target: str, db: str, run: int,
 
 def say(text: str) -> None:
     print(text, flush=True)
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}ms" if value < 100 else f"{value:.0f}ms"
-
-
-def describe(r: PhaseResult) -> str:
-    text = (f"{r.phase}: {r.deliveries:,.0f} deliveries/s, {r.publishes:,.0f} pub/s, "
-            f"{r.per_frame:.1f} msgs/frame, {r.bytes_per_msg:.0f} B/msg; "
-            f"latency p50 {_ms(r.p50)} p99 {_ms(r.p99)} max {_ms(r.max)} "
-            f"({r.samples} samples); ack p50 {_ms(r.ack_p50)} p99 {_ms(r.ack_p99)}; "
-            f"cpu server {r.server_cpu:.0f}% (sys {r.server_sys:.0f}%) "
-            f"gen {r.gen_cpu:.0f}% (sys {r.gen_sys:.0f}%)")
-    if r.db_cpu is not None:
-        text += f" postgres {r.db_cpu:.0f}%"
-    text += (f"; cores busy: server's {r.server_core:.0f}% (softirq {r.softirq:.0f}%), "
-             f"generator's {r.gen_core:.0f}%; steal {r.steal:.1f}%")
-    return text
-
-
-def verdict(r: PhaseResult) -> str:
-    """'yes'; 'NO' if deliveries went wrong; 'GEN' if the generator's core was saturated."""
-    if r.problems:
-        return "NO"
-    return "GEN" if r.gen_core > GEN_BOUND else "yes"
-
-
-def table(results: list[PhaseResult], repeat: int) -> str:
-    head = ["target", "db", "phase", "deliveries/s", "msgs/frame", "pub/s", "p50", "p99",
-            "max", "server-cpu", "gen-cpu", "pg-cpu", "core0", "core1", "ok"]
-    if repeat > 1:
-        head.insert(3, "run")
-    rows = [head]
-    for r in results:
-        row = [r.target, r.db, r.phase, f"{r.deliveries:,.0f}", f"{r.per_frame:.1f}",
-               f"{r.publishes:,.0f}", _ms(r.p50), _ms(r.p99), _ms(r.max),
-               f"{r.server_cpu:.0f}%", f"{r.gen_cpu:.0f}%",
-               "-" if r.db_cpu is None else f"{r.db_cpu:.0f}%",
-               f"{r.server_core:.0f}%", f"{r.gen_core:.0f}%", verdict(r)]
-        if repeat > 1:
-            row.insert(3, str(r.run))
-        rows.append(row)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = []
-    for row in rows:
-        cells = [cell.ljust(w) if i < 3 else cell.rjust(w)
-                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
-        lines.append("  ".join(cells))
-    return "\n".join(lines)
-
-
-def _median(values: list[float]) -> float:
-    return statistics.median(values) if values else 0.0
-
-
-def summary(args: argparse.Namespace, results: list[PhaseResult]) -> list[str]:
-    """Ratios to the baseline and the issue's targets, on medians over the runs."""
-
-    def pick(target: str, db: str, phase: str) -> list[PhaseResult]:
-        return [r for r in results if (r.target, r.db, r.phase) == (target, db, phase)]
-
-    def rate(rs: list[PhaseResult]) -> float:
-        return _median([r.deliveries for r in rs])
-
-    def p99(rs: list[PhaseResult]) -> float:
-        return _median([r.p99 for r in rs if r.p99 is not None])
-
-    note = f" (median of {args.repeat} runs)" if args.repeat > 1 else ""
-    lines = []
-    base_tp, base_lat = pick("baseline", "-", "throughput"), pick("baseline", "-", "latency")
-    for db in ("sqlite", "postgres"):
-        tp, lat = pick("hub", db, "throughput"), pick("hub", db, "latency")
-        if tp and base_tp and rate(base_tp):
-            lines.append(f"hub/{db} vs baseline: throughput x{rate(tp) / rate(base_tp):.2f} "
-                         f"({rate(tp):,.0f} vs {rate(base_tp):,.0f} deliveries/s){note}")
-        if lat and base_lat and p99(lat) and p99(base_lat):
-            lines.append(f"hub/{db} vs baseline: latency p99 x{p99(lat) / p99(base_lat):.2f} "
-                         f"({_ms(p99(lat))} vs {_ms(p99(base_lat))}){note}")
-    tp = pick("hub", "postgres", "throughput")
-    if tp:
-        ok = rate(tp) >= 200_000 and not any(r.problems for r in tp)
-        lines.append(f"target >= 200,000 deliveries/s to {args.subscribers} subscribers with "
-                     f"PostgreSQL: {'MET' if ok else 'NOT MET'} ({rate(tp):,.0f}/s){note}")
-    for db in ("sqlite", "postgres"):
-        lat = pick("hub", db, "latency")
-        if lat and p99(lat):
-            ok = p99(lat) < 50 and not any(r.problems for r in lat)
-            lines.append(f"target p99 < 50 ms at {args.rate * args.subscribers:,} deliveries/s "
-                         f"({db}): {'MET' if ok else 'NOT MET'} (p99 {_ms(p99(lat))} at "
-                         f"{rate(lat):,.0f}/s){note}")
-    return lines
 
 
 # ---------------------------------------------------------------------------
@@ -1018,7 +777,7 @@ def run() -> None:
         print("interrupted; servers stopped", file=sys.stderr)
         code = 130
     finally:
-        _kill_children()
+        kill_children()
     sys.exit(code)
 
 

@@ -1,0 +1,241 @@
+"""Server processes and databases for the load tools.
+
+:class:`Server` starts one server subprocess (the hub, the baseline, anything
+that answers a readiness URL), optionally pinned to a core with ``taskset``,
+its output in a log file; start several on different ports for a cluster.
+:class:`PgDatabase` is a fresh PostgreSQL database, dropped afterwards.
+:func:`hub_env`, :func:`hub_argv`, :func:`hub_token` and :func:`migrate`
+configure and prepare the hub; :func:`baseline_argv` runs
+loadtest/baseline_websockets.py.
+
+Every child process is tracked so that even an abrupt exit stops it
+(:func:`kill_children`, also registered with :mod:`atexit`). Only loopback
+addresses are used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from common import check_loopback, proc_rss_kib, wait_ready
+
+__all__ = [
+    "HOST",
+    "SECRET",
+    "PgDatabase",
+    "Server",
+    "baseline_argv",
+    "free_port",
+    "hub_argv",
+    "hub_env",
+    "hub_token",
+    "kill_children",
+    "migrate",
+    "run_command",
+    "track",
+    "untrack",
+]
+
+HOST = "127.0.0.1"
+SECRET = "loadtest-secret-" + "x" * 24  # REALTIME_SECRET of the hubs, signs the test tokens
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+START_TIMEOUT = 60.0  # seconds for a server to answer its readiness URL
+STOP_TIMEOUT = 15.0  # seconds for a server to exit after SIGINT before SIGKILL
+MIGRATE_TIMEOUT = 120.0  # seconds for ``realtime migrate``
+
+# Every child process we start, so that even an abrupt exit stops them.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def track(proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    """Have :func:`kill_children` stop this process if it is still running at exit."""
+    _children[proc.pid] = proc
+    return proc
+
+
+def untrack(proc: subprocess.Popen[bytes]) -> None:
+    """Forget a process that has ended."""
+    _children.pop(proc.pid, None)
+
+
+@atexit.register
+def kill_children() -> None:
+    """SIGKILL every tracked child still running."""
+    for proc in list(_children.values()):
+        if proc.poll() is None:
+            proc.kill()
+
+
+def free_port(host: str = HOST) -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A server subprocess, pinned to one core if ``core`` is given, its output in a log file.
+
+    ``argv`` is the command line; ``env`` holds variables added to (or
+    replacing) this process's environment. The log is ``workdir/<name>.log``,
+    so give every instance its own name. :meth:`ready` waits until
+    ``GET ready_path`` answers 200 on ``host:port``.
+    """
+
+    def __init__(self, name: str, argv: list[str], port: int, workdir: Path, *,
+                 env: Mapping[str, str] | None = None, core: int | None = None,
+                 host: str = HOST, ready_path: str = "/health/ready") -> None:
+        self.name = name
+        self.host = check_loopback(host)
+        self.port = port
+        self.ready_path = ready_path
+        self.log_path = workdir / f"{name}.log"
+        if core is not None:
+            argv = ["taskset", "-c", str(core), *argv]
+        with open(self.log_path, "wb") as log:
+            self.proc = track(subprocess.Popen(
+                argv, env={**os.environ, **(env or {})}, cwd=workdir,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True))
+        self.pid = self.proc.pid  # taskset execs the server: same pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    async def ready(self) -> None:
+        """Wait until the server answers (START_TIMEOUT); raise with its log if it does not."""
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                await wait_ready(self.host, self.port, self.ready_path, self.alive)
+        except TimeoutError:
+            raise RuntimeError(f"{self.name}: not ready within {START_TIMEOUT:g}s\n"
+                               f"{self.log_tail()}") from None
+        except RuntimeError as exc:
+            raise RuntimeError(f"{self.name}: {exc}\n{self.log_tail()}") from None
+
+    def rss_kib(self) -> int:
+        """Resident memory of the server process in KiB (VmRSS; 0 if it is gone)."""
+        return proc_rss_kib(self.pid)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join("  | " + line for line in text[-lines:])
+
+    async def stop(self) -> None:
+        """SIGINT (graceful for uvicorn and the baseline), SIGKILL after STOP_TIMEOUT."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                await asyncio.to_thread(self.proc.wait, STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc.wait()
+        untrack(self.proc)
+
+
+async def run_command(argv: list[str], env: Mapping[str, str] | None = None) -> None:
+    """Run a command in the repository to completion (wrap in asyncio.timeout); raise if it
+    fails. ``env`` is added to this process's environment."""
+    proc = await asyncio.create_subprocess_exec(*argv, env={**os.environ, **(env or {})},
+                                                cwd=REPO, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT)
+    try:
+        out, _ = await proc.communicate()
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{out.decode()}")
+
+
+class PgDatabase:
+    """A fresh PostgreSQL database, dropped by :meth:`drop`.
+
+    ``url`` is its SQLAlchemy URL (``postgresql+asyncpg://``), for
+    ``REALTIME_DATABASE_URL``; several hubs may share it.
+    """
+
+    def __init__(self, admin_dsn: str) -> None:
+        self.admin_dsn = admin_dsn
+        self.name = f"rt_bench_{secrets.token_hex(6)}"
+        parts = urlsplit(admin_dsn)
+        check_loopback(parts.hostname or "")
+        base = admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+        self.url = f"{base}/{self.name}"
+        self.created = False
+
+    async def _admin(self, sql: str) -> None:
+        import asyncpg  # type: ignore[import-untyped]
+
+        conn = await asyncpg.connect(self.admin_dsn, timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    async def create(self) -> None:
+        await self._admin(f'CREATE DATABASE "{self.name}"')
+        self.created = True
+
+    async def drop(self) -> None:
+        if self.created:
+            await self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            self.created = False
+
+
+# ---------------------------------------------------------------------------
+# The hub and the baseline
+
+
+def hub_env(database_url: str, **extra: str) -> dict[str, str]:
+    """The hub's settings for a load test (no rate limit, quiet log), plus ``extra``
+    settings (e.g. a cluster's); pass to :class:`Server` or :func:`run_command`."""
+    return {
+        "REALTIME_DATABASE_URL": database_url,
+        "REALTIME_SECRET": SECRET,
+        "REALTIME_PUBLISH_RATE": "1000000",
+        "REALTIME_PUBLISH_BURST": "1000000",
+        "REALTIME_LOG_LEVEL": "warning",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+
+
+def hub_argv(port: int, host: str = HOST) -> list[str]:
+    """Command line of one hub instance (uvicorn) on ``host:port``."""
+    return [sys.executable, "-m", "realtime", "serve", "--host", host, "--port", str(port)]
+
+
+def baseline_argv(port: int, loop: str = "uvloop", mode: str = "coalesce") -> list[str]:
+    """Command line of the plain websockets server (loadtest/baseline_websockets.py)."""
+    return [sys.executable, str(HERE / "baseline_websockets.py"), "--port", str(port),
+            "--loop", loop, "--mode", mode]
+
+
+async def migrate(env: Mapping[str, str]) -> None:
+    """Create the hub's schema in ``env``'s REALTIME_DATABASE_URL (``realtime migrate``)."""
+    async with asyncio.timeout(MIGRATE_TIMEOUT):
+        await run_command([sys.executable, "-m", "realtime", "migrate"], env)
+
+
+def hub_token(user: str, ttl: float = 3600.0) -> str:
+    """An admin token for hubs started with :func:`hub_env` (imports the realtime package)."""
+    from realtime.auth import Tokens
+    from realtime.identity import Role
+
+    return Tokens(SECRET).issue(user, Role.ADMIN, ttl=ttl)
