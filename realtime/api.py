@@ -9,11 +9,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from realtime.commands import Call
 from realtime.errors import ErrorCode, ProtocolError, RealtimeError
 from realtime.identity import Principal
 from realtime.log import Append
-from realtime.protocol import MAX_ID_LENGTH, encode_data
+from realtime.protocol import MAX_ID_LENGTH, encode_data, parse_command
 from realtime.ratelimit import TokenBucket
+from realtime.rooms.domain import Command
 from realtime.services import Services
 from realtime.transports.http import authenticate, handles_errors, room_of
 
@@ -61,6 +63,29 @@ class Api:
         return JSONResponse({"room": str(room), "id": ident, "seq": result.seq,
                              "epoch": result.epoch, "duplicate": result.duplicate},
                             status_code=200 if result.duplicate else 201)
+
+    @handles_errors
+    async def command(self, request: Request) -> Response:
+        """``POST /v1/rooms/{room}/commands`` with ``{"name", "args", "id", "expected_seq"?}``."""
+        who = authenticate(request, self._s)
+        room = room_of(request)
+        self._rate_limit(who)
+        frame = parse_command(await _json_body(request, self._s.settings.max_frame_bytes), room)
+        call = Call(who, Command(frame.name, frame.args), frame.id, frame.expected_seq)
+        outcome = await self._s.publisher.command(str(room), call)
+        return JSONResponse(outcome.frame(str(room), frame.id))
+
+    @handles_errors
+    async def state(self, request: Request) -> Response:
+        """``GET /v1/rooms/{room}/state``: a domain room's state as the caller may see it."""
+        who = authenticate(request, self._s)
+        room = room_of(request)
+        room.check_subscribe(who)
+        runner = self._s.publisher.runners.get(room.kind)
+        if runner is None:
+            raise RealtimeError(ErrorCode.NOT_FOUND, f"{room.kind} rooms keep no state")
+        seq, epoch, view = await runner.view(self._s.log, str(room), who)
+        return JSONResponse({"room": str(room), "epoch": epoch, "seq": seq, "state": view})
 
     @handles_errors
     async def room_info(self, request: Request) -> Response:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -18,11 +19,14 @@ from realtime.api import Api
 from realtime.auth import Tokens, load_secret
 from realtime.bus import Bus
 from realtime.bus.memory import MemoryBus
+from realtime.commands import CommandRunner
 from realtime.errors import CloseCode, ErrorCode, RealtimeError
 from realtime.hub import Hub
+from realtime.identity import Principal
 from realtime.log import Log
 from realtime.log.sql import SqlLog
 from realtime.publisher import Publisher
+from realtime.rooms import DOMAINS
 from realtime.services import Services
 from realtime.settings import Settings
 from realtime.transports.http import error_response
@@ -42,10 +46,19 @@ def build_services(settings: Settings, *, log: Log | None = None,
                         retention_max_messages=settings.retention_max_messages,
                         migrate=settings.migrates_on_start)
     bus = bus or MemoryBus()
+    runners = {kind: CommandRunner(domain, snapshot_every=settings.snapshot_every)
+               for kind, domain in DOMAINS.items()}
+
+    async def view(room: str, viewer: Principal | None) -> tuple[int, str, dict[str, Any]] | None:
+        runner = runners.get(room.split(":", 1)[0])
+        if runner is None or viewer is None:
+            return None
+        return await runner.view(log, room, viewer)
+
     hub = Hub(log, page_size=settings.page_size, live_buffer=settings.live_buffer,
-              on_first_interest=bus.subscribe, on_last_interest=bus.unsubscribe)
+              on_first_interest=bus.subscribe, on_last_interest=bus.unsubscribe, view=view)
     publisher = Publisher(log, hub, bus, clock_ms=lambda: int(time.time() * 1000),
-                          max_batch=settings.commit_batch)
+                          max_batch=settings.commit_batch, runners=runners)
     tokens = Tokens(load_secret(settings.secret, settings.secret_file))
     return Services(settings, log, bus, hub, publisher, tokens, time.monotonic)
 
@@ -58,6 +71,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/v1/rooms/{room}/messages", long_poll(s), methods=["GET"]),  # type: ignore[arg-type]
         Route("/v1/rooms/{room}/messages", api.publish, methods=["POST"]),
         Route("/v1/rooms/{room}/events", server_sent_events(s), methods=["GET"]),  # type: ignore[arg-type]
+        Route("/v1/rooms/{room}/commands", api.command, methods=["POST"]),
+        Route("/v1/rooms/{room}/state", api.state, methods=["GET"]),
         Route("/v1/rooms/{room}", api.room_info, methods=["GET"]),
         Route("/v1/rooms/{room}", api.reset_room, methods=["DELETE"]),
         Route("/health/live", api.live, methods=["GET"]),

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from realtime.errors import ErrorCode, RealtimeError
+from realtime.identity import Principal
 from realtime.log import Log, RoomInfo
 from realtime.outbox import Outbox
 from realtime.protocol import Format, Message, Since, encode, error_frame
@@ -33,6 +34,8 @@ __all__ = ["Hub", "Subscription", "stale"]
 logger = logging.getLogger(__name__)
 
 Interest = Callable[[str], None]
+# A domain room's (seq, epoch, state as the viewer may see it); None for plain rooms.
+View = Callable[[str, "Principal | None"], Awaitable[tuple[int, str, dict[str, Any]] | None]]
 
 
 @dataclass(eq=False)
@@ -48,6 +51,7 @@ class Subscription:
     lost: bool = False  # the buffer overflowed during replay: read the log again
     task: asyncio.Task[None] | None = None
     on_drop: Callable[[], None] | None = None
+    viewer: Principal | None = None  # whose view of a domain room's state it gets
 
     def send(self, frame: dict[str, Any]) -> None:
         self.outbox.put(encode(self.outbox.format, frame))
@@ -72,6 +76,7 @@ class Hub:
         live_buffer: int = 10_000,
         on_first_interest: Interest | None = None,
         on_last_interest: Interest | None = None,
+        view: View | None = None,
     ) -> None:
         self._log = log
         self._page_size = page_size
@@ -79,6 +84,7 @@ class Hub:
         self._rooms: dict[str, _Room] = {}
         self._on_first = on_first_interest
         self._on_last = on_last_interest
+        self._view = view
 
     # -- interest ----------------------------------------------------------------
 
@@ -109,14 +115,15 @@ class Hub:
 
     def subscribe(self, name: str, outbox: Outbox, since: Since | None,
                   ident: str | None = None,
-                  on_drop: Callable[[], None] | None = None) -> Subscription:
+                  on_drop: Callable[[], None] | None = None,
+                  viewer: Principal | None = None) -> Subscription:
         """Start a subscription: it replays in the background, then goes live.
 
         If the replay fails (database down) the client gets an ``error`` frame for
         the room and the subscription ends; ``on_drop`` is then called (SSE ends
         its stream there so the client reconnects).
         """
-        sub = Subscription(name, outbox, since, ident, on_drop=on_drop)
+        sub = Subscription(name, outbox, since, ident, on_drop=on_drop, viewer=viewer)
         self._room(name).subs.add(sub)
         self._start_replay(sub)
         return sub
@@ -166,21 +173,28 @@ class Hub:
                 # Delivered after the subscription began, though committed before the
                 # head we read: it belongs to this subscription ("from now on").
                 sub.cursor = min(sub.cursor, sub.buffer[0].seq - 1)
-            frame = {"type": "subscribed", "room": sub.room, "epoch": info.epoch,
-                     "head": info.head, "replayed": info.head - sub.cursor}
+            state = None
+            if sub.since is None and self._view is not None:
+                view = await self._view(sub.room, sub.viewer)
+                if view is not None:  # a domain room: its state, and go on from there
+                    sub.cursor, sub.epoch, state = view
+            frame = {"type": "subscribed", "room": sub.room, "epoch": sub.epoch,
+                     "head": max(info.head, sub.cursor), "replayed": info.head - sub.cursor}
+            if state is not None:
+                frame |= {"seq": sub.cursor, "state": state, "replayed": 0}
             sub.send(frame if sub.ident is None else frame | {"id": sub.ident})
             if reason is not None:
-                self._send_reset(sub, info, reason)
+                await self._send_reset(sub, info, reason)
         while True:
             await sub.outbox.drained()  # replay at the client's pace, never past the bound
             if sub.outbox.closed:
                 return
             page = await self._log.read(sub.room, sub.cursor, self._page_size)
             if page.info.epoch != sub.epoch:
-                self._send_reset(sub, page.info, "epoch")
+                await self._send_reset(sub, page.info, "epoch")
                 continue
             if page.trimmed:
-                self._send_reset(sub, page.info, "trimmed")
+                await self._send_reset(sub, page.info, "trimmed")
                 continue
             if page.messages and not await self._feed(sub, page.messages):
                 return
@@ -224,12 +238,19 @@ class Hub:
             start = end
         return True
 
-    def _send_reset(self, sub: Subscription, info: RoomInfo, reason: str) -> None:
-        """Tell the client its position is void; continue from the head."""
-        sub.send({"type": "reset", "room": sub.room, "reason": reason, "epoch": info.epoch,
-                  "seq": info.head, "trimmed": info.trimmed})
+    async def _send_reset(self, sub: Subscription, info: RoomInfo, reason: str) -> None:
+        """Tell the client its position is void; continue from the head, or for a
+        domain room from the state the reset carries."""
+        frame = {"type": "reset", "room": sub.room, "reason": reason, "epoch": info.epoch,
+                 "seq": info.head, "trimmed": info.trimmed}
         sub.epoch, sub.cursor = info.epoch, info.head
-        sub.buffer = [m for m in sub.buffer if m.epoch == info.epoch]
+        if self._view is not None:
+            view = await self._view(sub.room, sub.viewer)
+            if view is not None:
+                sub.cursor, sub.epoch, state = view
+                frame |= {"seq": sub.cursor, "epoch": sub.epoch, "state": state}
+        sub.send(frame)
+        sub.buffer = [m for m in sub.buffer if m.epoch == sub.epoch]
 
     # -- fan-out -----------------------------------------------------------------
 
@@ -271,8 +292,8 @@ class Hub:
         if room is None:
             return
         for sub in list(room.subs):
-            if sub.live:
-                self._send_reset(sub, info, "epoch")
+            if sub.live:  # the replay finds the new epoch and resets the subscriber
+                self._start_replay(sub)
         for event in room.watchers:
             event.set()
 

@@ -23,6 +23,7 @@ from realtime.rooms import RoomName, parse_room
 __all__ = [
     "SUBPROTOCOLS",
     "ClientFrame",
+    "CommandFrame",
     "Connect",
     "Format",
     "Message",
@@ -36,6 +37,7 @@ __all__ = [
     "encode",
     "encode_data",
     "error_frame",
+    "parse_command",
     "parse_frame",
 ]
 
@@ -229,7 +231,19 @@ class Ping:
     id: str | None = None
 
 
-ClientFrame = Connect | Subscribe | Unsubscribe | Publish | Ping
+@dataclass(frozen=True, slots=True)
+class CommandFrame:
+    """A command to a domain room; ``expected_seq`` fails it with CONFLICT if the
+    room has moved past that seq."""
+
+    room: RoomName
+    name: str
+    args: dict[str, Any]
+    id: str
+    expected_seq: int | None = None
+
+
+ClientFrame = Connect | Subscribe | Unsubscribe | Publish | Ping | CommandFrame
 
 
 def frame_id(obj: Any) -> str | None:
@@ -302,12 +316,33 @@ def _ping(obj: dict[str, Any]) -> Ping:
     return Ping(_id(obj))
 
 
+def parse_command(obj: dict[str, Any], room: RoomName) -> CommandFrame:
+    """The command part of a frame or an HTTP body (``name``, ``args``, ``id``)."""
+    name, args = obj.get("name"), obj.get("args", {})
+    if not isinstance(name, str) or not 0 < len(name) <= 64:
+        raise ProtocolError("'name' must be the command's name, e.g. 'request.submit'")
+    if not isinstance(args, dict):
+        raise ProtocolError("'args' must be an object")
+    expected = obj.get("expected_seq")
+    if expected is not None and (not isinstance(expected, int) or isinstance(expected, bool)
+                                 or expected < 0):
+        raise ProtocolError("'expected_seq' must be a non-negative integer")
+    ident = _id(obj, required=True)
+    assert ident is not None
+    return CommandFrame(room, name, args, ident, expected)
+
+
+def _command(obj: dict[str, Any]) -> CommandFrame:
+    return parse_command(obj, parse_room(obj.get("room")))
+
+
 _PARSERS: dict[str, Callable[[dict[str, Any]], ClientFrame]] = {
     "connect": _connect,
     "subscribe": _subscribe,
     "unsubscribe": _unsubscribe,
     "publish": _publish,
     "ping": _ping,
+    "command": _command,
 }
 
 

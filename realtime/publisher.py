@@ -1,10 +1,11 @@
-"""The write path for plain rooms: group commit, then fan-out.
+"""The write path: group commit per room, then fan-out.
 
-Concurrent publishes to one room queue up; one drain task per room appends
-each queue as a single transaction (up to ``commit_batch`` items), then hands
-the committed messages to the local hub and the bus. Rooms commit in
-parallel; within a room, commits and deliveries happen in seq order.
-Nothing is delivered or acknowledged before its transaction commits.
+Concurrent publishes (plain rooms) or commands (domain rooms) to one room
+queue up; one drain task per room commits each queue as a single transaction
+(up to ``commit_batch`` items), then hands the committed messages, of the room
+and of any ``user:{id}`` rooms its notices went to, to the local hub and the
+bus. Rooms commit in parallel; within a room, commits and deliveries happen
+in seq order. Nothing is delivered or acknowledged before its commit.
 """
 
 from __future__ import annotations
@@ -12,35 +13,52 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from realtime.bus import Bus
-from realtime.errors import RealtimeError
+from realtime.commands import Call, CommandRunner, Outcome
+from realtime.errors import ErrorCode, RealtimeError
 from realtime.hub import Hub
-from realtime.log import Append, Appended, Log, RoomInfo
+from realtime.log import Append, Appended, Log, RoomInfo, RoomTxn
+from realtime.protocol import Message
 
 __all__ = ["Publisher"]
 
 logger = logging.getLogger(__name__)
 
-_Pending = tuple[Append, "asyncio.Future[Appended]"]
+_Item = Append | Call
+_Pending = tuple[_Item, "asyncio.Future[Any]"]
 
 
 class Publisher:
     def __init__(self, log: Log, hub: Hub, bus: Bus, *, clock_ms: Callable[[], int],
-                 max_batch: int = 500) -> None:
+                 max_batch: int = 500, runners: dict[str, CommandRunner] | None = None) -> None:
         self._log = log
         self._hub = hub
         self._bus = bus
         self._clock_ms = clock_ms
         self._max_batch = max_batch
+        self.runners = runners or {}
         self._queues: dict[str, list[_Pending]] = {}
         self._drains: set[asyncio.Task[None]] = set()
         self.commits = 0
         self.published = 0
 
     async def publish(self, room: str, item: Append) -> Appended:
-        """Store one message (group-committed with its neighbours); return its seq."""
-        future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
+        """Store one message in a plain room (group-committed); return its seq."""
+        result: Appended = await self._submit(room, item)
+        return result
+
+    async def command(self, room: str, call: Call) -> Outcome:
+        """Run one command in a domain room; its outcome, or the RealtimeError
+        that rejected it (nothing stored then)."""
+        if room.split(":", 1)[0] not in self.runners:
+            raise RealtimeError(ErrorCode.UNKNOWN_COMMAND, f"{room} takes no commands")
+        outcome: Outcome = await self._submit(room, call)
+        return outcome
+
+    async def _submit(self, room: str, item: _Item) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         queue = self._queues.get(room)
         if queue is None:
             queue = self._queues[room] = []
@@ -59,41 +77,59 @@ class Publisher:
         finally:
             self._queues.pop(room, None)
 
+    async def _store(self, room: str, items: list[_Item]
+                     ) -> tuple[list[Any], dict[str, list[Message]]]:
+        now_ms = self._clock_ms()
+        runner = self.runners.get(room.split(":", 1)[0])
+        if runner is None:
+            appends = [item for item in items if isinstance(item, Append)]
+            results, stored = await self._log.append(room, appends, now_ms=now_ms)
+            return list(results), {room: stored} if stored else {}
+        calls = [item for item in items if isinstance(item, Call)]
+
+        async def work(txn: RoomTxn) -> list[Outcome | RealtimeError]:
+            return await runner.run(txn, calls)
+
+        outcomes, by_room = await self._log.transact(room, now_ms, work)
+        return list(outcomes), by_room
+
     async def _commit(self, room: str, batch: list[_Pending]) -> None:
         try:
-            results, stored = await self._log.append(
-                room, [item for item, _ in batch], now_ms=self._clock_ms())
-        except RealtimeError as err:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(err)
-            return
+            results, stored = await self._store(room, [item for item, _ in batch])
         except Exception as exc:
-            logger.exception("append to %s failed", room)
+            if not isinstance(exc, RealtimeError):
+                logger.exception("commit to %s failed", room)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
         self.commits += 1
-        self.published += len(stored)
-        if stored:
-            self._hub.deliver(room, stored)
+        for name, messages in stored.items():
+            self.published += len(messages)
+            self._hub.deliver(name, messages)
         for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
+            if future.done():
+                continue
+            if isinstance(result, RealtimeError):
+                future.set_exception(result)
+            else:
                 future.set_result(result)
-        if stored:
+        for name, messages in stored.items():
             try:  # awaited before the next commit of this room: the bus sees seq order
-                await self._bus.publish(room, stored)
+                await self._bus.publish(name, messages)
             except Exception:  # peers repair the gap from the log
-                logger.exception("bus publish for %s failed", room)
+                logger.exception("bus publish for %s failed", name)
 
     async def reset(self, room: str) -> RoomInfo:
         """Drop the room's log and start a new epoch; subscribers get a reset."""
         info = await self._log.reset(room)
+        runner = self.runners.get(room.split(":", 1)[0])
+        if runner is not None:
+            runner.forget(room)
         self._hub.reset(room, info)
         return info
 
     async def close(self) -> None:
-        """Let queued publishes finish committing (drain on shutdown)."""
+        """Let queued writes finish committing (drain on shutdown)."""
         if self._drains:
             await asyncio.gather(*self._drains, return_exceptions=True)

@@ -12,15 +12,17 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from realtime.commands import Call
 from realtime.errors import CloseCode, ErrorCode, ProtocolError, RealtimeError
 from realtime.hub import Subscription
 from realtime.identity import Principal
 from realtime.log import Append
 from realtime.outbox import Direct, Outbox
 from realtime.protocol import (
+    CommandFrame,
     Connect,
     Format,
     Ping,
@@ -35,6 +37,7 @@ from realtime.protocol import (
     parse_frame,
 )
 from realtime.ratelimit import TokenBucket
+from realtime.rooms.domain import Command
 from realtime.services import Services
 
 __all__ = ["Session", "SessionState"]
@@ -124,6 +127,8 @@ class Session:
                 self._unsubscribe(frame)
             elif isinstance(frame, Publish):
                 await self._publish(frame)
+            elif isinstance(frame, CommandFrame):
+                await self._command(frame)
             elif isinstance(frame, Ping):
                 self.send({"type": "pong"} | ({"id": frame.id} if frame.id else {}))
         except RealtimeError as err:
@@ -164,7 +169,7 @@ class Session:
                 f"at most {self._services.settings.max_subscriptions} subscriptions per "
                 "connection; unsubscribe from one first")
         self.subscriptions[name] = self._services.hub.subscribe(
-            name, self.outbox, frame.since, frame.id)
+            name, self.outbox, frame.since, frame.id, viewer=self.principal)
 
     def _unsubscribe(self, frame: Unsubscribe) -> None:
         sub = self.subscriptions.pop(str(frame.room), None)
@@ -173,30 +178,56 @@ class Session:
         self.send({"type": "unsubscribed", "room": str(frame.room)}
                   | ({"id": frame.id} if frame.id else {}))
 
+    def _take_token(self) -> None:
+        wait = self._bucket.take()
+        if wait:
+            raise RealtimeError(ErrorCode.RATE_LIMITED, "sending too fast",
+                                retry_after=round(wait, 3))
+
     async def _publish(self, frame: Publish) -> None:
         assert self.principal is not None
         frame.room.check_publish(self.principal)
-        wait = self._bucket.take()
-        if wait:
-            raise RealtimeError(ErrorCode.RATE_LIMITED, "publishing too fast",
-                                retry_after=round(wait, 3))
+        self._take_token()
         raw = encode_data(frame.data, self._services.settings.max_data_bytes)
         item = Append(self.principal.user, raw, frame.id)
+        room = str(frame.room)
+
+        async def commit() -> dict[str, Any]:
+            result = await self._services.publisher.publish(room, item)
+            return {"type": "ack", "id": item.id, "room": room, "seq": result.seq,
+                    "epoch": result.epoch, "duplicate": result.duplicate}
+
+        await self._in_flight(commit, frame.id, room)
+
+    async def _command(self, frame: CommandFrame) -> None:
+        assert self.principal is not None
+        self._take_token()
+        room = str(frame.room)
+        call = Call(self.principal, Command(frame.name, frame.args), frame.id,
+                    frame.expected_seq)
+
+        async def run() -> dict[str, Any]:
+            outcome = await self._services.publisher.command(room, call)
+            return outcome.frame(room, frame.id)
+
+        await self._in_flight(run, frame.id, room)
+
+    async def _in_flight(self, work: Callable[[], Awaitable[dict[str, Any]]], ident: str,
+                         room: str) -> None:
+        """Run a write in the background, answering with its ack or its error."""
         await self._inflight.acquire()  # backpressure: stop reading while too many are open
-        task = asyncio.get_running_loop().create_task(self._commit(str(frame.room), item))
+
+        async def answer() -> None:
+            try:
+                self.send(await work())
+            except RealtimeError as err:
+                self.send(error_frame(err, ident) | {"room": room})
+            except Exception:
+                logger.exception("write to %s failed", room)
+                self.send(error_frame(RealtimeError(ErrorCode.INTERNAL, "write failed"), ident))
+            finally:
+                self._inflight.release()
+
+        task = asyncio.get_running_loop().create_task(answer())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _commit(self, room: str, item: Append) -> None:
-        try:
-            result = await self._services.publisher.publish(room, item)
-        except RealtimeError as err:
-            self.send(error_frame(err, item.id))
-        except Exception:
-            logger.exception("publish to %s failed", room)
-            self.send(error_frame(RealtimeError(ErrorCode.INTERNAL, "publish failed"), item.id))
-        else:
-            self.send({"type": "ack", "id": item.id, "room": room, "seq": result.seq,
-                       "epoch": result.epoch, "duplicate": result.duplicate})
-        finally:
-            self._inflight.release()

@@ -60,7 +60,8 @@ class Settings:
     publish_rate: float = _doc(200.0, "publishes per second per connection (token bucket)")
     publish_burst: int = _doc(400, "publish burst per connection")
     max_inflight: int = _doc(256, "unacknowledged publishes per connection before reads pause")
-    commit_batch: int = _doc(500, "publishes group-committed in one transaction at most")
+    commit_batch: int = _doc(500, "publishes or commands committed in one transaction at most")
+    snapshot_every: int = _doc(100, "events between state snapshots of a domain room")
 
     # Reading
     page_size: int = _doc(500, "messages per log read (replay pages, long-poll default)")

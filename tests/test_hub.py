@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from realtime.bus.memory import MemoryBus
-from realtime.hub import Hub
+from realtime.hub import Hub, Subscription
 from realtime.log import Append
 from realtime.log.sql import SqlLog
 from realtime.outbox import Outbox
@@ -63,6 +63,13 @@ async def parts(sqlite_url: str) -> AsyncIterator[tuple[SqlLog, Hub, Publisher]]
     await log.close()
 
 
+async def live(sub: Subscription) -> None:
+    """Until the subscription's replay is over and it receives live."""
+    if sub.task is not None:
+        await asyncio.wait_for(asyncio.shield(sub.task), 10)
+    assert sub.live
+
+
 async def publish(publisher: Publisher, room: str, n: int, start: int = 0) -> None:
     await asyncio.gather(*(publisher.publish(room, Append("u", b"%d" % i, f"id{i}"))
                            for i in range(start, start + n)))
@@ -89,8 +96,7 @@ async def test_fresh_subscription_starts_at_the_head(parts: Any, room: str) -> N
     _, hub, publisher = parts
     await publish(publisher, room, 5)
     wire = Wire()
-    hub.subscribe(room, wire.outbox, None)
-    await asyncio.sleep(0.05)
+    await live(hub.subscribe(room, wire.outbox, None))
     await publish(publisher, room, 3, start=5)
     await wire.until(3)
     assert wire.seqs() == [6, 7, 8]
@@ -101,8 +107,7 @@ async def test_a_gap_in_live_delivery_is_repaired_from_the_log(parts: Any, room:
     log, hub, publisher = parts
     await publish(publisher, room, 3)
     wire = Wire()
-    hub.subscribe(room, wire.outbox, None)
-    await asyncio.sleep(0.05)
+    await live(hub.subscribe(room, wire.outbox, None))
     # Seqs 4..6 commit but only 6 reaches the hub (as a lossy bus might do).
     _, stored = await log.append(room, [Append("u", b"1"), Append("u", b"2"), Append("u", b"3")],
                                  now_ms=1)
@@ -145,8 +150,7 @@ async def test_room_reset_tells_live_subscribers(parts: Any, room: str) -> None:
     _, hub, publisher = parts
     await publish(publisher, room, 2)
     wire = Wire()
-    hub.subscribe(room, wire.outbox, None)
-    await asyncio.sleep(0.05)
+    await live(hub.subscribe(room, wire.outbox, None))
     info = await publisher.reset(room)
     await publish(publisher, room, 2, start=10)
     await wire.until(2)
@@ -159,13 +163,10 @@ async def test_room_reset_tells_live_subscribers(parts: Any, room: str) -> None:
 async def test_overflowing_outbox_reports_slow_client(parts: Any, room: str) -> None:
     _, hub, publisher = parts
     wire = Wire(max_frames=10)
-    slow = hub.subscribe(room, wire.outbox, None)
-    await asyncio.sleep(0.05)
-    assert slow.live
+    await live(hub.subscribe(room, wire.outbox, None))
     wire.task.cancel()  # the client stops reading
     fast = Wire()
-    hub.subscribe(room, fast.outbox, None)
-    await asyncio.sleep(0.05)
+    await live(hub.subscribe(room, fast.outbox, None))
     await publish(publisher, room, 30)
     await fast.until(30)
     assert wire.overflowed and wire.outbox.closed and len(wire.outbox) == 0

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from realtime.errors import ErrorCode, RealtimeError
 from realtime.identity import Principal
 from realtime.rooms import plain
+from realtime.rooms.domain import Domain
 
-__all__ = ["KINDS", "RoomKind", "RoomName", "parse_room"]
+__all__ = ["DOMAINS", "KINDS", "RoomKind", "RoomName", "parse_room"]
 
 # kind: lowercase word; id: letters, digits and . _ - @, starting with a letter or digit.
 _ROOM_RE = re.compile(r"(?P<kind>[a-z][a-z0-9_]{0,31}):(?P<id>[A-Za-z0-9][A-Za-z0-9._@-]{0,127})")
@@ -29,10 +30,14 @@ class RoomKind(Protocol):
     def can_publish(self, who: Principal, room_id: str) -> bool: ...
 
 
+# Kinds whose rooms are the fold of their commands' events.
+DOMAINS: dict[str, Domain[Any]] = {}
+
 KINDS: dict[str, RoomKind] = {
     "chat": plain.Chat(),
     "feed": plain.Feed(),
     "user": plain.UserInbox(),
+    **DOMAINS,
 }
 
 
