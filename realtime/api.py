@@ -11,13 +11,14 @@ from starlette.responses import JSONResponse, Response
 
 from realtime.commands import Call
 from realtime.errors import ErrorCode, ProtocolError, RealtimeError
-from realtime.identity import Principal
+from realtime.identity import STAFF, Principal
 from realtime.log import Append
 from realtime.protocol import MAX_ID_LENGTH, encode_data, parse_command
 from realtime.ratelimit import TokenBucket
-from realtime.rooms.domain import Command
+from realtime.rooms.domain import Command, Event, Meta
+from realtime.rooms.queue_analytics import summarize, to_csv
 from realtime.services import Services
-from realtime.transports.http import authenticate, handles_errors, room_of
+from realtime.transports.http import authenticate, handles_errors, query_int, room_of
 
 __all__ = ["Api"]
 
@@ -86,6 +87,34 @@ class Api:
             raise RealtimeError(ErrorCode.NOT_FOUND, f"{room.kind} rooms keep no state")
         seq, epoch, view = await runner.view(self._s.log, str(room), who)
         return JSONResponse({"room": str(room), "epoch": epoch, "seq": seq, "state": view})
+
+    @handles_errors
+    async def analytics(self, request: Request) -> Response:
+        """``GET /v1/rooms/{room}/analytics?from=&to=&format=json|csv`` (staff):
+        computed from the room's retained log; ``from``/``to`` are ms timestamps."""
+        who = authenticate(request, self._s)
+        room = room_of(request)
+        if room.kind != "queue":
+            raise RealtimeError(ErrorCode.NOT_FOUND, "analytics exist for queue rooms")
+        if who.role not in STAFF:
+            raise RealtimeError(ErrorCode.FORBIDDEN, "analytics are for the DJ and admins")
+        start = query_int(request, "from", -1, low=0, high=2**62)
+        end = query_int(request, "to", -1, low=0, high=2**62)
+        entries = []
+        after = 0
+        while True:
+            page = await self._s.log.read(str(room), after, self._s.settings.max_page_size)
+            entries += [(Event.from_data(m.data), Meta(m.by, m.seq, m.ts))
+                        for m in page.messages]
+            if not page.messages:
+                break
+            after = page.messages[-1].seq
+        report = summarize(entries, start_ms=None if start < 0 else start,
+                           end_ms=None if end < 0 else end)
+        report["room"] = str(room)
+        if request.query_params.get("format") == "csv":
+            return Response(to_csv(report), media_type="text/csv; charset=utf-8")
+        return JSONResponse(report)
 
     @handles_errors
     async def room_info(self, request: Request) -> Response:

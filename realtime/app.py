@@ -73,6 +73,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/v1/rooms/{room}/events", server_sent_events(s), methods=["GET"]),  # type: ignore[arg-type]
         Route("/v1/rooms/{room}/commands", api.command, methods=["POST"]),
         Route("/v1/rooms/{room}/state", api.state, methods=["GET"]),
+        Route("/v1/rooms/{room}/analytics", api.analytics, methods=["GET"]),
         Route("/v1/rooms/{room}", api.room_info, methods=["GET"]),
         Route("/v1/rooms/{room}", api.reset_room, methods=["DELETE"]),
         Route("/health/live", api.live, methods=["GET"]),

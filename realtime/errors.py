@@ -16,6 +16,7 @@ should reconnect (and resume) or stop until something changes (a new token).
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 __all__ = [
     "HTTP_STATUS",
@@ -107,12 +108,14 @@ class RealtimeError(Exception):
     """
 
     def __init__(
-        self, code: ErrorCode, message: str, *, retry_after: float | None = None
+        self, code: ErrorCode, message: str, *, retry_after: float | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.retry_after = retry_after
+        self.details = details  # structured facts for the client (e.g. an existing id)
 
     @property
     def http_status(self) -> int:

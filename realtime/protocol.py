@@ -356,4 +356,6 @@ def error_frame(err: RealtimeError, ident: str | None = None) -> dict[str, Any]:
         frame["id"] = ident
     if err.retry_after is not None:
         frame["retry_after"] = err.retry_after
+    if err.details:
+        frame["details"] = err.details
     return frame

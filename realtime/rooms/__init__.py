@@ -15,6 +15,7 @@ from realtime.errors import ErrorCode, RealtimeError
 from realtime.identity import Principal
 from realtime.rooms import plain
 from realtime.rooms.domain import Domain
+from realtime.rooms.queue import QueueDomain
 
 __all__ = ["DOMAINS", "KINDS", "RoomKind", "RoomName", "parse_room"]
 
@@ -31,7 +32,7 @@ class RoomKind(Protocol):
 
 
 # Kinds whose rooms are the fold of their commands' events.
-DOMAINS: dict[str, Domain[Any]] = {}
+DOMAINS: dict[str, Domain[Any]] = {"queue": QueueDomain()}
 
 KINDS: dict[str, RoomKind] = {
     "chat": plain.Chat(),

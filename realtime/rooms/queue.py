@@ -40,8 +40,8 @@ request.play         DJ     FORBIDDEN; INVALID_ARGS; NOT_FOUND; INVALID_TRANSITI
                             pending/accepted). The previous now-playing becomes played.
 request.played       DJ     FORBIDDEN; INVALID_ARGS; NOT_FOUND; INVALID_TRANSITION (not
                             playing/accepted)
-queue.reorder        DJ     FORBIDDEN; INVALID_ARGS (position not in 1..len(queue));
-                            NOT_FOUND; INVALID_TRANSITION (not accepted)
+queue.reorder        DJ     FORBIDDEN; INVALID_ARGS; NOT_FOUND; INVALID_TRANSITION (not
+                            accepted); INVALID_ARGS (position not in 1..len(queue))
 queue.open / close   DJ     FORBIDDEN; INVALID_ARGS (any argument). Idempotent.
 queue.settings       DJ     FORBIDDEN; INVALID_ARGS (unknown key, out of range, none given)
 ===================  =====  ==================================================================

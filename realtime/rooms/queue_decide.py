@@ -43,8 +43,8 @@ class DuplicateRequest(RealtimeError):
             ErrorCode.DUPLICATE_REQUEST,
             f"you already requested {existing.song_id!r} as {existing.id} "
             f"({existing.status}); wait until it is played or cancel it",
+            details={"request_id": existing.id, "status": str(existing.status)},
         )
-        self.details: dict[str, Any] = {"request_id": existing.id, "status": str(existing.status)}
 
 
 # ---------------------------------------------------------------------------

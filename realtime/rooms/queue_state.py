@@ -3,14 +3,20 @@
 A :class:`QueueState` is mutated only by :func:`realtime.rooms.queue_apply.apply`
 (the fold of the log). Everything here is plain data: no clock, no I/O.
 
-A request moves through :class:`Status`; only the transitions in
-:data:`TRANSITIONS` exist, and an attempt at another one is an
-``INVALID_TRANSITION`` naming the current status::
+A request moves through :class:`Status`; only these transitions exist
+(:data:`TRANSITIONS`), and an attempt at another one is an
+``INVALID_TRANSITION`` naming the current status:
 
-    pending ──accept──> accepted ──play──> playing ──played──> played
-       │  └──────────────play──────────────────^    accepted ──played──┘
-       ├──veto──> vetoed   <──veto── accepted
-       └──cancel (own guest)──> cancelled
+=========  ===========================================================
+from       to (command)
+=========  ===========================================================
+pending    accepted (accept), vetoed (veto), playing (play),
+           cancelled (cancel, by its own guest)
+accepted   vetoed (veto), playing (play), played (played)
+playing    played (played, or play of another request)
+=========  ===========================================================
+
+Played, vetoed and cancelled are final.
 
 Two orders matter to clients: the **accepted queue** (``state.queue``, set by
 the DJ: accepted requests are appended, ``queue.reorder`` moves them) and the

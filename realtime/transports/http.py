@@ -23,11 +23,14 @@ P = ParamSpec("P")
 
 
 def error_response(err: RealtimeError) -> JSONResponse:
-    body: dict[str, object] = {"error": {"code": err.code.value, "message": err.message}}
+    error: dict[str, object] = {"code": err.code.value, "message": err.message}
     headers = {}
     if err.retry_after is not None:
-        body["error"] = {**body["error"], "retry_after": err.retry_after}  # type: ignore[dict-item]
+        error["retry_after"] = err.retry_after
         headers["Retry-After"] = str(max(1, round(err.retry_after)))
+    if err.details:
+        error["details"] = err.details
+    body = {"error": error}
     if err.code is ErrorCode.UNAUTHORIZED:
         headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(body, status_code=err.http_status, headers=headers)

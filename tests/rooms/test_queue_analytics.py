@@ -1,0 +1,144 @@
+"""Queue analytics: a report from a room's log, and its CSV. Pure, sync."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from realtime.identity import Principal, Role
+from realtime.rooms.domain import Command, Event, Meta
+from realtime.rooms.queue import QueueDomain
+from realtime.rooms.queue_analytics import CSV_COLUMNS, summarize, to_csv
+
+D = QueueDomain()
+HOUR = 3_600_000
+MIN = 60_000
+T0 = 1_700_000_000_000 // HOUR * HOUR  # 2023-11-14T22:00:00Z, on the hour
+DJ = Principal("dj1", Role.DJ)
+ANN, BOB, CAT = (Principal(u, Role.GUEST) for u in ("ann", "bob", "cat"))
+
+
+class Log:
+    """Runs commands through the domain and keeps the log, as the command path would."""
+
+    def __init__(self) -> None:
+        self.state = D.initial("set1")
+        self.entries: list[tuple[Event, Meta]] = []
+
+    def run(self, at: int, actor: Principal, name: str, **args: Any) -> dict[str, Any]:
+        decision = D.decide(self.state, Command(name, args), actor, at)
+        for event in decision.events:
+            meta = Meta(actor.user, len(self.entries) + 1, at)
+            D.apply(self.state, event, meta)
+            self.entries.append((event, meta))
+        return decision.result
+
+    def submit(self, at: int, guest: Principal, song: str) -> str:
+        result = self.run(at, guest, "request.submit", song_id=song, title=song.upper(),
+                          artist="Band")
+        return str(result["request_id"])
+
+
+def evening() -> Log:
+    """Two hours and a bit of a set; see the comments for what each request does."""
+    log = Log()
+    log.run(T0, DJ, "queue.settings", max_active_per_guest=5)
+    a = log.submit(T0 + 1 * MIN, ANN, "hey")  # accepted, played: waits 30 min
+    b = log.submit(T0 + 2 * MIN, BOB, "hey")  # vetoed
+    c = log.submit(T0 + 3 * MIN, CAT, "yo")  # played straight from pending: waits 57 min
+    d = log.submit(T0 + 4 * MIN, ANN, "zap")  # cancelled
+    log.run(T0 + 5 * MIN, BOB, "request.vote", request_id=a)
+    log.run(T0 + 5 * MIN, CAT, "request.vote", request_id=a)
+    log.run(T0 + 6 * MIN, ANN, "request.vote", request_id=c)
+    log.run(T0 + 7 * MIN, ANN, "request.cancel", request_id=d)
+    log.run(T0 + 10 * MIN, DJ, "request.accept", request_id=a)
+    log.run(T0 + 11 * MIN, DJ, "request.veto", request_id=b, reason="twice is enough")
+    log.run(T0 + 31 * MIN, DJ, "request.play", request_id=a)
+    log.run(T0 + 60 * MIN, DJ, "request.play", request_id=c)  # a becomes played
+    e = log.submit(T0 + 3 * HOUR + 5 * MIN, BOB, "yo")  # accepted then vetoed: pending wait
+    log.run(T0 + 3 * HOUR + 6 * MIN, DJ, "request.accept", request_id=e)
+    log.run(T0 + 3 * HOUR + 7 * MIN, DJ, "request.veto", request_id=e)
+    log.submit(T0 + 3 * HOUR + 8 * MIN, CAT, "new")  # pending
+    return log
+
+
+def test_report_of_a_whole_evening() -> None:
+    report = summarize(evening().entries)
+    assert report == {
+        "range": {"start_ms": None, "end_ms": None},
+        "requests": 6,
+        "requests_per_hour": [
+            {"hour": "2023-11-14T22:00:00Z", "requests": 4},
+            {"hour": "2023-11-14T23:00:00Z", "requests": 0},
+            {"hour": "2023-11-15T00:00:00Z", "requests": 0},
+            {"hour": "2023-11-15T01:00:00Z", "requests": 2},
+        ],
+        "accepted": 3,  # a, c (played from pending) and e (its first decision)
+        "vetoed": 1,
+        "decided": 4,
+        "acceptance_rate": 0.75,
+        "median_wait_ms": (30 * MIN + 57 * MIN) // 2,
+        "waits_counted": 2,
+        "by_status": {"pending": 1, "accepted": 0, "playing": 1, "played": 1, "vetoed": 2,
+                      "cancelled": 1},
+        "top_songs": [
+            {"song_id": "hey", "title": "HEY", "artist": "Band", "requests": 2, "votes": 2},
+            {"song_id": "yo", "title": "YO", "artist": "Band", "requests": 2, "votes": 1},
+            {"song_id": "new", "title": "NEW", "artist": "Band", "requests": 1, "votes": 0},
+            {"song_id": "zap", "title": "ZAP", "artist": "Band", "requests": 1, "votes": 0},
+        ],
+        "top_guests": [{"user": "ann", "requests": 2}, {"user": "bob", "requests": 2},
+                       {"user": "cat", "requests": 2}],
+    }
+    assert json.loads(json.dumps(report)) == report
+
+
+def test_range_selects_by_submission_and_reports_as_of_its_end() -> None:
+    entries = evening().entries
+    first = summarize(entries, start_ms=T0, end_ms=T0 + 30 * MIN)
+    assert first["requests"] == 4
+    # As of T0 + 30 min, a is accepted (not yet playing) and c still pending.
+    assert first["by_status"] == {"pending": 1, "accepted": 1, "playing": 0, "played": 0,
+                                  "vetoed": 1, "cancelled": 1}
+    assert first["median_wait_ms"] is None and first["waits_counted"] == 0
+    assert first["acceptance_rate"] == 0.5
+    late = summarize(entries, start_ms=T0 + 2 * HOUR)
+    assert late["requests"] == 2 and late["top_guests"] == [
+        {"user": "bob", "requests": 1}, {"user": "cat", "requests": 1}]
+    assert late["requests_per_hour"] == [{"hour": "2023-11-15T01:00:00Z", "requests": 2}]
+    assert late["by_status"]["vetoed"] == 1  # earlier requests' events are not counted
+
+
+def test_empty_log_and_top_limit() -> None:
+    report = summarize([])
+    assert report["requests"] == 0 and report["requests_per_hour"] == []
+    assert report["acceptance_rate"] is None and report["median_wait_ms"] is None
+    assert summarize(evening().entries, top=1)["top_songs"][0]["song_id"] == "hey"
+    assert len(summarize(evening().entries, top=1)["top_guests"]) == 1
+
+
+def test_csv_is_one_flat_table() -> None:
+    text = to_csv(summarize(evening().entries, start_ms=T0))
+    assert text.startswith(",".join(CSV_COLUMNS) + "\r\n")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    by = {(r["section"], r["key"]): r for r in rows}
+    assert by[("summary", "acceptance_rate")]["value"] == "0.75"
+    assert by[("summary", "end_ms")]["value"] == ""
+    assert by[("summary", "start_ms")]["value"] == str(T0)
+    assert by[("per_hour", "2023-11-15T01:00:00Z")]["requests"] == "2"
+    assert by[("status", "vetoed")]["requests"] == "2"
+    song = by[("top_song", "hey")]
+    assert (song["label"], song["requests"], song["votes"]) == ("HEY - Band", "2", "2")
+    assert by[("top_guest", "ann")]["requests"] == "2"
+    assert {r["section"] for r in rows} == {"summary", "per_hour", "status", "top_song",
+                                            "top_guest"}
+
+
+def test_csv_quotes_awkward_titles() -> None:
+    log = Log()
+    log.run(T0, ANN, "request.submit", song_id="s1", title='Say "Hi", now', artist="A, B")
+    rows = list(csv.DictReader(io.StringIO(to_csv(summarize(log.entries)))))
+    song = next(r for r in rows if r["section"] == "top_song")
+    assert song["label"] == 'Say "Hi", now - A, B'
