@@ -1,4 +1,4 @@
-"""HTTP API for backends and admins: publish, room info, room reset, health."""
+"""HTTP API for backends and admins: publish, commands, state, analytics, rooms, health."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from realtime.commands import Call
 from realtime.errors import ErrorCode, ProtocolError, RealtimeError
-from realtime.identity import STAFF, Principal
+from realtime.identity import Principal, Role
 from realtime.log import Append
 from realtime.protocol import MAX_ID_LENGTH, encode_data, parse_command
 from realtime.ratelimit import TokenBucket
@@ -43,7 +43,7 @@ class Api:
             self._buckets.popitem(last=False)
         wait = bucket.take()
         if wait:
-            raise RealtimeError(ErrorCode.RATE_LIMITED, "publishing too fast",
+            raise RealtimeError(ErrorCode.RATE_LIMITED, "sending too fast",
                                 retry_after=round(wait, 3))
 
     @handles_errors
@@ -94,10 +94,12 @@ class Api:
         computed from the room's retained log; ``from``/``to`` are ms timestamps."""
         who = authenticate(request, self._s)
         room = room_of(request)
-        if room.kind != "queue":
+        runner = self._s.publisher.runners.get(room.kind)
+        if room.kind != "queue" or runner is None:
             raise RealtimeError(ErrorCode.NOT_FOUND, "analytics exist for queue rooms")
-        if who.role not in STAFF:
-            raise RealtimeError(ErrorCode.FORBIDDEN, "analytics are for the DJ and admins")
+        _, _, view = await runner.view(self._s.log, str(room), who)
+        if not (who.is_operator or (who.role is Role.DJ and view.get("owner") in (None, who.user))):
+            raise RealtimeError(ErrorCode.FORBIDDEN, "analytics are for the room's DJ and admins")
         start = query_int(request, "from", -1, low=0, high=2**62)
         end = query_int(request, "to", -1, low=0, high=2**62)
         entries = []

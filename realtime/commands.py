@@ -82,19 +82,31 @@ class CommandRunner:
         """The room's state at the locked head."""
         cached = self._cache.get(txn.room)
         if cached is None or cached.epoch != txn.epoch or cached.seq > txn.head:
-            snapshot = await txn.snapshot()
-            if snapshot is None:
-                room_id = txn.room.split(":", 1)[1]
-                cached = _Cached(txn.epoch, 0, self.domain.initial(room_id), 0)
-            else:
-                state = self.domain.load(orjson.loads(snapshot.state))
-                cached = _Cached(txn.epoch, snapshot.seq, state, snapshot.seq)
-            self._cache[txn.room] = cached
+            cached = await self._load(txn)
         if cached.seq < txn.head:  # other instances (or a restart) moved the room on
-            for message in await txn.events(cached.seq):
+            events = await txn.events(cached.seq)
+            if not events or events[0].seq != cached.seq + 1:
+                # Retention trimmed past the cached seq (another instance moved the room
+                # far on): folding the kept tail would skip events. The snapshot is never
+                # behind the trim, so rebuild from it.
+                cached = await self._load(txn)
+                events = await txn.events(cached.seq)
+            for message in events:
                 self.domain.apply(cached.state, Event.from_data(message.data),
                                   Meta(message.by, message.seq, message.ts))
                 cached.seq = message.seq
+        return cached
+
+    async def _load(self, txn: RoomTxn) -> _Cached:
+        """The latest snapshot, or the initial state; cached for the room."""
+        snapshot = await txn.snapshot()
+        if snapshot is None:
+            room_id = txn.room.split(":", 1)[1]
+            cached = _Cached(txn.epoch, 0, self.domain.initial(room_id), 0)
+        else:
+            state = self.domain.load(orjson.loads(snapshot.state))
+            cached = _Cached(txn.epoch, snapshot.seq, state, snapshot.seq)
+        self._cache[txn.room] = cached
         return cached
 
     async def run(self, txn: RoomTxn, calls: list[Call]) -> list[Outcome | RealtimeError]:

@@ -322,7 +322,7 @@ def parse_command(obj: dict[str, Any], room: RoomName) -> CommandFrame:
     if not isinstance(name, str) or not 0 < len(name) <= 64:
         raise ProtocolError("'name' must be the command's name, e.g. 'request.submit'")
     if not isinstance(args, dict):
-        raise ProtocolError("'args' must be an object")
+        raise RealtimeError(ErrorCode.INVALID_ARGS, "'args' must be an object")
     expected = obj.get("expected_seq")
     if expected is not None and (not isinstance(expected, int) or isinstance(expected, bool)
                                  or expected < 0):

@@ -8,6 +8,7 @@ import pytest
 
 from realtime.errors import ErrorCode, ProtocolError, RealtimeError
 from realtime.protocol import (
+    CommandFrame,
     Connect,
     Format,
     Message,
@@ -79,6 +80,23 @@ def test_decode_rejects_garbage_in_both_formats() -> None:
         with pytest.raises(ProtocolError):
             decode(fmt, payload)
     assert decode(Format.MSGPACK, msgpack.packb({"type": "ping"})) == {"type": "ping"}
+
+
+def test_command_frames() -> None:
+    frame = parse_frame({"type": "command", "room": "queue:set1", "name": "request.vote",
+                         "args": {"request_id": "r1"}, "id": "c1", "expected_seq": 7})
+    assert isinstance(frame, CommandFrame)
+    assert (frame.name, frame.args, frame.id, frame.expected_seq) == (
+        "request.vote", {"request_id": "r1"}, "c1", 7)
+    assert parse_frame({"type": "command", "room": "queue:s", "name": "queue.open",
+                        "id": "c2"}).args == {}  # type: ignore[union-attr]
+    with pytest.raises(RealtimeError) as err:
+        parse_frame({"type": "command", "room": "queue:s", "name": "x", "args": [1], "id": "c"})
+    assert err.value.code is ErrorCode.INVALID_ARGS
+    for bad in ({"name": "", "id": "c"}, {"name": "x"}, {"name": "x", "id": "c",
+                                                          "expected_seq": -1}):
+        with pytest.raises(ProtocolError):
+            parse_frame({"type": "command", "room": "queue:s", **bad})
 
 
 def test_frame_id_is_only_a_usable_id() -> None:

@@ -18,8 +18,9 @@ request.moved       its queue position is more than 3 away from     position, pr
                     the last position its guest was told
 ==================  ==============================================  ==================
 
-"Told" is ``Request.told_position``: set by the accepted notice (the position
-it carries) and by every ``next``/``moved`` notice. Small moves are not told, so
+"Told" is ``Request.told_position``: set to the position the accepted notice
+carries (accepted straight into position 1, a ``next`` notice follows it) and by
+every ``next``/``moved`` notice. Small moves are not told, so
 a DJ shuffling the queue never floods a guest: ``next`` fires once per arrival
 at position 1 from a told position other than 1, ``moved`` once per crossing
 of the distance 3.

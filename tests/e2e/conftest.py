@@ -4,6 +4,8 @@
   (tests isolate themselves by room name).
 * ``pg_server``: the same on PostgreSQL (``pg_database`` from tests/conftest.py,
   migrated first with ``python -m realtime migrate``: ``pg_migrated``).
+* ``pg_pair``: two servers (two processes, two ports) on that one PostgreSQL
+  database, shared by a test module: what two instances behind a load balancer see.
 * ``make_server``: ``await make_server(outbox_max_messages=50, ...)`` starts a
   private server with per-test ``REALTIME_*`` settings (SQLite in tmp_path unless
   ``database_url`` is given); killed at the end of the test.
@@ -50,6 +52,23 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory, pg_migrated: str) -> Ite
     yield srv
     srv.stop()
     srv.assert_clean_log()
+
+
+@pytest.fixture(scope="module")
+def pg_pair(tmp_path_factory: pytest.TempPathFactory,
+            pg_migrated: str) -> Iterator[tuple[Server, Server]]:
+    pair = [Server(tmp_path_factory.mktemp(f"server-pg-pair{i}"), pg_migrated) for i in (1, 2)]
+    try:
+        for srv in pair:  # both start at once, then wait for both
+            srv.launch()
+        for srv in pair:
+            srv.wait_ready()
+        yield pair[0], pair[1]
+    finally:
+        for srv in pair:
+            srv.stop()
+    for srv in pair:
+        srv.assert_clean_log()
 
 
 @pytest.fixture

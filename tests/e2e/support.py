@@ -415,6 +415,44 @@ class WsClient:
             await self.send({"type": "publish", "room": room, "data": data, "id": ident})
         return [await self.expect("ack", id=ident) for ident in ids]
 
+    async def send_command(self, room: str, name: str, args: dict[str, Any] | None = None, *,
+                           ident: str | None = None, expected_seq: int | None = None) -> str:
+        """Send a ``command`` frame without waiting; its id (for :meth:`reply`)."""
+        ident = ident or self.next_id()
+        frame: dict[str, Any] = {"type": "command", "room": room, "name": name,
+                                 "args": {} if args is None else args, "id": ident}
+        if expected_seq is not None:
+            frame["expected_seq"] = expected_seq
+        await self.send(frame)
+        return ident
+
+    async def reply(self, ident: str, within: float = TIMEOUT) -> dict[str, Any]:
+        """The ``ack`` or ``error`` frame answering the frame ``ident`` (others stay queued)."""
+        async def find() -> dict[str, Any]:
+            seen = 0
+            while True:
+                while seen < len(self.frames):
+                    frame = self.frames[seen]
+                    if frame.get("id") == ident and frame["type"] in ("ack", "error"):
+                        del self.frames[seen]
+                        return frame
+                    seen += 1
+                await self._fill()
+
+        try:
+            return await asyncio.wait_for(find(), within)
+        except TimeoutError:
+            raise AssertionError(f"no answer to {ident} within {within}s; "
+                                 f"queued: {list(self.frames)[-5:]}") from None
+
+    async def command(self, room: str, name: str, args: dict[str, Any] | None = None, *,
+                      ident: str | None = None,
+                      expected_seq: int | None = None) -> dict[str, Any]:
+        """Run a command in a domain room: its ``ack`` or ``error`` frame."""
+        ident = await self.send_command(room, name, args, ident=ident,
+                                        expected_seq=expected_seq)
+        return await self.reply(ident)
+
     async def ping(self) -> dict[str, Any]:
         ident = self.next_id()
         await self.send({"type": "ping", "id": ident})
@@ -441,6 +479,27 @@ async def open_client(url: str, *, fmt: str = JSON, token: str | None = None,
     if connect_frame:
         await client.connect(token or issue_token(user, role))
     return client
+
+
+async def post_command(http: httpx.AsyncClient, srv: Server, room: str, name: str,
+                       args: dict[str, Any] | None = None, *, user: str = "alice",
+                       role: Role = Role.GUEST, ident: str | None = None,
+                       expected_seq: int | None = None) -> httpx.Response:
+    """``POST /v1/rooms/{room}/commands``: a command over HTTP (a fresh id unless given)."""
+    body: dict[str, Any] = {"name": name, "args": {} if args is None else args,
+                            "id": ident or f"h-{secrets.token_hex(6)}"}
+    if expected_seq is not None:
+        body["expected_seq"] = expected_seq
+    return await http.post(f"{srv.base}/v1/rooms/{room}/commands", json=body,
+                           headers=bearer(user, role))
+
+
+async def get_state(http: httpx.AsyncClient, srv: Server, room: str, *, user: str = "alice",
+                    role: Role = Role.GUEST) -> dict[str, Any]:
+    """``GET /v1/rooms/{room}/state`` as ``user``: ``{room, epoch, seq, state}``."""
+    reply = await http.get(f"{srv.base}/v1/rooms/{room}/state", headers=bearer(user, role))
+    assert reply.status_code == 200, reply.text
+    return reply.json()  # type: ignore[no-any-return]
 
 
 # ---------------------------------------------------------------------------
