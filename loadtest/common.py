@@ -38,6 +38,7 @@ __all__ = [
     "percentile",
     "proc_cpu_times",
     "proc_rss_kib",
+    "wait_quiet",
     "wait_ready",
 ]
 
@@ -104,16 +105,28 @@ def _pids_named(name: bytes) -> list[int]:
     return pids
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 class CpuMeter:
     """CPU time of some processes between :meth:`start` and :meth:`stop`, as % of a core.
 
     ``name`` (e.g. b"postgres") measures every process with that command name
-    instead of fixed pids: PostgreSQL forks a backend per connection.
+    instead of fixed pids: PostgreSQL forks a backend per connection. ``keep``, if
+    given, narrows those to the ones whose command line (NUL-separated, as in
+    /proc/<pid>/cmdline) it accepts, e.g. the backends of one database.
     """
 
-    def __init__(self, pids: list[int] | None = None, name: bytes | None = None) -> None:
+    def __init__(self, pids: list[int] | None = None, name: bytes | None = None,
+                 keep: Callable[[bytes], bool] | None = None) -> None:
         self._pids = pids or []
         self._name = name
+        self._keep = keep
         self._t0 = 0.0
         self._cpu0: dict[int, tuple[float, float]] = {}
         self.user = 0.0  # % of one core in user mode, after stop()
@@ -121,6 +134,8 @@ class CpuMeter:
 
     def _sample(self) -> dict[int, tuple[float, float]]:
         pids = _pids_named(self._name) if self._name is not None else self._pids
+        if self._keep is not None:
+            pids = [pid for pid in pids if self._keep(_cmdline(pid))]
         return {pid: proc_cpu_times(pid) for pid in pids}
 
     def start(self) -> None:
@@ -204,6 +219,23 @@ async def http_status(host: str, port: int, path: str) -> int:
         return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else 0
     except (OSError, TimeoutError):
         return 0
+
+
+async def wait_quiet(cores: list[int], max_wait: float, busy_limit: float) -> dict[int, float]:
+    """Wait (up to ``max_wait`` s, sampling each second) until every core in ``cores`` is
+    under ``busy_limit`` % busy: other work skews a benchmark. Returns {} once they are
+    quiet, else how busy they still were when the time ran out."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        meter = CoreMeter()
+        meter.start()
+        await asyncio.sleep(1.0)
+        meter.stop()
+        busy = {c: meter.busy.get(c, 0.0) for c in cores}
+        if all(b < busy_limit for b in busy.values()):
+            return {}
+        if time.monotonic() >= deadline:
+            return busy
 
 
 async def wait_ready(host: str, port: int, path: str, alive: Callable[[], bool]) -> None:

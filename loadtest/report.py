@@ -17,7 +17,9 @@ __all__ = [
     "GEN_BOUND",
     "PhaseResult",
     "describe",
+    "fmt_ms",
     "memory_line",
+    "render_table",
     "summary",
     "table",
     "verdict",
@@ -55,7 +57,8 @@ class PhaseResult:
     problems: list[str] = field(default_factory=list)
 
 
-def _ms(value: float | None) -> str:
+def fmt_ms(value: float | None) -> str:
+    """Milliseconds for a table cell: '-' for none, one decimal under 100."""
     return "-" if value is None else f"{value:.1f}ms" if value < 100 else f"{value:.0f}ms"
 
 
@@ -70,8 +73,8 @@ def memory_line(rss_before_kib: int, rss_after_kib: int, connections: int) -> st
 def describe(r: PhaseResult) -> str:
     text = (f"{r.phase}: {r.deliveries:,.0f} deliveries/s, {r.publishes:,.0f} pub/s, "
             f"{r.per_frame:.1f} msgs/frame, {r.bytes_per_msg:.0f} B/msg; "
-            f"latency p50 {_ms(r.p50)} p99 {_ms(r.p99)} max {_ms(r.max)} "
-            f"({r.samples} samples); ack p50 {_ms(r.ack_p50)} p99 {_ms(r.ack_p99)}; "
+            f"latency p50 {fmt_ms(r.p50)} p99 {fmt_ms(r.p99)} max {fmt_ms(r.max)} "
+            f"({r.samples} samples); ack p50 {fmt_ms(r.ack_p50)} p99 {fmt_ms(r.ack_p99)}; "
             f"cpu server {r.server_cpu:.0f}% (sys {r.server_sys:.0f}%) "
             f"gen {r.gen_cpu:.0f}% (sys {r.gen_sys:.0f}%)")
     if r.db_cpu is not None:
@@ -96,7 +99,7 @@ def table(results: list[PhaseResult], repeat: int) -> str:
     rows = [head]
     for r in results:
         row = [r.target, r.db, r.phase, f"{r.deliveries:,.0f}", f"{r.per_frame:.1f}",
-               f"{r.publishes:,.0f}", _ms(r.p50), _ms(r.p99), _ms(r.max),
+               f"{r.publishes:,.0f}", fmt_ms(r.p50), fmt_ms(r.p99), fmt_ms(r.max),
                f"{r.server_cpu:.0f}%", f"{r.gen_cpu:.0f}%",
                "-" if r.db_cpu is None else f"{r.db_cpu:.0f}%",
                f"{r.server_core:.0f}%", f"{r.gen_core:.0f}%",
@@ -104,10 +107,16 @@ def table(results: list[PhaseResult], repeat: int) -> str:
         if repeat > 1:
             row.insert(3, str(r.run))
         rows.append(row)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    return render_table(rows, left=3)
+
+
+def render_table(rows: list[list[str]], left: int) -> str:
+    """Rows of cells (the first one the header) as aligned columns: the first ``left``
+    columns left-aligned, the others (figures) right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for row in rows:
-        cells = [cell.ljust(w) if i < 3 else cell.rjust(w)
+        cells = [cell.ljust(w) if i < left else cell.rjust(w)
                  for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
         lines.append("  ".join(cells))
     return "\n".join(lines)
@@ -139,7 +148,7 @@ def summary(args: argparse.Namespace, results: list[PhaseResult]) -> list[str]:
                          f"({rate(tp):,.0f} vs {rate(base_tp):,.0f} deliveries/s){note}")
         if lat and base_lat and p99(lat) and p99(base_lat):
             lines.append(f"hub/{db} vs baseline: latency p99 x{p99(lat) / p99(base_lat):.2f} "
-                         f"({_ms(p99(lat))} vs {_ms(p99(base_lat))}){note}")
+                         f"({fmt_ms(p99(lat))} vs {fmt_ms(p99(base_lat))}){note}")
     tp = pick("hub", "postgres", "throughput")
     if tp:
         ok = rate(tp) >= 200_000 and not any(r.problems for r in tp)
@@ -150,6 +159,6 @@ def summary(args: argparse.Namespace, results: list[PhaseResult]) -> list[str]:
         if lat and p99(lat):
             ok = p99(lat) < 50 and not any(r.problems for r in lat)
             lines.append(f"target p99 < 50 ms at {args.rate * args.subscribers:,} deliveries/s "
-                         f"({db}): {'MET' if ok else 'NOT MET'} (p99 {_ms(p99(lat))} at "
+                         f"({db}): {'MET' if ok else 'NOT MET'} (p99 {fmt_ms(p99(lat))} at "
                          f"{rate(lat):,.0f}/s){note}")
     return lines

@@ -233,9 +233,10 @@ async def migrate(env: Mapping[str, str]) -> None:
         await run_command([sys.executable, "-m", "realtime", "migrate"], env)
 
 
-def hub_token(user: str, ttl: float = 3600.0) -> str:
-    """An admin token for hubs started with :func:`hub_env` (imports the realtime package)."""
+def hub_token(user: str, ttl: float = 3600.0, role: str = "admin") -> str:
+    """A token for hubs started with :func:`hub_env` (imports the realtime package); an
+    admin's unless ``role`` names another (``guest``, ``dj``, ...)."""
     from realtime.auth import Tokens
     from realtime.identity import Role
 
-    return Tokens(SECRET).issue(user, Role.ADMIN, ttl=ttl)
+    return Tokens(SECRET).issue(user, Role(role), ttl=ttl)
