@@ -39,11 +39,29 @@ Direct = Callable[[bytes], bool]  # write now; False when the socket cannot take
 
 
 class Flusher:
-    """Flushes every outbox that got frames during this event-loop turn, once."""
+    """Flushes every outbox that got frames during this event-loop turn, once.
+
+    Subscribers of one room mostly hold the very same run of frames, so the
+    joined payload is built once per turn and shared (:meth:`join`).
+    """
 
     def __init__(self) -> None:
         self._dirty: list[Outbox] = []
         self._scheduled = False
+        self._joined: dict[tuple[Format, int, int], tuple[list[bytes], bytes]] = {}
+
+    def join(self, fmt: Format, chunk: list[bytes]) -> bytes:
+        """``batch(fmt, chunk)``, reusing a payload built this turn for the same
+        frames (the same objects, in the same order: checked item by item)."""
+        if len(chunk) == 1:
+            return chunk[0]
+        key = (fmt, len(chunk), id(chunk[0]))
+        hit = self._joined.get(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], chunk, strict=True)):
+            return hit[1]
+        payload = batch(fmt, chunk)
+        self._joined[key] = (chunk, payload)
+        return payload
 
     def mark(self, outbox: Outbox) -> None:
         self._dirty.append(outbox)
@@ -54,8 +72,11 @@ class Flusher:
     def _flush(self) -> None:
         self._scheduled = False
         dirty, self._dirty = self._dirty, []
-        for outbox in dirty:
-            outbox.flush()
+        try:
+            for outbox in dirty:
+                outbox.flush()
+        finally:
+            self._joined.clear()  # ids are only meaningful while the chunks live
 
 
 class Outbox:
@@ -163,7 +184,8 @@ class Outbox:
             n = len(items)
             chunk = list(items) if n <= self._coalesce else list(
                 itertools.islice(items, self._coalesce))
-            if not self._direct(batch(self.format, chunk)):
+            assert self._flusher is not None
+            if not self._direct(self._flusher.join(self.format, chunk)):
                 self._wake.set()  # not writable: the writer task waits for the socket
                 return
             self._take()

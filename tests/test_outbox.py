@@ -113,3 +113,18 @@ async def test_without_direct_send_the_writer_task_drains() -> None:
     assert wire == [b"[1,2]"]
     outbox.close()
     await asyncio.wait_for(writer, 1)
+
+
+async def test_outboxes_with_the_same_frames_share_one_payload() -> None:
+    flusher = Flusher()
+    sockets = [Socket() for _ in range(3)]
+    outboxes = [Outbox(Format.JSON, max_frames=10, max_bytes=1000, coalesce=10,
+                       on_overflow=lambda: None, direct=s.direct, flusher=flusher)
+                for s in sockets]
+    first, middle, other, last = b"1", b"2", b"9", b"3"
+    outboxes[0].extend([first, middle, last])
+    outboxes[1].extend([first, middle, last])
+    outboxes[2].extend([first, other, last])  # same ends and length, another middle
+    await asyncio.sleep(0)
+    assert sockets[0].wire == [b"[1,2,3]"] and sockets[2].wire == [b"[1,9,3]"]
+    assert sockets[0].wire[0] is sockets[1].wire[0]  # built once, written twice

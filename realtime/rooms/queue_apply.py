@@ -32,7 +32,15 @@ from collections.abc import Callable
 from typing import Any
 
 from realtime.rooms.domain import Event, Meta, Notice
-from realtime.rooms.queue_state import HOUR_MS, QueueState, Request, Settings, Status
+from realtime.rooms.queue_state import (
+    HOUR_MS,
+    QueueState,
+    Request,
+    Settings,
+    Status,
+    add_pending,
+    drop_pending,
+)
 
 __all__ = ["MOVE_THRESHOLD", "apply"]
 
@@ -50,6 +58,8 @@ def _notice(state: QueueState, request: Request, kind: str, meta: Meta, **extra:
 
 def _move(state: QueueState, request: Request, status: Status, ts: int) -> None:
     """The one place a request's status changes (the decider's draft mirrors it)."""
+    if request.status is Status.PENDING:
+        drop_pending(state, request)
     if request.status is Status.ACCEPTED:
         state.queue.remove(request.id)
     if status is Status.ACCEPTED:
@@ -76,6 +86,7 @@ def _submitted(state: QueueState, data: Data, meta: Meta) -> list[Notice]:
         note=body.get("note"), submitted_ms=meta.ts, updated_ms=meta.ts,
     )
     state.requests[request.id] = request
+    add_pending(state, request)
     state.next_number += 1
     horizon = meta.ts - HOUR_MS
     state.submits = [(ts, user) for ts, user in state.submits if ts > horizon]
@@ -91,13 +102,24 @@ def _status(status: Status) -> Applier:
 
 
 def _voted(state: QueueState, data: Data, meta: Meta) -> list[Notice]:
-    state.requests[data["request_id"]].voters.add(str(data["user"]))
+    _revote(state, state.requests[data["request_id"]], lambda r: r.voters.add(str(data["user"])))
     return []
 
 
 def _unvoted(state: QueueState, data: Data, meta: Meta) -> list[Notice]:
-    state.requests[data["request_id"]].voters.discard(str(data["user"]))
+    request = state.requests[data["request_id"]]
+    _revote(state, request, lambda r: r.voters.discard(str(data["user"])))
     return []
+
+
+def _revote(state: QueueState, request: Request, change: Callable[[Request], None]) -> None:
+    """Change a request's voters, keeping the sorted pending keys in step."""
+    pending = request.status is Status.PENDING
+    if pending:
+        drop_pending(state, request)
+    change(request)
+    if pending:
+        add_pending(state, request)
 
 
 def _accepted(state: QueueState, data: Data, meta: Meta) -> list[Notice]:

@@ -8,6 +8,7 @@ cheap copy of the two orders) so that each event carries the orders it leaves.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from realtime.rooms.queue_state import (
     QueueState,
     Request,
     Status,
+    pending_key,
 )
 
 __all__ = ["COMMANDS", "DJ_COMMANDS", "GUEST_COMMANDS", "DuplicateRequest", "can_run_dj", "decide"]
@@ -64,10 +66,24 @@ class _Draft:
     def status_of(self, request: Request) -> Status:
         return self.status.get(request.id, request.status)
 
-    def pending(self) -> list[str]:
-        rows = [r for r in self.state.requests.values() if self.status_of(r) is Status.PENDING]
-        rows.sort(key=lambda r: (-self.votes.get(r.id, r.votes), r.number))
-        return [r.id for r in rows]
+    def _key(self, request: Request) -> tuple[int, int]:
+        return -self.votes.get(request.id, request.votes), request.number
+
+    def pending_position(self, request: Request) -> int:
+        """Its 1-based place among pending requests (votes desc, then age).
+
+        One pass, no sort: events carry this position instead of the whole order,
+        which a vote in a busy room would otherwise copy to every subscriber.
+        """
+        key = self._key(request)
+        if not self.status:  # only votes changed: bisect the state's sorted keys
+            before = bisect.bisect_left(self.state.pending_keys, key)
+            if pending_key(request) < key:
+                before -= 1  # its own old key sorts before its new one
+            return before + 1
+        return 1 + sum(1 for r in self.state.requests.values()
+                       if r.id != request.id and self.status_of(r) is Status.PENDING
+                       and self._key(r) < key)
 
     def move(self, request: Request, status: Status) -> None:
         if self.status_of(request) is Status.ACCEPTED:
@@ -81,7 +97,7 @@ class _Draft:
         self.status[request.id] = status
 
     def orders(self) -> dict[str, Any]:
-        return {"queue": list(self.queue), "pending": self.pending()}
+        return {"queue": list(self.queue)}
 
 
 def _find(state: QueueState, rid: str) -> Request:
@@ -153,15 +169,16 @@ def _submit(state: QueueState, args: Args, actor: Principal, now_ms: int) -> Dec
         )
     _check_windows(state, actor, now_ms)
     rid = f"r{state.next_number}"
-    pending = [*_Draft(state).pending(), rid]  # no votes and the youngest: last
+    # No votes and the youngest: last of the pending requests.
+    position = len(state.pending_keys) + 1
     request = {
         "id": rid, "user": actor.user, "song_id": song.song_id, "title": song.title,
         "artist": song.artist, "note": song.note, "status": str(Status.PENDING), "votes": 0,
     }
     event = Event(
-        "request.submitted", {"request": request, "position": len(pending), "pending": pending}
+        "request.submitted", {"request": request, "position": position}
     )
-    return Decision([event], {"request_id": rid, "position": len(pending)})
+    return Decision([event], {"request_id": rid, "position": position})
 
 
 def _check_windows(state: QueueState, actor: Principal, now_ms: int) -> None:
@@ -197,7 +214,7 @@ def _cancel(state: QueueState, args: Args, actor: Principal, now_ms: int) -> Dec
     draft = _Draft(state)
     _check_transition(draft, request, "cancel")
     draft.move(request, Status.CANCELLED)
-    event = Event("request.cancelled", {"request_id": request.id, "pending": draft.pending()})
+    event = Event("request.cancelled", {"request_id": request.id})
     return Decision([event], {"request_id": request.id, "status": str(Status.CANCELLED)})
 
 
@@ -228,8 +245,9 @@ def _unvote(state: QueueState, args: Args, actor: Principal, now_ms: int) -> Dec
 
 def _voted(request: Request, draft: _Draft, actor: Principal, votes: int, kind: str) -> Decision:
     draft.votes[request.id] = votes
-    data = {"request_id": request.id, "user": actor.user, "votes": votes,
-            "pending": draft.pending()}
+    data: dict[str, Any] = {"request_id": request.id, "user": actor.user, "votes": votes}
+    if draft.status_of(request) is Status.PENDING:  # accepted ones keep their queue place
+        data["position"] = draft.pending_position(request)
     return Decision([Event(kind, data)], {"request_id": request.id, "votes": votes})
 
 

@@ -26,6 +26,7 @@ the DJ: accepted requests are appended, ``queue.reorder`` moves them) and the
 
 from __future__ import annotations
 
+import bisect
 import enum
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,10 +185,30 @@ class QueueState:
     # the sliding windows of ``submit_rate`` and ``request_cap_per_hour``.
     submits: list[tuple[int, str]] = field(default_factory=list)
     clock_ms: int = 0  # ts of the last applied event
+    # Derived, not dumped: pending_key of every pending request, sorted, so a
+    # request's pending position is a bisect (a vote in a 500-request room would
+    # otherwise scan them all). Kept by the fold: add_pending / drop_pending.
+    pending_keys: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def room(self) -> str:
         return f"queue:{self.room_id}"
+
+
+def pending_key(request: Request, votes: int | None = None) -> tuple[int, int]:
+    """Its sort key among pending requests: most votes first, then oldest first."""
+    return -(request.votes if votes is None else votes), request.number
+
+
+def add_pending(state: QueueState, request: Request) -> None:
+    bisect.insort(state.pending_keys, pending_key(request))
+
+
+def drop_pending(state: QueueState, request: Request) -> None:
+    key = pending_key(request)
+    index = bisect.bisect_left(state.pending_keys, key)
+    if index < len(state.pending_keys) and state.pending_keys[index] == key:
+        del state.pending_keys[index]
 
 
 def pending_order(requests: dict[str, Request]) -> list[str]:
@@ -219,6 +240,7 @@ def load_state(data: dict[str, Any]) -> QueueState:
     if data.get("version") != SNAPSHOT_VERSION:
         raise ValueError(f"unknown queue snapshot version {data.get('version')!r}")
     requests = [Request.from_data(r) for r in data["requests"]]
+    pending = sorted(pending_key(r) for r in requests if r.status is Status.PENDING)
     return QueueState(
         room_id=str(data["room_id"]),
         owner=data["owner"],
@@ -230,4 +252,5 @@ def load_state(data: dict[str, Any]) -> QueueState:
         next_number=int(data["next_number"]),
         submits=[(int(ts), str(user)) for ts, user in data["submits"]],
         clock_ms=int(data["clock_ms"]),
+        pending_keys=pending,
     )

@@ -168,16 +168,19 @@ async def test_resumed_guest_gets_the_missed_events_and_the_same_state(
     await quiet(stay, room)
 
     # The resumed guest's state is what GET state and a fresh subscription say, and
-    # the orders the last events carry are the state's.
+    # the orders and positions the last events carry are the state's.
     fresh = await open_client(server.ws_url, user=away)
     now = await fresh.subscribe(room)
     body = await get_state(http, server, room, user=away)
     assert (now["seq"], now["epoch"], now["state"]) == (head, body["epoch"], body["state"])
     state = body["state"]
     last_queue = next(m["data"]["queue"] for m in reversed(missed) if "queue" in m["data"])
-    last_pending = missed[-1]["data"]["pending"]
     assert [r["id"] for r in state["queue"]] == last_queue == queue
-    assert [r["id"] for r in state["pending"]] == last_pending
+    # Events carry a pending request's position, not the whole order: the last vote's
+    # position is that request's place in the state's pending order.
+    last_vote = missed[-1]["data"]
+    pending_ids = [r["id"] for r in state["pending"]]
+    assert pending_ids.index(last_vote["request_id"]) + 1 == last_vote["position"]
     votes = {m["data"]["request_id"]: m["data"]["votes"] for m in missed
              if m["data"]["event"] == "request.voted"}
     assert {r["id"]: r["votes"] for r in state["pending"]} == votes

@@ -12,7 +12,7 @@ from realtime.errors import ErrorCode, RealtimeError
 from realtime.identity import Principal, Role
 from realtime.rooms.domain import Command, Decision, Domain, Event, Meta, Notice
 from realtime.rooms.queue import DuplicateRequest, QueueDomain, QueueState
-from realtime.rooms.queue_state import pending_order
+from realtime.rooms.queue_state import Status, pending_key, pending_order
 
 D = QueueDomain()
 T0 = 1_700_000_000_000
@@ -93,9 +93,9 @@ def test_submit_gives_deterministic_ids_and_a_full_event() -> None:
     assert event.data == {
         "request": {"id": "r1", "user": "g1", "song_id": "s1", "title": "Song", "artist": "Band",
                     "note": "for Ann", "status": "pending", "votes": 0},
-        "position": 1, "pending": ["r1"],
+        "position": 1,
     }
-    assert room.log[1][0].data["pending"] == ["r1", "r2"]
+    assert room.log[1][0].data["position"] == 2
     request = room.state.requests["r1"]
     assert (request.submitted_ms, request.updated_ms) == (meta.ts, meta.ts)
 
@@ -252,7 +252,7 @@ def test_cancel_own_pending_only() -> None:
     err = room.reject(G1, "request.cancel", ErrorCode.INVALID_TRANSITION, request_id=b)
     assert "r2 is accepted" in err.message
     room.run(G1, "request.cancel", request_id=a)
-    assert room.log[-1][0].data == {"request_id": a, "pending": []}
+    assert room.log[-1][0].data == {"request_id": a}
     assert room.status(a) == "cancelled"
     room.reject(G1, "request.cancel", ErrorCode.INVALID_TRANSITION, request_id=a)
 
@@ -263,7 +263,7 @@ def test_votes_order_the_pending_list() -> None:
     assert pending_order(room.state.requests) == [a, b, c]
     room.run(G1, "request.vote", request_id=c)
     assert room.log[-1][0].data == {"request_id": c, "user": "g1", "votes": 1,
-                                    "pending": [c, a, b]}
+                                    "position": 1}
     room.run(G2, "request.vote", request_id=c)
     room.run(G3, "request.vote", request_id=b)
     assert pending_order(room.state.requests) == [c, b, a]
@@ -359,10 +359,10 @@ def test_accept_and_veto() -> None:
     decision = room.run(DJ, "request.accept", request_id=b)
     assert decision.result == {"request_id": b, "status": "accepted", "position": 1}
     assert room.log[-1][0].data == {"request_id": b, "user": "g2", "position": 1,
-                                    "queue": [b], "pending": [a, c]}
+                                    "queue": [b]}
     room.run(DJ, "request.veto", request_id=a, reason="not tonight")
     assert room.log[-1][0].data == {"request_id": a, "user": "g1", "reason": "not tonight",
-                                    "queue": [b], "pending": [c]}
+                                    "queue": [b]}
     err = room.reject(DJ, "request.accept", ErrorCode.INVALID_TRANSITION, request_id=a)
     assert err.message == "r1 is vetoed; accept needs a request that is pending"
     room.run(DJ, "request.veto", request_id=b)  # an accepted request can still be vetoed
@@ -380,10 +380,10 @@ def test_play_moves_the_previous_to_played() -> None:
     room.run(DJ, "request.play", request_id=a)
     assert room.state.playing == a and room.state.queue == [b]
     assert room.log[-1][0].data == {"request_id": a, "user": "g1", "title": "T s0-g1",
-                                    "artist": "A s0-g1", "queue": [b], "pending": [c]}
+                                    "artist": "A s0-g1", "queue": [b]}
     room.run(DJ, "request.play", request_id=c)  # straight from pending
     assert room.events()[-2:] == ["request.played", "request.playing"]
-    assert room.log[-2][0].data == {"request_id": a, "queue": [b], "pending": [c]}
+    assert room.log[-2][0].data == {"request_id": a, "queue": [b]}
     assert (room.status(a), room.status(c), room.state.playing) == ("played", "playing", c)
     room.reject(DJ, "request.play", ErrorCode.INVALID_TRANSITION, request_id=c)  # playing
     room.reject(DJ, "request.play", ErrorCode.INVALID_TRANSITION, request_id=a)  # played
@@ -439,11 +439,11 @@ def test_batch_is_per_item() -> None:
     }
     assert room.events()[-2:] == ["request.accepted", "request.accepted"]
     assert room.log[-1][0].data["queue"] == [b, a]
-    assert room.log[-1][0].data["pending"] == [d]
+    assert "pending" not in room.log[-1][0].data  # clients re-sort pending themselves
     decision = room.run(DJ, "request.batch", action="veto", request_ids=[a, d], reason="no")
     assert [r["status"] for r in decision.result["results"]] == ["vetoed", "vetoed"]
     assert room.log[-1][0].data == {"request_id": d, "user": "g4", "reason": "no",
-                                    "queue": [b], "pending": []}
+                                    "queue": [b]}
     count = len(room.log)
     decision = room.run(DJ, "request.batch", action="veto", request_ids=[a])
     assert decision.events == [] and decision.result["failed"] == 1 and len(room.log) == count
@@ -687,11 +687,18 @@ def random_command(rng: random.Random, state: QueueState) -> tuple[Principal, Co
 
 
 def check_orders(state: QueueState, event: Event) -> None:
-    """The orders an event carries are the orders its application leaves."""
+    """The orders and positions an event carries are those its application leaves."""
+    assert state.pending_keys == sorted(  # the derived index the fold keeps in step
+        pending_key(r) for r in state.requests.values() if r.status is Status.PENDING)
     if "queue" in event.data:
         assert event.data["queue"] == state.queue
-    if "pending" in event.data:
-        assert event.data["pending"] == pending_order(state.requests)
+    if event.type in ("request.submitted", "request.voted", "request.unvoted"):
+        rid = event.data.get("request_id") or event.data["request"]["id"]
+        pending = pending_order(state.requests)
+        if rid in pending:
+            assert pending.index(rid) + 1 == event.data["position"]
+        else:
+            assert "position" not in event.data
     if event.type == "request.accepted":
         assert state.queue[event.data["position"] - 1] == event.data["request_id"]
 
