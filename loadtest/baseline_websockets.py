@@ -32,6 +32,12 @@ Run: ``python loadtest/baseline_websockets.py --port 8765`` (127.0.0.1 only).
 
 from __future__ import annotations
 
+import sys
+
+# loadtest/queue.py shares its name with the standard library's ``queue``, which
+# asyncio's thread pool imports: put this folder after the standard library.
+sys.path.append(sys.path.pop(0))
+
 import argparse
 import asyncio
 import contextlib

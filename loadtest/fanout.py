@@ -74,6 +74,12 @@ Example: ``python loadtest/fanout.py --db both`` (about 2 minutes).
 
 from __future__ import annotations
 
+import sys
+
+# loadtest/queue.py shares its name with the standard library's ``queue``, which
+# asyncio's thread pool imports: put this folder after the standard library.
+sys.path.append(sys.path.pop(0))
+
 import argparse
 import asyncio
 import contextlib
@@ -83,7 +89,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
