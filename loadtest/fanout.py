@@ -83,13 +83,8 @@ sys.path.append(sys.path.pop(0))
 import argparse
 import asyncio
 import contextlib
-import gc
-import os
+import functools
 import secrets
-import shutil
-import signal
-import subprocess
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -97,35 +92,35 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-from common import (
-    MESSAGE_MARK,
-    Buffer,
-    CoreMeter,
-    CpuMeter,
-    PayloadHandler,
-    RawClient,
-    client_frame,
-    percentile,
+from common import MESSAGE_MARK, Buffer, PayloadHandler, RawClient, client_frame
+from harness import (
+    SUBPROTOCOL,
+    Window,
+    add_db_option,
+    add_loop_option,
+    add_machine_options,
+    add_timing_options,
+    check_timing,
+    connect,
+    core_figures,
+    finish,
+    latency_ms,
+    open_many,
+    quiet,
+    run_steps,
+    run_tool,
+    say,
+    say_result,
+    session,
+    spread,
+    start_meters,
+    start_profiler,
+    stop_profiler,
 )
 from report import GEN_BOUND, PhaseResult, describe, memory_line, summary, table
-from servers import (
-    HOST,
-    PgDatabase,
-    Server,
-    baseline_argv,
-    free_port,
-    hub_argv,
-    hub_env,
-    hub_token,
-    kill_children,
-    migrate,
-    track,
-    untrack,
-)
+from servers import HOST, Server, baseline_argv, free_port, hub_argv, hub_token
 
 ROOM = "chat:bench"
-SUBPROTOCOL = "realtime.v1.json"
-QUIET_BUSY = 15.0  # % of a core: above this before a target, something else is running
 
 # ---------------------------------------------------------------------------
 # Counters and recorders
@@ -142,19 +137,10 @@ class Stats:
 
 
 @dataclass
-class Recorder:
-    """Latencies of messages whose send time falls in [lo, hi) (perf_counter_ns)."""
+class Recorder(Window):
+    """Latencies of messages whose send time falls in [lo, hi), and seq gaps."""
 
-    lo: int = 1 << 62
-    hi: int = 1 << 62
-    latencies: list[int] = field(default_factory=list)
     gaps: int = 0
-
-    def arm(self) -> None:
-        self.lo, self.hi, self.latencies = time.perf_counter_ns(), 1 << 62, []
-
-    def disarm(self) -> None:
-        self.hi = time.perf_counter_ns()
 
 
 def counting_handler(stats: Stats) -> PayloadHandler:
@@ -181,7 +167,7 @@ def sampling_handler(stats: Stats, rec: Recorder) -> PayloadHandler:
         now = time.perf_counter_ns()
         obj = orjson.loads(memoryview(buf)[start:end])
         n = 0
-        lo, hi, lat = rec.lo, rec.hi, rec.latencies
+        lo, hi, lat = rec.lo, rec.hi, rec.values
         for item in obj if isinstance(obj, list) else (obj,):
             if item.get("type") != "message":
                 stats.errors.append(item)
@@ -220,10 +206,8 @@ class RawSubscriber:
 
     @classmethod
     async def open(cls, port: int, token: str, handler: PayloadHandler) -> RawSubscriber:
-        client = await RawClient.open(HOST, port, subprotocol=SUBPROTOCOL)
+        client = await connect(port, token)
         try:
-            client.send_json({"type": "connect", "token": token})
-            await client.expect("connected")
             client.send_json({"type": "subscribe", "room": ROOM, "id": "s1"})
             await client.expect("subscribed")
         except BaseException:
@@ -354,7 +338,7 @@ class Publisher:
                 done += 1
                 sent = self.sent_at.pop(item["id"], 0)
                 if rec.lo <= sent < rec.hi:
-                    rec.latencies.append(now - sent)
+                    rec.values.append(now - sent)
             elif kind == "error":
                 self.errors.append(item)
                 done += 1
@@ -386,20 +370,13 @@ class Bench:
     async def phase(self, name: str, start_load: Callable[[], Awaitable[None] | None],
                     stop_load: Callable[[], Awaitable[None] | None]) -> PhaseResult:
         args, stats, pub = self.args, self.stats, self.publisher
-        meters = {"server": CpuMeter([self.server.pid]), "gen": CpuMeter([os.getpid()])}
-        if self.db == "postgres":
-            meters["db"] = CpuMeter(name=b"postgres")
-        cores = CoreMeter()
         profiler = None
         load = start_load()
         task = asyncio.ensure_future(load) if load is not None else None
         try:
             await asyncio.sleep(args.warmup)
-            if args.profile:
-                profiler = self._start_profiler(name)
-            for meter in meters.values():
-                meter.start()
-            cores.start()
+            profiler = start_profiler(args, self.server.pid, f"{self.target}-{self.db}-{name}")
+            meters, cores = start_meters(self.server.pid, self.db)
             m0, f0, b0, a0 = stats.messages, stats.frames, stats.bytes, pub.acks
             self.rec.arm()
             pub.ack_rec.arm()
@@ -419,17 +396,10 @@ class Bench:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if profiler is not None:  # it stops by itself after --duration
-            try:
-                await asyncio.wait_for(asyncio.to_thread(profiler.wait), 30)
-            except TimeoutError:
-                profiler.kill()
-            untrack(profiler)
+        await stop_profiler(profiler)  # it stops by itself after --duration
         result = PhaseResult(self.target, self.db, name, self.run)
-        sc, gc_ = args.server_core, args.gen_core
-        result.server_core, result.gen_core = cores.busy.get(sc, 0.0), cores.busy.get(gc_, 0.0)
-        result.softirq = cores.softirq.get(sc, 0.0)
-        result.steal = (cores.steal.get(sc, 0.0) + cores.steal.get(gc_, 0.0)) / 2
+        result.server_core, result.gen_core, result.softirq, result.steal = core_figures(
+            args, cores)
         result.deliveries = (m1 - m0) / elapsed
         result.publishes = (a1 - a0) / elapsed
         result.per_frame = (m1 - m0) / max(1, f1 - f0)
@@ -438,15 +408,8 @@ class Bench:
         result.server_sys, result.gen_sys = meters["server"].system, meters["gen"].system
         result.db_cpu = cpu.get("db")
         await self._drain(result)
-        acks = sorted(pub.ack_rec.latencies)
-        if acks:
-            result.ack_p50, result.ack_p99 = (percentile(acks, 0.50) / 1e6,
-                                              percentile(acks, 0.99) / 1e6)
-        lat = sorted(self.rec.latencies)
-        result.samples = len(lat)
-        if lat:
-            result.p50, result.p99, result.max = (percentile(lat, 0.50) / 1e6,
-                                                  percentile(lat, 0.99) / 1e6, lat[-1] / 1e6)
+        _, result.ack_p50, result.ack_p99, _ = latency_ms(pub.ack_rec.values)
+        result.samples, result.p50, result.p99, result.max = latency_ms(self.rec.values)
         return result
 
     async def _drain(self, result: PhaseResult) -> None:
@@ -481,16 +444,6 @@ class Bench:
             result.problems.append(f"{self.rec.gaps} seq gaps seen by sampled subscribers")
             self.rec.gaps = 0
 
-    def _start_profiler(self, phase: str) -> subprocess.Popen[bytes]:
-        out = Path(self.args.profile) / f"{self.target}-{self.db}-{phase}.txt"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-        return track(subprocess.Popen(
-            ["taskset", "-c", str(self.args.gen_core), py_spy, "record", "--pid",
-             str(self.server.pid), "--duration", str(int(self.args.duration)), "--rate", "200",
-             "--nonblocking", "--format", "raw", "--output", str(out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-
     async def throughput(self) -> PhaseResult:
         pub, window = self.publisher, self.args.window
 
@@ -522,120 +475,58 @@ class Bench:
 async def open_subscribers(args: argparse.Namespace, port: int, token: str, stats: Stats,
                            rec: Recorder) -> list[Subscriber]:
     kind: Any = LibSubscriber if args.client == "websockets" else RawSubscriber
-    limit = asyncio.Semaphore(args.connect_concurrency)
-    count, sample = args.subscribers, min(args.sample, args.subscribers)
     counting = counting_handler(stats)
-    # Spread the sampled ones over the connection order: servers keep subscribers in sets
-    # whose order follows allocation, so the first ones connected may be served first.
-    sampled = {i * count // sample for i in range(sample)}
+    # Spread the sampled ones over the connection order (see spread).
+    sampled = spread(args.subscribers, args.sample)
 
     async def one(i: int) -> Subscriber:
         handler = sampling_handler(stats, rec) if i in sampled else counting
-        async with limit:
-            sub: Subscriber = await kind.open(port, token, handler)
-            return sub
+        sub: Subscriber = await kind.open(port, token, handler)
+        return sub
 
-    tasks = [asyncio.create_task(one(i)) for i in range(count)]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        done = await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.gather(*(s.close() for s in done if not isinstance(s, BaseException)))
-        raise
+    async def close(sub: Subscriber) -> None:
+        await sub.close()
 
-
-async def wait_quiet(args: argparse.Namespace) -> None:
-    """Wait (up to --wait-quiet s) until both cores are idle: other load skews the figures."""
-    deadline = time.monotonic() + args.wait_quiet
-    cores = (args.server_core, args.gen_core)
-    while True:
-        meter = CoreMeter()
-        meter.start()
-        await asyncio.sleep(1.0)
-        meter.stop()
-        busy = {c: meter.busy.get(c, 0.0) for c in cores}
-        if all(b < QUIET_BUSY for b in busy.values()):
-            return
-        if time.monotonic() >= deadline:
-            say("   !! the machine is busy with other work (" + ", ".join(
-                f"core {c} {b:.0f}%" for c, b in busy.items()) + "): figures will be noisy")
-            return
+    return await open_many(args.subscribers, args.connect_concurrency, one, close)
 
 
 async def run_target(args: argparse.Namespace, target: str, db: str, run: int,
                      workdir: Path) -> list[PhaseResult]:
     port = free_port()
-    pg: PgDatabase | None = None
-    server: Server | None = None
-    subscribers: list[Subscriber] = []
-    publisher: Publisher | None = None
     say(f"== {target} / {db}" + (f" (run {run})" if args.repeat > 1 else "")
         + f": starting on 127.0.0.1:{port} (core {args.server_core})")
-    try:
-        await wait_quiet(args)
+    async with session(args, workdir) as s:
+        await quiet(args)
         if target.startswith("baseline"):
             mode = target.partition("-")[2] or "coalesce"
             argv = baseline_argv(port, args.loop, mode)
             env: dict[str, str] = {}
             sub_token = pub_token = "anonymous"
         else:
-            if db == "postgres":
-                pg = PgDatabase(args.pg_dsn)
-                await pg.create()
-                env = hub_env(pg.url)
-                await migrate(env)
-            else:
-                env = hub_env(f"sqlite+aiosqlite:///{workdir}/{target}-{db}-{run}.db")
+            env = await s.hub_env(db, f"{target}-{db}-{run}")
             argv = hub_argv(port)
             sub_token, pub_token = hub_token("bench-sub"), hub_token("bench-pub")
-        server = Server(f"{target}-{db}", argv, port, workdir, env=env, core=args.server_core)
-        await server.ready()
+        server = await s.start(f"{target}-{db}", argv, port, env)
         t0 = time.monotonic()
         stats, rec = Stats(), Recorder()
         rss_before = server.rss_kib()
         subscribers = await open_subscribers(args, port, sub_token, stats, rec)
+        s.closers += [sub.close for sub in subscribers]
         rss_after = server.rss_kib()
         kib_per_conn = (rss_after - rss_before) / len(subscribers)
-        client = await RawClient.open(HOST, port, subprotocol=SUBPROTOCOL)
-        client.send_json({"type": "connect", "token": pub_token})
-        await client.expect("connected")
-        publisher = Publisher(client, "x" * args.payload)
+        publisher = Publisher(await s.connect(port, pub_token), "x" * args.payload)
         say(f"   {len(subscribers)} subscribers ({args.client} client) + 1 publisher connected "
             f"in {time.monotonic() - t0:.1f}s")
         say("   " + memory_line(rss_before, rss_after, len(subscribers)))
-        gc.collect()
-        gc.freeze()  # the connections are long-lived: keep them out of GC passes
+        s.settle()
         bench = Bench(args, server, publisher, subscribers, stats, rec, target, db, run)
         results = []
         for phase in args.phases:
             result = await (bench.throughput() if phase == "throughput" else bench.latency())
             result.kib_per_conn = kib_per_conn
-            say("   " + describe(result))
-            for problem in result.problems:
-                say(f"   !! {problem}")
+            say_result(describe(result), result.problems)
             results.append(result)
         return results
-    finally:
-        closing = [s.close() for s in subscribers]
-        if publisher is not None:
-            closing.append(publisher.client.close())
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*closing, return_exceptions=True)
-        gc.unfreeze()
-        if server is not None:
-            await server.stop()
-        if pg is not None:
-            await pg.drop()
-
-
-# ---------------------------------------------------------------------------
-# Output
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
 
 
 # ---------------------------------------------------------------------------
@@ -645,8 +536,7 @@ def say(text: str) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both",
-                        help="the hub's log database (default: both)")
+    add_db_option(parser, "both")
     parser.add_argument("--target", choices=["hub", "baseline", "both"], default="both",
                         help="run the hub, the plain websockets baseline, or both (default)")
     parser.add_argument("--baseline-mode", default="coalesce",
@@ -655,10 +545,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "per-iteration batch; listed as baseline-direct)")
     parser.add_argument("--subscribers", type=int, default=1000,
                         help="subscriber connections (default 1000)")
-    parser.add_argument("--duration", type=float, default=10.0,
-                        help="measured seconds per phase (default 10)")
-    parser.add_argument("--warmup", type=float, default=2.0,
-                        help="unmeasured seconds before each phase's measurement (default 2)")
+    add_timing_options(parser)
     parser.add_argument("--window", type=int, default=200,
                         help="unacknowledged publishes in the throughput phase (default 200; "
                              "the hub pauses reading at max_inflight 256)")
@@ -675,31 +562,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--client", choices=["raw", "websockets"], default="raw",
                         help="subscriber client: the lean asyncio.Protocol one (default) or "
                              "the websockets library")
-    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
-                        help="event loop of the generator and the baseline (default uvloop; "
-                             "uvicorn runs the hub on uvloop when it is installed)")
+    add_loop_option(parser, "event loop of the generator and the baseline (default uvloop; "
+                            "uvicorn runs the hub on uvloop when it is installed)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run every target this many times, interleaved; the ratios and "
                              "targets use medians (default 1)")
-    parser.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres",
-                        help="PostgreSQL admin DSN (loopback only); a fresh database is "
-                             "created and dropped")
-    parser.add_argument("--server-core", type=int, default=0, help="core for the server (0)")
-    parser.add_argument("--gen-core", type=int, default=1,
-                        help="core for this load generator (1)")
-    parser.add_argument("--connect-concurrency", type=int, default=50,
-                        help="subscriber connections opened at once (default 50)")
-    parser.add_argument("--drain-timeout", type=float, default=30.0,
-                        help="seconds to wait for outstanding deliveries after a phase")
-    parser.add_argument("--wait-quiet", type=float, default=60.0,
-                        help="before each target, wait up to this many seconds for both cores "
-                             f"to be under {QUIET_BUSY:g}%% busy (default 60)")
-    parser.add_argument("--max-time", type=float,
-                        help="hard limit on the whole run in seconds (default: 180 per "
-                             "target and run)")
-    parser.add_argument("--profile", metavar="DIR",
-                        help="record the server with py-spy (collapsed stacks, one file per "
-                             "target and phase) during each measured window into DIR")
+    add_machine_options(
+        parser, connections="subscriber", each="target", per="target and run",
+        drain="seconds to wait for outstanding deliveries after a phase",
+        profile="collapsed stacks, one file per target and phase")
     args = parser.parse_args(argv)
     args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     args.baseline_mode = [m.strip() for m in args.baseline_mode.split(",") if m.strip()]
@@ -710,16 +581,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("subscribers", "window", "rate", "sample", "repeat"):
         if getattr(args, name) < 1 and not (name == "sample" and getattr(args, name) == 0):
             parser.error(f"--{name} must be positive")
-    if args.duration <= 0 or args.warmup < 0:
-        parser.error("--duration must be positive and --warmup not negative")
+    check_timing(parser, args)
     return args
 
 
 async def main(args: argparse.Namespace) -> int:
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
     plan: list[tuple[str, str]] = []
     if args.target in ("baseline", "both"):
         plan += [("baseline" if mode == "coalesce" else f"baseline-{mode}", "-")
@@ -728,62 +594,26 @@ async def main(args: argparse.Namespace) -> int:
         dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
         plan += [("hub", db) for db in dbs]
     plan *= args.repeat
-    if args.max_time is None:
-        args.max_time = 180.0 * len(plan)
     say(f"fanout: {args.subscribers} subscribers, 1 publisher, room {ROOM}; "
         f"throughput window {args.window}, latency rate {args.rate}/s; "
         f"{args.warmup:g}s warm-up + {args.duration:g}s per phase; payload {args.payload} chars; "
         f"server on core {args.server_core}, generator on core {args.gen_core} ({args.loop})")
-    results: list[PhaseResult] = []
-    failed = False
-    with tempfile.TemporaryDirectory(prefix="rt-fanout-") as tmp:
-        try:
-            async with asyncio.timeout(args.max_time):
-                for i, (target, db) in enumerate(plan):
-                    run = i // (len(plan) // args.repeat) + 1
-                    try:
-                        results += await run_target(args, target, db, run, Path(tmp))
-                    except (RuntimeError, OSError, TimeoutError) as exc:
-                        failed = True
-                        say(f"!! {target}/{db} failed: {exc!r}")
-        except TimeoutError:
-            failed = True
-            say(f"!! stopped: --max-time {args.max_time:g}s reached")
+    per_run = len(plan) // args.repeat
+    results, failed = await run_steps(args, "rt-fanout-", [
+        (f"{target}/{db}", functools.partial(run_target, args, target, db, i // per_run + 1))
+        for i, (target, db) in enumerate(plan)])
     say("")
     say(table(results, args.repeat))
     for line in summary(args, results):
         say(line)
-    for r in results:
-        for problem in r.problems:
-            say(f"!! {r.target}/{r.db}/{r.phase}: {problem}")
-        if r.gen_core > GEN_BOUND:
-            say(f"!! {r.target}/{r.db}/{r.phase}: the generator's core was {r.gen_core:.0f}% "
-                "busy: the figure is a lower bound of the server's capacity")
-    say("ok: yes = subscribers got exactly subscribers x acked messages and the sampled ones "
-        f"saw gapless seqs; NO = see !!; GEN = the generator's core was over {GEN_BOUND:g}% busy")
-    return 1 if failed or any(r.problems for r in results) else 0
+    return finish(results, failed, lambda r: f"{r.target}/{r.db}/{r.phase}",
+                  "ok: yes = subscribers got exactly subscribers x acked messages and the "
+                  "sampled ones saw gapless seqs; NO = see !!; GEN = the generator's core was "
+                  f"over {GEN_BOUND:g}% busy")
 
 
 def run() -> None:
-    args = parse_args()
-    try:
-        os.sched_setaffinity(0, {args.gen_core})
-    except OSError as exc:
-        raise SystemExit(f"cannot pin the generator to core {args.gen_core}: {exc}") from None
-    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    if args.loop == "uvloop":
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    try:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            code = runner.run(main(args))
-    except KeyboardInterrupt:
-        print("interrupted; servers stopped", file=sys.stderr)
-        code = 130
-    finally:
-        kill_children()
-    sys.exit(code)
+    run_tool(parse_args(), main, "interrupted; servers stopped")
 
 
 if __name__ == "__main__":

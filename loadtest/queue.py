@@ -99,53 +99,46 @@ sys.path.append(sys.path.pop(0))
 import argparse
 import asyncio
 import contextlib
-import gc
-import os
+import functools
 import random
 import secrets
-import shutil
-import signal
-import subprocess
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
-from common import (
-    MESSAGE_MARK,
-    Buffer,
-    CoreMeter,
-    CpuMeter,
-    RawClient,
-    client_frame,
-    percentile,
-    wait_quiet,
+from common import MESSAGE_MARK, Buffer, CoreMeter, CpuMeter, RawClient, client_frame, percentile
+from harness import (
+    Window,
+    add_db_option,
+    add_loop_option,
+    add_machine_options,
+    add_timing_options,
+    check_timing,
+    connect,
+    core_figures,
+    finish,
+    latency_ms,
+    open_many,
+    quiet,
+    run_steps,
+    run_tool,
+    say,
+    say_result,
+    session,
+    spread,
+    start_meters,
+    start_profiler,
+    stop_profiler,
 )
-from report import GEN_BOUND, fmt_ms, render_table
-from servers import (
-    HOST,
-    PgDatabase,
-    Server,
-    free_port,
-    hub_argv,
-    hub_env,
-    hub_token,
-    kill_children,
-    migrate,
-    track,
-    untrack,
-)
+from report import GEN_BOUND, TARGET_RATE, QueueResult, describe_queue, queue_table, queue_targets
+from servers import Server, free_port, hub_argv, hub_token
 
-SUBPROTOCOL = "realtime.v1.json"
-QUIET_BUSY = 15.0  # % of a core: above this before a target, something else is running
 # The room's rules, loosened to the most queue_args.SETTINGS_RANGES allows.
 LOOSE_SETTINGS = {"request_cap_per_hour": 1000, "max_active_per_guest": 50, "submit_rate": 60}
-TARGET_RATE = 1000.0  # commands/s into one room on PostgreSQL ...
-TARGET_P99_MS = 100.0  # ... with p99 round trip under this
 ANSWER_TIMEOUT = 30.0  # seconds for a set-up command's answer
 
 ACK_HEAD = b'{"type":"ack",'  # how an ack starts: its "id" follows at once
@@ -160,31 +153,8 @@ SUBMIT, VOTE, UNVOTE, DJ = 0, 1, 2, 3
 NAMES = ["request.submit", "request.vote", "request.unvote", "dj"]
 
 
-def say(text: str) -> None:
-    print(text, flush=True)
-
-
 # ---------------------------------------------------------------------------
-# Round trips
-
-
-@dataclass
-class Rtt:
-    """Round trips of commands sent in [lo, hi) (perf_counter_ns)."""
-
-    lo: int = 1 << 62
-    hi: int = 1 << 62
-    values: list[int] = field(default_factory=list)
-
-    def arm(self) -> None:
-        self.lo, self.hi, self.values = time.perf_counter_ns(), 1 << 62, []
-
-    def disarm(self) -> None:
-        self.hi = time.perf_counter_ns()
-
-    def add(self, sent: int, now: int) -> None:
-        if self.lo <= sent < self.hi:
-            self.values.append(now - sent)
+# The generator's own delay
 
 
 async def loop_lag(lags: list[int], period: float = 0.005) -> None:
@@ -414,8 +384,8 @@ class Load:
         self.rejected: Counter[tuple[str, str]] = Counter()
         self.skipped = 0  # commands due that no idle guest could make (generator's fault)
         self.all_busy = 0  # commands due while every guest waited for an answer
-        self.rtt = Rtt()
-        self.dj_rtt = Rtt()
+        self.rtt = Window()  # round trips of the commands sent in the measured window
+        self.dj_rtt = Window()
         self.idle: list[Guest] = []
         self.todo: list[Guest] = []  # guests still to submit
         self.refill = False
@@ -557,102 +527,6 @@ class Load:
 # Results
 
 
-@dataclass
-class Result:
-    db: str
-    phase: str
-    elapsed: float = 0.0
-    sent: float = 0.0  # commands/s sent
-    answered: float = 0.0  # commands/s answered (ack or error)
-    ok: int = 0
-    rejected: int = 0
-    rejections: dict[str, int] = field(default_factory=dict)  # "name code" -> count
-    p50: float | None = None  # milliseconds
-    p99: float | None = None
-    max: float | None = None
-    samples: int = 0
-    dj_p50: float | None = None
-    dj_p99: float | None = None
-    lag_p99: float | None = None  # the generator's event-loop lag, milliseconds
-    deliveries: float = 0.0  # per second
-    per_frame: float = 0.0
-    bytes_per_msg: float = 0.0
-    server_cpu: float = 0.0
-    server_sys: float = 0.0
-    gen_cpu: float = 0.0
-    db_cpu: float | None = None
-    server_core: float = 0.0
-    gen_core: float = 0.0
-    softirq: float = 0.0
-    steal: float = 0.0
-    offered: float | None = None  # the rate phase's target commands/s
-    window: int = 0  # commands kept in flight (throughput phase)
-    unsent: int = 0  # commands due while every guest waited for an answer: hub behind
-    problems: list[str] = field(default_factory=list)
-
-
-def verdict(r: Result) -> str:
-    if r.problems:
-        return "NO"
-    return "GEN" if r.gen_core > GEN_BOUND else "yes"
-
-
-def describe(r: Result) -> str:
-    rejections = ", ".join(f"{k} x{v}" for k, v in sorted(r.rejections.items())) or "none"
-    text = (f"{r.phase}: {r.answered:,.0f} commands/s answered ({r.sent:,.0f}/s sent; "
-            f"{r.ok:,} ok, {r.rejected:,} rejected: {rejections}); round trip p50 "
-            f"{fmt_ms(r.p50)} p99 {fmt_ms(r.p99)} max {fmt_ms(r.max)} ({r.samples} samples; "
-            f"DJ's p50 {fmt_ms(r.dj_p50)} p99 {fmt_ms(r.dj_p99)}; generator's loop lag p99 "
-            f"{fmt_ms(r.lag_p99)}); "
-            f"{r.deliveries:,.0f} deliveries/s, {r.per_frame:.1f} msgs/frame, "
-            f"{r.bytes_per_msg:,.0f} B/msg; cpu server {r.server_cpu:.0f}% "
-            f"(sys {r.server_sys:.0f}%) gen {r.gen_cpu:.0f}%")
-    if r.db_cpu is not None:
-        text += f" postgres {r.db_cpu:.0f}%"
-    if r.unsent:
-        text += (f"; {r.unsent:,} commands due were not sent: every guest was waiting for an "
-                 f"answer (the hub fell behind {r.offered or 0:,.0f}/s)")
-    return text + (f"; cores busy: server's {r.server_core:.0f}% (softirq {r.softirq:.0f}%), "
-                   f"generator's {r.gen_core:.0f}%; steal {r.steal:.1f}%")
-
-
-def table(results: list[Result]) -> str:
-    rows = [["db", "phase", "cmds/s", "ok", "rejected", "rtt-p50", "rtt-p99", "rtt-max",
-             "deliveries/s", "msgs/frame", "B/msg", "server-cpu", "gen-cpu", "pg-cpu", "core0",
-             "core1", "gen-lag", "ok?"]]
-    for r in results:
-        rows.append([r.db, r.phase, f"{r.answered:,.0f}", f"{r.ok:,}", f"{r.rejected:,}",
-                     fmt_ms(r.p50), fmt_ms(r.p99), fmt_ms(r.max), f"{r.deliveries:,.0f}",
-                     f"{r.per_frame:.1f}", f"{r.bytes_per_msg:,.0f}", f"{r.server_cpu:.0f}%",
-                     f"{r.gen_cpu:.0f}%", "-" if r.db_cpu is None else f"{r.db_cpu:.0f}%",
-                     f"{r.server_core:.0f}%", f"{r.gen_core:.0f}%", fmt_ms(r.lag_p99),
-                     verdict(r)])
-    return render_table(rows, left=2)
-
-
-def target_lines(results: list[Result]) -> list[str]:
-    lines = []
-    for r in results:
-        if r.phase == "throughput":
-            lines.append(f"{r.db}: {r.answered:,.0f} commands/s into one room with "
-                         f"{r.window} in flight, p99 {fmt_ms(r.p99)} (throughput: closed "
-                         f"loop; hub core {r.server_core:.0f}% busy)")
-    for r in (r for r in results if r.phase == "rate"):
-        offered = r.offered or 0.0
-        kept_up = r.sent >= 0.99 * offered and r.answered >= 0.99 * r.sent and not r.problems
-        figures = (f"{r.answered:,.0f}/s answered, {r.sent:,.0f}/s sent of {offered:,.0f}/s "
-                   f"offered, p99 {fmt_ms(r.p99)}")
-        if r.db == "postgres":
-            ok = (offered >= TARGET_RATE and kept_up and r.p99 is not None
-                  and r.p99 < TARGET_P99_MS)
-            lines.append(f"target >= {TARGET_RATE:,.0f} commands/s into one room with p99 < "
-                         f"{TARGET_P99_MS:.0f} ms on PostgreSQL: {'MET' if ok else 'NOT MET'} "
-                         f"({figures})")
-        else:
-            lines.append(f"{r.db}: {figures} (rate: open loop)")
-    return lines
-
-
 # ---------------------------------------------------------------------------
 # One server
 
@@ -688,24 +562,13 @@ class Bench:
     # -- measuring ---------------------------------------------------------------------
 
     def meters(self) -> tuple[dict[str, CpuMeter], CoreMeter]:
-        meters = {"server": CpuMeter([self.server.pid]), "gen": CpuMeter([os.getpid()])}
-        if self.pg_name is not None:
-            # Our database's backends and the shared processes, not other databases' clients.
-            name = self.pg_name.encode()
-            meters["db"] = CpuMeter(name=b"postgres",
-                                    keep=lambda cmd: name in cmd or b"127.0.0.1(" not in cmd)
-        for meter in meters.values():
-            meter.start()
-        cores = CoreMeter()
-        cores.start()
-        return meters, cores
+        return start_meters(self.server.pid, self.db, self.pg_name)
 
     def result(self, phase: str, load: Load, c0: Counts, c1: Counts,
-               meters: dict[str, CpuMeter], cores: CoreMeter) -> Result:
-        args = self.args
+               meters: dict[str, CpuMeter], cores: CoreMeter) -> QueueResult:
         cpu = {key: meter.stop() for key, meter in meters.items()}
         cores.stop()
-        r = Result(self.db, phase)
+        r = QueueResult(self.db, phase)
         elapsed = r.elapsed = c1.t - c0.t
         r.sent = (c1.sent - c0.sent) / elapsed
         r.answered = (c1.answered - c0.answered) / elapsed
@@ -720,47 +583,17 @@ class Bench:
         r.server_cpu, r.gen_cpu = cpu["server"], cpu["gen"]
         r.server_sys = meters["server"].system
         r.db_cpu = cpu.get("db")
-        sc, gc_ = args.server_core, args.gen_core
-        r.server_core, r.gen_core = cores.busy.get(sc, 0.0), cores.busy.get(gc_, 0.0)
-        r.softirq = cores.softirq.get(sc, 0.0)
-        r.steal = (cores.steal.get(sc, 0.0) + cores.steal.get(gc_, 0.0)) / 2
+        r.server_core, r.gen_core, r.softirq, r.steal = core_figures(self.args, cores)
         return r
 
-    def finish_rtt(self, r: Result, load: Load) -> None:
-        values = sorted(load.rtt.values)
-        r.samples = len(values)
-        if values:
-            r.p50, r.p99, r.max = (percentile(values, 0.50) / 1e6, percentile(values, 0.99) / 1e6,
-                                   values[-1] / 1e6)
-        dj = sorted(load.dj_rtt.values)
-        if dj:
-            r.dj_p50, r.dj_p99 = percentile(dj, 0.50) / 1e6, percentile(dj, 0.99) / 1e6
-
-    def _start_profiler(self, phase: str) -> subprocess.Popen[bytes] | None:
-        if not self.args.profile:
-            return None
-        out = Path(self.args.profile) / f"queue-{self.db}-{phase}.txt"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-        return track(subprocess.Popen(
-            ["taskset", "-c", str(self.args.gen_core), py_spy, "record", "--pid",
-             str(self.server.pid), "--duration", str(int(self.args.duration)), "--rate", "200",
-             "--nonblocking", "--format", "raw", "--output", str(out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-
     @staticmethod
-    async def _stop_profiler(profiler: subprocess.Popen[bytes] | None) -> None:
-        if profiler is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.to_thread(profiler.wait), 30)
-        except TimeoutError:
-            profiler.kill()
-        untrack(profiler)
+    def finish_rtt(r: QueueResult, load: Load) -> None:
+        r.samples, r.p50, r.p99, r.max = latency_ms(load.rtt.values)
+        _, r.dj_p50, r.dj_p99, _ = latency_ms(load.dj_rtt.values)
 
     # -- a room ------------------------------------------------------------------------
 
-    async def open_room(self, phase: str, report_submit: bool) -> tuple[Load, Result | None]:
+    async def open_room(self, phase: str, report_submit: bool) -> tuple[Load, QueueResult | None]:
         """Claim and loosen a fresh room, subscribe every guest, let the submitters submit."""
         args, guests = self.args, self.guests
         room = f"queue:bench-{phase}"
@@ -804,12 +637,12 @@ class Bench:
         load.feed = load.feed_vote
         return load, result
 
-    async def run_phase(self, phase: str, first: bool) -> list[Result]:
+    async def run_phase(self, phase: str, first: bool) -> list[QueueResult]:
         args = self.args
         load, submit = await self.open_room(phase, first)
         results = [submit] if submit is not None else []
         if submit is not None:
-            say("   " + describe(submit))
+            say("   " + describe_queue(submit))
         stop_dj = asyncio.Event()
         dj_task = asyncio.create_task(self._dj_loop(load, stop_dj))
         pacer: asyncio.Task[None] | None = None
@@ -822,7 +655,7 @@ class Bench:
         profiler = None
         try:
             await asyncio.sleep(args.warmup)
-            profiler = self._start_profiler(phase)
+            profiler = start_profiler(self.args, self.server.pid, f"queue-{self.db}-{phase}")
             meters, cores = self.meters()
             c0 = counts(load, self.guests)
             skipped0, busy0 = load.skipped, load.all_busy
@@ -857,7 +690,7 @@ class Bench:
             result.problems.append(f"{skipped} commands not sent: the idle guests tried had "
                                    "no vote or unvote to make (generator)")
         self.finish_rtt(result, load)
-        await self._stop_profiler(profiler)
+        await stop_profiler(profiler)
         await self._check(load, result)
         results.append(result)
         return results
@@ -890,7 +723,7 @@ class Bench:
             due_sent += due
             await asyncio.sleep(0.001)
 
-    async def _check(self, load: Load, result: Result) -> None:
+    async def _check(self, load: Load, result: QueueResult) -> None:
         """Wait for every answer, then for every guest to have every event."""
         args, guests = self.args, self.guests
         deadline = time.monotonic() + args.drain_timeout
@@ -936,89 +769,41 @@ class Bench:
 # Connections
 
 
-async def open_guest(port: int, index: int, sampled: bool) -> Guest:
-    client = await RawClient.open(HOST, port, subprotocol=SUBPROTOCOL)
-    try:
-        client.send_json({"type": "connect", "token": hub_token(f"guest-{index}", role="guest")})
-        await client.expect("connected")
-    except BaseException:
-        await client.close()
-        raise
-    return Guest(index, client, sampled)
-
-
 async def open_guests(args: argparse.Namespace, port: int) -> list[Guest]:
-    limit = asyncio.Semaphore(args.connect_concurrency)
-    count, sample = args.guests, min(args.sample, args.guests)
-    sampled = {i * count // sample for i in range(sample)} if sample else set()
+    sampled = spread(args.guests, args.sample)
 
     async def one(i: int) -> Guest:
-        async with limit:
-            return await open_guest(port, i, i in sampled)
+        client = await connect(port, hub_token(f"guest-{i}", role="guest"))
+        return Guest(i, client, i in sampled)
 
-    tasks = [asyncio.create_task(one(i)) for i in range(count)]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        done = await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.gather(*(g.client.close() for g in done if isinstance(g, Guest)))
-        raise
+    async def close(g: Guest) -> None:
+        await g.client.close()
+
+    return await open_many(args.guests, args.connect_concurrency, one, close)
 
 
-async def run_db(args: argparse.Namespace, db: str, workdir: Path) -> list[Result]:
+async def run_db(args: argparse.Namespace, db: str, workdir: Path) -> list[QueueResult]:
     port = free_port()
-    pg: PgDatabase | None = None
-    server: Server | None = None
-    guests: list[Guest] = []
-    dj: Dj | None = None
     say(f"== hub / {db}: starting on 127.0.0.1:{port} (core {args.server_core})")
-    try:
-        busy = await wait_quiet([args.server_core, args.gen_core], args.wait_quiet, QUIET_BUSY)
-        if busy:
-            say("   !! the machine is busy with other work (" + ", ".join(
-                f"core {c} {b:.0f}%" for c, b in busy.items()) + "): figures will be noisy")
-        if db == "postgres":
-            pg = PgDatabase(args.pg_dsn)
-            await pg.create()
-            env = hub_env(pg.url)
-            await migrate(env)
-        else:
-            env = hub_env(f"sqlite+aiosqlite:///{workdir}/queue-{db}.db")
-        server = Server(f"queue-{db}", hub_argv(port), port, workdir, env=env,
-                        core=args.server_core)
-        await server.ready()
+    async with session(args, workdir) as s:
+        await quiet(args)
+        env = await s.hub_env(db, f"queue-{db}")
+        server = await s.start(f"queue-{db}", hub_argv(port), port, env)
         t0 = time.monotonic()
         guests = await open_guests(args, port)
-        client = await RawClient.open(HOST, port, subprotocol=SUBPROTOCOL)
-        client.send_json({"type": "connect", "token": hub_token("dj-bench", role="dj")})
-        await client.expect("connected")
-        dj = Dj(client)
+        s.closers += [g.client.close for g in guests]
+        dj = Dj(await s.connect(port, hub_token("dj-bench", role="dj")))
         say(f"   {len(guests)} guests + 1 DJ connected in {time.monotonic() - t0:.1f}s")
-        gc.collect()
-        gc.freeze()  # the connections are long-lived: keep them out of GC passes
-        bench = Bench(args, server, db, pg.name if pg is not None else None, guests, dj)
-        results: list[Result] = []
+        s.settle()
+        bench = Bench(args, server, db, s.pg.name if s.pg is not None else None, guests, dj)
+        results: list[QueueResult] = []
         for i, phase in enumerate(args.phases):
             for result in await bench.run_phase(phase, i == 0):
-                if result.phase != "submit":
-                    say("   " + describe(result))
-                for problem in result.problems:
-                    say(f"   !! {problem}")
+                # the submit row was described as it came
+                say_result(None if result.phase == "submit" else describe_queue(result),
+                           result.problems)
                 results.append(result)
         return results
-    finally:
-        closing = [g.client.close() for g in guests]
-        if dj is not None:
-            closing.append(dj.client.close())
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*closing, return_exceptions=True)
-        gc.unfreeze()
-        if server is not None:
-            await server.stop()
-        if pg is not None:
-            await pg.drop()
 
 
 # ---------------------------------------------------------------------------
@@ -1028,8 +813,7 @@ async def run_db(args: argparse.Namespace, db: str, workdir: Path) -> list[Resul
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="postgres",
-                        help="the hub's log database (default: postgres)")
+    add_db_option(parser, "postgres")
     parser.add_argument("--guests", type=int, default=500,
                         help="guest connections, all subscribed to the room (default 500)")
     parser.add_argument("--submitters", type=int,
@@ -1046,37 +830,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--votes-per-guest", type=int, default=5,
                         help="votes a guest holds at most; it unvotes as often as it votes "
                              "below that (default 5)")
-    parser.add_argument("--duration", type=float, default=10.0,
-                        help="measured seconds per phase (default 10)")
-    parser.add_argument("--warmup", type=float, default=2.0,
-                        help="unmeasured seconds before each phase's measurement (default 2)")
+    add_timing_options(parser)
     parser.add_argument("--phases", default="throughput,rate",
                         help="comma-separated phases, each in a fresh room (default "
                              "throughput,rate); the first room's submit burst is reported too")
     parser.add_argument("--sample", type=int, default=20,
                         help="guests that also count every frame's messages (default 20)")
-    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
-                        help="event loop of the generator (default uvloop)")
-    parser.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres",
-                        help="PostgreSQL admin DSN (loopback only); a fresh database is "
-                             "created and dropped")
-    parser.add_argument("--server-core", type=int, default=0, help="core for the server (0)")
-    parser.add_argument("--gen-core", type=int, default=1,
-                        help="core for this load generator (1)")
-    parser.add_argument("--connect-concurrency", type=int, default=50,
-                        help="guest connections opened at once (default 50)")
-    parser.add_argument("--drain-timeout", type=float, default=30.0,
-                        help="seconds to wait for answers and deliveries after a phase, and "
-                             "for the subscriptions and submits before it (default 30)")
-    parser.add_argument("--wait-quiet", type=float, default=60.0,
-                        help="before each database, wait up to this many seconds for both "
-                             f"cores to be under {QUIET_BUSY:g}%% busy (default 60)")
-    parser.add_argument("--max-time", type=float,
-                        help="hard limit on the whole run in seconds (default: 180 per "
-                             "database)")
-    parser.add_argument("--profile", metavar="DIR",
-                        help="record the server with py-spy (raw collapsed stacks, one file "
-                             "per database and phase) during each measured window into DIR")
+    add_loop_option(parser, "event loop of the generator (default uvloop)")
+    add_machine_options(
+        parser, connections="guest", each="database", per="database",
+        drain="seconds to wait for answers and deliveries after a phase, and for the "
+              "subscriptions and submits before it (default 30)",
+        profile="raw collapsed stacks, one file per database and phase")
     args = parser.parse_args(argv)
     args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     if not args.phases or set(args.phases) - {"throughput", "rate"}:
@@ -1095,72 +860,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--rate must be above --dj-rate, which must not be negative")
     if args.votes_per_guest < 1 or args.sample < 0:
         parser.error("--votes-per-guest must be positive and --sample not negative")
-    if args.duration <= 0 or args.warmup < 0:
-        parser.error("--duration must be positive and --warmup not negative")
+    check_timing(parser, args)
     return args
 
 
 async def main(args: argparse.Namespace) -> int:
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
-    if args.max_time is None:
-        args.max_time = 180.0 * len(dbs)
     say(f"queue: {args.guests} guests ({args.submitters} submit a request) + 1 DJ in one room; "
         f"window {args.window}, rate {args.rate:,.0f}/s, DJ {args.dj_rate:g}/s; "
         f"{args.warmup:g}s warm-up + {args.duration:g}s per phase; "
         f"server on core {args.server_core}, generator on core {args.gen_core} ({args.loop})")
-    results: list[Result] = []
-    failed = False
-    with tempfile.TemporaryDirectory(prefix="rt-queue-") as tmp:
-        try:
-            async with asyncio.timeout(args.max_time):
-                for db in dbs:
-                    try:
-                        results += await run_db(args, db, Path(tmp))
-                    except (RuntimeError, OSError, TimeoutError) as exc:
-                        failed = True
-                        say(f"!! hub/{db} failed: {exc!r}")
-        except TimeoutError:
-            failed = True
-            say(f"!! stopped: --max-time {args.max_time:g}s reached")
+    results, failed = await run_steps(args, "rt-queue-", [
+        (f"hub/{db}", functools.partial(run_db, args, db)) for db in dbs])
     say("")
-    say(table(results))
-    for line in target_lines(results):
+    say(queue_table(results))
+    for line in queue_targets(results):
         say(line)
-    for r in results:
-        for problem in r.problems:
-            say(f"!! {r.db}/{r.phase}: {problem}")
-        if r.gen_core > GEN_BOUND:
-            say(f"!! {r.db}/{r.phase}: the generator's core was {r.gen_core:.0f}% busy: the "
-                "figure is a lower bound of the server's capacity")
-    say("ok?: yes = every answer came and every guest got every event, gaplessly; NO = see !!; "
-        f"GEN = the generator's core was over {GEN_BOUND:g}% busy")
-    return 1 if failed or any(r.problems for r in results) else 0
+    return finish(results, failed, lambda r: f"{r.db}/{r.phase}",
+                  "ok?: yes = every answer came and every guest got every event, gaplessly; "
+                  "NO = see !!; GEN = the generator's core was over "
+                  f"{GEN_BOUND:g}% busy")
 
 
 def run() -> None:
-    args = parse_args()
-    try:
-        os.sched_setaffinity(0, {args.gen_core})
-    except OSError as exc:
-        raise SystemExit(f"cannot pin the generator to core {args.gen_core}: {exc}") from None
-    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    if args.loop == "uvloop":
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    try:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            code = runner.run(main(args))
-    except KeyboardInterrupt:
-        print("interrupted; server stopped", file=sys.stderr)
-        code = 130
-    finally:
-        kill_children()
-    sys.exit(code)
+    run_tool(parse_args(), main, "interrupted; server stopped")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
-"""Results of the fan-out load test and how they are printed.
+"""Results of the load tests and how they are printed.
 
-:class:`PhaseResult` holds the figures of one phase of one target;
-:func:`describe` is its one-line account, :func:`table` the final table,
-:func:`summary` the ratios to the baseline and the issue's targets (medians
-over ``--repeat`` runs), :func:`memory_line` the server's memory per
-connection.
+Fan-out (loadtest/fanout.py): :class:`PhaseResult` holds the figures of one
+phase of one target; :func:`describe` is its one-line account, :func:`table`
+the final table, :func:`summary` the ratios to the baseline and the issue's
+targets (medians over ``--repeat`` runs), :func:`memory_line` the server's
+memory per connection.
+
+Queue room (loadtest/queue.py): :class:`QueueResult`, :func:`describe_queue`,
+:func:`queue_table` and :func:`queue_targets` likewise.
 """
 
 from __future__ import annotations
@@ -12,13 +15,21 @@ from __future__ import annotations
 import argparse
 import statistics
 from dataclasses import dataclass, field
+from typing import Protocol
 
 __all__ = [
     "GEN_BOUND",
+    "TARGET_P99_MS",
+    "TARGET_RATE",
+    "Outcome",
     "PhaseResult",
+    "QueueResult",
     "describe",
+    "describe_queue",
     "fmt_ms",
     "memory_line",
+    "queue_table",
+    "queue_targets",
     "render_table",
     "summary",
     "table",
@@ -26,6 +37,15 @@ __all__ = [
 ]
 
 GEN_BOUND = 85.0  # % of its core: above this the generator may be what limits a phase
+TARGET_RATE = 1000.0  # commands/s into one queue room on PostgreSQL ...
+TARGET_P99_MS = 100.0  # ... with p99 round trip under this
+
+
+class Outcome(Protocol):
+    """What every result has: its problems and how busy the generator's core was."""
+
+    problems: list[str]
+    gen_core: float
 
 
 @dataclass
@@ -84,7 +104,7 @@ def describe(r: PhaseResult) -> str:
     return text
 
 
-def verdict(r: PhaseResult) -> str:
+def verdict(r: Outcome) -> str:
     """'yes'; 'NO' if deliveries went wrong; 'GEN' if the generator's core was saturated."""
     if r.problems:
         return "NO"
@@ -161,4 +181,98 @@ def summary(args: argparse.Namespace, results: list[PhaseResult]) -> list[str]:
             lines.append(f"target p99 < 50 ms at {args.rate * args.subscribers:,} deliveries/s "
                          f"({db}): {'MET' if ok else 'NOT MET'} (p99 {fmt_ms(p99(lat))} at "
                          f"{rate(lat):,.0f}/s){note}")
+    return lines
+
+
+# ---------------------------------------------------------------------------
+# Queue room
+
+
+@dataclass
+class QueueResult:
+    db: str
+    phase: str
+    elapsed: float = 0.0
+    sent: float = 0.0  # commands/s sent
+    answered: float = 0.0  # commands/s answered (ack or error)
+    ok: int = 0
+    rejected: int = 0
+    rejections: dict[str, int] = field(default_factory=dict)  # "name code" -> count
+    p50: float | None = None  # milliseconds
+    p99: float | None = None
+    max: float | None = None
+    samples: int = 0
+    dj_p50: float | None = None
+    dj_p99: float | None = None
+    lag_p99: float | None = None  # the generator's event-loop lag, milliseconds
+    deliveries: float = 0.0  # per second
+    per_frame: float = 0.0
+    bytes_per_msg: float = 0.0
+    server_cpu: float = 0.0
+    server_sys: float = 0.0
+    gen_cpu: float = 0.0
+    db_cpu: float | None = None
+    server_core: float = 0.0
+    gen_core: float = 0.0
+    softirq: float = 0.0
+    steal: float = 0.0
+    offered: float | None = None  # the rate phase's target commands/s
+    window: int = 0  # commands kept in flight (throughput phase)
+    unsent: int = 0  # commands due while every guest waited for an answer: hub behind
+    problems: list[str] = field(default_factory=list)
+
+
+def describe_queue(r: QueueResult) -> str:
+    rejections = ", ".join(f"{k} x{v}" for k, v in sorted(r.rejections.items())) or "none"
+    text = (f"{r.phase}: {r.answered:,.0f} commands/s answered ({r.sent:,.0f}/s sent; "
+            f"{r.ok:,} ok, {r.rejected:,} rejected: {rejections}); round trip p50 "
+            f"{fmt_ms(r.p50)} p99 {fmt_ms(r.p99)} max {fmt_ms(r.max)} ({r.samples} samples; "
+            f"DJ's p50 {fmt_ms(r.dj_p50)} p99 {fmt_ms(r.dj_p99)}; generator's loop lag p99 "
+            f"{fmt_ms(r.lag_p99)}); "
+            f"{r.deliveries:,.0f} deliveries/s, {r.per_frame:.1f} msgs/frame, "
+            f"{r.bytes_per_msg:,.0f} B/msg; cpu server {r.server_cpu:.0f}% "
+            f"(sys {r.server_sys:.0f}%) gen {r.gen_cpu:.0f}%")
+    if r.db_cpu is not None:
+        text += f" postgres {r.db_cpu:.0f}%"
+    if r.unsent:
+        text += (f"; {r.unsent:,} commands due were not sent: every guest was waiting for an "
+                 f"answer (the hub fell behind {r.offered or 0:,.0f}/s)")
+    return text + (f"; cores busy: server's {r.server_core:.0f}% (softirq {r.softirq:.0f}%), "
+                   f"generator's {r.gen_core:.0f}%; steal {r.steal:.1f}%")
+
+
+def queue_table(results: list[QueueResult]) -> str:
+    rows = [["db", "phase", "cmds/s", "ok", "rejected", "rtt-p50", "rtt-p99", "rtt-max",
+             "deliveries/s", "msgs/frame", "B/msg", "server-cpu", "gen-cpu", "pg-cpu", "core0",
+             "core1", "gen-lag", "ok?"]]
+    for r in results:
+        rows.append([r.db, r.phase, f"{r.answered:,.0f}", f"{r.ok:,}", f"{r.rejected:,}",
+                     fmt_ms(r.p50), fmt_ms(r.p99), fmt_ms(r.max), f"{r.deliveries:,.0f}",
+                     f"{r.per_frame:.1f}", f"{r.bytes_per_msg:,.0f}", f"{r.server_cpu:.0f}%",
+                     f"{r.gen_cpu:.0f}%", "-" if r.db_cpu is None else f"{r.db_cpu:.0f}%",
+                     f"{r.server_core:.0f}%", f"{r.gen_core:.0f}%", fmt_ms(r.lag_p99),
+                     verdict(r)])
+    return render_table(rows, left=2)
+
+
+def queue_targets(results: list[QueueResult]) -> list[str]:
+    lines = []
+    for r in results:
+        if r.phase == "throughput":
+            lines.append(f"{r.db}: {r.answered:,.0f} commands/s into one room with "
+                         f"{r.window} in flight, p99 {fmt_ms(r.p99)} (throughput: closed "
+                         f"loop; hub core {r.server_core:.0f}% busy)")
+    for r in (r for r in results if r.phase == "rate"):
+        offered = r.offered or 0.0
+        kept_up = r.sent >= 0.99 * offered and r.answered >= 0.99 * r.sent and not r.problems
+        figures = (f"{r.answered:,.0f}/s answered, {r.sent:,.0f}/s sent of {offered:,.0f}/s "
+                   f"offered, p99 {fmt_ms(r.p99)}")
+        if r.db == "postgres":
+            ok = (offered >= TARGET_RATE and kept_up and r.p99 is not None
+                  and r.p99 < TARGET_P99_MS)
+            lines.append(f"target >= {TARGET_RATE:,.0f} commands/s into one room with p99 < "
+                         f"{TARGET_P99_MS:.0f} ms on PostgreSQL: {'MET' if ok else 'NOT MET'} "
+                         f"({figures})")
+        else:
+            lines.append(f"{r.db}: {figures} (rate: open loop)")
     return lines
