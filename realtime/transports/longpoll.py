@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -16,7 +17,7 @@ from starlette.responses import Response
 
 from realtime.errors import ProtocolError
 from realtime.hub import stale
-from realtime.log import Page
+from realtime.log import Page, RoomInfo
 from realtime.protocol import Format, Since
 from realtime.services import Services
 from realtime.transports.http import authenticate, handles_errors, query_int, room_of
@@ -54,9 +55,15 @@ def long_poll(services: Services) -> object:
                 reason = stale(since, page.info) or ("trimmed" if page.trimmed else None)
                 if reason is not None:
                     info = page.info
-                    reset = {"type": "reset", "room": name, "reason": reason,
-                             "epoch": info.epoch, "seq": info.head, "trimmed": info.trimmed}
-                    return _reply(Page(info, info.head, []), [orjson.dumps(reset)])
+                    reset: dict[str, Any] = {
+                        "type": "reset", "room": name, "reason": reason,
+                        "epoch": info.epoch, "seq": info.head, "trimmed": info.trimmed}
+                    runner = services.publisher.runners.get(room.kind)
+                    if runner is not None:  # a domain room: the state, as on the WebSocket
+                        seq, state_epoch, state = await runner.view(services.log, name, who)
+                        reset |= {"seq": seq, "epoch": state_epoch, "state": state}
+                        info = RoomInfo(info.room, state_epoch, seq, info.trimmed)
+                    return _reply(Page(info, reset["seq"], []), [orjson.dumps(reset)])
                 if page.messages or wait <= 0 or waited:
                     break
                 with contextlib.suppress(TimeoutError):

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from realtime.errors import ProtocolError
+from realtime.identity import Principal
 from realtime.outbox import Outbox
 from realtime.protocol import Format, Since
 from realtime.services import Services
@@ -41,7 +42,7 @@ def server_sent_events(services: Services) -> object:
             except ValueError:
                 raise ProtocolError("'Last-Event-ID' / 'after' must be a seq") from None
             since = Since(request.query_params.get("epoch") or None, max(seq, 0))
-        return _Stream(services, str(room), since)
+        return _Stream(services, str(room), since, who)
 
     return endpoint
 
@@ -49,7 +50,8 @@ def server_sent_events(services: Services) -> object:
 class _Stream(Response):
     media_type = "text/event-stream"
 
-    def __init__(self, services: Services, room: str, since: Since | None) -> None:
+    def __init__(self, services: Services, room: str, since: Since | None,
+                 viewer: Principal) -> None:
         super().__init__(headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
         # Response.__init__ declares the empty body as `content-length: 0`, which
         # would end the stream before its first event: the stream has no length.
@@ -57,6 +59,7 @@ class _Stream(Response):
         self._services = services
         self._room = room
         self._since = since
+        self._viewer = viewer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         s = self._services.settings
@@ -82,7 +85,7 @@ class _Stream(Response):
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         dropped = asyncio.Event()
         sub = self._services.hub.subscribe(self._room, outbox, self._since,
-                                           on_drop=dropped.set)
+                                           on_drop=dropped.set, viewer=self._viewer)
         tasks = [asyncio.create_task(coro) for coro in
                  (outbox.run(write), until_disconnect(), keepalive(), gone.wait(),
                   dropped.wait())]

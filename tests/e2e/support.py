@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -629,3 +629,42 @@ class RawWs:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class SseStream:
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self._events = self._parse()
+
+    async def _parse(self) -> AsyncIterator[dict[str, Any]]:
+        event: dict[str, Any] = {}
+        data: list[str] = []
+        async for line in self.response.aiter_lines():
+            if line == "":
+                if data:
+                    event["data"] = orjson.loads("\n".join(data))
+                    yield {"event": "message", **event}
+                event, data = {}, []
+            elif line.startswith(":"):
+                continue  # a comment (keep-alive)
+            else:
+                name, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if name == "data":
+                    data.append(value)
+                elif name in ("event", "id"):
+                    event[name] = value
+
+    async def next(self) -> dict[str, Any]:
+        return await asyncio.wait_for(anext(self._events), TIMEOUT)
+
+
+@contextlib.asynccontextmanager
+async def sse(http: httpx.AsyncClient, srv: Server, room: str, *,
+              headers: dict[str, str] | None = None,
+              params: dict[str, Any] | None = None) -> AsyncIterator[SseStream]:
+    async with http.stream("GET", f"{srv.base}/v1/rooms/{room}/events", headers=headers,
+                           params=params) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        yield SseStream(response)

@@ -8,12 +8,9 @@ exactly the message frames a WebSocket subscriber saw.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import orjson
 
 from realtime.identity import Role
 from tests.e2e.conftest import MakeServer
@@ -24,6 +21,7 @@ from tests.e2e.support import (
     bearer,
     issue_token,
     open_client,
+    sse,
     unique_room,
 )
 
@@ -119,45 +117,6 @@ async def test_long_poll_wait_is_released_by_a_publish(
 
 # ---------------------------------------------------------------------------
 # Server-Sent Events
-
-
-class SseStream:
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self._events = self._parse()
-
-    async def _parse(self) -> AsyncIterator[dict[str, Any]]:
-        event: dict[str, Any] = {}
-        data: list[str] = []
-        async for line in self.response.aiter_lines():
-            if line == "":
-                if data:
-                    event["data"] = orjson.loads("\n".join(data))
-                    yield {"event": "message", **event}
-                event, data = {}, []
-            elif line.startswith(":"):
-                continue  # a comment (keep-alive)
-            else:
-                name, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                if name == "data":
-                    data.append(value)
-                elif name in ("event", "id"):
-                    event[name] = value
-
-    async def next(self) -> dict[str, Any]:
-        return await asyncio.wait_for(anext(self._events), TIMEOUT)
-
-
-@contextlib.asynccontextmanager
-async def sse(http: httpx.AsyncClient, srv: Server, room: str, *,
-              headers: dict[str, str] | None = None,
-              params: dict[str, Any] | None = None) -> AsyncIterator[SseStream]:
-    async with http.stream("GET", f"{srv.base}/v1/rooms/{room}/events", headers=headers,
-                           params=params) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        yield SseStream(response)
 
 
 async def test_sse_resumes_from_last_event_id_with_the_websocket_frames(

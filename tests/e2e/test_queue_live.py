@@ -26,6 +26,7 @@ from tests.e2e.support import (
     get_state,
     open_client,
     post_command,
+    sse,
     unique_room,
 )
 
@@ -226,6 +227,16 @@ async def test_resume_from_a_trimmed_seq_resets_with_the_state(
     assert body["seq"] == info["head"]
     assert [r["id"] for r in body["state"]["mine"]] == ["r1"]
     await quiet(back, room)
+
+    # The same reset, with the same state, over long-polling and SSE (promise 5).
+    since = {"after": start["seq"] + 1, "epoch": start["epoch"]}
+    polled = (await http.get(f"{srv.base}/v1/rooms/{room}/messages", params=since,
+                             headers=bearer(guest))).json()
+    assert polled["frames"] == [reset] and polled["next"] == reset["seq"]
+    async with sse(http, srv, room, headers=bearer(guest), params=since) as stream:
+        assert (await stream.next())["event"] == "subscribed"
+        event = await stream.next()
+        assert (event["event"], event["data"]) == ("reset", reset)
     # Live from the reset's seq on: the next event, nothing in between.
     nxt = await ok(desk.command(room, "request.play", {"request_id": ids[0]}))
     got = await back.messages(room, len(nxt["seqs"]))
