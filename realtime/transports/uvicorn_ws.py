@@ -15,13 +15,27 @@ any other ASGI server the extension is absent and everything still works.
 
 from __future__ import annotations
 
+from typing import Any
+
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
+from websockets.protocol import State
 
 __all__ = ["EXTENSION", "DirectSendProtocol"]
 
 EXTENSION = "realtime.direct_send"
+
+_last: list[Any] = [None, False, b""]  # payload, text, its frame: the fan-out in progress
+
+
+def _framed(payload: bytes, text: bool) -> bytes:
+    if _last[0] is not payload or _last[1] is not text:
+        frame = Frame(Opcode.TEXT if text else Opcode.BINARY, payload)
+        _last[:] = [payload, text, frame.serialize(mask=False, extensions=[])]
+    wire: bytes = _last[2]
+    return wire
 
 
 class DirectSendProtocol(WebSocketsSansIOProtocol):
@@ -36,6 +50,13 @@ class DirectSendProtocol(WebSocketsSansIOProtocol):
         if (not self.handshake_complete or self.close_sent or self.disconnected
                 or not self.writable.is_set() or self.transport.is_closing()):
             return False
+        conn = self.conn
+        if (not conn.extensions and not conn.writes and not conn.expect_continuation_frame
+                and conn.state is State.OPEN):
+            # Unmasked, uncompressed server frames are the same bytes for every
+            # subscriber: frame a shared payload once, not once per socket.
+            self.transport.write(_framed(payload, text))
+            return True
         try:
             if text:
                 self.conn.send_text(payload)
