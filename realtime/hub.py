@@ -238,17 +238,23 @@ class Hub:
             start = end
         return True
 
-    async def _send_reset(self, sub: Subscription, info: RoomInfo, reason: str) -> None:
-        """Tell the client its position is void; continue from the head, or for a
-        domain room from the state the reset carries."""
-        frame = {"type": "reset", "room": sub.room, "reason": reason, "epoch": info.epoch,
-                 "seq": info.head, "trimmed": info.trimmed}
-        sub.epoch, sub.cursor = info.epoch, info.head
+    async def reset_frame(self, room: str, info: RoomInfo, reason: str,
+                          viewer: Principal | None) -> dict[str, Any]:
+        """The ``reset`` every transport sends: the new position is the head, or for a
+        domain room the seq of the state (as ``viewer`` may see it) the frame carries."""
+        frame: dict[str, Any] = {"type": "reset", "room": room, "reason": reason,
+                                 "epoch": info.epoch, "seq": info.head, "trimmed": info.trimmed}
         if self._view is not None:
-            view = await self._view(sub.room, sub.viewer)
+            view = await self._view(room, viewer)
             if view is not None:
-                sub.cursor, sub.epoch, state = view
-                frame |= {"seq": sub.cursor, "epoch": sub.epoch, "state": state}
+                seq, epoch, state = view
+                frame |= {"seq": seq, "epoch": epoch, "state": state}
+        return frame
+
+    async def _send_reset(self, sub: Subscription, info: RoomInfo, reason: str) -> None:
+        """Tell the client its position is void and continue from the reset's seq."""
+        frame = await self.reset_frame(sub.room, info, reason, sub.viewer)
+        sub.epoch, sub.cursor = frame["epoch"], frame["seq"]
         sub.send(frame)
         sub.buffer = [m for m in sub.buffer if m.epoch == sub.epoch]
 

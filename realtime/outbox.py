@@ -161,34 +161,37 @@ class Outbox:
         """Wait until everything queued so far has been handed to the transport."""
         await self._empty.wait()
 
-    def _take(self) -> list[bytes]:
+    def _peek(self) -> list[bytes]:
+        """The next frame's worth of items, still queued."""
         items = self._items
         if len(items) <= self._coalesce:
-            chunk = list(items)
+            return list(items)
+        return list(itertools.islice(items, self._coalesce))
+
+    def _consume(self, chunk: list[bytes]) -> None:
+        """Drop ``chunk`` (the front of the queue) once it is written or handed over."""
+        items = self._items
+        if len(chunk) == len(items):
             items.clear()
         else:
-            chunk = [items.popleft() for _ in range(self._coalesce)]
-        n = len(chunk)
+            for _ in range(len(chunk)):
+                items.popleft()
         self._bytes -= sum(map(len, chunk))
         self.frames_sent += 1
-        self.items_sent += n
-        return chunk
+        self.items_sent += len(chunk)
 
     def flush(self) -> None:
         """Write the backlog now through the direct send (the Flusher calls this)."""
         self._marked = False
         if self._sending or self.closed or self._direct is None:
             return
-        items = self._items
-        while items:
-            n = len(items)
-            chunk = list(items) if n <= self._coalesce else list(
-                itertools.islice(items, self._coalesce))
-            assert self._flusher is not None
+        assert self._flusher is not None
+        while self._items:
+            chunk = self._peek()
             if not self._direct(self._flusher.join(self.format, chunk)):
                 self._wake.set()  # not writable: the writer task waits for the socket
                 return
-            self._take()
+            self._consume(chunk)
         self._empty.set()
 
     async def run(self, send: Send) -> None:
@@ -198,7 +201,8 @@ class Outbox:
             await self._wake.wait()
             self._wake.clear()
             while items and not self.closed:
-                chunk = self._take()
+                chunk = self._peek()
+                self._consume(chunk)
                 self._sending = True
                 try:
                     await send(batch(self.format, chunk))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -54,15 +53,9 @@ def long_poll(services: Services) -> object:
             while True:
                 reason = stale(since, page.info) or ("trimmed" if page.trimmed else None)
                 if reason is not None:
-                    info = page.info
-                    reset: dict[str, Any] = {
-                        "type": "reset", "room": name, "reason": reason,
-                        "epoch": info.epoch, "seq": info.head, "trimmed": info.trimmed}
-                    runner = services.publisher.runners.get(room.kind)
-                    if runner is not None:  # a domain room: the state, as on the WebSocket
-                        seq, state_epoch, state = await runner.view(services.log, name, who)
-                        reset |= {"seq": seq, "epoch": state_epoch, "state": state}
-                        info = RoomInfo(info.room, state_epoch, seq, info.trimmed)
+                    reset = await services.hub.reset_frame(name, page.info, reason, who)
+                    info = RoomInfo(name, reset["epoch"], max(page.info.head, reset["seq"]),
+                                    page.info.trimmed)
                     return _reply(Page(info, reset["seq"], []), [orjson.dumps(reset)])
                 if page.messages or wait <= 0 or waited:
                     break
