@@ -1,4 +1,5 @@
-"""HTTP API for backends and admins: publish, commands, state, analytics, rooms, health."""
+"""HTTP API for backends and admins: publish, commands, state, analytics, rooms,
+presence, disconnects, health and metrics."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from realtime.commands import Call
-from realtime.errors import ErrorCode, ProtocolError, RealtimeError
+from realtime.drain import disconnect_here
+from realtime.errors import CloseCode, ErrorCode, ProtocolError, RealtimeError
 from realtime.identity import Principal, Role
 from realtime.log import Append
+from realtime.metrics import Exporter
 from realtime.protocol import MAX_ID_LENGTH, encode_data, parse_command
 from realtime.ratelimit import TokenBucket
 from realtime.rooms.domain import Command, Event, Meta
@@ -31,6 +34,7 @@ class Api:
     def __init__(self, services: Services) -> None:
         self._s = services
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._metrics = Exporter(services)
 
     def _rate_limit(self, who: Principal) -> None:
         """``publish_rate``/``publish_burst`` per user over HTTP (per connection on
@@ -138,17 +142,61 @@ class Api:
         info = await self._s.publisher.reset(str(room_of(request)))
         return JSONResponse({"room": info.room, "epoch": info.epoch, "head": info.head})
 
+    @handles_errors
+    async def presence(self, request: Request) -> Response:
+        """``GET /v1/rooms/{room}/presence``: who is in the room, on every instance."""
+        who = authenticate(request, self._s)
+        room = room_of(request)
+        room.check_subscribe(who)
+        return JSONResponse(await self._s.presence.list(str(room)))
+
+    @handles_errors
+    async def disconnect(self, request: Request) -> Response:
+        """``POST /v1/admin/disconnect`` (admin, service) with ``{"user"}`` or
+        ``{"conn"}``, optional ``"code"`` (4003 banned, 4001 token revoked, 1001
+        reconnect) and ``"reason"``: closes them on every instance."""
+        who = authenticate(request, self._s)
+        if not who.is_operator:
+            raise RealtimeError(ErrorCode.FORBIDDEN, "only admin or service may disconnect")
+        body = await _json_body(request, 4096)
+        user, conn = body.get("user"), body.get("conn")
+        if not any(isinstance(v, str) and v for v in (user, conn)):
+            raise ProtocolError("name a 'user' or a 'conn' to disconnect")
+        code = body.get("code", int(CloseCode.FORBIDDEN))
+        allowed = (CloseCode.FORBIDDEN, CloseCode.UNAUTHORIZED, CloseCode.GOING_AWAY)
+        if code not in [int(c) for c in allowed]:
+            raise ProtocolError("'code' must be 4003 (banned), 4001 (token revoked) or "
+                                "1001 (reconnect)")
+        payload = {"disconnect": {"user": user, "conn": conn, "code": code,
+                                  "reason": body.get("reason")}}
+        self._s.bus.broadcast(payload)  # the other instances
+        closed = disconnect_here(self._s, payload)
+        return JSONResponse({"closed_here": closed, "broadcast": True})
+
     async def live(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def ready(self, request: Request) -> Response:
+        """200 while this instance can serve (the bus may be degraded: it then polls
+        the log); 503 when the database fails or the instance is draining."""
+        s = self._s
+        bus = "ok" if s.cluster.connected else "degraded"
+        body: dict[str, Any] = {"bus": bus, "instance": s.bus.instance,
+                                "connections": len(s.sessions), "rooms": len(s.hub.rooms)}
+        if s.draining:
+            return JSONResponse(body | {"status": "draining"}, status_code=503)
         try:
-            await self._s.log.check()
+            await s.log.check()
         except RealtimeError as err:
-            return JSONResponse({"status": "unavailable", "database": err.message},
+            return JSONResponse(body | {"status": "unavailable", "database": err.message},
                                 status_code=503)
-        return JSONResponse({"status": "ok", "database": "ok",
-                             "connections": len(self._s.sessions), "rooms": len(self._s.hub.rooms)})
+        return JSONResponse(body | {"status": "ok" if bus == "ok" else "degraded",
+                                    "database": "ok"})
+
+    async def metrics(self, request: Request) -> Response:
+        """``GET /metrics``: Prometheus text format."""
+        body, content_type = self._metrics.render()
+        return Response(body, media_type=content_type)
 
 
 async def _json_body(request: Request, limit: int) -> dict[str, Any]:

@@ -19,16 +19,20 @@ from realtime.api import Api
 from realtime.auth import Tokens, load_secret
 from realtime.bus import Bus
 from realtime.bus.memory import MemoryBus
+from realtime.cluster import Cluster
 from realtime.commands import CommandRunner
-from realtime.errors import CloseCode, ErrorCode, RealtimeError
+from realtime.drain import disconnect_here, drain
+from realtime.errors import ErrorCode, RealtimeError
 from realtime.hub import Hub
 from realtime.identity import Principal
 from realtime.log import Log
 from realtime.log.sql import SqlLog
+from realtime.presence import Presence
 from realtime.publisher import Publisher
 from realtime.rooms import DOMAINS
 from realtime.services import Services
 from realtime.settings import Settings
+from realtime.stats import Stats
 from realtime.transports.http import error_response
 from realtime.transports.longpoll import long_poll
 from realtime.transports.sse import server_sent_events
@@ -45,7 +49,8 @@ def build_services(settings: Settings, *, log: Log | None = None,
     log = log or SqlLog(settings.database_url,
                         retention_max_messages=settings.retention_max_messages,
                         migrate=settings.migrates_on_start)
-    bus = bus or MemoryBus()
+    bus = bus or _bus(settings)
+    stats = Stats()
     runners = {kind: CommandRunner(domain, snapshot_every=settings.snapshot_every)
                for kind, domain in DOMAINS.items()}
 
@@ -56,11 +61,35 @@ def build_services(settings: Settings, *, log: Log | None = None,
         return await runner.view(log, room, viewer)
 
     hub = Hub(log, page_size=settings.page_size, live_buffer=settings.live_buffer,
-              on_first_interest=bus.subscribe, on_last_interest=bus.unsubscribe, view=view)
-    publisher = Publisher(log, hub, bus, clock_ms=lambda: int(time.time() * 1000),
+              on_first_interest=lambda room: cluster.watch(room),
+              on_last_interest=lambda room: cluster.unwatch(room),
+              on_live=lambda room: cluster.live(room), view=view)
+    cluster = Cluster(log, hub, bus, stats, reorder_wait=settings.reorder_wait,
+                      check_interval=settings.bus_check_interval,
+                      poll_interval=settings.bus_poll_interval, page_size=settings.page_size,
+                      held_max=settings.live_buffer)
+    presence = Presence(bus, hub)
+    cluster.on_signal = presence.on_signal
+    publisher = Publisher(log, cluster, stats, clock_ms=lambda: int(time.time() * 1000),
                           max_batch=settings.commit_batch, runners=runners)
     tokens = Tokens(load_secret(settings.secret, settings.secret_file))
-    return Services(settings, log, bus, hub, publisher, tokens, time.monotonic)
+    services = Services(settings, log, bus, hub, publisher, cluster, presence, tokens, stats,
+                        time.monotonic)
+    cluster.on_control = lambda payload: disconnect_here(services, payload)
+    return services
+
+
+def _bus(settings: Settings) -> Bus:
+    """The in-process bus, or Redis when ``redis_url`` is set (imported only then)."""
+    if not settings.redis_url:
+        return MemoryBus()
+    from realtime.bus.redis import RedisBus
+
+    return RedisBus(settings.redis_url, prefix=settings.redis_prefix,
+                    ping_interval=settings.bus_ping_interval,
+                    ping_timeout=settings.bus_ping_timeout,
+                    reconnect_max=settings.bus_reconnect_max,
+                    presence_ttl=settings.presence_ttl, outbox_max=settings.bus_outbox)
 
 
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:
@@ -76,24 +105,27 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/v1/rooms/{room}/analytics", api.analytics, methods=["GET"]),
         Route("/v1/rooms/{room}", api.room_info, methods=["GET"]),
         Route("/v1/rooms/{room}", api.reset_room, methods=["DELETE"]),
+        Route("/v1/rooms/{room}/presence", api.presence, methods=["GET"]),
+        Route("/v1/admin/disconnect", api.disconnect, methods=["POST"]),
         Route("/health/live", api.live, methods=["GET"]),
         Route("/health/ready", api.ready, methods=["GET"]),
+        Route("/metrics", api.metrics, methods=["GET"]),
     ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await s.log.open()
-        await s.bus.start(s.hub.deliver)
+        await s.cluster.start()
         sweeper = asyncio.create_task(_retention(s))
-        logger.info("realtime ready: log %s", getattr(s.log, "url", s.log))
+        logger.info("realtime ready: log %s, bus %s (instance %s)",
+                    getattr(s.log, "url", s.log), type(s.bus).__name__, s.bus.instance)
         try:
             yield
         finally:
             sweeper.cancel()
-            for session in list(s.sessions):
-                session.close(CloseCode.GOING_AWAY, "server shutting down")
+            await drain(s, 0.0)  # after SIGTERM the server's drain has done this already
             await s.publisher.close()
-            await s.bus.close()
+            await s.cluster.close()
             await s.log.close()
 
     return Starlette(routes=routes, lifespan=lifespan,

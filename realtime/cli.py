@@ -7,6 +7,7 @@ import asyncio
 import gc
 import logging
 import re
+import socket
 import sys
 
 from realtime.identity import Role
@@ -39,15 +40,27 @@ def _check_database(settings: Settings) -> None:
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
-    from realtime.app import create_app
+    from realtime.app import build_services, create_app
+    from realtime.drain import drain
+    from realtime.transports.uvicorn_ws import DirectSendProtocol
 
     _check_database(settings)
     host = args.host or settings.host
     port = args.port or settings.port
-    from realtime.transports.uvicorn_ws import DirectSendProtocol
+    services = build_services(settings)
+
+    class DrainingServer(uvicorn.Server):
+        """On SIGTERM: stop accepting, then drain (``realtime.drain``) before
+        uvicorn's own shutdown closes what is left."""
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            for server in self.servers:
+                server.close()
+            await drain(services, settings.drain_timeout)
+            await super().shutdown(sockets)
 
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, services),
         ws=DirectSendProtocol,
         host=host,
         port=port,
@@ -56,7 +69,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         ws_ping_interval=settings.ping_interval,
         ws_ping_timeout=settings.ping_timeout,
         ws_per_message_deflate=settings.ws_compression,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=max(1, int(settings.drain_timeout)),
         proxy_headers=True,
         lifespan="on",
     )
@@ -65,7 +78,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     # collect the young generation far less often.
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
-    uvicorn.Server(config).run()
+    DrainingServer(config).run()
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> None:

@@ -52,6 +52,7 @@ class Subscription:
     task: asyncio.Task[None] | None = None
     on_drop: Callable[[], None] | None = None
     viewer: Principal | None = None  # whose view of a domain room's state it gets
+    presence: bool = False  # wants join/leave notices of the room
 
     def send(self, frame: dict[str, Any]) -> None:
         self.outbox.put(encode(self.outbox.format, frame))
@@ -76,6 +77,7 @@ class Hub:
         live_buffer: int = 10_000,
         on_first_interest: Interest | None = None,
         on_last_interest: Interest | None = None,
+        on_live: Interest | None = None,
         view: View | None = None,
     ) -> None:
         self._log = log
@@ -84,7 +86,9 @@ class Hub:
         self._rooms: dict[str, _Room] = {}
         self._on_first = on_first_interest
         self._on_last = on_last_interest
+        self._on_live = on_live
         self._view = view
+        self.delivered = 0  # message copies handed to outboxes (metrics)
 
     # -- interest ----------------------------------------------------------------
 
@@ -111,19 +115,47 @@ class Hub:
         room = self._rooms.get(name)
         return len(room.subs) if room else 0
 
+    @property
+    def subscriptions(self) -> int:
+        return sum(len(room.subs) for room in self._rooms.values())
+
+    @property
+    def watchers(self) -> int:
+        return sum(len(room.watchers) for room in self._rooms.values())
+
+    def floor(self, name: str) -> tuple[str, int] | None:
+        """The lowest position of the room's live subscribers, (epoch, seq): where
+        ordered delivery to all of them must continue from. None if none is live."""
+        room = self._rooms.get(name)
+        live = [sub for sub in room.subs if sub.live] if room else []
+        if not live:
+            return None
+        epoch = live[0].epoch
+        return epoch, min(sub.cursor for sub in live if sub.epoch == epoch)
+
+    def notify(self, name: str, frame: dict[str, Any]) -> None:
+        """Send an unsequenced frame (a presence notice) to the subscribers of the
+        room that asked for such notices."""
+        room = self._rooms.get(name)
+        if room is not None:
+            for sub in room.subs:
+                if sub.presence:
+                    sub.send(frame)
+
     # -- subscriptions ---------------------------------------------------------
 
     def subscribe(self, name: str, outbox: Outbox, since: Since | None,
                   ident: str | None = None,
                   on_drop: Callable[[], None] | None = None,
-                  viewer: Principal | None = None) -> Subscription:
+                  viewer: Principal | None = None, presence: bool = False) -> Subscription:
         """Start a subscription: it replays in the background, then goes live.
 
         If the replay fails (database down) the client gets an ``error`` frame for
         the room and the subscription ends; ``on_drop`` is then called (SSE ends
         its stream there so the client reconnects).
         """
-        sub = Subscription(name, outbox, since, ident, on_drop=on_drop, viewer=viewer)
+        sub = Subscription(name, outbox, since, ident, on_drop=on_drop, viewer=viewer,
+                           presence=presence)
         self._room(name).subs.add(sub)
         self._start_replay(sub)
         return sub
@@ -215,6 +247,8 @@ class Hub:
                 sub.outbox.extend(wire, size)
                 sub.cursor = fresh[-1].seq
             sub.buffer, sub.live, sub.task = [], True, None
+            if self._on_live is not None:
+                self._on_live(sub.room)
             return
 
     async def _feed(self, sub: Subscription, messages: list[Message]) -> bool:
@@ -267,6 +301,7 @@ class Hub:
             return
         first, last = messages[0], messages[-1]
         encoded: dict[Format, tuple[list[bytes], int]] = {}
+        copies = 0
         for sub in list(room.subs):
             if not sub.live:
                 sub.buffer.extend(messages)
@@ -288,11 +323,13 @@ class Hub:
                 sub.outbox.extend(run[0][skip:])
             else:
                 sub.outbox.extend(*run)
+            copies += len(messages) - skip
             sub.cursor = last.seq
+        self.delivered += copies
         for event in room.watchers:
             event.set()
 
-    def reset(self, name: str, info: RoomInfo) -> None:
+    def reset(self, name: str) -> None:
         """The room's log was recreated (new epoch): reset every subscriber."""
         room = self._rooms.get(name)
         if room is None:
@@ -302,6 +339,12 @@ class Hub:
                 self._start_replay(sub)
         for event in room.watchers:
             event.set()
+
+    def wake_watchers(self) -> None:
+        """Every long-poll answers now (drain)."""
+        for room in self._rooms.values():
+            for event in room.watchers:
+                event.set()
 
     @asynccontextmanager
     async def watch(self, name: str) -> AsyncIterator[asyncio.Event]:

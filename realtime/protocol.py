@@ -28,6 +28,7 @@ __all__ = [
     "Format",
     "Message",
     "Ping",
+    "PresenceQuery",
     "Publish",
     "Since",
     "Subscribe",
@@ -211,6 +212,15 @@ class Subscribe:
     room: RoomName
     since: Since | None = None
     id: str | None = None
+    presence: bool = False  # also send presence_diff frames of the room
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceQuery:
+    """Who is in the room now (answered with a ``presence`` frame)."""
+
+    room: RoomName
+    id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +253,7 @@ class CommandFrame:
     expected_seq: int | None = None
 
 
-ClientFrame = Connect | Subscribe | Unsubscribe | Publish | Ping | CommandFrame
+ClientFrame = Connect | Subscribe | Unsubscribe | Publish | Ping | CommandFrame | PresenceQuery
 
 
 def frame_id(obj: Any) -> str | None:
@@ -297,7 +307,14 @@ def _connect(obj: dict[str, Any]) -> Connect:
 
 
 def _subscribe(obj: dict[str, Any]) -> Subscribe:
-    return Subscribe(parse_room(obj.get("room")), _since(obj.get("since")), _id(obj))
+    presence = obj.get("presence", False)
+    if not isinstance(presence, bool):
+        raise ProtocolError("'presence' must be true or false")
+    return Subscribe(parse_room(obj.get("room")), _since(obj.get("since")), _id(obj), presence)
+
+
+def _presence(obj: dict[str, Any]) -> PresenceQuery:
+    return PresenceQuery(parse_room(obj.get("room")), _id(obj))
 
 
 def _unsubscribe(obj: dict[str, Any]) -> Unsubscribe:
@@ -343,6 +360,7 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], ClientFrame]] = {
     "publish": _publish,
     "ping": _ping,
     "command": _command,
+    "presence": _presence,
 }
 
 

@@ -3,24 +3,27 @@
 Concurrent publishes (plain rooms) or commands (domain rooms) to one room
 queue up; one drain task per room commits each queue as a single transaction
 (up to ``commit_batch`` items), then hands the committed messages, of the room
-and of any ``user:{id}`` rooms its notices went to, to the local hub and the
-bus. Rooms commit in parallel; within a room, commits and deliveries happen
-in seq order. Nothing is delivered or acknowledged before its commit.
+and of any ``user:{id}`` rooms its notices went to, to the cluster (the local
+hub, then the bus). Rooms commit in parallel; within a room, commits and
+deliveries happen in seq order. Nothing is delivered or acknowledged before
+its commit. Once ``close`` begins (drain), new writes are refused with
+UNAVAILABLE so clients retry them, same id, on another instance.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
-from realtime.bus import Bus
+from realtime.cluster import Cluster
 from realtime.commands import Call, CommandRunner, Outcome
-from realtime.errors import ErrorCode, RealtimeError
-from realtime.hub import Hub
+from realtime.errors import ErrorCode, RealtimeError, Unavailable
 from realtime.log import Append, Appended, Log, RoomInfo, RoomTxn
 from realtime.protocol import Message
+from realtime.stats import Stats
 
 __all__ = ["Publisher"]
 
@@ -31,18 +34,19 @@ _Pending = tuple[_Item, "asyncio.Future[Any]"]
 
 
 class Publisher:
-    def __init__(self, log: Log, hub: Hub, bus: Bus, *, clock_ms: Callable[[], int],
-                 max_batch: int = 500, runners: dict[str, CommandRunner] | None = None) -> None:
+    def __init__(self, log: Log, cluster: Cluster, stats: Stats, *,
+                 clock_ms: Callable[[], int], max_batch: int = 500,
+                 runners: dict[str, CommandRunner] | None = None) -> None:
         self._log = log
-        self._hub = hub
-        self._bus = bus
+        self._cluster = cluster
+        self._stats = stats
         self._clock_ms = clock_ms
         self._max_batch = max_batch
         self.runners = runners or {}
         self._queues: dict[str, list[_Pending]] = {}
         self._drains: set[asyncio.Task[None]] = set()
+        self._closing = False
         self.commits = 0
-        self.published = 0
 
     async def publish(self, room: str, item: Append) -> Appended:
         """Store one message in a plain room (group-committed); return its seq."""
@@ -58,6 +62,8 @@ class Publisher:
         return outcome
 
     async def _submit(self, room: str, item: _Item) -> Any:
+        if self._closing:
+            raise Unavailable("this instance is shutting down; retry on another", retry_after=0.5)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         queue = self._queues.get(room)
         if queue is None:
@@ -94,6 +100,7 @@ class Publisher:
         return list(outcomes), by_room
 
     async def _commit(self, room: str, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
         try:
             results, stored = await self._store(room, [item for item, _ in batch])
         except Exception as exc:
@@ -104,9 +111,9 @@ class Publisher:
                     future.set_exception(exc)
             return
         self.commits += 1
-        for name, messages in stored.items():
-            self.published += len(messages)
-            self._hub.deliver(name, messages)
+        self._stats.append_latency.observe(time.perf_counter() - started)
+        for name, messages in stored.items():  # in seq order: each room's next commit waits
+            self._cluster.local(name, messages)
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue
@@ -114,11 +121,6 @@ class Publisher:
                 future.set_exception(result)
             else:
                 future.set_result(result)
-        for name, messages in stored.items():
-            try:  # awaited before the next commit of this room: the bus sees seq order
-                await self._bus.publish(name, messages)
-            except Exception:  # peers repair the gap from the log
-                logger.exception("bus publish for %s failed", name)
 
     async def reset(self, room: str) -> RoomInfo:
         """Drop the room's log and start a new epoch; subscribers get a reset."""
@@ -126,10 +128,15 @@ class Publisher:
         runner = self.runners.get(room.split(":", 1)[0])
         if runner is not None:
             runner.forget(room)
-        self._hub.reset(room, info)
+        self._cluster.reset_room(room, info)
         return info
 
+    @property
+    def idle(self) -> bool:
+        return not self._drains
+
     async def close(self) -> None:
-        """Let queued writes finish committing (drain on shutdown)."""
+        """Refuse new writes; let queued ones finish committing (drain)."""
+        self._closing = True
         if self._drains:
             await asyncio.gather(*self._drains, return_exceptions=True)

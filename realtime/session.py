@@ -26,6 +26,7 @@ from realtime.protocol import (
     Connect,
     Format,
     Ping,
+    PresenceQuery,
     Publish,
     Subscribe,
     Unsubscribe,
@@ -61,6 +62,7 @@ class Session:
         self._close_transport = close
         self.state = SessionState.AWAITING_CONNECT
         self.principal: Principal | None = None
+        self.conn = services.presence.new_conn()  # this connection's id in the cluster
         self.subscriptions: dict[str, Subscription] = {}
         self.outbox = Outbox(fmt, max_frames=s.outbox_max_messages, max_bytes=s.outbox_max_bytes,
                              coalesce=s.coalesce_max_frames, on_overflow=self._overflowed,
@@ -87,14 +89,25 @@ class Session:
             return
         self._enter(SessionState.CLOSED)
         self._expiry.cancel()
-        for sub in self.subscriptions.values():
+        for name, sub in self.subscriptions.items():
             self._services.hub.unsubscribe(sub)
+            self._left(name)
         self.subscriptions.clear()
         for task in self._tasks:
             task.cancel()
         self._close_transport(code, reason)
 
+    @property
+    def idle(self) -> bool:
+        """No write of this connection is waiting for its commit."""
+        return not self._tasks
+
+    def _left(self, room: str) -> None:
+        assert self.principal is not None
+        self._services.presence.leave(room, self.conn, self.principal)
+
     def _overflowed(self) -> None:
+        self._services.stats.slow_disconnects += 1
         self.close(CloseCode.SLOW, "outbox overflow: client too slow, resume by replay")
 
     def _expire(self, why: str) -> None:
@@ -129,6 +142,8 @@ class Session:
                 await self._publish(frame)
             elif isinstance(frame, CommandFrame):
                 await self._command(frame)
+            elif isinstance(frame, PresenceQuery):
+                await self._presence(frame)
             elif isinstance(frame, Ping):
                 self.send({"type": "pong"} | ({"id": frame.id} if frame.id else {}))
         except RealtimeError as err:
@@ -169,14 +184,24 @@ class Session:
                 f"at most {self._services.settings.max_subscriptions} subscriptions per "
                 "connection; unsubscribe from one first")
         self.subscriptions[name] = self._services.hub.subscribe(
-            name, self.outbox, frame.since, frame.id, viewer=self.principal)
+            name, self.outbox, frame.since, frame.id, viewer=self.principal,
+            presence=frame.presence)
+        if old is None:
+            self._services.presence.join(name, self.conn, self.principal)
 
     def _unsubscribe(self, frame: Unsubscribe) -> None:
         sub = self.subscriptions.pop(str(frame.room), None)
         if sub is not None:
             self._services.hub.unsubscribe(sub)
+            self._left(str(frame.room))
         self.send({"type": "unsubscribed", "room": str(frame.room)}
                   | ({"id": frame.id} if frame.id else {}))
+
+    async def _presence(self, frame: PresenceQuery) -> None:
+        assert self.principal is not None
+        frame.room.check_subscribe(self.principal)
+        members = await self._services.presence.list(str(frame.room))
+        self.send({"type": "presence"} | members | ({"id": frame.id} if frame.id else {}))
 
     def _take_token(self) -> None:
         wait = self._bucket.take()

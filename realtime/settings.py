@@ -37,6 +37,11 @@ class Settings:
         "HS256 secret for tokens; empty: a development secret kept in secret_file",
     )
     secret_file: str = _doc(".realtime-secret", "where the development secret is kept")
+    redis_url: str = _doc(
+        "",
+        "Redis for several instances: redis://host:6379/0; empty: one instance, in-process bus",
+    )
+    redis_prefix: str = _doc("realtime:", "prefix of every Redis key and channel")
     host: str = _doc("127.0.0.1", "address `realtime serve` binds")
     port: int = _doc(8000, "port `realtime serve` binds ($PORT overrides it)")
     log_level: str = _doc("info", "logging level")
@@ -69,6 +74,20 @@ class Settings:
     max_wait: float = _doc(60.0, "longest long-poll `wait` in seconds")
     sse_keepalive: float = _doc(15.0, "seconds between SSE keep-alive comments")
     live_buffer: int = _doc(10_000, "live messages held per subscriber while it replays")
+
+    # Several instances (with redis_url)
+    reorder_wait: float = _doc(0.1, "seconds an out-of-order gap may wait for the bus before "
+                                    "it is read from the log")
+    bus_check_interval: float = _doc(5.0, "seconds between checks of active rooms against the "
+                                          "log (bounds what a lost bus message can delay)")
+    bus_poll_interval: float = _doc(0.5, "seconds between log polls of active rooms while "
+                                         "Redis is unreachable")
+    bus_ping_interval: float = _doc(1.0, "seconds between pings on the Redis pub/sub link")
+    bus_ping_timeout: float = _doc(2.0, "seconds without an answer before Redis counts as down")
+    bus_reconnect_max: float = _doc(5.0, "longest wait between Redis reconnect attempts")
+    bus_outbox: int = _doc(10_000, "publishes queued for Redis before the oldest is dropped")
+    presence_ttl: float = _doc(15.0, "seconds before a dead instance's presence entries expire")
+    drain_timeout: float = _doc(10.0, "seconds SIGTERM waits for in-flight writes before closing")
 
     # Retention and idempotency
     retention_max_messages: int = _doc(100_000, "messages kept per room (0: no limit)")

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
+from tests.redis_server import RedisServer
+
 ADMIN_DSN = os.environ.get("REALTIME_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 SECRET = "test-secret-" + "x" * 32
 
@@ -69,3 +71,14 @@ def sqlite_url(tmp_path: object) -> str:
 def room() -> str:
     """A room name no other test uses."""
     return f"chat:t-{secrets.token_hex(6)}"
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A private redis-server on a free port for one test, stopped afterwards
+    (restart it, pause it: the machine's Redis is never touched)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -10,12 +10,14 @@ import orjson
 import pytest
 
 from realtime.bus.memory import MemoryBus
+from realtime.cluster import Cluster
 from realtime.hub import Hub, Subscription
 from realtime.log import Append
 from realtime.log.sql import SqlLog
 from realtime.outbox import Outbox
 from realtime.protocol import Format, Since
 from realtime.publisher import Publisher
+from realtime.stats import Stats
 
 
 class Wire:
@@ -51,15 +53,25 @@ class Wire:
         await asyncio.wait_for(wait(), 10)
 
 
+async def wired(log: SqlLog, **hub_options: Any) -> tuple[Hub, Cluster, Publisher]:
+    """Hub, cluster (memory bus) and publisher wired as ``build_services`` does."""
+    hub = Hub(log, on_first_interest=lambda room: cluster.watch(room),
+              on_last_interest=lambda room: cluster.unwatch(room),
+              on_live=lambda room: cluster.live(room), **hub_options)
+    stats = Stats()
+    cluster = Cluster(log, hub, MemoryBus(), stats)
+    await cluster.start()
+    return hub, cluster, Publisher(log, cluster, stats, clock_ms=lambda: 1, max_batch=5)
+
+
 @pytest.fixture
 async def parts(sqlite_url: str) -> AsyncIterator[tuple[SqlLog, Hub, Publisher]]:
     log = SqlLog(sqlite_url, migrate=True)
     await log.open()
-    bus = MemoryBus()
-    hub = Hub(log, page_size=7, live_buffer=25)
-    publisher = Publisher(log, hub, bus, clock_ms=lambda: 1, max_batch=5)
+    hub, cluster, publisher = await wired(log, page_size=7, live_buffer=25)
     yield log, hub, publisher
     await publisher.close()
+    await cluster.close()
     await log.close()
 
 
@@ -123,8 +135,7 @@ async def test_a_gap_in_live_delivery_is_repaired_from_the_log(parts: Any, room:
 async def test_wrong_epoch_or_trimmed_range_gives_reset(sqlite_url: str, room: str) -> None:
     log = SqlLog(sqlite_url, migrate=True, retention_max_messages=5)
     await log.open()
-    hub = Hub(log, page_size=3)
-    publisher = Publisher(log, hub, MemoryBus(), clock_ms=lambda: 1)
+    hub, cluster, publisher = await wired(log, page_size=3)
     try:
         await publish(publisher, room, 20)
         info = await log.info(room)
@@ -143,6 +154,7 @@ async def test_wrong_epoch_or_trimmed_range_gives_reset(sqlite_url: str, room: s
             hub.unsubscribe(sub)
     finally:
         await publisher.close()
+        await cluster.close()
         await log.close()
 
 

@@ -151,6 +151,10 @@ class Log(Protocol):
     async def info(self, room: str) -> RoomInfo:
         """The room's epoch, head and trim point; creates the room if new."""
 
+    async def heads(self, names: Sequence[str]) -> dict[str, RoomInfo]:
+        """Epoch, head and trim point of each room that exists (one query; creates
+        nothing): what a bus that may have lost messages is checked against."""
+
     async def reset(self, room: str) -> RoomInfo:
         """Drop the room's messages and start a new epoch."""
 

@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+_HEADS_CHUNK = 500  # room names per query of `heads`
+
 
 def new_epoch() -> str:
     """A fresh random epoch: a recreated database never reuses an old one."""
@@ -230,6 +232,17 @@ class SqlLog:
             rooms.c.id == room_id)
         epoch, head, trimmed = (await conn.execute(stmt)).one()
         return RoomInfo(room, epoch, head, trimmed)
+
+    async def heads(self, names: Sequence[str]) -> dict[str, RoomInfo]:
+        found: dict[str, RoomInfo] = {}
+        columns = (rooms.c.name, rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq)
+        async with self._read() as conn:
+            for start in range(0, len(names), _HEADS_CHUNK):
+                chunk = list(names[start:start + _HEADS_CHUNK])
+                stmt = sa.select(*columns).where(rooms.c.name.in_(chunk))
+                for name, epoch, head, trimmed in await conn.execute(stmt):
+                    found[name] = RoomInfo(name, epoch, head, trimmed)
+        return found
 
     async def reset(self, room: str) -> RoomInfo:
         room_id = await self._room_id(room)

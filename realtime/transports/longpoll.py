@@ -57,7 +57,7 @@ def long_poll(services: Services) -> object:
                     info = RoomInfo(name, reset["epoch"], max(page.info.head, reset["seq"]),
                                     page.info.trimmed)
                     return _reply(Page(info, reset["seq"], []), [orjson.dumps(reset)])
-                if page.messages or wait <= 0 or waited:
+                if page.messages or wait <= 0 or waited or services.draining:
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), wait)

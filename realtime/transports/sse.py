@@ -23,7 +23,7 @@ from realtime.protocol import Format, Since
 from realtime.services import Services
 from realtime.transports.http import authenticate, handles_errors, room_of
 
-__all__ = ["server_sent_events"]
+__all__ = ["Stream", "server_sent_events"]
 
 _KEEPALIVE = b": keepalive\n\n"
 
@@ -42,16 +42,20 @@ def server_sent_events(services: Services) -> object:
             except ValueError:
                 raise ProtocolError("'Last-Event-ID' / 'after' must be a seq") from None
             since = Since(request.query_params.get("epoch") or None, max(seq, 0))
-        return _Stream(services, str(room), since, who)
+        presence = request.query_params.get("presence") in ("1", "true")
+        return Stream(services, str(room), since, who, presence)
 
     return endpoint
 
 
-class _Stream(Response):
+class Stream(Response):
+    """One SSE client; listed in ``services.streams`` while it is open (drain,
+    admin disconnects, metrics) and present in its room."""
+
     media_type = "text/event-stream"
 
     def __init__(self, services: Services, room: str, since: Since | None,
-                 viewer: Principal) -> None:
+                 viewer: Principal, presence: bool = False) -> None:
         super().__init__(headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
         # Response.__init__ declares the empty body as `content-length: 0`, which
         # would end the stream before its first event: the stream has no length.
@@ -59,7 +63,14 @@ class _Stream(Response):
         self._services = services
         self._room = room
         self._since = since
-        self._viewer = viewer
+        self.viewer = viewer
+        self._presence = presence
+        self.conn = services.presence.new_conn()
+        self._stopped = asyncio.Event()
+
+    def stop(self) -> None:
+        """End the stream (drain, disconnect): the client reconnects elsewhere."""
+        self._stopped.set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         s = self._services.settings
@@ -84,18 +95,23 @@ class _Stream(Response):
 
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         dropped = asyncio.Event()
-        sub = self._services.hub.subscribe(self._room, outbox, self._since,
-                                           on_drop=dropped.set, viewer=self._viewer)
+        services = self._services
+        sub = services.hub.subscribe(self._room, outbox, self._since, on_drop=dropped.set,
+                                     viewer=self.viewer, presence=self._presence)
+        services.streams.add(self)
+        services.presence.join(self._room, self.conn, self.viewer)
         tasks = [asyncio.create_task(coro) for coro in
                  (outbox.run(write), until_disconnect(), keepalive(), gone.wait(),
-                  dropped.wait())]
+                  dropped.wait(), self._stopped.wait())]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            if dropped.is_set() and not gone.is_set():
+            if (dropped.is_set() or self._stopped.is_set()) and not gone.is_set():
                 with contextlib.suppress(TimeoutError):  # let the error event out first
                     await asyncio.wait_for(outbox.drained(), 2.0)
         finally:
-            self._services.hub.unsubscribe(sub)
+            services.streams.discard(self)
+            services.presence.leave(self._room, self.conn, self.viewer)
+            services.hub.unsubscribe(sub)
             outbox.close()
             for task in tasks:
                 task.cancel()
