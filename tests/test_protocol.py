@@ -13,6 +13,7 @@ from realtime.protocol import (
     Format,
     Message,
     Ping,
+    PresenceQuery,
     Publish,
     Since,
     Subscribe,
@@ -41,6 +42,11 @@ def test_parses_every_client_frame() -> None:
     pub = parse_frame({"type": "publish", "room": "feed:n", "data": None, "id": "p"})
     assert isinstance(pub, Publish) and pub.data is None and pub.id == "p"
     assert parse_frame({"type": "ping"}) == Ping()
+    assert not sub.presence
+    watching = parse_frame({"type": "subscribe", "room": "chat:x", "presence": True})
+    assert isinstance(watching, Subscribe) and watching.presence
+    query = parse_frame({"type": "presence", "room": "chat:x", "id": "w"})
+    assert isinstance(query, PresenceQuery) and (str(query.room), query.id) == ("chat:x", "w")
 
 
 @pytest.mark.parametrize("frame, says", [
@@ -58,6 +64,7 @@ def test_parses_every_client_frame() -> None:
     ({"type": "publish", "room": "chat:x", "data": 1, "id": "x" * 129}, "'id'"),
     ({"type": "publish", "room": "chat:x", "id": "a"}, "data"),
     ({"type": "ping", "id": 7}, "'id'"),
+    ({"type": "subscribe", "room": "chat:x", "presence": "yes"}, "presence"),
 ])
 def test_rejects_malformed_frames_with_bad_frame(frame: object, says: str) -> None:
     with pytest.raises(ProtocolError, match=says) as err:

@@ -118,6 +118,21 @@ async def test_a_new_room_is_empty_with_an_epoch(make_log: LogFactory, room: str
     assert page.messages == [] and not page.trimmed and page.info.epoch == info.epoch
 
 
+async def test_heads_reads_existing_rooms_in_one_call_and_creates_none(
+        make_log: LogFactory, room: str) -> None:
+    log = await make_log()
+    other, never = room + "-b", room + "-never"
+    await log.append(room, [item(), item()], now_ms=1)
+    await log.append(other, [item()], now_ms=1)
+    heads = await log.heads([room, other, never])
+    assert set(heads) == {room, other}
+    assert (heads[room].head, heads[other].head) == (2, 1)
+    assert heads[room].epoch == (await log.info(room)).epoch
+    assert await log.heads([never]) == {}  # a check never creates the room
+    many = [f"{room}-{i}" for i in range(1200)]  # more names than one query takes
+    assert await log.heads(many) == {}
+
+
 async def test_retention_by_count_trims_and_says_so(make_log: LogFactory, room: str) -> None:
     log = await make_log(retention_max_messages=10)
     await log.append(room, [item() for _ in range(25)], now_ms=1)
