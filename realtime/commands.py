@@ -155,7 +155,7 @@ class CommandRunner:
             message = txn.append(call.who.user, orjson.dumps(event.to_data()))
             meta = Meta(call.who.user, message.seq, txn.now_ms)
             for notice in self.domain.apply(cached.state, event, meta):
-                txn.notify(f"user:{notice.user}", call.who.user, orjson.dumps(notice.data))
+                txn.notify(notice.target, call.who.user, orjson.dumps(notice.data))
             cached.seq = message.seq
             seqs.append(message.seq)
         return Outcome(seqs, txn.epoch, decision.result)

@@ -67,10 +67,17 @@ class Meta:
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """A personal notification, stored durably in the room ``user:{user}``."""
+    """A message the event causes in another room, stored durably in the same
+    transaction: a personal notification in ``user:{user}`` by default, or an
+    entry of another room named by ``room`` (a staff feed)."""
 
     user: str
     data: dict[str, Any]
+    room: str | None = None
+
+    @property
+    def target(self) -> str:
+        return self.room or f"user:{self.user}"
 
 
 @dataclass(frozen=True, slots=True)
