@@ -68,8 +68,9 @@ def build_services(settings: Settings, *, log: Log | None = None,
                       check_interval=settings.bus_check_interval,
                       poll_interval=settings.bus_poll_interval, page_size=settings.page_size,
                       held_max=settings.live_buffer)
-    presence = Presence(bus, hub)
+    presence = Presence(bus, hub, cluster.carried)
     cluster.on_signal = presence.on_signal
+    cluster.on_subscribed = presence.on_subscribed
     publisher = Publisher(log, cluster, stats, clock_ms=lambda: int(time.time() * 1000),
                           max_batch=settings.commit_batch, runners=runners)
     tokens = Tokens(load_secret(settings.secret, settings.secret_file))

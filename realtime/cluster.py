@@ -62,7 +62,9 @@ class Cluster:
         self._poller: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self.connected = True
+        self._ready: dict[str, asyncio.Event] = {}  # set once the bus carries the room
         self.on_signal: Handler = lambda room, payload: None  # presence notices
+        self.on_subscribed: Callable[[str], None] = lambda room: None  # presence lists
         self.on_control: Callable[[dict[str, Any]], object] = lambda payload: None
 
     # -- lifetime ------------------------------------------------------------------
@@ -86,7 +88,13 @@ class Cluster:
 
     def watch(self, room: str) -> None:
         self._orders[room] = RoomOrder()
+        self._ready[room] = asyncio.Event()
         self._bus.subscribe(room)
+
+    def carried(self, room: str) -> bool:
+        """The bus's subscription to the room is in place (signals reach us)."""
+        event = self._ready.get(room)
+        return event is not None and event.is_set()
 
     def live(self, room: str) -> None:
         """A subscriber of the room turned live. The first one gives the room its
@@ -97,10 +105,11 @@ class Cluster:
             floor = self._hub.floor(room)
             if floor is not None:
                 order.place(*floor)
-                self.resync([room])
+                self._queue_check([room])
 
     def unwatch(self, room: str) -> None:
         self._orders.pop(room, None)
+        self._ready.pop(room, None)
         handle = self._armed.pop(room, None)
         if handle is not None:
             handle.cancel()
@@ -140,15 +149,26 @@ class Cluster:
         self.on_control(payload)
 
     def resync(self, rooms: Sequence[str]) -> None:
-        self._to_check.update(r for r in rooms if r in self._orders)
-        if self._to_check and self._checker is None:
-            self._checker = asyncio.get_running_loop().create_task(self._check())
+        """The bus's subscription to these rooms is (again) in place: check them
+        against the log, and let presence send its lists (signals sent before
+        the subscription took effect were not carried)."""
+        for room in rooms:
+            event = self._ready.get(room)
+            if event is not None:
+                event.set()
+                self.on_subscribed(room)
+        self._queue_check(rooms)
 
     def bus_state(self, connected: bool) -> None:
         self.connected = connected
         if connected:
-            self.resync(list(self._orders))
+            self._queue_check(list(self._orders))
         self._wake.set()  # the poller switches its interval now
+
+    def _queue_check(self, rooms: Sequence[str]) -> None:
+        self._to_check.update(r for r in rooms if r in self._orders)
+        if self._to_check and self._checker is None:
+            self._checker = asyncio.get_running_loop().create_task(self._check())
 
     # -- ordering ------------------------------------------------------------------
 
@@ -254,4 +274,4 @@ class Cluster:
             try:
                 await asyncio.wait_for(self._wake.wait(), interval)
             except TimeoutError:
-                self.resync(list(self._orders))
+                self._queue_check(list(self._orders))

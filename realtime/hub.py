@@ -133,6 +133,10 @@ class Hub:
         epoch = live[0].epoch
         return epoch, min(sub.cursor for sub in live if sub.epoch == epoch)
 
+    def watches_presence(self, name: str) -> bool:
+        room = self._rooms.get(name)
+        return room is not None and any(sub.presence for sub in room.subs)
+
     def notify(self, name: str, frame: dict[str, Any]) -> None:
         """Send an unsequenced frame (a presence notice) to the subscribers of the
         room that asked for such notices."""

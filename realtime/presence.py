@@ -6,30 +6,41 @@ live in the bus's shared store (Redis, or the process for the memory bus),
 so any instance can list a room. The entries of an instance that dies
 expire after ``presence_ttl`` (see ``realtime.bus``).
 
-Subscribers that ask for it (``"presence": true`` on ``subscribe``) get a
-``presence_diff`` frame for each connection that joins or leaves. These
-frames are not part of the room's log: they carry no seq, are not replayed,
-and a client that reconnects asks for the current list instead.
+Subscribers that ask for it (``"presence": true`` on ``subscribe``) first get
+the room's list (a ``presence`` frame), then a ``presence_diff`` frame for each
+connection that joins or leaves. The list is read only once the bus carries the
+room's signals, so no join falls between the list and the first diff; it is
+sent again whenever the bus re-establishes the room's subscription (after a
+Redis outage the diffs of the outage are gone). These frames are not part of
+the room's log: they carry no seq and are not replayed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from realtime.bus import Bus
-from realtime.hub import Hub
+from realtime.errors import RealtimeError
+from realtime.hub import Hub, Subscription
 from realtime.identity import Principal
 
 __all__ = ["Presence", "summarize"]
 
+logger = logging.getLogger(__name__)
+
 
 class Presence:
-    def __init__(self, bus: Bus, hub: Hub) -> None:
+    def __init__(self, bus: Bus, hub: Hub, carried: Callable[[str], bool]) -> None:
         self._bus = bus
         self._hub = hub
+        self._carried = carried  # does the bus carry the room's signals yet?
         self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def new_conn(self) -> str:
         """An id for a new connection, unique across instances."""
@@ -58,6 +69,28 @@ class Presence:
         self._hub.notify(room, {"type": "presence_diff", "room": room,
                                 "joins": [member] if event == "join" else [],
                                 "leaves": [member] if event == "leave" else []})
+
+    def watching(self, sub: Subscription) -> None:
+        """``sub`` asked for notices: send it the list now if the bus already carries
+        the room; otherwise ``on_subscribed`` sends it to everyone when it does."""
+        if self._carried(sub.room):
+            self._spawn(self._send_list(sub.room, sub.send))
+
+    def on_subscribed(self, room: str) -> None:
+        """The bus (re)subscribed the room: the list for everyone who watches it."""
+        if self._hub.watches_presence(room):
+            self._spawn(self._send_list(room, lambda frame: self._hub.notify(room, frame)))
+
+    async def _send_list(self, room: str, send: Callable[[dict[str, Any]], None]) -> None:
+        try:
+            send({"type": "presence"} | await self.list(room))
+        except RealtimeError as err:  # Redis down: the list comes when it is back
+            logger.debug("presence list of %s not sent: %s", room, err.message)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def list(self, room: str) -> dict[str, Any]:
         """The room's members across instances; Unavailable if the store fails."""

@@ -188,6 +188,8 @@ class Session:
             presence=frame.presence)
         if old is None:
             self._services.presence.join(name, self.conn, self.principal)
+        if frame.presence:
+            self._services.presence.watching(self.subscriptions[name])
 
     def _unsubscribe(self, frame: Unsubscribe) -> None:
         sub = self.subscriptions.pop(str(frame.room), None)

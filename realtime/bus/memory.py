@@ -7,6 +7,7 @@ other; it is always connected, and presence lives in the broker.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
@@ -64,7 +65,14 @@ class MemoryBus:
             inbound.control(payload)
 
     def subscribe(self, room: str) -> None:
-        self._rooms.add(room)
+        if room not in self._rooms:
+            self._rooms.add(room)
+            if self._inbound is not None:  # in place at once; confirmed after this call
+                asyncio.get_running_loop().call_soon(self._confirm, room)
+
+    def _confirm(self, room: str) -> None:
+        if room in self._rooms and self._inbound is not None:
+            self._inbound.resync([room])
 
     def unsubscribe(self, room: str) -> None:
         self._rooms.discard(room)

@@ -86,7 +86,8 @@ class RedisBus:
         self._out_ready.set()  # the first round writes the heartbeat and presence
         self._entries: dict[_Key, bytes] = {}  # this instance's presence
         self._left: set[_Key] = set()  # leaves not yet known to be written
-        self._rewrite_presence = True
+        self._rewrites_asked = 1  # the first round writes the heartbeat and presence
+        self._rewrites_done = 0
         self._sub_ok = False
         self._pub_ok = True
         self._reported: bool | None = None
@@ -240,13 +241,15 @@ class RedisBus:
         while True:
             await self._out_ready.wait()
             self._out_ready.clear()
-            while self._out or self._rewrite_presence:
+            while self._out or self._rewrites_asked > self._rewrites_done:
                 assert self._client is not None
                 ops = list(self._out)
                 left = set(self._left)
+                asked = self._rewrites_asked
+                rewrite = asked > self._rewrites_done
                 try:
                     pipe = self._client.pipeline(transaction=False)
-                    if self._rewrite_presence:
+                    if rewrite:
                         self._add_presence_rewrite(pipe, left)
                     for _, op in ops:
                         op(pipe)
@@ -262,7 +265,7 @@ class RedisBus:
                 for _ in ops:
                     self._out.popleft()
                 self._left -= left  # written: by their own op or by the rewrite
-                self._rewrite_presence = False
+                self._rewrites_done = asked  # one asked for meanwhile is still to come
                 delay = 0.1
                 if not self._pub_ok:
                     self._pub_ok = True
@@ -275,7 +278,7 @@ class RedisBus:
         for _ in range(sent):  # receivers repair publishes from the log; presence is rewritten
             is_publish, _ = self._out.popleft()
             self.dropped += is_publish
-        self._rewrite_presence = True
+        self._rewrites_asked += 1
 
     def _add_presence_rewrite(self, pipe: Any, left: set[_Key]) -> None:
         """Everything this instance holds in presence, written again as a whole."""
@@ -304,6 +307,9 @@ class RedisBus:
                     delay = 0.1  # it worked until now: the first retry comes soon
                 self._sub_ok = False
                 self._report()
+                if self._client is not None:  # its idle sockets may be as dead as ours
+                    with contextlib.suppress(Exception):
+                        await self._client.connection_pool.disconnect(inuse_connections=False)
             finally:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(pubsub.aclose(), 1.0)  # type: ignore[no-untyped-call]
@@ -364,6 +370,8 @@ class RedisBus:
                 if self._reported is not None:
                     self.reconnects += 1
                     logger.warning("Redis pub/sub is back; resyncing %d rooms", len(self._rooms))
+                    self._rewrites_asked += 1  # a restarted Redis lost our entries
+                    self._out_ready.set()
                 self._sub_ok = True
                 self._report()
         elif kind == "subscribe":
@@ -376,11 +384,22 @@ class RedisBus:
 
     async def _heartbeat_forever(self) -> None:
         interval = self._ttl_ms / 3000
+        loop = asyncio.get_running_loop()
+        beating_since: float | None = None  # start of our unbroken run of heartbeats
         while True:
             await asyncio.sleep(interval)
             try:
                 assert self._client is not None
-                await self._client.zadd(self._instances, {self.instance: _now_ms()})
+                if await self._client.zadd(self._instances, {self.instance: _now_ms()}):
+                    # We were not listed: Redis lost its data or swept us as dead.
+                    self._rewrites_asked += 1
+                    self._out_ready.set()
+                if beating_since is None:
+                    beating_since = loop.time()
+                if loop.time() - beating_since < self._ttl_ms / 1000:
+                    # Redis just came back (or we just started): the others have
+                    # had no chance to beat yet, their silence proves nothing.
+                    continue
                 dead = await self._client.zrangebyscore(
                     self._instances, "-inf", _now_ms() - self._ttl_ms)
                 for name in map(_text, dead):
@@ -389,6 +408,7 @@ class RedisBus:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis down: the reader reports it; try again later
+                beating_since = None
                 logger.debug("presence heartbeat failed: %s", exc)
 
     async def _remove_instance(self, instance: str, *, signal: bool = False) -> None:

@@ -100,6 +100,8 @@ class Stream(Response):
                                      viewer=self.viewer, presence=self._presence)
         services.streams.add(self)
         services.presence.join(self._room, self.conn, self.viewer)
+        if self._presence:
+            services.presence.watching(sub)
         tasks = [asyncio.create_task(coro) for coro in
                  (outbox.run(write), until_disconnect(), keepalive(), gone.wait(),
                   dropped.wait(), self._stopped.wait())]

@@ -18,6 +18,7 @@ fails the test that used it (the shared ones fail at the end of the session).
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import httpx
 import pytest
 
 from tests.e2e.support import TIMEOUT, Server, migrate
+from tests.redis_server import RedisServer
 
 MakeServer = Callable[..., Awaitable[Server]]
 
@@ -91,3 +93,46 @@ async def make_server(tmp_path: Path) -> AsyncIterator[MakeServer]:
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=TIMEOUT) as client:
         yield client
+
+
+# ---------------------------------------------------------------------------
+# Several instances on one Redis (tests/e2e/test_cluster.py)
+#
+# ``cluster``: three servers on the session's PostgreSQL database and a private
+# Redis (``redis_server``, which a test may stop, restart or pause), started at
+# once. Short bus intervals keep failure detection and presence expiry quick.
+# Stopped with SIGTERM at the end (three at once), then their logs are checked.
+
+CLUSTER_SIZE = 3
+CLUSTER_SETTINGS: dict[str, object] = {
+    "bus_ping_interval": 0.2,
+    "bus_ping_timeout": 0.5,
+    "bus_poll_interval": 0.2,
+    "bus_reconnect_max": 0.5,
+    "presence_ttl": 2,
+}
+
+
+def _stop_all(servers: list[Server]) -> None:
+    for srv in servers:  # SIGTERM to every one, then wait for each
+        if srv.proc is not None and srv.proc.poll() is None:
+            srv.proc.send_signal(signal.SIGTERM)
+    for srv in servers:
+        srv.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, pg_migrated: str, redis_server: RedisServer) -> Iterator[list[Server]]:
+    servers = [Server(tmp_path / f"instance-{i}", pg_migrated, redis_url=redis_server.url,
+                      **CLUSTER_SETTINGS) for i in range(CLUSTER_SIZE)]
+    try:
+        for srv in servers:
+            srv.launch()
+        for srv in servers:
+            srv.wait_ready()
+        yield servers
+    finally:
+        redis_server.resume()  # a test that failed while Redis was paused
+        _stop_all(servers)
+    for srv in servers:
+        srv.assert_clean_log()
