@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 
 from realtime.commands import Call
 from realtime.drain import disconnect_here
@@ -20,6 +20,9 @@ from realtime.protocol import MAX_ID_LENGTH, encode_data, parse_command
 from realtime.ratelimit import TokenBucket
 from realtime.rooms.domain import Command, Event, Meta
 from realtime.rooms.queue_analytics import summarize, to_csv
+from realtime.rooms.repair import can_open_upload
+from realtime.rooms.repair_stats import summarize as repair_summary
+from realtime.rooms.repair_stats import to_csv as repair_csv
 from realtime.services import Services
 from realtime.transports.http import authenticate, handles_errors, query_int, room_of
 
@@ -76,6 +79,7 @@ class Api:
         room = room_of(request)
         self._rate_limit(who)
         frame = parse_command(await _json_body(request, self._s.settings.max_frame_bytes), room)
+        await self._s.check_command(room, frame.name, frame.args)
         call = Call(who, Command(frame.name, frame.args), frame.id, frame.expected_seq)
         outcome = await self._s.publisher.command(str(room), call)
         return JSONResponse(outcome.frame(str(room), frame.id))
@@ -85,7 +89,7 @@ class Api:
         """``GET /v1/rooms/{room}/state``: a domain room's state as the caller may see it."""
         who = authenticate(request, self._s)
         room = room_of(request)
-        room.check_subscribe(who)
+        await self._s.check_read(room, who)
         runner = self._s.publisher.runners.get(room.kind)
         if runner is None:
             raise RealtimeError(ErrorCode.NOT_FOUND, f"{room.kind} rooms keep no state")
@@ -127,7 +131,7 @@ class Api:
         """``GET /v1/rooms/{room}``: epoch, head and the oldest retained seq."""
         who = authenticate(request, self._s)
         room = room_of(request)
-        room.check_subscribe(who)
+        await self._s.check_read(room, who)
         info = await self._s.log.info(str(room))
         return JSONResponse({"room": info.room, "epoch": info.epoch, "head": info.head,
                              "trimmed": info.trimmed,
@@ -147,7 +151,7 @@ class Api:
         """``GET /v1/rooms/{room}/presence``: who is in the room, on every instance."""
         who = authenticate(request, self._s)
         room = room_of(request)
-        room.check_subscribe(who)
+        await self._s.check_read(room, who)
         return JSONResponse(await self._s.presence.list(str(room)))
 
     @handles_errors
@@ -172,6 +176,69 @@ class Api:
         self._s.bus.broadcast(payload)  # the other instances
         closed = disconnect_here(self._s, payload)
         return JSONResponse({"closed_here": closed, "broadcast": True})
+
+    @handles_errors
+    async def upload_photo(self, request: Request) -> Response:
+        """``POST /v1/rooms/repair:{ticket}/photos``: the image as the body, with its
+        Content-Type. Staff who may read the ticket; the reply's ``upload_id`` goes
+        into ``photo.add``."""
+        who = authenticate(request, self._s)
+        room = room_of(request)
+        if room.kind != "repair":
+            raise RealtimeError(ErrorCode.NOT_FOUND, "photos belong to repair rooms")
+        if who.role not in (Role.TECHNICIAN, Role.ADMIN, Role.SERVICE):
+            raise RealtimeError(ErrorCode.FORBIDDEN, "only staff upload photos")
+        await self._s.check_read(room, who)
+        self._rate_limit(who)
+        body = await _body(request, self._s.settings.max_upload_bytes)
+        upload_id = await self._s.media.save(str(room), request.headers.get("content-type", ""),
+                                             body)
+        return JSONResponse({"room": str(room), "upload_id": upload_id, "bytes": len(body),
+                             "url": f"/v1/rooms/{room}/photos/{upload_id}"}, status_code=201)
+
+    @handles_errors
+    async def open_photo(self, request: Request) -> Response:
+        """``GET /v1/rooms/repair:{ticket}/photos/{upload_id}`` (Bearer or ``?token=``,
+        for ``<img>``): for those who see the photo in the ticket."""
+        who = authenticate(request, self._s, allow_query=True)
+        room = room_of(request)
+        upload_id = request.path_params["upload_id"]
+        runner = self._s.publisher.runners.get(room.kind)
+        if room.kind != "repair" or runner is None:
+            raise RealtimeError(ErrorCode.NOT_FOUND, "photos belong to repair rooms")
+        room.check_subscribe(who)
+        allowed = await runner.read(self._s.log, str(room),
+                                    lambda state: can_open_upload(state, who, upload_id))
+        found = await self._s.media.find(str(room), upload_id) if allowed else None
+        if found is None:  # not yours and not there look the same
+            raise RealtimeError(ErrorCode.NOT_FOUND, "no such photo in this ticket")
+        path, content_type = found
+        return FileResponse(path, media_type=content_type,
+                            headers={"cache-control": "private, max-age=3600"})
+
+    @handles_errors
+    async def repair_stats(self, request: Request) -> Response:
+        """``GET /v1/repairs/stats?from=&to=&format=json|csv`` (admin, service):
+        from the ``repairs:all`` feed, which holds every ticket's events."""
+        who = authenticate(request, self._s)
+        if not who.is_operator:
+            raise RealtimeError(ErrorCode.FORBIDDEN, "repair statistics are for admins")
+        start = query_int(request, "from", -1, low=0, high=2**62)
+        end = query_int(request, "to", -1, low=0, high=2**62)
+        entries = []
+        after = 0
+        while True:
+            page = await self._s.log.read("repairs:all", after, self._s.settings.max_page_size)
+            entries += [(Event.from_data(m.data), Meta(m.by, m.seq, m.ts))
+                        for m in page.messages]
+            if not page.messages:
+                break
+            after = page.messages[-1].seq
+        report = repair_summary(entries, start_ms=None if start < 0 else start,
+                                end_ms=None if end < 0 else end)
+        if request.query_params.get("format") == "csv":
+            return Response(repair_csv(report), media_type="text/csv; charset=utf-8")
+        return JSONResponse(report)
 
     async def live(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -199,15 +266,22 @@ class Api:
         return Response(body, media_type=content_type)
 
 
-async def _json_body(request: Request, limit: int) -> dict[str, Any]:
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, refused (PAYLOAD_TOO_LARGE) as soon as it passes ``limit``."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise RealtimeError(ErrorCode.PAYLOAD_TOO_LARGE, f"body above {limit} bytes")
-    raw = b""
+    chunks, size = [], 0
     async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
             raise RealtimeError(ErrorCode.PAYLOAD_TOO_LARGE, f"body above {limit} bytes")
+    return b"".join(chunks)
+
+
+async def _json_body(request: Request, limit: int) -> dict[str, Any]:
+    raw = await _body(request, limit)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

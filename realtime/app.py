@@ -27,7 +27,9 @@ from realtime.hub import Hub
 from realtime.identity import Principal
 from realtime.log import Log
 from realtime.log.sql import SqlLog
+from realtime.media import MediaStore
 from realtime.presence import Presence
+from realtime.protocol import Lens
 from realtime.publisher import Publisher
 from realtime.rooms import DOMAINS
 from realtime.services import Services
@@ -60,10 +62,19 @@ def build_services(settings: Settings, *, log: Log | None = None,
             return None
         return await runner.view(log, room, viewer)
 
+    def lenses(room: str, viewer: Principal | None) -> Lens | None:
+        domain = DOMAINS.get(room.split(":", 1)[0])
+        if domain is None or not domain.private:
+            return None
+        if viewer is None:  # no principal: a private room shows nothing
+            return ("nobody", lambda data, audience: None)
+        audience = domain.audience(viewer)
+        return None if audience is None else (audience, domain.redact)
+
     hub = Hub(log, page_size=settings.page_size, live_buffer=settings.live_buffer,
               on_first_interest=lambda room: cluster.watch(room),
               on_last_interest=lambda room: cluster.unwatch(room),
-              on_live=lambda room: cluster.live(room), view=view)
+              on_live=lambda room: cluster.live(room), view=view, lenses=lenses)
     cluster = Cluster(log, hub, bus, stats, reorder_wait=settings.reorder_wait,
                       check_interval=settings.bus_check_interval,
                       poll_interval=settings.bus_poll_interval, page_size=settings.page_size,
@@ -74,8 +85,9 @@ def build_services(settings: Settings, *, log: Log | None = None,
     publisher = Publisher(log, cluster, stats, clock_ms=lambda: int(time.time() * 1000),
                           max_batch=settings.commit_batch, runners=runners)
     tokens = Tokens(load_secret(settings.secret, settings.secret_file))
+    media = MediaStore(settings.media_dir, settings.max_upload_bytes)
     services = Services(settings, log, bus, hub, publisher, cluster, presence, tokens, stats,
-                        time.monotonic)
+                        media, time.monotonic)
     cluster.on_control = lambda payload: disconnect_here(services, payload)
     return services
 
@@ -107,6 +119,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/v1/rooms/{room}", api.room_info, methods=["GET"]),
         Route("/v1/rooms/{room}", api.reset_room, methods=["DELETE"]),
         Route("/v1/rooms/{room}/presence", api.presence, methods=["GET"]),
+        Route("/v1/rooms/{room}/photos", api.upload_photo, methods=["POST"]),
+        Route("/v1/rooms/{room}/photos/{upload_id}", api.open_photo, methods=["GET"]),
+        Route("/v1/repairs/stats", api.repair_stats, methods=["GET"]),
         Route("/v1/admin/disconnect", api.disconnect, methods=["POST"]),
         Route("/health/live", api.live, methods=["GET"]),
         Route("/health/ready", api.ready, methods=["GET"]),

@@ -20,8 +20,9 @@ the next command rebuilds it from the log.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -31,6 +32,8 @@ from realtime.log import Log, Prior, RoomTxn
 from realtime.rooms.domain import Command, Domain, Event, Meta
 
 __all__ = ["Call", "CommandRunner", "Outcome"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +162,23 @@ class CommandRunner:
             cached.seq = message.seq
             seqs.append(message.seq)
         return Outcome(seqs, txn.epoch, decision.result)
+
+    async def read(self, log: Log, room: str, look: Callable[[Any], T]) -> T:
+        """``look`` at the room's current state (under its lock, briefly)."""
+
+        async def work(txn: RoomTxn) -> T:
+            return look((await self.state(txn)).state)
+
+        try:
+            value, _ = await log.transact(room, 0, work)
+        except BaseException:
+            self.forget(room)
+            raise
+        return value
+
+    async def can_read(self, log: Log, room: str, who: Principal) -> bool:
+        """Whether ``who`` may read the room now (its state decides; private domains)."""
+        return await self.read(log, room, lambda state: self.domain.can_read(state, who))
 
     async def view(self, log: Log, room: str, who: Principal) -> tuple[int, str, dict[str, Any]]:
         """(seq, epoch, the state as ``who`` may see it) at the room's head."""

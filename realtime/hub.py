@@ -27,15 +27,22 @@ from realtime.errors import ErrorCode, RealtimeError
 from realtime.identity import Principal
 from realtime.log import Log, RoomInfo
 from realtime.outbox import Outbox
-from realtime.protocol import Format, Message, Since, encode, error_frame
+from realtime.protocol import Format, Lens, Message, Since, encode, error_frame
 
-__all__ = ["Hub", "Subscription", "stale"]
+__all__ = ["Hub", "Subscription", "stale", "wire"]
 
 logger = logging.getLogger(__name__)
 
 Interest = Callable[[str], None]
 # A domain room's (seq, epoch, state as the viewer may see it); None for plain rooms.
 View = Callable[[str, "Principal | None"], Awaitable[tuple[int, str, dict[str, Any]] | None]]
+# What a viewer may see of a room's messages; None: every message whole (the fast path).
+Lenses = Callable[[str, "Principal | None"], "Lens | None"]
+
+
+def wire(message: Message, fmt: Format, lens: Lens | None) -> bytes:
+    """The bytes a reader with ``lens`` gets for ``message`` (cached per audience)."""
+    return message.encoded(fmt) if lens is None else message.encoded_for(fmt, lens)
 
 
 @dataclass(eq=False)
@@ -53,6 +60,7 @@ class Subscription:
     on_drop: Callable[[], None] | None = None
     viewer: Principal | None = None  # whose view of a domain room's state it gets
     presence: bool = False  # wants join/leave notices of the room
+    lens: Lens | None = None  # what the viewer may see of each message
 
     def send(self, frame: dict[str, Any]) -> None:
         self.outbox.put(encode(self.outbox.format, frame))
@@ -79,6 +87,7 @@ class Hub:
         on_last_interest: Interest | None = None,
         on_live: Interest | None = None,
         view: View | None = None,
+        lenses: Lenses | None = None,
     ) -> None:
         self._log = log
         self._page_size = page_size
@@ -88,6 +97,7 @@ class Hub:
         self._on_last = on_last_interest
         self._on_live = on_live
         self._view = view
+        self._lenses = lenses
         self.delivered = 0  # message copies handed to outboxes (metrics)
 
     # -- interest ----------------------------------------------------------------
@@ -159,7 +169,7 @@ class Hub:
         its stream there so the client reconnects).
         """
         sub = Subscription(name, outbox, since, ident, on_drop=on_drop, viewer=viewer,
-                           presence=presence)
+                           presence=presence, lens=self.lens(name, viewer))
         self._room(name).subs.add(sub)
         self._start_replay(sub)
         return sub
@@ -171,6 +181,9 @@ class Hub:
         if room is not None:
             room.subs.discard(sub)
             self._maybe_forget(sub.room)
+
+    def lens(self, name: str, viewer: Principal | None) -> Lens | None:
+        return None if self._lenses is None else self._lenses(name, viewer)
 
     def _start_replay(self, sub: Subscription, pending: list[Message] | None = None) -> None:
         sub.live = False
@@ -244,11 +257,11 @@ class Hub:
             if fresh and fresh[0].seq != sub.cursor + 1:
                 continue  # committed between our read and the buffer: read again
             if fresh:
-                wire = [m.encoded(fmt) for m in fresh]
-                size = sum(map(len, wire))
-                if not sub.outbox.fits(len(wire), size):
+                frames = [wire(m, fmt, sub.lens) for m in fresh]
+                size = sum(map(len, frames))
+                if not sub.outbox.fits(len(frames), size):
                     continue  # more arrived meanwhile than the outbox holds: page them
-                sub.outbox.extend(wire, size)
+                sub.outbox.extend(frames, size)
                 sub.cursor = fresh[-1].seq
             sub.buffer, sub.live, sub.task = [], True, None
             if self._on_live is not None:
@@ -267,11 +280,11 @@ class Hub:
                 return False
             end, size = start, 0
             while end < len(messages):
-                n = len(messages[end].encoded(fmt))
+                n = len(wire(messages[end], fmt, sub.lens))
                 if end > start and not sub.outbox.fits(end - start + 1, size + n):
                     break
                 end, size = end + 1, size + n
-            sub.outbox.extend([m.encoded(fmt) for m in messages[start:end]], size)
+            sub.outbox.extend([wire(m, fmt, sub.lens) for m in messages[start:end]], size)
             sub.cursor = messages[end - 1].seq
             start = end
         return True
@@ -304,7 +317,7 @@ class Hub:
         if room is None or not messages:
             return
         first, last = messages[0], messages[-1]
-        encoded: dict[Format, tuple[list[bytes], int]] = {}
+        encoded: dict[tuple[Format, str | None], tuple[list[bytes], int]] = {}
         copies = 0
         for sub in list(room.subs):
             if not sub.live:
@@ -317,11 +330,12 @@ class Hub:
             if first.epoch != sub.epoch or first.seq > sub.cursor + 1:
                 self._start_replay(sub, list(messages))  # a gap or a new epoch: resync
                 continue
-            fmt = sub.outbox.format
-            run = encoded.get(fmt)
-            if run is None:  # encode once per format, not per subscriber
-                wire = [m.encoded(fmt) for m in messages]
-                run = encoded[fmt] = (wire, sum(map(len, wire)))
+            fmt, lens = sub.outbox.format, sub.lens
+            key = (fmt, None if lens is None else lens[0])
+            run = encoded.get(key)
+            if run is None:  # encode once per format and audience, not per subscriber
+                frames = [wire(m, fmt, lens) for m in messages]
+                run = encoded[key] = (frames, sum(map(len, frames)))
             skip = sub.cursor + 1 - first.seq
             if skip:
                 sub.outbox.extend(run[0][skip:])

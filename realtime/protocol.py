@@ -26,6 +26,7 @@ __all__ = [
     "CommandFrame",
     "Connect",
     "Format",
+    "Lens",
     "Message",
     "Ping",
     "PresenceQuery",
@@ -43,6 +44,10 @@ __all__ = [
 ]
 
 MAX_ID_LENGTH = 128
+
+# What one audience of a room sees of a message's data: (audience, redact), where
+# redact(data, audience) gives the data, a copy without hidden fields, or None.
+Lens = tuple[str, Callable[[dict[str, Any], str], "dict[str, Any] | None"]]
 
 
 class Format(enum.Enum):
@@ -66,7 +71,8 @@ class Message:
 
     ``raw`` is the data as JSON text, exactly as stored; the JSON frame embeds
     it without decoding. Encoded frames are cached, so fan-out to any number of
-    subscribers encodes each message once per format.
+    subscribers encodes each message once per format, and once per format and
+    audience in rooms whose readers see different things (:meth:`encoded_for`).
     """
 
     room: str
@@ -75,7 +81,7 @@ class Message:
     ts: int  # commit time, milliseconds since the Unix epoch
     by: str
     raw: bytes
-    _wire: dict[Format, bytes] = field(default_factory=dict, repr=False)
+    _wire: dict[Any, bytes] = field(default_factory=dict, repr=False)
 
     @property
     def data(self) -> Any:
@@ -97,6 +103,32 @@ class Message:
         if wire is None:
             wire = self._wire[fmt] = self._encode(fmt)
         return wire
+
+    def encoded_for(self, fmt: Format, lens: Lens) -> bytes:
+        """The frame a reader of ``lens``'s audience gets: the message as is, with
+        fields removed, or a ``skip`` placeholder that only advances the position
+        (what may not be seen never looks like a lost message)."""
+        audience, redact = lens
+        key = (fmt, audience)
+        wire = self._wire.get(key)
+        if wire is None:
+            data = self.data
+            seen = redact(data, audience)
+            if seen is None:
+                wire = self._skip(fmt)
+            elif seen == data:
+                wire = self.encoded(fmt)
+            else:
+                wire = Message(self.room, self.seq, self.epoch, self.ts, self.by,
+                               orjson.dumps(seen)).encoded(fmt)
+            self._wire[key] = wire
+        return wire
+
+    def _skip(self, fmt: Format) -> bytes:
+        frame = {"type": "skip", "room": self.room, "seq": self.seq, "epoch": self.epoch}
+        if fmt is Format.SSE:
+            return b"id: %d\nevent: skip\ndata: %s\n\n" % (self.seq, orjson.dumps(frame))
+        return _packb(frame) if fmt is Format.MSGPACK else orjson.dumps(frame)
 
     def _encode(self, fmt: Format) -> bytes:
         if fmt is Format.MSGPACK:

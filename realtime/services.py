@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from realtime.auth import Tokens
 from realtime.bus import Bus
 from realtime.cluster import Cluster
+from realtime.errors import ErrorCode, RealtimeError
 from realtime.hub import Hub
+from realtime.identity import Principal
 from realtime.log import Log
+from realtime.media import MediaStore
 from realtime.outbox import Flusher
 from realtime.presence import Presence
 from realtime.publisher import Publisher
+from realtime.rooms import RoomName
 from realtime.settings import Settings
 from realtime.stats import Stats
 
@@ -35,8 +39,28 @@ class Services:
     presence: Presence
     tokens: Tokens
     stats: Stats
+    media: MediaStore
     clock: Callable[[], float]  # monotonic seconds, for timers and rate limits
     flusher: Flusher = field(default_factory=Flusher)  # one flush of all outboxes per loop turn
     sessions: set[Session] = field(default_factory=set)  # open WebSocket sessions
     streams: set[Stream] = field(default_factory=set)  # open SSE streams
     draining: bool = False  # SIGTERM: no new writes, clients told to go elsewhere
+
+    async def check_command(self, room: RoomName, name: str, args: dict[str, Any]) -> None:
+        """What the pure domain cannot check: a photo's ``upload_id`` names a file
+        uploaded to this room (INVALID_ARGS otherwise)."""
+        upload = args.get("upload_id")
+        if (room.kind == "repair" and name == "photo.add" and isinstance(upload, str)
+                and await self.media.find(str(room), upload) is None):
+            raise RealtimeError(ErrorCode.INVALID_ARGS,
+                                f"no upload {upload[:80]!r} in {room}: upload the photo "
+                                f"with POST /v1/rooms/{room}/photos first")
+
+    async def check_read(self, room: RoomName, who: Principal) -> None:
+        """FORBIDDEN unless ``who`` may read ``room``: the kind's rule, then, for a
+        private domain room (a repair ticket), what its state says."""
+        room.check_subscribe(who)
+        runner = self.publisher.runners.get(room.kind)
+        if (runner is not None and runner.domain.private
+                and not await runner.can_read(self.log, str(room), who)):
+            raise RealtimeError(ErrorCode.FORBIDDEN, f"{who.user} may not read {room}")

@@ -135,7 +135,7 @@ class Session:
             if isinstance(frame, Connect):
                 self._connect(frame)
             elif isinstance(frame, Subscribe):
-                self._subscribe(frame)
+                await self._subscribe(frame)
             elif isinstance(frame, Unsubscribe):
                 self._unsubscribe(frame)
             elif isinstance(frame, Publish):
@@ -171,9 +171,11 @@ class Session:
             self._enter(SessionState.OPEN)
         self.send(reply | ({"id": frame.id} if frame.id else {}))
 
-    def _subscribe(self, frame: Subscribe) -> None:
+    async def _subscribe(self, frame: Subscribe) -> None:
         assert self.principal is not None
-        frame.room.check_subscribe(self.principal)
+        await self._services.check_read(frame.room, self.principal)
+        if self.state is SessionState.CLOSED:  # closed while the check read the room
+            return
         name = str(frame.room)
         old = self.subscriptions.pop(name, None)
         if old is not None:  # re-subscribing moves the position
@@ -201,7 +203,7 @@ class Session:
 
     async def _presence(self, frame: PresenceQuery) -> None:
         assert self.principal is not None
-        frame.room.check_subscribe(self.principal)
+        await self._services.check_read(frame.room, self.principal)
         members = await self._services.presence.list(str(frame.room))
         self.send({"type": "presence"} | members | ({"id": frame.id} if frame.id else {}))
 
@@ -230,6 +232,7 @@ class Session:
         assert self.principal is not None
         self._take_token()
         room = str(frame.room)
+        await self._services.check_command(frame.room, frame.name, frame.args)
         call = Call(self.principal, Command(frame.name, frame.args), frame.id,
                     frame.expected_seq)
 

@@ -89,6 +89,10 @@ class Settings:
     presence_ttl: float = _doc(15.0, "seconds before a dead instance's presence entries expire")
     drain_timeout: float = _doc(10.0, "seconds SIGTERM waits for in-flight writes before closing")
 
+    # Repair rooms
+    media_dir: str = _doc("media", "directory of uploaded repair photos (one folder per room)")
+    max_upload_bytes: int = _doc(5_242_880, "largest photo upload (PAYLOAD_TOO_LARGE above)")
+
     # Retention and idempotency
     retention_max_messages: int = _doc(100_000, "messages kept per room (0: no limit)")
     retention_max_age: float = _doc(7 * 86400.0, "seconds a message is kept (0: forever)")

@@ -16,6 +16,7 @@ from realtime.identity import Principal
 from realtime.rooms import plain
 from realtime.rooms.domain import Domain
 from realtime.rooms.queue import QueueDomain
+from realtime.rooms.repair import RepairDomain
 
 __all__ = ["DOMAINS", "KINDS", "RoomKind", "RoomName", "parse_room"]
 
@@ -32,12 +33,13 @@ class RoomKind(Protocol):
 
 
 # Kinds whose rooms are the fold of their commands' events.
-DOMAINS: dict[str, Domain[Any]] = {"queue": QueueDomain()}
+DOMAINS: dict[str, Domain[Any]] = {"queue": QueueDomain(), "repair": RepairDomain()}
 
 KINDS: dict[str, RoomKind] = {
     "chat": plain.Chat(),
     "feed": plain.Feed(),
     "user": plain.UserInbox(),
+    "repairs": plain.RepairFeed(),
     **DOMAINS,
 }
 

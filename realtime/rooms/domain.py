@@ -20,6 +20,12 @@ Rules for implementers:
   lives in the state and is updated by ``apply`` itself.
 * ``dump``/``load`` turn state into JSON-compatible data and back (snapshots).
 * ``view`` is the snapshot a viewer may see (GET .../state and ``reset``).
+* A ``private`` domain decides who may read a room from its state
+  (``can_read``), and what each reader sees of every event: ``audience`` names
+  the viewer's class (None: sees everything, the fast path) and
+  ``redact(data, audience)`` returns the stored event data, a copy without
+  hidden fields, or None (the reader gets a ``skip`` placeholder). Both are
+  applied on every path: live, replay, long-poll, SSE and history.
 """
 
 from __future__ import annotations
@@ -88,6 +94,7 @@ class Decision:
 
 class Domain(Protocol, Generic[S]):
     kind: str
+    private: bool  # reading needs the state (can_read) and readers see different things
 
     def initial(self, room_id: str) -> S: ...
 
@@ -104,3 +111,9 @@ class Domain(Protocol, Generic[S]):
     def can_subscribe(self, who: Principal, room_id: str) -> bool: ...
 
     def can_publish(self, who: Principal, room_id: str) -> bool: ...
+
+    def can_read(self, state: S, who: Principal) -> bool: ...
+
+    def audience(self, who: Principal) -> str | None: ...
+
+    def redact(self, data: dict[str, Any], audience: str) -> dict[str, Any] | None: ...

@@ -122,6 +122,7 @@ class QueueDomain:
     """The ``queue`` room kind: a :class:`~realtime.rooms.domain.Domain` of QueueState."""
 
     kind = "queue"
+    private = False  # every reader sees every event (see the docstring)
 
     def initial(self, room_id: str) -> QueueState:
         return QueueState(room_id=room_id)
@@ -186,6 +187,15 @@ class QueueDomain:
 
     def can_subscribe(self, who: Principal, room_id: str) -> bool:
         return True
+
+    def can_read(self, state: QueueState, who: Principal) -> bool:
+        return True
+
+    def audience(self, who: Principal) -> str | None:
+        return None
+
+    def redact(self, data: dict[str, Any], audience: str) -> dict[str, Any] | None:
+        return data
 
     def can_publish(self, who: Principal, room_id: str) -> bool:
         return False

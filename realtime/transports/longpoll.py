@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from realtime.errors import ProtocolError
-from realtime.hub import stale
+from realtime.hub import stale, wire
 from realtime.log import Page, RoomInfo
 from realtime.protocol import Format, Since
 from realtime.services import Services
@@ -31,7 +31,7 @@ def long_poll(services: Services) -> object:
     async def endpoint(request: Request) -> Response:
         who = authenticate(request, services)
         room = room_of(request)
-        room.check_subscribe(who)
+        await services.check_read(room, who)
         name = str(room)
         limit = query_int(request, "limit", settings.page_size, low=1,
                           high=settings.max_page_size)
@@ -63,7 +63,8 @@ def long_poll(services: Services) -> object:
                     await asyncio.wait_for(changed.wait(), wait)
                 waited = True
                 page = await services.log.read(name, after, limit)
-        return _reply(page, [m.encoded(Format.JSON) for m in page.messages])
+        lens = services.hub.lens(name, who)
+        return _reply(page, [wire(m, Format.JSON, lens) for m in page.messages])
 
     return endpoint
 

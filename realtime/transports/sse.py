@@ -33,7 +33,7 @@ def server_sent_events(services: Services) -> object:
     async def endpoint(request: Request) -> Response:
         who = authenticate(request, services, allow_query=True)
         room = room_of(request)
-        room.check_subscribe(who)
+        await services.check_read(room, who)
         raw = request.headers.get("last-event-id") or request.query_params.get("after")
         since = None
         if raw is not None:

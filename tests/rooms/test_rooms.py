@@ -21,7 +21,7 @@ def test_parses_kind_and_id() -> None:
 
 
 def test_unknown_kind_names_the_served_kinds() -> None:
-    with pytest.raises(RealtimeError, match="chat, feed, queue, user") as err:
+    with pytest.raises(RealtimeError, match="chat, feed, queue, repair, repairs, user") as err:
         parse_room("nope:x")
     assert err.value.code is ErrorCode.INVALID_ROOM
 
