@@ -78,7 +78,8 @@ class RedisBus:
         self._ttl_ms = int(presence_ttl * 1000)
         self._outbox_max = outbox_max
         self._inbound: Inbound | None = None
-        self._client: aioredis.Redis | None = None
+        self._client: aioredis.Redis | None = None  # presence and heartbeats
+        self._writer: aioredis.Redis | None = None  # publishes, bounded per round instead
         self._rooms: set[str] = set()
         self._rooms_changed = False
         self._out: deque[tuple[bool, _Op]] = deque()  # (is a publish, op)
@@ -121,14 +122,19 @@ class RedisBus:
     def connected(self) -> bool:
         return self._sub_ok and self._pub_ok
 
-    def _new_client(self) -> aioredis.Redis:
-        timeout = self._ping_timeout
-        return aioredis.Redis.from_url(self._url, socket_timeout=timeout,
-                                       socket_connect_timeout=timeout)
+    def _new_client(self, *, timeout: bool = True) -> aioredis.Redis:
+        """A client whose reads time out after ``ping_timeout`` (a blocked Redis must
+        not hang us), or with ``timeout=False`` one without: redis-py then sends with
+        no extra task per command (on Python 3.11, ``wait_for`` makes one), which the
+        writer bounds per round itself."""
+        limit = self._ping_timeout
+        return aioredis.Redis.from_url(self._url, socket_timeout=limit if timeout else None,
+                                       socket_connect_timeout=limit)
 
     async def start(self, inbound: Inbound) -> None:
         self._inbound = inbound
         self._client = self._new_client()
+        self._writer = self._new_client(timeout=False)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(coro) for coro in
                        (self._read_forever(), self._write_forever(), self._heartbeat_forever())]
@@ -147,8 +153,9 @@ class RedisBus:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._client is not None:
-            await self._client.aclose()
+        for client in (self._client, self._writer):
+            if client is not None:
+                await client.aclose()
 
     async def _flushed(self) -> None:
         while self._out and self._pub_ok:  # noqa: ASYNC110 (polled once, at shutdown)
@@ -242,18 +249,19 @@ class RedisBus:
             await self._out_ready.wait()
             self._out_ready.clear()
             while self._out or self._rewrites_asked > self._rewrites_done:
-                assert self._client is not None
+                assert self._writer is not None
                 ops = list(self._out)
                 left = set(self._left)
                 asked = self._rewrites_asked
                 rewrite = asked > self._rewrites_done
                 try:
-                    pipe = self._client.pipeline(transaction=False)
+                    pipe = self._writer.pipeline(transaction=False)
                     if rewrite:
                         self._add_presence_rewrite(pipe, left)
                     for _, op in ops:
                         op(pipe)
-                    await pipe.execute()
+                    async with asyncio.timeout(self._ping_timeout):
+                        await pipe.execute()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # Redis down or blocked: try again with backoff
@@ -307,9 +315,10 @@ class RedisBus:
                     delay = 0.1  # it worked until now: the first retry comes soon
                 self._sub_ok = False
                 self._report()
-                if self._client is not None:  # its idle sockets may be as dead as ours
-                    with contextlib.suppress(Exception):
-                        await self._client.connection_pool.disconnect(inuse_connections=False)
+                for other in (self._client, self._writer):  # idle sockets may be as dead
+                    if other is not None:
+                        with contextlib.suppress(Exception):
+                            await other.connection_pool.disconnect(inuse_connections=False)
             finally:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(pubsub.aclose(), 1.0)  # type: ignore[no-untyped-call]
