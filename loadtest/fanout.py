@@ -106,6 +106,7 @@ from harness import (
     finish,
     latency_ms,
     open_many,
+    paced,
     quiet,
     run_steps,
     run_tool,
@@ -458,18 +459,8 @@ class Bench:
 
     async def latency(self) -> PhaseResult:
         pub, rate = self.publisher, self.args.rate
-
-        async def paced() -> None:
-            loop = asyncio.get_running_loop()
-            begin, i = loop.time(), 0
-            while True:
-                delay = begin + i / rate - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                pub.publish(1)
-                i += 1
-
-        return await self.phase("latency", paced, lambda: None)
+        return await self.phase("latency", lambda: paced(rate, functools.partial(pub.publish, 1)),
+                                lambda: None)
 
 
 async def open_subscribers(args: argparse.Namespace, port: int, token: str, stats: Stats,

@@ -12,9 +12,9 @@
 * :class:`Session` holds what one target uses -- its PostgreSQL database, its
   server, the client connections -- and releases them in order;
   :func:`quiet` waits for idle cores (``--wait-quiet``), :func:`connect` and
-  :func:`open_many` open client connections, :func:`start_meters`,
-  :func:`core_figures`, :func:`start_profiler` and :func:`stop_profiler`
-  measure a window.
+  :func:`open_many` open client connections, :func:`paced` sends at a fixed
+  rate, :func:`start_meters`, :func:`core_figures`, :func:`start_profiler` and
+  :func:`stop_profiler` measure a window.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ __all__ = [
     "finish",
     "latency_ms",
     "open_many",
+    "paced",
     "quiet",
     "run_steps",
     "run_tool",
@@ -321,6 +322,19 @@ async def open_many(count: int, concurrency: int, open_one: Callable[[int], Awai
         done = await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(close(x) for x in done if not isinstance(x, BaseException)))
         raise
+
+
+async def paced(rate: float, fire: Callable[[], object]) -> None:
+    """Call ``fire()`` ``rate`` times a second on the event loop's clock until cancelled;
+    calls that fall behind the clock are made at once (catching up), not skipped."""
+    loop = asyncio.get_running_loop()
+    begin, i = loop.time(), 0
+    while True:
+        delay = begin + i / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        fire()
+        i += 1
 
 
 # ---------------------------------------------------------------------------

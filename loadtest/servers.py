@@ -2,8 +2,11 @@
 
 :class:`Server` starts one server subprocess (the hub, the baseline, anything
 that answers a readiness URL), optionally pinned to a core with ``taskset``,
-its output in a log file; start several on different ports for a cluster.
-:class:`PgDatabase` is a fresh PostgreSQL database, dropped afterwards.
+its output in a log file; start several on different ports for a cluster
+(:meth:`Server.metrics` reads a hub's ``/metrics`` counters).
+:class:`PgDatabase` is a fresh PostgreSQL database, dropped afterwards;
+:class:`RedisProcess` a private ``redis-server`` (no persistence) for a
+cluster's bus, never the machine's own Redis.
 :func:`hub_env`, :func:`hub_argv`, :func:`hub_token` and :func:`migrate`
 configure and prepare the hub; :func:`baseline_argv` runs
 loadtest/baseline_websockets.py.
@@ -19,6 +22,7 @@ import asyncio
 import atexit
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,14 +37,17 @@ __all__ = [
     "HOST",
     "SECRET",
     "PgDatabase",
+    "RedisProcess",
     "Server",
     "baseline_argv",
     "free_port",
+    "http_get",
     "hub_argv",
     "hub_env",
     "hub_token",
     "kill_children",
     "migrate",
+    "parse_metrics",
     "run_command",
     "track",
     "untrack",
@@ -53,6 +60,7 @@ REPO = HERE.parent
 START_TIMEOUT = 60.0  # seconds for a server to answer its readiness URL
 STOP_TIMEOUT = 15.0  # seconds for a server to exit after SIGINT before SIGKILL
 MIGRATE_TIMEOUT = 120.0  # seconds for ``realtime migrate``
+HTTP_TIMEOUT = 10.0  # seconds for an HTTP GET (e.g. /metrics) to complete
 
 # Every child process we start, so that even an abrupt exit stops them.
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -135,6 +143,11 @@ class Server:
             return ""
         return "\n".join("  | " + line for line in text[-lines:])
 
+    async def metrics(self, path: str = "/metrics") -> dict[str, float]:
+        """The server's Prometheus samples, ``{'name{labels}': value}`` (e.g. a hub's
+        ``realtime_gap_fills_total``); raises RuntimeError if it does not answer 200."""
+        return parse_metrics(await http_get(self.host, self.port, path))
+
     async def stop(self) -> None:
         """SIGINT (graceful for uvicorn and the baseline), SIGKILL after STOP_TIMEOUT."""
         if self.alive():
@@ -145,6 +158,36 @@ class Server:
                 self.proc.kill()
         self.proc.wait()
         untrack(self.proc)
+
+
+async def http_get(host: str, port: int, path: str) -> bytes:
+    """The body of a plain HTTP/1.1 GET that must answer 200 within HTTP_TIMEOUT
+    (RuntimeError otherwise)."""
+    async with asyncio.timeout(HTTP_TIMEOUT):
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            response = await reader.read()
+        finally:
+            writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0]
+    if status.split()[1:2] != [b"200"]:
+        raise RuntimeError(f"GET {path} on {host}:{port}: {status.decode(errors='replace')}")
+    if b"transfer-encoding: chunked" in head.lower():
+        raise RuntimeError(f"GET {path} on {host}:{port}: chunked answers are not supported")
+    return body
+
+
+def parse_metrics(text: bytes) -> dict[str, float]:
+    """Prometheus text format to ``{'name{labels}': value}`` (comments skipped)."""
+    samples = {}
+    for line in text.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
 
 
 async def run_command(argv: list[str], env: Mapping[str, str] | None = None) -> None:
@@ -196,6 +239,78 @@ class PgDatabase:
         if self.created:
             await self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
             self.created = False
+
+
+class RedisProcess:
+    """A private ``redis-server`` on a free loopback port for a cluster's bus: no
+    persistence (``--save ""``, no AOF), its files and log in ``workdir``, pinned to
+    ``core`` if given. :meth:`ready` waits for PONG; :meth:`stop` ends it."""
+
+    def __init__(self, workdir: Path, *, core: int | None = None, name: str = "redis") -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed")
+        self.port = free_port()
+        self.log_path = workdir / f"{name}.log"
+        argv = [binary, "--port", str(self.port), "--bind", HOST, "--save", "",
+                "--appendonly", "no", "--dir", str(workdir)]
+        if core is not None:
+            argv = ["taskset", "-c", str(core), *argv]
+        with open(self.log_path, "wb") as log:
+            self.proc = track(subprocess.Popen(
+                argv, cwd=workdir, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True))
+        self.pid = self.proc.pid  # taskset execs redis-server: same pid
+
+    @property
+    def url(self) -> str:
+        """For ``REALTIME_REDIS_URL``."""
+        return f"redis://{HOST}:{self.port}/0"
+
+    async def command(self, *args: str) -> object:
+        """One command on a new connection (redis-py), its decoded answer."""
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis(host=HOST, port=self.port, socket_timeout=5,
+                                decode_responses=True)
+        try:
+            answer: object = await client.execute_command(*args)  # type: ignore[no-untyped-call]
+            return answer
+        finally:
+            await client.aclose()
+
+    async def ready(self) -> None:
+        """Wait until it answers PING (START_TIMEOUT); raise with its log if it does not."""
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                while True:
+                    if self.proc.poll() is not None:
+                        raise RuntimeError("redis-server exited during start-up")
+                    try:
+                        reader, writer = await asyncio.open_connection(HOST, self.port)
+                        try:
+                            writer.write(b"PING\r\n")
+                            if (await reader.readline()).startswith(b"+PONG"):
+                                return
+                        finally:
+                            writer.close()
+                    except OSError:
+                        pass
+                    await asyncio.sleep(0.05)
+        except (TimeoutError, RuntimeError) as exc:
+            log = self.log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"redis-server on port {self.port}: {exc!r}\n{log}") from None
+
+    async def stop(self) -> None:
+        """SIGTERM (nothing to save), SIGKILL after STOP_TIMEOUT."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                await asyncio.to_thread(self.proc.wait, STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc.wait()
+        untrack(self.proc)
 
 
 # ---------------------------------------------------------------------------
