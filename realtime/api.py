@@ -79,7 +79,7 @@ class Api:
         room = room_of(request)
         self._rate_limit(who)
         frame = parse_command(await _json_body(request, self._s.settings.max_frame_bytes), room)
-        await self._s.check_command(room, frame.name, frame.args)
+        await self._s.check_command(room, frame.name, frame.args, who)
         call = Call(who, Command(frame.name, frame.args), frame.id, frame.expected_seq)
         outcome = await self._s.publisher.command(str(room), call)
         return JSONResponse(outcome.frame(str(room), frame.id))
@@ -189,6 +189,9 @@ class Api:
         if who.role not in (Role.TECHNICIAN, Role.ADMIN, Role.SERVICE):
             raise RealtimeError(ErrorCode.FORBIDDEN, "only staff upload photos")
         await self._s.check_read(room, who)
+        runner = self._s.publisher.runners[room.kind]
+        if not await runner.read(self._s.log, str(room), lambda state: state.exists):
+            raise RealtimeError(ErrorCode.NOT_FOUND, f"no ticket {room.id!r}: create it first")
         self._rate_limit(who)
         body = await _body(request, self._s.settings.max_upload_bytes)
         upload_id = await self._s.media.save(str(room), request.headers.get("content-type", ""),

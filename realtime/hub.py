@@ -38,6 +38,9 @@ Interest = Callable[[str], None]
 View = Callable[[str, "Principal | None"], Awaitable[tuple[int, str, dict[str, Any]] | None]]
 # What a viewer may see of a room's messages; None: every message whole (the fast path).
 Lenses = Callable[[str, "Principal | None"], "Lens | None"]
+# Whether a reader may still read a room after these messages (None: they change nothing).
+Gate = Callable[["Principal | None"], bool]
+Gates = Callable[[str, list[Message]], "Gate | None"]
 
 
 def wire(message: Message, fmt: Format, lens: Lens | None) -> bytes:
@@ -88,6 +91,7 @@ class Hub:
         on_live: Interest | None = None,
         view: View | None = None,
         lenses: Lenses | None = None,
+        gates: Gates | None = None,
     ) -> None:
         self._log = log
         self._page_size = page_size
@@ -98,6 +102,7 @@ class Hub:
         self._on_live = on_live
         self._view = view
         self._lenses = lenses
+        self._gates = gates
         self.delivered = 0  # message copies handed to outboxes (metrics)
 
     # -- interest ----------------------------------------------------------------
@@ -239,6 +244,8 @@ class Hub:
             if sub.outbox.closed:
                 return
             page = await self._log.read(sub.room, sub.cursor, self._page_size)
+            if not self._still_reads(sub, page.messages):
+                return
             if page.info.epoch != sub.epoch:
                 await self._send_reset(sub, page.info, "epoch")
                 continue
@@ -319,7 +326,11 @@ class Hub:
         first, last = messages[0], messages[-1]
         encoded: dict[tuple[Format, str | None], tuple[list[bytes], int]] = {}
         copies = 0
+        gate = None if self._gates is None else self._gates(name, messages)
         for sub in list(room.subs):
+            if gate is not None and not gate(sub.viewer):
+                self._revoke(sub)
+                continue
             if not sub.live:
                 sub.buffer.extend(messages)
                 if len(sub.buffer) > self._live_buffer:
@@ -346,6 +357,19 @@ class Hub:
         self.delivered += copies
         for event in room.watchers:
             event.set()
+
+    def _still_reads(self, sub: Subscription, messages: list[Message]) -> bool:
+        gate = None if self._gates is None else self._gates(sub.room, messages)
+        if gate is None or gate(sub.viewer):
+            return True
+        self._revoke(sub)
+        return False
+
+    def _revoke(self, sub: Subscription) -> None:
+        """The reader lost access (a technician unassigned): end the subscription
+        before anything it may no longer read goes out."""
+        self._drop(sub, RealtimeError(ErrorCode.FORBIDDEN,
+                                      f"you may no longer read {sub.room}"))
 
     def reset(self, name: str) -> None:
         """The room's log was recreated (new epoch): reset every subscriber."""

@@ -11,7 +11,7 @@ from realtime.bus import Bus
 from realtime.cluster import Cluster
 from realtime.errors import ErrorCode, RealtimeError
 from realtime.hub import Hub
-from realtime.identity import Principal
+from realtime.identity import Principal, Role
 from realtime.log import Log
 from realtime.media import MediaStore
 from realtime.outbox import Flusher
@@ -46,11 +46,14 @@ class Services:
     streams: set[Stream] = field(default_factory=set)  # open SSE streams
     draining: bool = False  # SIGTERM: no new writes, clients told to go elsewhere
 
-    async def check_command(self, room: RoomName, name: str, args: dict[str, Any]) -> None:
+    async def check_command(self, room: RoomName, name: str, args: dict[str, Any],
+                            who: Principal) -> None:
         """What the pure domain cannot check: a photo's ``upload_id`` names a file
-        uploaded to this room (INVALID_ARGS otherwise)."""
+        uploaded to this room (INVALID_ARGS otherwise). Asked only of staff, who may
+        add photos: anyone else gets the domain's FORBIDDEN first."""
         upload = args.get("upload_id")
         if (room.kind == "repair" and name == "photo.add" and isinstance(upload, str)
+                and who.role in (Role.TECHNICIAN, Role.ADMIN, Role.SERVICE)
                 and await self.media.find(str(room), upload) is None):
             raise RealtimeError(ErrorCode.INVALID_ARGS,
                                 f"no upload {upload[:80]!r} in {room}: upload the photo "

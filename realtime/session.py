@@ -185,13 +185,22 @@ class Session:
                 ErrorCode.LIMIT_EXCEEDED,
                 f"at most {self._services.settings.max_subscriptions} subscriptions per "
                 "connection; unsubscribe from one first")
-        self.subscriptions[name] = self._services.hub.subscribe(
+        made: list[Subscription] = []
+        made.append(self._services.hub.subscribe(
             name, self.outbox, frame.since, frame.id, viewer=self.principal,
-            presence=frame.presence)
+            presence=frame.presence, on_drop=lambda: self._dropped(name, made[0])))
+        self.subscriptions[name] = made[0]
         if old is None:
             self._services.presence.join(name, self.conn, self.principal)
         if frame.presence:
             self._services.presence.watching(self.subscriptions[name])
+
+    def _dropped(self, name: str, sub: Subscription) -> None:
+        """The hub ended ``sub`` (access revoked, the log failed) and sent the error
+        frame saying why: forget it here too, unless it was replaced meanwhile."""
+        if self.subscriptions.get(name) is sub:
+            del self.subscriptions[name]
+            self._left(name)
 
     def _unsubscribe(self, frame: Unsubscribe) -> None:
         sub = self.subscriptions.pop(str(frame.room), None)
@@ -232,7 +241,7 @@ class Session:
         assert self.principal is not None
         self._take_token()
         room = str(frame.room)
-        await self._services.check_command(frame.room, frame.name, frame.args)
+        await self._services.check_command(frame.room, frame.name, frame.args, self.principal)
         call = Call(self.principal, Command(frame.name, frame.args), frame.id,
                     frame.expected_seq)
 

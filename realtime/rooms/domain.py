@@ -26,6 +26,10 @@ Rules for implementers:
   ``redact(data, audience)`` returns the stored event data, a copy without
   hidden fields, or None (the reader gets a ``skip`` placeholder). Both are
   applied on every path: live, replay, long-poll, SSE and history.
+  ``still_reads(data, who)`` says whether an event changes that: False when
+  ``who`` may no longer read the room after it (the hub then ends the
+  subscription before that event goes out), None when the event changes
+  nothing about who reads.
 """
 
 from __future__ import annotations
@@ -117,3 +121,5 @@ class Domain(Protocol, Generic[S]):
     def audience(self, who: Principal) -> str | None: ...
 
     def redact(self, data: dict[str, Any], audience: str) -> dict[str, Any] | None: ...
+
+    def still_reads(self, data: dict[str, Any], who: Principal) -> bool | None: ...

@@ -197,5 +197,8 @@ class QueueDomain:
     def redact(self, data: dict[str, Any], audience: str) -> dict[str, Any] | None:
         return data
 
+    def still_reads(self, data: dict[str, Any], who: Principal) -> bool | None:
+        return None
+
     def can_publish(self, who: Principal, room_id: str) -> bool:
         return False

@@ -162,7 +162,7 @@ from realtime.rooms.repair_state import (
 )
 
 __all__ = ["COMMANDS", "EDGES", "RepairDomain", "RepairState", "Status", "audience",
-           "can_open_upload", "can_read", "redact", "view"]
+           "can_open_upload", "can_read", "redact", "still_reads", "view"]
 
 CUSTOMER = "customer"
 STAFF = "staff"
@@ -208,6 +208,22 @@ def redact(data: dict[str, Any], audience: str) -> dict[str, Any] | None:
     if any(key in data for key in hidden):
         return {k: v for k, v in data.items() if k not in hidden}
     return data
+
+
+def still_reads(data: dict[str, Any], who: Principal) -> bool | None:
+    """Whether ``who`` may still read the ticket after this stored event: the events
+    that set its parties (``ticket.created``, ``ticket.assigned``) decide for
+    technicians and customers; None for every other event (nothing changes).
+    A technician who subscribed before the ticket existed, but is not among its
+    technicians, and one removed by an assignment, stop reading there."""
+    kind = data.get("event")
+    if kind not in ("ticket.created", "ticket.assigned") or who.is_operator:
+        return None
+    if who.role is Role.TECHNICIAN:
+        return who.user in data.get("technicians", ())
+    if kind == "ticket.created":
+        return who.role is Role.CUSTOMER and who.user == data.get("customer_id")
+    return None
 
 
 def can_open_upload(state: RepairState, who: Principal, upload_id: str) -> bool:
@@ -303,3 +319,6 @@ class RepairDomain:
 
     def redact(self, data: dict[str, Any], audience: str) -> dict[str, Any] | None:
         return redact(data, audience)
+
+    def still_reads(self, data: dict[str, Any], who: Principal) -> bool | None:
+        return still_reads(data, who)

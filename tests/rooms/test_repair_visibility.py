@@ -11,7 +11,14 @@ import pytest
 from realtime.errors import RealtimeError
 from realtime.identity import Principal, Role
 from realtime.rooms.domain import Command, Event, Meta, Notice
-from realtime.rooms.repair import RepairState, audience, can_open_upload, can_read, redact
+from realtime.rooms.repair import (
+    RepairState,
+    audience,
+    can_open_upload,
+    can_read,
+    redact,
+    still_reads,
+)
 from realtime.rooms.repair_state import FINAL, Status, graph_targets
 from tests.rooms.test_repair import (
     ADMIN,
@@ -328,3 +335,18 @@ def test_uploads_open_for_whoever_sees_the_photo() -> None:
     assert not can_open_upload(t.state, OTHER, "up-pub")
     assert not can_open_upload(t.state, STRANGER, "up-pub")
     assert not can_open_upload(t.state, ADMIN, "up-unknown")  # not a photo of this ticket
+
+
+def test_still_reads_says_who_loses_the_ticket_at_the_events_that_set_its_parties() -> None:
+    tech1, tech2 = Principal("t1", Role.TECHNICIAN), Principal("t2", Role.TECHNICIAN)
+    cust, other = Principal("c1", Role.CUSTOMER), Principal("c2", Role.CUSTOMER)
+    admin = Principal("a", Role.ADMIN)
+    created = {"event": "ticket.created", "customer_id": "c1", "technicians": ["t1"]}
+    assigned = {"event": "ticket.assigned", "technicians": ["t2"], "added": ["t2"],
+                "removed": ["t1"]}
+    assert [still_reads(created, who) for who in (tech1, tech2, cust, other, admin)] == [
+        True, False, True, False, None]
+    assert [still_reads(assigned, who) for who in (tech1, tech2, cust, admin)] == [
+        False, True, None, None]
+    note = {"event": "note.added", "text": "x", "visibility": "internal"}
+    assert still_reads(note, tech2) is None  # other events change nothing
