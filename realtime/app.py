@@ -7,13 +7,15 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 
 from realtime.api import Api
 from realtime.auth import Tokens, load_secret
@@ -163,8 +165,20 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             await s.cluster.close()
             await s.log.close()
 
+    routes += _web(settings)
     return Starlette(routes=routes, lifespan=lifespan,
                      exception_handlers={HTTPException: _http_error})
+
+
+def _web(settings: Settings) -> list[BaseRoute]:
+    """The web app at ``/`` and the browser client at ``/client/``, when there."""
+    root = Path(settings.web_dir) if settings.web_dir else Path(__file__).parents[1] / "clients"
+    mounts: list[BaseRoute] = []
+    if (root / "js").is_dir():
+        mounts.append(Mount("/client", StaticFiles(directory=root / "js")))
+    if (root / "web").is_dir():
+        mounts.append(Mount("/", StaticFiles(directory=root / "web", html=True)))
+    return mounts
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -55,6 +55,8 @@ class Settings:
     max_subscriptions: int = _doc(100, "rooms one connection may subscribe to")
     max_bad_frames: int = _doc(20, "bad frames a connection may send before close 4002")
     ws_compression: bool = _doc(False, "permessage-deflate (costs CPU per send on fan-out)")
+    websockets: bool = _doc(True, "accept WebSockets; off: /ws refuses every handshake (HTTP "
+                                  "403), as a hostile proxy would, and clients poll instead")
 
     # Outbox: what a slow client may hold before it is closed with 4008
     outbox_max_messages: int = _doc(5000, "frames queued for one connection")
@@ -88,6 +90,10 @@ class Settings:
     bus_outbox: int = _doc(10_000, "publishes queued for Redis before the oldest is dropped")
     presence_ttl: float = _doc(15.0, "seconds before a dead instance's presence entries expire")
     drain_timeout: float = _doc(10.0, "seconds SIGTERM waits for in-flight writes before closing")
+
+    # Web app
+    web_dir: str = _doc("", "directory served at / (the web app) and /client/ (the browser "
+                            "client); empty: clients/ of this source tree, if present")
 
     # Repair rooms
     media_dir: str = _doc("media", "directory of uploaded repair photos (one folder per room)")

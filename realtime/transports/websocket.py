@@ -37,6 +37,9 @@ class WebSocketEndpoint:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
+        if not self._services.settings.websockets:  # refused like a proxy that blocks them
+            await send({"type": "websocket.close", "code": 1008, "reason": "WebSockets are off"})
+            return
         offered = scope.get("subprotocols") or []
         chosen = next((p for p in offered if p in SUBPROTOCOLS), None)
         if offered and chosen is None:
