@@ -273,7 +273,8 @@ class Cluster:
         while True:
             self._wake.clear()
             interval = self._check_interval if self.connected else self._poll_interval
-            try:
-                await asyncio.wait_for(self._wake.wait(), interval)
+            try:  # not wait_for: on 3.11 it swallows a cancel (close) once woken
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
             except TimeoutError:
                 self._queue_check(list(self._orders))

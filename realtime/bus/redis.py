@@ -150,8 +150,13 @@ class RedisBus:
         if self._client is not None:  # leave no entries behind (a SIGKILL leaves them to expire)
             with contextlib.suppress(RedisError, OSError, asyncio.TimeoutError):
                 await asyncio.wait_for(self._remove_instance(self.instance), self._ping_timeout)
-        for task in self._tasks:
-            task.cancel()
+        # Cancel until they end: on Python 3.11 the asyncio.wait_for that redis-py
+        # sends with swallows a cancel that lands as the send completes.
+        pending = set(self._tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.5)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for client in (self._client, self._writer):
             if client is not None:
