@@ -108,19 +108,8 @@ class Api:
         _, _, view = await runner.view(self._s.log, str(room), who)
         if not (who.is_operator or (who.role is Role.DJ and view.get("owner") in (None, who.user))):
             raise RealtimeError(ErrorCode.FORBIDDEN, "analytics are for the room's DJ and admins")
-        start = query_int(request, "from", -1, low=0, high=2**62)
-        end = query_int(request, "to", -1, low=0, high=2**62)
-        entries = []
-        after = 0
-        while True:
-            page = await self._s.log.read(str(room), after, self._s.settings.max_page_size)
-            entries += [(Event.from_data(m.data), Meta(m.by, m.seq, m.ts))
-                        for m in page.messages]
-            if not page.messages:
-                break
-            after = page.messages[-1].seq
-        report = summarize(entries, start_ms=None if start < 0 else start,
-                           end_ms=None if end < 0 else end)
+        start, end = _time_range(request)
+        report = summarize(await self._events(str(room)), start_ms=start, end_ms=end)
         report["room"] = str(room)
         if request.query_params.get("format") == "csv":
             return Response(to_csv(report), media_type="text/csv; charset=utf-8")
@@ -226,22 +215,23 @@ class Api:
         who = authenticate(request, self._s)
         if not who.is_operator:
             raise RealtimeError(ErrorCode.FORBIDDEN, "repair statistics are for admins")
-        start = query_int(request, "from", -1, low=0, high=2**62)
-        end = query_int(request, "to", -1, low=0, high=2**62)
-        entries = []
-        after = 0
-        while True:
-            page = await self._s.log.read("repairs:all", after, self._s.settings.max_page_size)
-            entries += [(Event.from_data(m.data), Meta(m.by, m.seq, m.ts))
-                        for m in page.messages]
-            if not page.messages:
-                break
-            after = page.messages[-1].seq
-        report = repair_summary(entries, start_ms=None if start < 0 else start,
-                                end_ms=None if end < 0 else end)
+        start, end = _time_range(request)
+        report = repair_summary(await self._events("repairs:all"), start_ms=start, end_ms=end)
         if request.query_params.get("format") == "csv":
             return Response(repair_csv(report), media_type="text/csv; charset=utf-8")
         return JSONResponse(report)
+
+    async def _events(self, room: str) -> list[tuple[Event, Meta]]:
+        """Every retained event of a domain room (or feed), page by page."""
+        entries: list[tuple[Event, Meta]] = []
+        after = 0
+        while True:
+            page = await self._s.log.read(room, after, self._s.settings.max_page_size)
+            if not page.messages:
+                return entries
+            entries += [(Event.from_data(m.data), Meta(m.by, m.seq, m.ts))
+                        for m in page.messages]
+            after = page.messages[-1].seq
 
     async def live(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -267,6 +257,13 @@ class Api:
         """``GET /metrics``: Prometheus text format."""
         body, content_type = self._metrics.render()
         return Response(body, media_type=content_type)
+
+
+def _time_range(request: Request) -> tuple[int | None, int | None]:
+    """``from`` and ``to`` (ms timestamps) of a statistics request; None when absent."""
+    start = query_int(request, "from", -1, low=0, high=2**62)
+    end = query_int(request, "to", -1, low=0, high=2**62)
+    return (None if start < 0 else start), (None if end < 0 else end)
 
 
 async def _body(request: Request, limit: int) -> bytes:

@@ -165,9 +165,11 @@ class CommandRunner:
 
     async def read(self, log: Log, room: str, look: Callable[[Any], T]) -> T:
         """``look`` at the room's current state (under its lock, briefly)."""
+        return await self._look(log, room, lambda cached: look(cached.state))
 
+    async def _look(self, log: Log, room: str, look: Callable[[_Cached], T]) -> T:
         async def work(txn: RoomTxn) -> T:
-            return look((await self.state(txn)).state)
+            return look(await self.state(txn))
 
         try:
             value, _ = await log.transact(room, 0, work)
@@ -182,15 +184,6 @@ class CommandRunner:
 
     async def view(self, log: Log, room: str, who: Principal) -> tuple[int, str, dict[str, Any]]:
         """(seq, epoch, the state as ``who`` may see it) at the room's head."""
-
-        async def work(txn: RoomTxn) -> tuple[int, str, dict[str, Any]]:
-            cached = await self.state(txn)
-            return cached.seq, cached.epoch, self.domain.view(cached.state, who)
-
-        try:
-            value, _ = await log.transact(room, 0, work)
-        except BaseException:
-            self.forget(room)
-            raise
-        return value
+        return await self._look(log, room, lambda cached: (
+            cached.seq, cached.epoch, self.domain.view(cached.state, who)))
 

@@ -23,7 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from realtime.errors import ErrorCode, RealtimeError
+from realtime.rooms.args import int_in as _int
+from realtime.rooms.args import invalid, no_args
+from realtime.rooms.args import only as _only
+from realtime.rooms.args import optional_text as _optional_text
+from realtime.rooms.args import text as _text
 from realtime.rooms.repair_state import CATEGORIES, PRIORITIES, VISIBILITIES, Status
 
 __all__ = [
@@ -117,45 +121,6 @@ class NoteArgs:
     visibility: str | None  # None: not given
 
 
-def invalid(message: str) -> RealtimeError:
-    return RealtimeError(ErrorCode.INVALID_ARGS, message)
-
-
-def _only(args: dict[str, Any], required: set[str], optional: frozenset[str] = frozenset()) -> None:
-    unknown = sorted(set(args) - required - optional)
-    if unknown:
-        allowed = ", ".join(sorted(required | optional)) or "no arguments"
-        raise invalid(f"unknown argument(s) {', '.join(unknown)}; expected {allowed}")
-    missing = sorted(required - set(args))
-    if missing:
-        raise invalid(f"missing argument(s) {', '.join(missing)}")
-
-
-def _text(value: Any, key: str, max_len: int) -> str:
-    if not isinstance(value, str):
-        raise invalid(f"{key} must be a string")
-    text = value.strip()
-    if not text:
-        raise invalid(f"{key} must not be empty")
-    if len(text) > max_len:
-        raise invalid(f"{key} must be at most {max_len} characters (got {len(text)})")
-    return text
-
-
-def _optional_text(value: Any, key: str, max_len: int) -> str | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    return _text(value, key, max_len)
-
-
-def _int(value: Any, key: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise invalid(f"{key} must be an integer")
-    if not low <= value <= high:
-        raise invalid(f"{key} must be between {low} and {high} (got {value})")
-    return value
-
-
 def _bool(value: Any, key: str) -> bool:
     if not isinstance(value, bool):
         raise invalid(f"{key} must be true or false")
@@ -204,10 +169,6 @@ def _internal(value: Any) -> dict[str, Any]:
         raise invalid(f"internal must be at most {INTERNAL_BYTES_MAX} characters as JSON")
     copy: dict[str, Any] = json.loads(text)  # a deep copy the caller cannot change later
     return copy
-
-
-def no_args(args: dict[str, Any]) -> None:
-    _only(args, set())
 
 
 def create_args(args: dict[str, Any]) -> CreateArgs:
