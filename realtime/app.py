@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from realtime import readers
 from realtime.api import Api
 from realtime.auth import Tokens, load_secret
 from realtime.bus import Bus
@@ -25,13 +26,12 @@ from realtime.cluster import Cluster
 from realtime.commands import CommandRunner
 from realtime.drain import disconnect_here, drain
 from realtime.errors import ErrorCode, RealtimeError
-from realtime.hub import Gate, Hub
+from realtime.hub import Hub
 from realtime.identity import Principal
 from realtime.log import Log
 from realtime.log.sql import SqlLog
 from realtime.media import MediaStore
 from realtime.presence import Presence
-from realtime.protocol import Lens, Message
 from realtime.publisher import Publisher
 from realtime.rooms import DOMAINS
 from realtime.services import Services
@@ -64,38 +64,11 @@ def build_services(settings: Settings, *, log: Log | None = None,
             return None
         return await runner.view(log, room, viewer)
 
-    def lenses(room: str, viewer: Principal | None) -> Lens | None:
-        domain = DOMAINS.get(room.split(":", 1)[0])
-        if domain is None or not domain.private:
-            return None
-        if viewer is None:  # no principal: a private room shows nothing
-            return ("nobody", lambda data, audience: None)
-        audience = domain.audience(viewer)
-        return None if audience is None else (audience, domain.redact)
-
-    def gates(room: str, messages: list[Message]) -> Gate | None:
-        domain = DOMAINS.get(room.split(":", 1)[0])
-        if domain is None or not domain.private:
-            return None
-        datas = [m.data for m in messages]
-
-        def still_reads(viewer: Principal | None) -> bool:
-            if viewer is None:
-                return True
-            verdict: bool | None = None  # the last event that decides wins
-            for data in datas:
-                changed = domain.still_reads(data, viewer)
-                if changed is not None:
-                    verdict = changed
-            return verdict is not False
-
-        return still_reads
-
     hub = Hub(log, page_size=settings.page_size, live_buffer=settings.live_buffer,
               on_first_interest=lambda room: cluster.watch(room),
               on_last_interest=lambda room: cluster.unwatch(room),
-              on_live=lambda room: cluster.live(room), view=view, lenses=lenses,
-              gates=gates)
+              on_live=lambda room: cluster.live(room), view=view, lenses=readers.lens,
+              gates=readers.gate)
     cluster = Cluster(log, hub, bus, stats, reorder_wait=settings.reorder_wait,
                       check_interval=settings.bus_check_interval,
                       poll_interval=settings.bus_poll_interval, page_size=settings.page_size,

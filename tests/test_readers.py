@@ -1,0 +1,35 @@
+"""What each reader sees: lenses and gates from the domain rules (pure)."""
+
+from __future__ import annotations
+
+from realtime.identity import Principal, Role
+from realtime.protocol import Message
+from realtime.readers import gate, lens
+
+TECH, CUSTOMER = Principal("t1", Role.TECHNICIAN), Principal("c1", Role.CUSTOMER)
+
+
+def message(seq: int, raw: bytes) -> Message:
+    return Message("repair:r1", seq, "e", 1, "t1", raw)
+
+
+def test_only_private_rooms_have_lenses_and_staff_take_the_fast_path() -> None:
+    assert lens("queue:q1", CUSTOMER) is None and lens("chat:x", None) is None
+    assert lens("repair:r1", TECH) is None
+    seen = lens("repair:r1", CUSTOMER)
+    assert seen is not None and seen[0] == "customer"
+    internal = {"event": "note.added", "text": "x", "visibility": "internal"}
+    assert seen[1](internal, seen[0]) is None
+    nobody = lens("repair:r1", None)
+    assert nobody is not None and nobody[1]({"event": "eta.changed"}, nobody[0]) is None
+
+
+def test_a_gate_follows_the_last_event_that_decides() -> None:
+    assert gate("chat:x", [message(1, b'{"event":"ticket.assigned"}')]) is None
+    away = b'{"event":"ticket.assigned","technicians":["t2"]}'
+    back = b'{"event":"ticket.assigned","technicians":["t1","t2"]}'
+    note = b'{"event":"note.added","text":"x","visibility":"internal"}'
+    removed = gate("repair:r1", [message(1, note), message(2, away)])
+    assert removed is not None and not removed(TECH) and removed(CUSTOMER)
+    again = gate("repair:r1", [message(1, away), message(2, back)])
+    assert again is not None and again(TECH)
