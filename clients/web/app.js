@@ -174,6 +174,36 @@ export function describeError(err, action = "") {
 }
 
 /**
+ * Follow a domain room: rebuild the page's model from every state the room sends
+ * (subscribed, reset) with `load(state, seq)`, fold each event in with
+ * `apply(data, message)`, settle optimistic changes as their seqs arrive (skips too),
+ * redraw, and say it when the room cannot be followed (`what`).
+ */
+export function followRoom(client, room, optimistic, { load, apply, render, what }) {
+  let loaded = false;
+  client.subscribe(room, {
+    onState(state, { seq }) {
+      load(state, seq);
+      loaded = true;
+      optimistic.restart(seq);
+      render();
+    },
+    onMessage(m) {
+      if (!loaded) return;
+      apply(m.data, m);
+      optimistic.reached(m.seq);
+      render();
+    },
+    onSkip(f) {
+      optimistic.reached(f.seq);
+    },
+    onError(err) {
+      toast(describeError(err, what), "error", 0);
+    },
+  });
+}
+
+/**
  * Optimistic changes. `run({apply, send, label})` shows `apply(model)` at once, sends,
  * and keeps the change until the room has delivered the events the ack names (so the
  * view never flickers back); a rejection removes it and says why. `overlay(model)` is

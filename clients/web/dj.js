@@ -3,8 +3,8 @@
 // open / close, live counters. ?token=<dj token>&room=queue:<id>
 
 import {
-  Optimistic, connectionBadge, createClient, describeError, el, fill, header, setup,
-  throttled, timeAgo, toast,
+  Optimistic, connectionBadge, createClient, describeError, el, fill, followRoom, header,
+  setup, throttled, timeAgo, toast,
 } from "./app.js";
 import { applyEvent, fromState, view } from "./queue-model.js";
 
@@ -238,21 +238,11 @@ function start({ token, room: rawRoom, claims }) {
   }
 
   // -- live -------------------------------------------------------------------------
-  client.subscribe(room, {
-    onState(state, { seq }) {
-      model = fromState(state, claims.sub, seq);
-      optimistic.restart(seq);
-      render();
-    },
-    onMessage(m) {
-      if (!model) return;
-      applyEvent(model, m.data, m);
-      optimistic.reached(m.seq);
-      render();
-    },
-    onError(err) {
-      toast(describeError(err, "Cannot follow the queue"), "error", 0);
-    },
+  followRoom(client, room, optimistic, {
+    load: (state, seq) => { model = fromState(state, claims.sub, seq); },
+    apply: (data, m) => applyEvent(model, data, m),
+    render,
+    what: "Cannot follow the queue",
   });
   setInterval(render, 30000); // "2 min ago", the hourly counter
   render();

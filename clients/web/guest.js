@@ -2,8 +2,8 @@
 // their position, upvote what others asked for. ?token=<guest token>&room=queue:<id>
 
 import {
-  Optimistic, connectionBadge, createClient, describeError, el, fill, header, setup,
-  throttled, toast,
+  Optimistic, connectionBadge, createClient, el, fill, followRoom, header, setup, throttled,
+  toast,
 } from "./app.js";
 import { applyEvent, fromState, songId, view } from "./queue-model.js";
 
@@ -159,24 +159,11 @@ function start({ token, room: rawRoom, claims }) {
   }
 
   // -- live -------------------------------------------------------------------------
-  client.subscribe(room, {
-    onState(state, { seq }) {
-      model = fromState(state, me, seq);
-      optimistic.restart(seq);
-      render();
-    },
-    onMessage(m) {
-      if (!model) return;
-      applyEvent(model, m.data, m);
-      optimistic.reached(m.seq);
-      render();
-    },
-    onSkip(f) {
-      optimistic.reached(f.seq);
-    },
-    onError(err) {
-      toast(describeError(err, "Cannot follow the queue"), "error", 0);
-    },
+  followRoom(client, room, optimistic, {
+    load: (state, seq) => { model = fromState(state, me, seq); },
+    apply: (data, m) => applyEvent(model, data, m),
+    render,
+    what: "Cannot follow the queue",
   });
 
   // Personal notices (durable: a phone that slept gets them when it comes back).

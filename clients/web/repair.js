@@ -2,8 +2,8 @@
 // to approve or decline. ?token=<customer token>&ticket=<ticket id>
 
 import {
-  Optimistic, clock, connectionBadge, createClient, describeError, el, fill, header, setup,
-  throttled, timeAgo, toast,
+  Optimistic, clock, connectionBadge, createClient, el, fill, followRoom, header, setup,
+  throttled, timeAgo,
 } from "./app.js";
 import {
   STATUS_LABELS, applyEvent, fromState, money, photoSrc, steps,
@@ -147,24 +147,11 @@ function start({ token, ticket, claims }) {
     });
   });
 
-  client.subscribe(room, {
-    onState(state, { seq }) {
-      model = fromState(state, seq);
-      optimistic.restart(seq);
-      render();
-    },
-    onMessage(m) {
-      if (!model) return;
-      applyEvent(model, m.data, m);
-      optimistic.reached(m.seq);
-      render();
-    },
-    onSkip(f) {
-      optimistic.reached(f.seq);
-    },
-    onError(err) {
-      toast(describeError(err, "Cannot follow this repair"), "error", 0);
-    },
+  followRoom(client, room, optimistic, {
+    load: (state, seq) => { model = fromState(state, seq); },
+    apply: (data, m) => applyEvent(model, data, m),
+    render,
+    what: "Cannot follow this repair",
   });
   setInterval(render, 30000);
   render();
