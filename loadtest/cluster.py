@@ -111,6 +111,7 @@ from harness import (
     connect,
     finish,
     latency_ms,
+    listed,
     open_many,
     paced,
     run_steps,
@@ -860,12 +861,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         drain="seconds to wait for outstanding deliveries after a phase",
         profile="collapsed stacks, one file per instance, set-up and phase")
     args = parser.parse_args(argv)
-    args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
-    args.setups = [p.strip() for p in args.setups.split(",") if p.strip()]
-    if not args.phases or set(args.phases) - {"latency", "saturated"}:
-        parser.error("--phases takes latency and/or saturated")
-    if not args.setups or set(args.setups) - {"single", "cluster"}:
-        parser.error("--setups takes single and/or cluster")
+    listed(parser, args, "phases", ("latency", "saturated"))
+    listed(parser, args, "setups", ("single", "cluster"))
     if args.instances < 2:
         parser.error("--instances must be at least 2")
     for name in ("subscribers", "window", "rate"):

@@ -105,6 +105,7 @@ from harness import (
     core_figures,
     finish,
     latency_ms,
+    listed,
     open_many,
     paced,
     quiet,
@@ -563,12 +564,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         drain="seconds to wait for outstanding deliveries after a phase",
         profile="collapsed stacks, one file per target and phase")
     args = parser.parse_args(argv)
-    args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
-    args.baseline_mode = [m.strip() for m in args.baseline_mode.split(",") if m.strip()]
-    if not args.baseline_mode or set(args.baseline_mode) - {"coalesce", "direct"}:
-        parser.error("--baseline-mode takes coalesce and/or direct")
-    if not args.phases or set(args.phases) - {"throughput", "latency"}:
-        parser.error("--phases takes throughput and/or latency")
+    listed(parser, args, "baseline_mode", ("coalesce", "direct"))
+    listed(parser, args, "phases", ("throughput", "latency"))
     for name in ("subscribers", "window", "rate", "sample", "repeat"):
         if getattr(args, name) < 1 and not (name == "sample" and getattr(args, name) == 0):
             parser.error(f"--{name} must be positive")

@@ -139,6 +139,16 @@ def add_machine_options(parser: argparse.ArgumentParser, *, connections: str, dr
                              "window into DIR")
 
 
+def listed(parser: argparse.ArgumentParser, args: argparse.Namespace, name: str,
+           allowed: Sequence[str]) -> None:
+    """Turn the comma-separated option ``name`` into a list of ``allowed`` values
+    (at least one), or stop with an error naming them."""
+    values = [v.strip() for v in getattr(args, name).split(",") if v.strip()]
+    if not values or set(values) - set(allowed):
+        parser.error(f"--{name.replace('_', '-')} takes {' and/or '.join(allowed)}")
+    setattr(args, name, values)
+
+
 def check_timing(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.duration <= 0 or args.warmup < 0:
         parser.error("--duration must be positive and --warmup not negative")

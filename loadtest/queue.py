@@ -122,6 +122,7 @@ from harness import (
     core_figures,
     finish,
     latency_ms,
+    listed,
     open_many,
     quiet,
     run_steps,
@@ -843,9 +844,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
               "subscriptions and submits before it (default 30)",
         profile="raw collapsed stacks, one file per database and phase")
     args = parser.parse_args(argv)
-    args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
-    if not args.phases or set(args.phases) - {"throughput", "rate"}:
-        parser.error("--phases takes throughput and/or rate")
+    listed(parser, args, "phases", ("throughput", "rate"))
     if len(set(args.phases)) != len(args.phases):
         parser.error("--phases: each phase once (each has its own room)")
     if args.submitters is None:

@@ -188,6 +188,14 @@ export class RealtimeError extends Error {
   }
 }
 
+/** The RealtimeError of an HTTP error response (its JSON body `{error: {code, ...}}`). */
+function httpError(response, json) {
+  const e = (json && json.error) || {};
+  return new RealtimeError(e.code || `HTTP_${response.status}`,
+    e.message || `HTTP ${response.status}`,
+    { details: e.details ?? null, retryAfter: e.retry_after ?? null, status: response.status });
+}
+
 function newId(prefix) {
   const c = globalThis.crypto;
   if (c && typeof c.randomUUID === "function") return `${prefix}-${c.randomUUID()}`;
@@ -433,12 +441,7 @@ export class RealtimeClient {
     } catch {
       json = null;
     }
-    if (!response.ok) {
-      const e = (json && json.error) || {};
-      throw new RealtimeError(e.code || `HTTP_${response.status}`,
-        e.message || `HTTP ${response.status}`,
-        { details: e.details ?? null, retryAfter: e.retry_after ?? null, status: response.status });
-    }
+    if (!response.ok) throw httpError(response, json);
     return json;
   }
 
@@ -1223,12 +1226,7 @@ export class Subscription {
     const response = await c._fetch(c.base + path,
       { headers, signal: abort ? abort.signal : undefined });
     const json = await response.json().catch(() => null);
-    if (!response.ok) {
-      const e = (json && json.error) || {};
-      throw new RealtimeError(e.code || `HTTP_${response.status}`,
-        e.message || `HTTP ${response.status}`,
-        { details: e.details ?? null, retryAfter: e.retry_after ?? null, status: response.status });
-    }
+    if (!response.ok) throw httpError(response, json);
     return json;
   }
 }
