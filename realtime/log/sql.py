@@ -160,17 +160,25 @@ class SqlLog:
         return int(room_id)
 
     async def _room_id_in(self, conn: AsyncConnection, name: str) -> int:
-        """The room's row id using ``conn`` (inside a write transaction)."""
+        """The room's row id using ``conn`` (inside a write transaction).
+
+        A row this transaction inserts is not cached: until the commit no other
+        connection sees it, and a concurrent read given its id would find nothing
+        (the caller caches it once committed). A row that was there is cached."""
         room_id = self._room_ids.get(name)
-        if room_id is None:
-            values = dict(name=name, epoch=new_epoch(), head_seq=0, trimmed_seq=0,
-                          created_at=int(time.time() * 1000))
-            insert = sqlite.insert(rooms) if self._sqlite else postgresql.insert(rooms)
-            await conn.execute(insert.values(values).on_conflict_do_nothing())
-            found = await conn.scalar(sa.select(rooms.c.id).where(rooms.c.name == name))
-            assert found is not None
-            self._room_ids[name] = room_id = int(found)
-        return room_id
+        if room_id is not None:
+            return room_id
+        values = dict(name=name, epoch=new_epoch(), head_seq=0, trimmed_seq=0,
+                      created_at=int(time.time() * 1000))
+        insert = sqlite.insert(rooms) if self._sqlite else postgresql.insert(rooms)
+        inserted = await conn.scalar(
+            insert.values(values).on_conflict_do_nothing().returning(rooms.c.id))
+        if inserted is not None:
+            return int(inserted)
+        found = await conn.scalar(sa.select(rooms.c.id).where(rooms.c.name == name))
+        assert found is not None
+        self._room_ids[name] = int(found)
+        return int(found)
 
     # -- the port ------------------------------------------------------------
 

@@ -118,6 +118,18 @@ async def test_a_new_room_is_empty_with_an_epoch(make_log: LogFactory, room: str
     assert page.messages == [] and not page.trimmed and page.info.epoch == info.epoch
 
 
+async def test_a_new_room_read_at_once_by_many_is_created_once(make_log: LogFactory,
+                                                                  room: str) -> None:
+    # Two processes, each with many readers of a room nobody has used yet: every
+    # reader must find the row, also while another one's insert is not committed.
+    logs = [await make_log(), await make_log()]
+    for attempt in range(20):
+        name = f"{room}-{attempt}"
+        infos = await asyncio.gather(*(logs[i % 2].info(name) for i in range(60)))
+        assert len({info.epoch for info in infos}) == 1
+        assert all(info.head == 0 for info in infos)
+
+
 async def test_heads_reads_existing_rooms_in_one_call_and_creates_none(
         make_log: LogFactory, room: str) -> None:
     log = await make_log()
