@@ -326,7 +326,7 @@ class RedisBus:
                             await other.connection_pool.disconnect(inuse_connections=False)
             finally:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(pubsub.aclose(), 1.0)  # type: ignore[no-untyped-call]
+                    await asyncio.wait_for(pubsub.aclose(), 1.0)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(client.aclose(), 1.0)
             await asyncio.sleep(_jitter(delay))
