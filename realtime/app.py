@@ -165,8 +165,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _retention(s: Services) -> None:
-    """Age-based trimming and idempotency expiry, every retention_interval."""
+    """Age-based trimming and idempotency expiry, every retention_interval.
+
+    A sweep that finds the database down logs one warning for the outage (not one
+    per sweep, and no traceback: the adapter's error says what failed) and one
+    line when sweeps work again."""
     settings = s.settings
+    failing = False
     while True:
         await asyncio.sleep(settings.retention_interval)
         now_ms = int(time.time() * 1000)
@@ -178,6 +183,16 @@ async def _retention(s: Services) -> None:
             await s.log.expire_ids(now_ms - int(settings.idempotency_ttl * 1000))
         except asyncio.CancelledError:
             raise
+        except RealtimeError as err:
+            if not failing:
+                logger.warning("retention sweep skipped, the database is unavailable (%s); "
+                               "retrying every %ss", err.message, settings.retention_interval)
+            failing = True
+            continue
         except Exception:
             logger.exception("retention sweep failed; next try in %ss",
                              settings.retention_interval)
+            continue
+        if failing:
+            logger.warning("retention sweeps work again")
+            failing = False

@@ -63,6 +63,19 @@ def pg_url(pg_database: str) -> str:
 
 
 @pytest.fixture
+def own_pg_url() -> Iterator[str]:
+    """A PostgreSQL database of this test alone, dropped afterwards: for a test that
+    breaks its database (terminates its backends, drops it), which must not take
+    the session's shared servers down with it."""
+    name = f"rt_own_{uuid.uuid4().hex[:12]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield _sa_url(ADMIN_DSN, name)
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: object) -> str:
     return f"sqlite+aiosqlite:///{tmp_path}/realtime.db"
 

@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _HEADS_CHUNK = 500  # room names per query of `heads`
+_WARN_EVERY = 10.0  # seconds between warnings of a failing database (an outage is one story)
 
 
 def new_epoch() -> str:
@@ -63,6 +64,8 @@ class SqlLog:
         self._write_lock = asyncio.Lock() if self._sqlite else None
         self._reader: AsyncEngine | None = None
         self._writer: AsyncEngine | None = None
+        self._warned_at = -_WARN_EVERY
+        self._unwarned = 0  # failures since the last warning
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -71,8 +74,11 @@ class SqlLog:
             self._writer = self._sqlite_engine("BEGIN IMMEDIATE", pool_size=1)
             self._reader = self._sqlite_engine("BEGIN", pool_size=self._pool_size)
         else:
+            # pre-ping: a connection cut by a database restart or failover is
+            # replaced before use instead of failing the write that drew it.
             engine = create_async_engine(
-                self.url, pool_size=self._pool_size, max_overflow=self._pool_size
+                self.url, pool_size=self._pool_size, max_overflow=self._pool_size,
+                pool_pre_ping=True,
             )
             self._writer = self._reader = engine
         try:
@@ -130,7 +136,7 @@ class SqlLog:
                 async with self._write_lock, self._writer.begin() as conn:
                     yield conn
         except (SQLAlchemyError, OSError) as exc:
-            logger.warning("log write failed: %s", exc)
+            self._warn("write", exc)
             raise Unavailable("the database is unavailable; retry with the same id") from exc
 
     @asynccontextmanager
@@ -143,8 +149,20 @@ class SqlLog:
                 async with conn.begin():
                     yield conn
         except (SQLAlchemyError, OSError) as exc:
-            logger.warning("log read failed: %s", exc)
+            self._warn("read", exc)
             raise Unavailable("the database is unavailable") from exc
+
+    def _warn(self, what: str, exc: BaseException) -> None:
+        """One warning per ``_WARN_EVERY`` seconds while the database fails, saying
+        how many failures it stands for: a thousand clients retrying during an
+        outage must not bury the log."""
+        now = time.monotonic()
+        if now - self._warned_at < _WARN_EVERY:
+            self._unwarned += 1
+            return
+        more = f" ({self._unwarned} more failures since the last warning)" if self._unwarned else ""
+        logger.warning("log %s failed: %s%s", what, str(exc).split("\n")[0], more)
+        self._warned_at, self._unwarned = now, 0
 
     async def _room_id(self, name: str) -> int:
         """The room's row id, creating the row on first use (rows are never deleted)."""

@@ -190,27 +190,56 @@ async def test_unmigrated_database_is_refused_with_advice(tmp_path: object) -> N
         await log.open()
 
 
-async def test_database_failure_is_unavailable_then_recovers(pg_url: str, room: str) -> None:
-    log = SqlLog(pg_url, migrate=True)
+async def _cut_connections(url: str) -> None:
+    """Terminate every connection to the database of ``url``, as a restart would."""
+    database = url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = $1 AND pid <> pg_backend_pid()", database)
+    finally:
+        await admin.close()
+
+
+async def test_cut_pooled_connections_are_replaced_before_use(own_pg_url: str,
+                                                               room: str) -> None:
+    """A database restart cuts every pooled connection: the next writes and reads
+    get fresh ones (pre-ping), not UNAVAILABLE."""
+    log = SqlLog(own_pg_url, migrate=True)
     await log.open()
     try:
         await log.append(room, [item()], now_ms=1)
-        database = pg_url.rsplit("/", 1)[1]
-        admin = await asyncpg.connect(ADMIN_DSN)
-        try:  # cut every pooled connection, as a database restart would
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = $1 AND pid <> pg_backend_pid()", database)
-        finally:
-            await admin.close()
+        await log.read(room, 0, 10)
+        await _cut_connections(own_pg_url)
+        for n in range(20):
+            await log.append(room, [item(ident=f"after-{n}")], now_ms=2)
+        await log.check()
+        page = await log.read(room, 0, 100)
+        assert [m.seq for m in page.messages] == list(range(1, 22))
+    finally:
+        await log.close()
+
+
+async def test_database_failure_is_unavailable_then_recovers(own_pg_url: str,
+                                                             room: str) -> None:
+    log = SqlLog(own_pg_url, migrate=True)
+    await log.open()
+    try:
+        await log.append(room, [item()], now_ms=1)
+
+        async def cut_midway(txn: RoomTxn) -> None:
+            txn.append("u1", b"{}")
+            await _cut_connections(own_pg_url)  # this transaction's own connection too
+            await txn.events(0)
+
         with pytest.raises(Unavailable) as failed:
-            for _ in range(20):  # until the pool hands out a cut connection
-                await log.append(room, [item(ident=secrets.token_hex(4))], now_ms=2)
+            await log.transact(room, 2, cut_midway)
         assert failed.value.retry_after
         # The pool replaces dead connections: the log works again, seqs still gapless.
         await log.append(room, [item()], now_ms=3)
         page = await log.read(room, 0, 100)
-        assert [m.seq for m in page.messages] == list(range(1, page.info.head + 1))
+        assert [m.seq for m in page.messages] == [1, 2]
     finally:
         await log.close()
 
