@@ -1,6 +1,6 @@
 """A plain ``websockets`` fan-out server: the baseline that loadtest/fanout.py compares with.
 
-It speaks just enough of the hub's protocol (``realtime.v1.json``) for the
+It speaks just enough of the hub's protocol (``roomlog.v1.json``) for the
 load test, with no persistence, no authentication and no validation:
 
 * ``connect`` -> ``connected`` (any token),
@@ -170,7 +170,7 @@ async def serve_forever(host: str, port: int, mode: str) -> None:
     stop = asyncio.get_running_loop().create_future()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
-    async with serve(hub.handle, host, port, subprotocols=["realtime.v1.json"],  # type: ignore[list-item]
+    async with serve(hub.handle, host, port, subprotocols=["roomlog.v1.json"],  # type: ignore[list-item]
                      compression=None, process_request=_health, ping_interval=15,
                      ping_timeout=10, backlog=2048, max_size=1_048_576):
         await stop

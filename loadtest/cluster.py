@@ -7,7 +7,7 @@ single
     One hub without Redis (the in-process bus), every subscriber on it: the
     single-instance figure of loadtest/fanout.py (hub on PostgreSQL).
 cluster
-    ``--instances`` hubs with ``REALTIME_REDIS_URL`` pointing at a private
+    ``--instances`` hubs with ``ROOMLOG_REDIS_URL`` pointing at a private
     ``redis-server`` started on a free loopback port (never the machine's
     own Redis); subscriber i connects to instance i mod N, the publisher to
     instance 1. Subscribers on instance 1 get messages over the **local** path
@@ -50,12 +50,12 @@ each bus message from the publish of the messages it carries to its arrival
 ``bus (Redis tap)``).
 
 From each instance's ``/metrics`` it reads, per phase and at the end,
-``realtime_gap_fills_total`` (log reads that filled a gap the bus left) and
-``realtime_bus_dropped_total`` (publishes dropped while Redis failed): both
+``roomlog_gap_fills_total`` (log reads that filled a gap the bus left) and
+``roomlog_bus_dropped_total`` (publishes dropped while Redis failed): both
 should stay 0 in a healthy run. It also shows the server-side view of the
 path, per instance over the phase: the mean of
-``realtime_deliver_latency_seconds`` (commit start to hand-off to the local
-subscribers' outboxes) and of ``realtime_bus_lag_seconds`` (commit start to
+``roomlog_deliver_latency_seconds`` (commit start to hand-off to the local
+subscribers' outboxes) and of ``roomlog_bus_lag_seconds`` (commit start to
 arrival from the bus).
 
 Cores (``--cores``, default auto, from the cores this process may use): with
@@ -136,27 +136,27 @@ from servers import (
 
 TARGET_ADDED_P50_MS = 2.0  # the issue: the cross-instance path adds at most this to p50 ...
 TARGET_DELIVERIES = 20_000  # ... at this many deliveries/s
-REDIS_CHANNEL = "realtime:room:" + ROOM  # its channel (realtime/bus/redis.py, default prefix)
+REDIS_CHANNEL = "roomlog:room:" + ROOM  # its channel (roomlog/bus/redis.py, default prefix)
 SUBSCRIBE_TIMEOUT = 10.0  # seconds for every instance to subscribe to the room's channel
 OTHER_LOAD = 20.0  # % of a core: above this, other work on our cores made a phase noisy
 
 # How a message of the room starts, up to its seq (orjson keeps the key order, no spaces).
 SEQ_PREFIX = MESSAGE_MARK + b',"room":"' + ROOM.encode() + b'","seq":'
 
-# Counters read from every instance's /metrics (the Prometheus names of realtime/metrics.py).
-GAP_FILLS = "realtime_gap_fills_total"
-BUS_DROPPED = "realtime_bus_dropped_total"
+# Counters read from every instance's /metrics (the Prometheus names of roomlog/metrics.py).
+GAP_FILLS = "roomlog_gap_fills_total"
+BUS_DROPPED = "roomlog_bus_dropped_total"
 END_COUNTERS = {
     GAP_FILLS: "gap fills",
     BUS_DROPPED: "bus dropped",
-    "realtime_bus_reconnects_total": "bus reconnects",
-    "realtime_slow_disconnects_total": "slow disconnects",
-    "realtime_messages_in_total": "messages committed",
-    "realtime_bus_messages_in_total": "messages from the bus",
-    "realtime_messages_out_total": "copies delivered",
+    "roomlog_bus_reconnects_total": "bus reconnects",
+    "roomlog_slow_disconnects_total": "slow disconnects",
+    "roomlog_messages_in_total": "messages committed",
+    "roomlog_bus_messages_in_total": "messages from the bus",
+    "roomlog_messages_out_total": "copies delivered",
 }
-DELIVER = "realtime_deliver_latency_seconds"  # commit start -> hand-off, histogram
-BUS_LAG = "realtime_bus_lag_seconds"  # commit start -> arrival from the bus, histogram
+DELIVER = "roomlog_deliver_latency_seconds"  # commit start -> hand-off, histogram
+BUS_LAG = "roomlog_bus_lag_seconds"  # commit start -> arrival from the bus, histogram
 
 
 # ---------------------------------------------------------------------------
@@ -616,7 +616,7 @@ async def run_setup(args: argparse.Namespace, name: str, layout: Layout, pg: PgD
                     redis: RedisProcess | None, workdir: Path) -> list[ClusterResult]:
     n = 1 if redis is None else args.instances
     cores = sorted({*layout.hubs[:n], layout.gen} | ({layout.redis} if redis else set()))
-    extra = {} if redis is None else {"REALTIME_REDIS_URL": redis.url}
+    extra = {} if redis is None else {"ROOMLOG_REDIS_URL": redis.url}
     env = hub_env(pg.url, **extra)
     ports = [free_port() for _ in range(n)]
     say("")

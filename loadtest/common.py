@@ -306,7 +306,7 @@ class RawClient(asyncio.Protocol):
 
     @classmethod
     async def open(cls, host: str, port: int, path: str = "/ws",
-                   subprotocol: str | None = "realtime.v1.json") -> RawClient:
+                   subprotocol: str | None = "roomlog.v1.json") -> RawClient:
         """Connect and complete the handshake within SETUP_TIMEOUT."""
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(SETUP_TIMEOUT):

@@ -76,7 +76,7 @@ __all__ = [
     "stop_profiler",
 ]
 
-SUBPROTOCOL = "realtime.v1.json"
+SUBPROTOCOL = "roomlog.v1.json"
 QUIET_BUSY = 15.0  # % of a core: above this before a target, something else is running
 
 T = TypeVar("T")

@@ -54,12 +54,12 @@ __all__ = [
 ]
 
 HOST = "127.0.0.1"
-SECRET = "loadtest-secret-" + "x" * 24  # REALTIME_SECRET of the hubs, signs the test tokens
+SECRET = "loadtest-secret-" + "x" * 24  # ROOMLOG_SECRET of the hubs, signs the test tokens
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 START_TIMEOUT = 60.0  # seconds for a server to answer its readiness URL
 STOP_TIMEOUT = 15.0  # seconds for a server to exit after SIGINT before SIGKILL
-MIGRATE_TIMEOUT = 120.0  # seconds for ``realtime migrate``
+MIGRATE_TIMEOUT = 120.0  # seconds for ``roomlog migrate``
 HTTP_TIMEOUT = 10.0  # seconds for an HTTP GET (e.g. /metrics) to complete
 
 # Every child process we start, so that even an abrupt exit stops them.
@@ -145,7 +145,7 @@ class Server:
 
     async def metrics(self, path: str = "/metrics") -> dict[str, float]:
         """The server's Prometheus samples, ``{'name{labels}': value}`` (e.g. a hub's
-        ``realtime_gap_fills_total``); raises RuntimeError if it does not answer 200."""
+        ``roomlog_gap_fills_total``); raises RuntimeError if it does not answer 200."""
         return parse_metrics(await http_get(self.host, self.port, path))
 
     async def stop(self) -> None:
@@ -210,7 +210,7 @@ class PgDatabase:
     """A fresh PostgreSQL database, dropped by :meth:`drop`.
 
     ``url`` is its SQLAlchemy URL (``postgresql+asyncpg://``), for
-    ``REALTIME_DATABASE_URL``; several hubs may share it.
+    ``ROOMLOG_DATABASE_URL``; several hubs may share it.
     """
 
     def __init__(self, admin_dsn: str) -> None:
@@ -264,7 +264,7 @@ class RedisProcess:
 
     @property
     def url(self) -> str:
-        """For ``REALTIME_REDIS_URL``."""
+        """For ``ROOMLOG_REDIS_URL``."""
         return f"redis://{HOST}:{self.port}/0"
 
     async def command(self, *args: str) -> object:
@@ -321,11 +321,11 @@ def hub_env(database_url: str, **extra: str) -> dict[str, str]:
     """The hub's settings for a load test (no rate limit, quiet log), plus ``extra``
     settings (e.g. a cluster's); pass to :class:`Server` or :func:`run_command`."""
     return {
-        "REALTIME_DATABASE_URL": database_url,
-        "REALTIME_SECRET": SECRET,
-        "REALTIME_PUBLISH_RATE": "1000000",
-        "REALTIME_PUBLISH_BURST": "1000000",
-        "REALTIME_LOG_LEVEL": "warning",
+        "ROOMLOG_DATABASE_URL": database_url,
+        "ROOMLOG_SECRET": SECRET,
+        "ROOMLOG_PUBLISH_RATE": "1000000",
+        "ROOMLOG_PUBLISH_BURST": "1000000",
+        "ROOMLOG_LOG_LEVEL": "warning",
         "PYTHONUNBUFFERED": "1",
         **extra,
     }
@@ -333,7 +333,7 @@ def hub_env(database_url: str, **extra: str) -> dict[str, str]:
 
 def hub_argv(port: int, host: str = HOST) -> list[str]:
     """Command line of one hub instance (uvicorn) on ``host:port``."""
-    return [sys.executable, "-m", "realtime", "serve", "--host", host, "--port", str(port)]
+    return [sys.executable, "-m", "roomlog", "serve", "--host", host, "--port", str(port)]
 
 
 def baseline_argv(port: int, loop: str = "uvloop", mode: str = "coalesce") -> list[str]:
@@ -343,15 +343,15 @@ def baseline_argv(port: int, loop: str = "uvloop", mode: str = "coalesce") -> li
 
 
 async def migrate(env: Mapping[str, str]) -> None:
-    """Create the hub's schema in ``env``'s REALTIME_DATABASE_URL (``realtime migrate``)."""
+    """Create the hub's schema in ``env``'s ROOMLOG_DATABASE_URL (``roomlog migrate``)."""
     async with asyncio.timeout(MIGRATE_TIMEOUT):
-        await run_command([sys.executable, "-m", "realtime", "migrate"], env)
+        await run_command([sys.executable, "-m", "roomlog", "migrate"], env)
 
 
 def hub_token(user: str, ttl: float = 3600.0, role: str = "admin") -> str:
-    """A token for hubs started with :func:`hub_env` (imports the realtime package); an
+    """A token for hubs started with :func:`hub_env` (imports the roomlog package); an
     admin's unless ``role`` names another (``guest``, ``dj``, ...)."""
-    from realtime.auth import Tokens
-    from realtime.identity import Role
+    from roomlog.auth import Tokens
+    from roomlog.identity import Role
 
     return Tokens(SECRET).issue(user, Role(role), ttl=ttl)

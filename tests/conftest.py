@@ -2,7 +2,7 @@
 session, SQLite files in tmp dirs, a secret for tokens.
 
 PostgreSQL is required (CI starts it): tests that need it fail, never skip,
-when it is not reachable. Point ``REALTIME_TEST_PG`` elsewhere than the local
+when it is not reachable. Point ``ROOMLOG_TEST_PG`` elsewhere than the local
 default (``postgresql://postgres@127.0.0.1:5432/postgres``) if needed.
 """
 
@@ -20,7 +20,7 @@ import pytest
 
 from tests.redis_server import RedisServer
 
-ADMIN_DSN = os.environ.get("REALTIME_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_DSN = os.environ.get("ROOMLOG_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 SECRET = "test-secret-" + "x" * 32
 
 
@@ -77,7 +77,7 @@ def own_pg_url() -> Iterator[str]:
 
 @pytest.fixture
 def sqlite_url(tmp_path: object) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path}/realtime.db"
+    return f"sqlite+aiosqlite:///{tmp_path}/roomlog.db"
 
 
 @pytest.fixture

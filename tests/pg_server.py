@@ -44,7 +44,7 @@ def _free_port() -> int:
 
 class PgServer:
     def __init__(self) -> None:
-        self.workdir = Path(tempfile.mkdtemp(prefix="realtime-pg-"))
+        self.workdir = Path(tempfile.mkdtemp(prefix="roomlog-pg-"))
         self.data = self.workdir / "data"
         self.port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None

@@ -8,9 +8,9 @@ from pathlib import Path
 import jwt
 import pytest
 
-from realtime.auth import Tokens, load_secret
-from realtime.errors import ErrorCode, RealtimeError
-from realtime.identity import Principal, Role
+from roomlog.auth import Tokens, load_secret
+from roomlog.errors import ErrorCode, RoomlogError
+from roomlog.identity import Principal, Role
 
 SECRET = "s" * 32
 
@@ -32,7 +32,7 @@ def test_issue_and_verify() -> None:
     (jwt.encode({"sub": "u1", "exp": 2**40}, SECRET * 2, algorithm="HS512"), "invalid"),
 ])
 def test_rejects_bad_tokens(token: str, says: str) -> None:
-    with pytest.raises(RealtimeError, match=says) as err:
+    with pytest.raises(RoomlogError, match=says) as err:
         Tokens(SECRET).verify(token)
     assert err.value.code is ErrorCode.UNAUTHORIZED
 

@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
-from realtime.bus.memory import MemoryBroker, MemoryBus
-from realtime.cluster import Cluster
-from realtime.hub import Hub
-from realtime.log import Append, Page
-from realtime.log.sql import SqlLog
-from realtime.protocol import Message
-from realtime.publisher import Publisher
-from realtime.stats import Stats
+from roomlog.bus.memory import MemoryBroker, MemoryBus
+from roomlog.cluster import Cluster
+from roomlog.hub import Hub
+from roomlog.log import Append, Page
+from roomlog.log.sql import SqlLog
+from roomlog.protocol import Message
+from roomlog.publisher import Publisher
+from roomlog.stats import Stats
 from tests.test_hub import Wire, live
 
 WAIT = 10.0  # upper bound of every wait: only reached when something is broken

@@ -9,15 +9,15 @@ from typing import Any
 import orjson
 import pytest
 
-from realtime.bus.memory import MemoryBus
-from realtime.cluster import Cluster
-from realtime.hub import Hub, Subscription
-from realtime.log import Append
-from realtime.log.sql import SqlLog
-from realtime.outbox import Outbox
-from realtime.protocol import Format, Since
-from realtime.publisher import Publisher
-from realtime.stats import Stats
+from roomlog.bus.memory import MemoryBus
+from roomlog.cluster import Cluster
+from roomlog.hub import Hub, Subscription
+from roomlog.log import Append
+from roomlog.log.sql import SqlLog
+from roomlog.outbox import Outbox
+from roomlog.protocol import Format, Since
+from roomlog.publisher import Publisher
+from roomlog.stats import Stats
 
 
 class Wire:

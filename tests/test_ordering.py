@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from realtime.ordering import RoomOrder
-from realtime.protocol import Message
+from roomlog.ordering import RoomOrder
+from roomlog.protocol import Message
 
 ROOM = "chat:order"
 

@@ -6,8 +6,8 @@ import asyncio
 
 import orjson
 
-from realtime.outbox import Flusher, Outbox
-from realtime.protocol import Format
+from roomlog.outbox import Flusher, Outbox
+from roomlog.protocol import Format
 
 
 def frames(payloads: list[bytes]) -> list[int]:

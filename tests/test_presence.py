@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from realtime.presence import summarize
+from roomlog.presence import summarize
 
 
 def test_presence_summary_counts_connections_per_user() -> None:

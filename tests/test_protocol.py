@@ -6,8 +6,8 @@ import msgpack
 import orjson
 import pytest
 
-from realtime.errors import ErrorCode, ProtocolError, RealtimeError
-from realtime.protocol import (
+from roomlog.errors import ErrorCode, ProtocolError, RoomlogError
+from roomlog.protocol import (
     CommandFrame,
     Connect,
     Format,
@@ -75,7 +75,7 @@ def test_rejects_malformed_frames_with_bad_frame(frame: object, says: str) -> No
 @pytest.mark.parametrize("room", ["lobby", "chat:", ":x", "Chat:x", "chat:x y", "chat:-x",
                                   "chat:" + "a" * 129, 42, None, "nokind:x"])
 def test_rejects_invalid_rooms(room: object) -> None:
-    with pytest.raises(RealtimeError) as err:
+    with pytest.raises(RoomlogError) as err:
         parse_frame({"type": "subscribe", "room": room})
     assert err.value.code is ErrorCode.INVALID_ROOM
 
@@ -97,7 +97,7 @@ def test_command_frames() -> None:
         "request.vote", {"request_id": "r1"}, "c1", 7)
     assert parse_frame({"type": "command", "room": "queue:s", "name": "queue.open",
                         "id": "c2"}).args == {}  # type: ignore[union-attr]
-    with pytest.raises(RealtimeError) as err:
+    with pytest.raises(RoomlogError) as err:
         parse_frame({"type": "command", "room": "queue:s", "name": "x", "args": [1], "id": "c"})
     assert err.value.code is ErrorCode.INVALID_ARGS
     for bad in ({"name": "", "id": "c"}, {"name": "x"}, {"name": "x", "id": "c",
@@ -145,13 +145,13 @@ def test_encode_data_checks_json_and_size() -> None:
     assert encode_data({"k": [1, 2]}, 100) == b'{"k":[1,2]}'
     with pytest.raises(ProtocolError, match="JSON-compatible"):
         encode_data(b"bytes from msgpack", 100)
-    with pytest.raises(RealtimeError) as err:
+    with pytest.raises(RoomlogError) as err:
         encode_data("x" * 200, 100)
     assert err.value.code is ErrorCode.PAYLOAD_TOO_LARGE
 
 
 def test_error_frame_carries_id_and_retry_after() -> None:
-    err = RealtimeError(ErrorCode.RATE_LIMITED, "slow down", retry_after=0.5)
+    err = RoomlogError(ErrorCode.RATE_LIMITED, "slow down", retry_after=0.5)
     assert error_frame(err, "p1") == {"type": "error", "code": "RATE_LIMITED",
                                       "message": "slow down", "id": "p1", "retry_after": 0.5}
     assert orjson.loads(encode(Format.JSON, {"type": "pong"})) == {"type": "pong"}

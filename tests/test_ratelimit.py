@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from realtime.ratelimit import TokenBucket
+from roomlog.ratelimit import TokenBucket
 
 
 def test_bucket_allows_a_burst_then_the_rate() -> None:

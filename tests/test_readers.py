@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from realtime.identity import Principal, Role
-from realtime.protocol import Message
-from realtime.readers import gate, lens
+from roomlog.identity import Principal, Role
+from roomlog.protocol import Message
+from roomlog.readers import gate, lens
 
 TECH, CUSTOMER = Principal("t1", Role.TECHNICIAN), Principal("c1", Role.CUSTOMER)
 

@@ -1,8 +1,8 @@
-"""The plain histogram the hot paths use (exported by realtime.metrics)."""
+"""The plain histogram the hot paths use (exported by roomlog.metrics)."""
 
 from __future__ import annotations
 
-from realtime.stats import Histogram
+from roomlog.stats import Histogram
 
 
 def test_histogram_counts_cumulatively_into_its_buckets() -> None:

@@ -2,7 +2,7 @@
 // the client, the connection badge, messages, optimistic changes with rollback, and a
 // tiny DOM builder. No build step: plain ES modules served by the hub.
 
-import { RealtimeClient } from "/client/realtime.js";
+import { RoomlogClient } from "/client/roomlog.js";
 
 export const params = new URLSearchParams(location.search);
 
@@ -58,11 +58,11 @@ export function fill(node, ...children) {
  * `fields`: [{name, label, placeholder, value}] besides the token.
  */
 export function setup(fields, { hint = "" } = {}) {
-  const values = { token: params.get("token") || sessionStorage.getItem("realtime.token") };
+  const values = { token: params.get("token") || sessionStorage.getItem("roomlog.token") };
   for (const f of fields) values[f.name] = params.get(f.name) || f.value || "";
   const missing = !values.token || fields.some((f) => f.required !== false && !values[f.name]);
   if (!missing) {
-    sessionStorage.setItem("realtime.token", values.token);
+    sessionStorage.setItem("roomlog.token", values.token);
     values.claims = tokenClaims(values.token) || {};
     return values;
   }
@@ -71,7 +71,7 @@ export function setup(fields, { hint = "" } = {}) {
     hint ? el("p", { class: "muted" }, hint) : null,
     el("label", {}, "Token",
       el("textarea", { name: "token", rows: 3, required: true,
-        placeholder: "realtime token --user u1 --role guest" }, values.token || "")),
+        placeholder: "roomlog token --user u1 --role guest" }, values.token || "")),
     fields.map((f) => el("label", {}, f.label,
       el("input", { name: f.name, value: values[f.name] || "", placeholder: f.placeholder || "",
         required: f.required !== false }))),
@@ -98,8 +98,8 @@ export function createClient(token) {
   const options = { token, debug: params.has("debug") };
   if (backoff > 0) options.backoff = { base: backoff, max: backoff * 10 };
   if (params.get("transport") === "polling") options.transports = ["polling"];
-  const client = new RealtimeClient(options);
-  window.realtimeClient = client; // for the console (and the browser tests)
+  const client = new RoomlogClient(options);
+  window.roomlogClient = client; // for the console (and the browser tests)
   return client;
 }
 
@@ -123,7 +123,7 @@ export function connectionBadge(client, node = document.querySelector("#conn")) 
   };
   client.on("state", update);
   client.on("closed", ({ code, reason }) => {
-    if (code === 4001 || code === 4003) sessionStorage.removeItem("realtime.token");
+    if (code === 4001 || code === 4003) sessionStorage.removeItem("roomlog.token");
     const why = { 4001: "your token was refused or has expired",
       4003: "you were disconnected by an administrator",
       4002: "the client sent too many bad frames" }[code] || reason || `code ${code}`;
@@ -164,7 +164,7 @@ const READABLE = {
   CLOSED: "Not sent: the connection is closed.",
 };
 
-/** A sentence for a person, from a RealtimeError. */
+/** A sentence for a person, from a RoomlogError. */
 export function describeError(err, action = "") {
   const head = READABLE[err && err.code] || "That did not work.";
   let tail = "";
@@ -301,5 +301,5 @@ export function clock(ms) {
 export function header(title, subtitle) {
   const h = document.querySelector("header .title");
   if (h) fill(h, el("strong", {}, title), subtitle ? el("span", { class: "muted" }, subtitle) : null);
-  document.title = `${title} · realtime`;
+  document.title = `${title} · roomlog`;
 }

@@ -9,7 +9,7 @@ import {
 import { applyEvent, fromState, view } from "./queue-model.js";
 
 const cfg = setup([{ name: "room", label: "Queue", placeholder: "queue:club42-set1" }],
-  { hint: "A DJ token (realtime token --user dj1 --role dj) and the queue of your set." });
+  { hint: "A DJ token (roomlog token --user dj1 --role dj) and the queue of your set." });
 if (cfg) start(cfg);
 
 function start({ token, room: rawRoom, claims }) {

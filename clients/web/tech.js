@@ -11,7 +11,7 @@ import {
   STATUS_LABELS, applyEvent, applyFeed, fromState, money, photoSrc,
 } from "./repair-model.js";
 
-const cfg = setup([], { hint: "A technician token: realtime token --user tech1 --role technician" });
+const cfg = setup([], { hint: "A technician token: roomlog token --user tech1 --role technician" });
 if (cfg) start(cfg);
 
 function start({ token, claims }) {

@@ -1,4 +1,4 @@
-"""The Bus port's contract (``realtime.bus``), run against every adapter.
+"""The Bus port's contract (``roomlog.bus``), run against every adapter.
 
 Several buses of one adapter stand for several instances: MemoryBus instances
 sharing a MemoryBroker, RedisBus instances on a private redis-server, each test
@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from realtime.bus import Bus
-from realtime.bus.memory import MemoryBroker, MemoryBus
-from realtime.bus.redis import RedisBus
-from realtime.protocol import Message
+from roomlog.bus import Bus
+from roomlog.bus.memory import MemoryBroker, MemoryBus
+from roomlog.bus.redis import RedisBus
+from roomlog.protocol import Message
 from tests.redis_server import RedisServer
 
 WAIT = 10.0  # upper bound of every wait: only reached when something is broken
@@ -60,7 +60,7 @@ class Recorder:
         self.log: list[tuple[str, Any]] = []  # every call, in order: (method, argument)
         self._changed = asyncio.Event()
 
-    # -- realtime.bus.Inbound --------------------------------------------------------
+    # -- roomlog.bus.Inbound --------------------------------------------------------
 
     def messages(self, room: str, messages: list[Message]) -> None:
         self.received.append((room, list(messages)))

@@ -1,7 +1,7 @@
 """RedisBus under failure, against a private redis-server: restart, eviction,
 a blocked Redis, an instance that dies without closing.
 
-The contract under test is the Bus port's (``realtime.bus``): every change of
+The contract under test is the Bus port's (``roomlog.bus``): every change of
 ``connected`` is reported through ``Inbound.bus_state``, every subscribed room
 is resynced after a reconnect, presence is written again after a reconnect,
 and the entries of a dead instance vanish within ``presence_ttl`` with one
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from realtime.bus.redis import RedisBus
+from roomlog.bus.redis import RedisBus
 from tests.bus.test_contract import (
     REDIS_OPTIONS,
     WAIT,

@@ -2,7 +2,7 @@
 importable without installing it, and private servers per test.
 
 * ``make_server``: ``await make_server(websockets=False, ...)`` starts a real
-  ``realtime serve`` process (SQLite in tmp_path) with per-test ``REALTIME_*``
+  ``roomlog serve`` process (SQLite in tmp_path) with per-test ``ROOMLOG_*``
   settings; killed at the end of the test, its log checked for exceptions.
 """
 

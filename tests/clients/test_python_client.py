@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from realtime_client import (
+from roomlog_client import (
     Ack,
     Client,
     ClientClosed,
@@ -33,7 +33,7 @@ from realtime_client import (
     Subscription,
 )
 
-from realtime.identity import Role
+from roomlog.identity import Role
 from tests.clients.conftest import MakeServer
 from tests.e2e.support import Server, issue_token, unique_room
 
@@ -471,7 +471,7 @@ async def test_the_token_is_refreshed_before_it_expires(make_server: MakeServer)
 
 async def test_an_unreachable_network_is_offline_and_writes_wait() -> None:
     states = States()
-    async with Client("ws://realtime-test.invalid/ws", token="t", on_state=states,
+    async with Client("ws://roomlog-test.invalid/ws", token="t", on_state=states,
                       **FAST) as client:
         write = asyncio.create_task(client.publish(unique_room(), {"queued": True}))
         await states.reach(ConnectionState.OFFLINE)

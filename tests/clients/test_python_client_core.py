@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from realtime_client import Ack, CommandError, Message, Pending, Position, Reset, reconnects
-from realtime_client.backoff import Backoff
-from realtime_client.codec import Codec
-from realtime_client.cursor import RoomCursor, VerdictKind
-from realtime_client.http import Page
-from realtime_client.outbox import Outbox
-from realtime_client.rooms import Reader, Resync, Room
-from realtime_client.store import Saved, StateFile
-from realtime_client.subscription import Subscription
+from roomlog_client import Ack, CommandError, Message, Pending, Position, Reset, reconnects
+from roomlog_client.backoff import Backoff
+from roomlog_client.codec import Codec
+from roomlog_client.cursor import RoomCursor, VerdictKind
+from roomlog_client.http import Page
+from roomlog_client.outbox import Outbox
+from roomlog_client.rooms import Reader, Resync, Room
+from roomlog_client.store import Saved, StateFile
+from roomlog_client.subscription import Subscription
 
 ROOM = "chat:core"
 E = "e1"
@@ -248,7 +248,7 @@ def test_the_state_file_round_trips_and_is_replaced_whole(tmp_path: Path) -> Non
 
 
 def test_retry_policy_is_the_browser_client_s() -> None:
-    from realtime_client.errors import retry_delay
+    from roomlog_client.errors import retry_delay
 
     assert retry_delay("UNAVAILABLE", 0.5, 0) == 0.5
     assert retry_delay("UNAVAILABLE", None, 3) == 8.0

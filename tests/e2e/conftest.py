@@ -3,11 +3,11 @@
 * ``server``: a SQLite-backed server with default settings, shared by the session
   (tests isolate themselves by room name).
 * ``pg_server``: the same on PostgreSQL (``pg_database`` from tests/conftest.py,
-  migrated first with ``python -m realtime migrate``: ``pg_migrated``).
+  migrated first with ``python -m roomlog migrate``: ``pg_migrated``).
 * ``pg_pair``: two servers (two processes, two ports) on that one PostgreSQL
   database, shared by a test module: what two instances behind a load balancer see.
 * ``make_server``: ``await make_server(outbox_max_messages=50, ...)`` starts a
-  private server with per-test ``REALTIME_*`` settings (SQLite in tmp_path unless
+  private server with per-test ``ROOMLOG_*`` settings (SQLite in tmp_path unless
   ``database_url`` is given); killed at the end of the test.
 * ``http``: an ``httpx.AsyncClient``.
 
@@ -42,7 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def pg_migrated(pg_database: str) -> str:
-    """The session's PostgreSQL URL, migrated with ``python -m realtime migrate``."""
+    """The session's PostgreSQL URL, migrated with ``python -m roomlog migrate``."""
     migrate(pg_database)
     return pg_database
 

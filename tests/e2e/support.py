@@ -1,12 +1,12 @@
-"""End-to-end test support: a real ``realtime serve`` process, real sockets.
+"""End-to-end test support: a real ``roomlog serve`` process, real sockets.
 
-* :class:`Server` runs ``python -m realtime serve --port <free port>`` as a
-  subprocess with ``REALTIME_*`` settings from its keyword arguments, waits
+* :class:`Server` runs ``python -m roomlog serve --port <free port>`` as a
+  subprocess with ``ROOMLOG_*`` settings from its keyword arguments, waits
   for ``/health/ready``, and can stop (SIGTERM), kill (SIGKILL) and restart
   it on the same port and database.
 * :func:`issue_token` signs tokens with the test secret.
-* :class:`WsClient` is a small WebSocket client (``realtime.v1.json`` or
-  ``realtime.v1.msgpack``) that flattens coalesced frame arrays and waits
+* :class:`WsClient` is a small WebSocket client (``roomlog.v1.json`` or
+  ``roomlog.v1.msgpack``) that flattens coalesced frame arrays and waits
   with timeouts, so a broken server fails a test instead of hanging it.
 * :class:`RawWs` speaks WebSocket over a bare socket that reads (and answers
   pings) only when told to: a slow or dead client on demand.
@@ -41,16 +41,16 @@ from websockets.http11 import Response
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
-from realtime.auth import Tokens
-from realtime.identity import Role
+from roomlog.auth import Tokens
+from roomlog.identity import Role
 from tests.conftest import SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 15.0  # upper bound for one expected frame; only a broken server reaches it
 START_TIMEOUT = 30.0
 
-JSON = "realtime.v1.json"
-MSGPACK = "realtime.v1.msgpack"
+JSON = "roomlog.v1.json"
+MSGPACK = "roomlog.v1.msgpack"
 
 _TOKENS = Tokens(SECRET)
 
@@ -85,13 +85,13 @@ class ServerFailed(AssertionError):
 
 
 class Server:
-    """One ``realtime serve`` subprocess; restartable on the same port and database."""
+    """One ``roomlog serve`` subprocess; restartable on the same port and database."""
 
     def __init__(self, workdir: Path, database_url: str | None = None,
                  **settings: object) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.database_url = database_url or f"sqlite+aiosqlite:///{workdir}/realtime.db"
+        self.database_url = database_url or f"sqlite+aiosqlite:///{workdir}/roomlog.db"
         self.port = free_port()
         self.settings = settings
         self.proc: subprocess.Popen[bytes] | None = None
@@ -109,16 +109,16 @@ class Server:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REALTIME_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMLOG_")}
         env.update(
-            REALTIME_DATABASE_URL=self.database_url,
-            REALTIME_SECRET=SECRET,
-            REALTIME_LOG_LEVEL="warning",
-            REALTIME_SECRET_FILE=str(self.workdir / ".secret"),
+            ROOMLOG_DATABASE_URL=self.database_url,
+            ROOMLOG_SECRET=SECRET,
+            ROOMLOG_LOG_LEVEL="warning",
+            ROOMLOG_SECRET_FILE=str(self.workdir / ".secret"),
             PYTHONUNBUFFERED="1",
         )
         for name, value in self.settings.items():
-            env["REALTIME_" + name.upper()] = str(value)
+            env["ROOMLOG_" + name.upper()] = str(value)
         return env
 
     def output(self) -> str:
@@ -142,7 +142,7 @@ class Server:
             log.write(f"--- start #{self.starts} on port {self.port}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "realtime", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "roomlog", "serve", "--port", str(self.port)],
                 cwd=self.workdir, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
             )
         return self.proc
@@ -208,10 +208,10 @@ class Server:
 
 
 def migrate(database_url: str) -> None:
-    """``python -m realtime migrate`` on ``database_url``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REALTIME_")}
-    env.update(REALTIME_DATABASE_URL=database_url, REALTIME_SECRET=SECRET)
-    done = subprocess.run([sys.executable, "-m", "realtime", "migrate"], env=env,
+    """``python -m roomlog migrate`` on ``database_url``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMLOG_")}
+    env.update(ROOMLOG_DATABASE_URL=database_url, ROOMLOG_SECRET=SECRET)
+    done = subprocess.run([sys.executable, "-m", "roomlog", "migrate"], env=env,
                           capture_output=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
 

@@ -20,7 +20,7 @@ import msgpack
 import orjson
 import pytest
 
-from realtime.identity import Role
+from roomlog.identity import Role
 from tests.conftest import SECRET
 from tests.e2e.support import (
     Server,
@@ -405,7 +405,7 @@ async def test_http_errors_are_json_with_the_right_status(
 
 
 async def test_msgpack_oversized_frame_and_bad_frames_count_too(strict: Server) -> None:
-    client = await open_client(strict.ws_url, fmt="realtime.v1.msgpack")
+    client = await open_client(strict.ws_url, fmt="roomlog.v1.msgpack")
     for _ in range(MAX_BAD):
         await client.send_raw(b"\xc1")
         await expect_error(client, "BAD_FRAME")

@@ -1,4 +1,4 @@
-"""Several instances behind a load balancer: three ``realtime serve`` processes on one
+"""Several instances behind a load balancer: three ``roomlog serve`` processes on one
 PostgreSQL database and one Redis (the ``cluster`` fixture), real sockets throughout.
 
 * Fan-out: subscribers and publishers spread over the three; every subscriber gets
@@ -33,7 +33,7 @@ import pytest
 import redis.asyncio as aioredis
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from realtime.identity import Role
+from roomlog.identity import Role
 from tests.e2e.conftest import CLUSTER_SETTINGS
 from tests.e2e.support import TIMEOUT, Server, WsClient, bearer, open_client, sse, unique_room
 from tests.redis_server import RedisServer
@@ -91,7 +91,7 @@ async def bus_listeners(redis_server: RedisServer, room: str) -> int:
     """How many instances listen to the room's Redis channel (``PUBSUB NUMSUB``)."""
     client = aioredis.Redis.from_url(redis_server.url)
     try:
-        [(_, listeners)] = await client.pubsub_numsub(f"realtime:room:{room}")
+        [(_, listeners)] = await client.pubsub_numsub(f"roomlog:room:{room}")
     finally:
         await client.aclose()
     return int(listeners)
@@ -479,8 +479,8 @@ async def test_subscribers_on_every_instance_get_every_message_once_in_order(
 
     # Messages of the other instances came over the bus (not from log polling).
     for srv in cluster:
-        assert await metric(http, srv, "realtime_bus_messages_in_total") > 0
-        assert await metric(http, srv, "realtime_bus_connected") == 1
+        assert await metric(http, srv, "roomlog_bus_messages_in_total") > 0
+        assert await metric(http, srv, "roomlog_bus_connected") == 1
 
 
 # ---------------------------------------------------------------------------
@@ -564,7 +564,7 @@ async def test_clients_of_a_killed_instance_resume_elsewhere_and_presence_forget
 async def bus_state(http: httpx.AsyncClient, srv: Server) -> tuple[str, str, int, float]:
     health = await ready(http, srv)
     return (health["bus"], health["status"], health["http"],
-            await metric(http, srv, "realtime_bus_connected"))
+            await metric(http, srv, "roomlog_bus_connected"))
 
 
 DEGRADED = ("degraded", "degraded", 200, 0.0)
@@ -592,7 +592,7 @@ async def test_a_redis_outage_loses_nothing_and_shows_as_degraded(
             await f.reach(10)
         for srv in cluster:
             assert await bus_state(http, srv) == HEALTHY
-        reconnects = [await metric(http, srv, "realtime_bus_reconnects_total")
+        reconnects = [await metric(http, srv, "roomlog_bus_reconnects_total")
                       for srv in cluster]
 
         began = time.monotonic()
@@ -623,14 +623,14 @@ async def test_a_redis_outage_loses_nothing_and_shows_as_degraded(
             await eventually(lambda srv=srv: bus_state(http, srv), lambda s: s == HEALTHY,
                              what=f"{srv.base} healthy again")
         for srv, before in zip(cluster, reconnects, strict=True):
-            assert await metric(http, srv, "realtime_bus_reconnects_total") > before
+            assert await metric(http, srv, "roomlog_bus_reconnects_total") > before
         # The bus carries messages again (b and c receive a's commits from it).
-        carried = [await metric(http, srv, "realtime_bus_messages_in_total") for srv in (b, c)]
+        carried = [await metric(http, srv, "roomlog_bus_messages_in_total") for srv in (b, c)]
         mark = writer.last_seq + 20
         for f in followers:
             await f.reach(mark)
         for srv, before in zip((b, c), carried, strict=True):
-            assert await metric(http, srv, "realtime_bus_messages_in_total") > before
+            assert await metric(http, srv, "roomlog_bus_messages_in_total") > before
 
         await writer.stop()
         log = await read_log(http, b, room)
@@ -943,5 +943,5 @@ async def test_an_admin_disconnect_on_one_instance_closes_the_user_everywhere(
                          lambda p: per_user(p) == {"trent": 2, "watcher": 1},
                          what="trent's closed connection gone from presence")
 
-    counted = [await metric(http, srv, "realtime_admin_disconnects_total") for srv in cluster]
+    counted = [await metric(http, srv, "roomlog_admin_disconnects_total") for srv in cluster]
     assert counted == [0, 2, 2]  # b: a WebSocket and an SSE stream; c: two WebSockets

@@ -12,7 +12,7 @@ import contextlib
 
 import pytest
 
-from realtime.identity import Role
+from roomlog.identity import Role
 from tests.e2e.support import Server, WsClient, open_client, unique_room
 
 SUBSCRIBERS = 50

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from realtime.identity import Role
+from roomlog.identity import Role
 from tests.e2e.conftest import MakeServer
 from tests.e2e.support import (
     TIMEOUT,

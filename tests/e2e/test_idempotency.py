@@ -12,7 +12,7 @@ import asyncio
 import httpx
 import pytest
 
-from realtime.identity import Role
+from roomlog.identity import Role
 from tests.e2e.support import Server, bearer, open_client, unique_room
 
 

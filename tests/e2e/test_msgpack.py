@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgpack
 
-from realtime.identity import Role
+from roomlog.identity import Role
 from tests.e2e.support import JSON, MSGPACK, Server, open_client, unique_room
 
 DATA = [

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from realtime.identity import Role
+from roomlog.identity import Role
 from tests.e2e.support import Server, bearer, get_state, open_client, post_command, unique_room
 
 

@@ -1,6 +1,6 @@
 """Queue rooms under races between two server processes on one PostgreSQL database.
 
-Two ``realtime serve`` instances (``pg_pair``) take commands for the same
+Two ``roomlog serve`` instances (``pg_pair``) take commands for the same
 queue room at the same moment, over WebSockets and HTTP. The room row lock
 serializes them: the hourly cap, idempotent command ids and one vote per
 guest hold across instances exactly, not approximately. An instance whose
@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from realtime.identity import Role
+from roomlog.identity import Role
 from tests.e2e.conftest import MakeServer
 from tests.e2e.support import (
     Server,

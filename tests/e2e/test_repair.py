@@ -39,7 +39,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
-from realtime.identity import Role
+from roomlog.identity import Role
 from tests.e2e.support import JSON, MSGPACK, TIMEOUT, Server, WsClient, issue_token
 
 MAX_UPLOAD = 4096

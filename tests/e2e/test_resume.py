@@ -11,7 +11,7 @@ import asyncio
 import signal
 from typing import Any
 
-from realtime.identity import Role
+from roomlog.identity import Role
 from tests.e2e.conftest import MakeServer
 from tests.e2e.support import Server, WsClient, open_client, unique_room
 

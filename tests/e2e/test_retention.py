@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from realtime.identity import Role
+from roomlog.identity import Role
 from tests.e2e.support import Server, WsClient, bearer, open_client, unique_room
 
 KEEP = 10

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from realtime.identity import Role
+from roomlog.identity import Role
 from tests.e2e.conftest import MakeServer
 from tests.e2e.support import RawWs, WsClient, bearer, issue_token, open_client, unique_room
 

@@ -52,7 +52,7 @@ async def test_unmigrated_postgres_is_refused_until_migrated(
 ) -> None:
     srv = Server(tmp_path / "pg", fresh_pg)
     output = await asyncio.to_thread(refused, srv)
-    assert "realtime migrate" in output
+    assert "roomlog migrate" in output
     assert "Traceback" not in output  # a message, not a crash
 
     await asyncio.to_thread(migrate, fresh_pg)
@@ -69,7 +69,7 @@ async def test_unmigrated_postgres_is_refused_until_migrated(
 async def test_sqlite_without_auto_migrate_is_refused(tmp_path: Path) -> None:
     srv = Server(tmp_path / "lite", auto_migrate="no")
     output = await asyncio.to_thread(refused, srv)
-    assert "realtime migrate" in output and "Traceback" not in output
+    assert "roomlog migrate" in output and "Traceback" not in output
 
 
 async def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:

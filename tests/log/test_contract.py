@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import pytest
 
-from realtime.errors import Unavailable
-from realtime.log import Append, RoomTxn, Snapshot
-from realtime.log.sql import SqlLog
+from roomlog.errors import Unavailable
+from roomlog.log import Append, RoomTxn, Snapshot
+from roomlog.log.sql import SqlLog
 from tests.conftest import ADMIN_DSN
 
 LogFactory = Callable[..., Awaitable[SqlLog]]
@@ -186,7 +185,7 @@ async def test_ids_expire_after_their_ttl(make_log: LogFactory, room: str) -> No
 
 async def test_unmigrated_database_is_refused_with_advice(tmp_path: object) -> None:
     log = SqlLog(f"sqlite+aiosqlite:///{tmp_path}/fresh.db", migrate=False)
-    with pytest.raises(SystemExit, match="realtime migrate"):
+    with pytest.raises(SystemExit, match="roomlog migrate"):
         await log.open()
 
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from realtime.errors import ErrorCode, RealtimeError
-from realtime.identity import Principal, Role
-from realtime.rooms.domain import Command, Decision, Domain, Event, Meta, Notice
-from realtime.rooms.queue import DuplicateRequest, QueueDomain, QueueState
-from realtime.rooms.queue_state import Status, pending_key, pending_order
+from roomlog.errors import ErrorCode, RoomlogError
+from roomlog.identity import Principal, Role
+from roomlog.rooms.domain import Command, Decision, Domain, Event, Meta, Notice
+from roomlog.rooms.queue import DuplicateRequest, QueueDomain, QueueState
+from roomlog.rooms.queue_state import Status, pending_key, pending_order
 
 D = QueueDomain()
 T0 = 1_700_000_000_000
@@ -46,9 +46,9 @@ class Room:
             self.log.append((event, meta))
         return decision
 
-    def reject(self, actor: Principal, name: str, code: ErrorCode, **args: Any) -> RealtimeError:
+    def reject(self, actor: Principal, name: str, code: ErrorCode, **args: Any) -> RoomlogError:
         before = D.dump(self.state)
-        with pytest.raises(RealtimeError) as err:
+        with pytest.raises(RoomlogError) as err:
             D.decide(self.state, Command(name, args), actor, self.now)
         assert err.value.code is code, err.value.message
         assert D.dump(self.state) == before
@@ -118,7 +118,7 @@ def test_blank_note_is_no_note_and_args_must_be_an_object() -> None:
     room = Room()
     room.submit(G1, "s1", note="  ")
     assert room.state.requests["r1"].note is None
-    with pytest.raises(RealtimeError) as err:
+    with pytest.raises(RoomlogError) as err:
         D.decide(room.state, Command("request.submit", ["x"]), G1, T0)  # type: ignore[arg-type]
     assert err.value.code is ErrorCode.INVALID_ARGS
 
@@ -722,7 +722,7 @@ def test_folding_the_log_rebuilds_the_deciders_state(seed: int) -> None:
         before = D.dump(live)
         try:
             decision = D.decide(live, command, actor, now)
-        except RealtimeError as err:
+        except RoomlogError as err:
             codes.add(str(err.code))
             assert D.dump(live) == before
             continue

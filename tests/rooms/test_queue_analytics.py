@@ -7,10 +7,10 @@ import io
 import json
 from typing import Any
 
-from realtime.identity import Principal, Role
-from realtime.rooms.domain import Command, Event, Meta
-from realtime.rooms.queue import QueueDomain
-from realtime.rooms.queue_analytics import CSV_COLUMNS, summarize, to_csv
+from roomlog.identity import Principal, Role
+from roomlog.rooms.domain import Command, Event, Meta
+from roomlog.rooms.queue import QueueDomain
+from roomlog.rooms.queue_analytics import CSV_COLUMNS, summarize, to_csv
 
 D = QueueDomain()
 HOUR = 3_600_000

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from realtime.errors import ErrorCode, RealtimeError
-from realtime.identity import Principal, Role
-from realtime.rooms import repair as repair_module
-from realtime.rooms.domain import Command, Decision, Domain, Event, Meta, Notice
-from realtime.rooms.repair import RepairDomain, RepairState, Status
-from realtime.rooms.repair_state import EDGES
+from roomlog.errors import ErrorCode, RoomlogError
+from roomlog.identity import Principal, Role
+from roomlog.rooms import repair as repair_module
+from roomlog.rooms.domain import Command, Decision, Domain, Event, Meta, Notice
+from roomlog.rooms.repair import RepairDomain, RepairState, Status
+from roomlog.rooms.repair_state import EDGES
 
 D = RepairDomain()
 T0 = 1_700_000_000_000
@@ -56,9 +56,9 @@ class Ticket:
             self.log.append((stored, meta))
         return decision
 
-    def reject(self, actor: Principal, name: str, code: ErrorCode, **args: Any) -> RealtimeError:
+    def reject(self, actor: Principal, name: str, code: ErrorCode, **args: Any) -> RoomlogError:
         before = D.dump(self.state)
-        with pytest.raises(RealtimeError) as err:
+        with pytest.raises(RoomlogError) as err:
             D.decide(self.state, Command(name, args), actor, self.now)
         assert err.value.code is code, err.value.message
         assert D.dump(self.state) == before
@@ -271,7 +271,7 @@ def test_unknown_command_and_args_shape() -> None:
     t = Ticket()
     err = t.reject(ADMIN, "ticket.dance", ErrorCode.UNKNOWN_COMMAND)
     assert "status.set" in err.message
-    with pytest.raises(RealtimeError) as raised:
+    with pytest.raises(RoomlogError) as raised:
         D.decide(t.state, Command("status.set", ["x"]), ADMIN, T0)  # type: ignore[arg-type]
     assert raised.value.code is ErrorCode.INVALID_ARGS
 

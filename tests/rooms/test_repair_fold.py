@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from realtime.errors import RealtimeError
-from realtime.rooms.domain import Event, Meta, Notice
-from realtime.rooms.repair_apply import APPLIERS
+from roomlog.errors import RoomlogError
+from roomlog.rooms.domain import Event, Meta, Notice
+from roomlog.rooms.repair_apply import APPLIERS
 from tests.rooms.test_repair import ADMIN, CUST, OTHER, SERVICE, T0, TECH, TECH2, D, drive
 from tests.rooms.test_repair_visibility import random_command
 
@@ -50,7 +50,7 @@ def walk(seed: int) -> tuple[list[tuple[Event, Meta]], set[str]]:
         before = D.dump(live)
         try:
             decision = D.decide(live, command, actor, now)
-        except RealtimeError as err:
+        except RoomlogError as err:
             codes.add(str(err.code))
             assert err.code != "INTERNAL"
             assert D.dump(live) == before

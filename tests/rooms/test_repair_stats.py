@@ -7,9 +7,9 @@ import io
 import json
 from typing import Any
 
-from realtime.identity import Principal
-from realtime.rooms.domain import Event, Meta
-from realtime.rooms.repair_stats import CSV_COLUMNS, summarize, to_csv
+from roomlog.identity import Principal
+from roomlog.rooms.domain import Event, Meta
+from roomlog.rooms.repair_stats import CSV_COLUMNS, summarize, to_csv
 from tests.rooms.test_repair import ADMIN, CUST, QUOTE, SEC, T0, TECH, TECH2, Ticket
 
 MIN = 60 * SEC

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from realtime.errors import RealtimeError
-from realtime.identity import Principal, Role
-from realtime.rooms.domain import Command, Event, Meta, Notice
-from realtime.rooms.repair import (
+from roomlog.errors import RoomlogError
+from roomlog.identity import Principal, Role
+from roomlog.rooms.domain import Command, Event, Meta, Notice
+from roomlog.rooms.repair import (
     RepairState,
     audience,
     can_open_upload,
@@ -19,7 +19,7 @@ from realtime.rooms.repair import (
     redact,
     still_reads,
 )
-from realtime.rooms.repair_state import FINAL, Status, graph_targets
+from roomlog.rooms.repair_state import FINAL, Status, graph_targets
 from tests.rooms.test_repair import (
     ADMIN,
     CUST,
@@ -305,7 +305,7 @@ def test_customers_never_see_internal_data(seed: int) -> None:
         actor, command = random_command(rng, state, now)
         try:
             decision = D.decide(state, command, actor, now)
-        except RealtimeError:
+        except RoomlogError:
             continue
         for event in decision.events:
             data = json.loads(json.dumps(event.to_data()))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from realtime.errors import ErrorCode, RealtimeError
-from realtime.identity import Principal, Role
-from realtime.rooms import parse_room
+from roomlog.errors import ErrorCode, RoomlogError
+from roomlog.identity import Principal, Role
+from roomlog.rooms import parse_room
 
 GUEST = Principal("g1", Role.GUEST)
 DJ = Principal("d1", Role.DJ)
@@ -21,7 +21,7 @@ def test_parses_kind_and_id() -> None:
 
 
 def test_unknown_kind_names_the_served_kinds() -> None:
-    with pytest.raises(RealtimeError, match="chat, feed, queue, repair, repairs, user") as err:
+    with pytest.raises(RoomlogError, match="chat, feed, queue, repair, repairs, user") as err:
         parse_room("nope:x")
     assert err.value.code is ErrorCode.INVALID_ROOM
 
@@ -41,6 +41,6 @@ def test_permission_table(who: Principal, room: str, subscribe: bool, publish: b
     assert name.rules.can_subscribe(who, name.id) is subscribe
     assert name.rules.can_publish(who, name.id) is publish
     if not publish:
-        with pytest.raises(RealtimeError) as err:
+        with pytest.raises(RoomlogError) as err:
             name.check_publish(who)
         assert err.value.code is ErrorCode.FORBIDDEN

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from websockets.protocol import OPEN, Protocol, Side
 
-from realtime.transports.uvicorn_ws import _framed
+from roomlog.transports.uvicorn_ws import _framed
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 65_535, 65_536, 200_000])

@@ -1,5 +1,5 @@
-"""The web app (clients/web/) and the browser client (clients/js/realtime.js) in
-headless Chromium against a real ``realtime serve`` process.
+"""The web app (clients/web/) and the browser client (clients/js/roomlog.js) in
+headless Chromium against a real ``roomlog serve`` process.
 
 * two browsers (contexts) on the guest and DJ pages see each other's actions live;
 * a server restart: the pages reconnect and show every update made while they were
@@ -7,11 +7,11 @@ headless Chromium against a real ``realtime serve`` process.
 * WebSockets refused: the pages long-poll, then switch back to the WebSocket, with
   nothing lost or shown twice;
 * a rejected action is rolled back with a readable message;
-* screenshots of every page, for review, in ``$REALTIME_SCREENSHOTS`` (default
+* screenshots of every page, for review, in ``$ROOMLOG_SCREENSHOTS`` (default
   ``tests/web/screenshots/``).
 
 Chromium: Debian's ``chromium`` package (``/usr/bin/chromium``, or
-``$REALTIME_CHROMIUM``), driven by Playwright for Python (``pip install playwright``;
+``$ROOMLOG_CHROMIUM``), driven by Playwright for Python (``pip install playwright``;
 ``playwright install`` is not needed). Every wait is an upper bound for a broken
 build, never a timing assertion.
 """
@@ -33,7 +33,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from realtime.identity import Role
+from roomlog.identity import Role
 from tests.e2e.support import ROOT, Server, issue_token
 
 try:
@@ -41,8 +41,8 @@ try:
 except ImportError:  # fail (not skip) in the browser fixture, like a missing PostgreSQL
     playwright_api = None
 
-CHROMIUM = os.environ.get("REALTIME_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = Path(os.environ.get("REALTIME_SCREENSHOTS") or Path(__file__).parent / "screenshots")
+CHROMIUM = os.environ.get("ROOMLOG_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = Path(os.environ.get("ROOMLOG_SCREENSHOTS") or Path(__file__).parent / "screenshots")
 WAIT = 15_000  # ms: upper bound for anything the page should show
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 860}
@@ -66,7 +66,7 @@ def browser() -> Iterator[Any]:
                     "needed: the tests drive the system's Chromium")
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install -y chromium "
-                    "(or set REALTIME_CHROMIUM)")
+                    "(or set ROOMLOG_CHROMIUM)")
     with playwright_api.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM)
         try:
@@ -311,7 +311,7 @@ def test_long_polling_fallback_and_back(browser: Any, tmp_path: Path) -> None:
         expect(dj.get_by_test_id("pending")).to_contain_text("Waterloo")
         expect(dj.get_by_test_id("queue").locator("li.item")).to_have_count(1)
         expect(guest.get_by_test_id("mine").locator("li.item")).to_have_count(2)
-        transports = [tab.evaluate("window.realtimeClient.transport") for tab in (guest, dj)]
+        transports = [tab.evaluate("window.roomlogClient.transport") for tab in (guest, dj)]
         assert transports == ["websocket", "websocket"]
     finally:
         opened.close()

@@ -12,7 +12,7 @@ import pytest
 from tests.e2e.support import ROOT
 
 NODE = shutil.which("node")
-FILES = ["clients/js/test/realtime.test.mjs", "clients/web/test/models.test.mjs"]
+FILES = ["clients/js/test/roomlog.test.mjs", "clients/web/test/models.test.mjs"]
 
 
 @pytest.mark.skipif(NODE is None, reason="node (18 or newer) is not installed")

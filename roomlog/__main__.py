@@ -1,0 +1,3 @@
+from roomlog.cli import main
+
+main()

@@ -1,0 +1,291 @@
+"""HTTP API for backends and admins: publish, commands, state, analytics, rooms,
+presence, disconnects, health and metrics."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+
+from roomlog.commands import Call
+from roomlog.drain import disconnect_here
+from roomlog.errors import CloseCode, ErrorCode, ProtocolError, RoomlogError
+from roomlog.identity import Principal, Role
+from roomlog.log import Append
+from roomlog.metrics import Exporter
+from roomlog.protocol import MAX_ID_LENGTH, encode_data, parse_command
+from roomlog.ratelimit import TokenBucket
+from roomlog.rooms.domain import Command, Event, Meta
+from roomlog.rooms.queue_analytics import summarize, to_csv
+from roomlog.rooms.repair import can_open_upload
+from roomlog.rooms.repair_stats import summarize as repair_summary
+from roomlog.rooms.repair_stats import to_csv as repair_csv
+from roomlog.services import Services
+from roomlog.transports.http import authenticate, handles_errors, query_int, room_of
+
+__all__ = ["Api"]
+
+_MAX_BUCKETS = 10_000  # HTTP publishers whose rate is tracked; the least recent go first
+
+
+class Api:
+    """Endpoints as bound methods; ``app.py`` lists them in its routes."""
+
+    def __init__(self, services: Services) -> None:
+        self._s = services
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._metrics = Exporter(services)
+
+    def _rate_limit(self, who: Principal) -> None:
+        """``publish_rate``/``publish_burst`` per user over HTTP (per connection on
+        the WebSocket): RATE_LIMITED, with Retry-After, when spent."""
+        settings = self._s.settings
+        bucket = self._buckets.pop(who.user, None) or TokenBucket(
+            settings.publish_rate, settings.publish_burst, self._s.clock)
+        self._buckets[who.user] = bucket
+        if len(self._buckets) > _MAX_BUCKETS:
+            self._buckets.popitem(last=False)
+        wait = bucket.take()
+        if wait:
+            raise RoomlogError(ErrorCode.RATE_LIMITED, "sending too fast",
+                                retry_after=round(wait, 3))
+
+    @handles_errors
+    async def publish(self, request: Request) -> Response:
+        """``POST /v1/rooms/{room}/messages`` with ``{"data": ..., "id": "..."}``."""
+        who = authenticate(request, self._s)
+        room = room_of(request)
+        room.check_publish(who)
+        self._rate_limit(who)
+        body = await _json_body(request, self._s.settings.max_frame_bytes)
+        ident = body.get("id")
+        if not isinstance(ident, str) or not 0 < len(ident) <= MAX_ID_LENGTH:
+            raise ProtocolError(f"'id' must be a string of 1 to {MAX_ID_LENGTH} characters")
+        if "data" not in body:
+            raise ProtocolError("the body needs 'data'")
+        raw = encode_data(body["data"], self._s.settings.max_data_bytes)
+        result = await self._s.publisher.publish(str(room), Append(who.user, raw, ident))
+        return JSONResponse({"room": str(room), "id": ident, "seq": result.seq,
+                             "epoch": result.epoch, "duplicate": result.duplicate},
+                            status_code=200 if result.duplicate else 201)
+
+    @handles_errors
+    async def command(self, request: Request) -> Response:
+        """``POST /v1/rooms/{room}/commands`` with ``{"name", "args", "id", "expected_seq"?}``."""
+        who = authenticate(request, self._s)
+        room = room_of(request)
+        self._rate_limit(who)
+        frame = parse_command(await _json_body(request, self._s.settings.max_frame_bytes), room)
+        await self._s.check_command(room, frame.name, frame.args, who)
+        call = Call(who, Command(frame.name, frame.args), frame.id, frame.expected_seq)
+        outcome = await self._s.publisher.command(str(room), call)
+        return JSONResponse(outcome.frame(str(room), frame.id))
+
+    @handles_errors
+    async def state(self, request: Request) -> Response:
+        """``GET /v1/rooms/{room}/state``: a domain room's state as the caller may see it."""
+        who = authenticate(request, self._s)
+        room = room_of(request)
+        await self._s.check_read(room, who)
+        runner = self._s.publisher.runners.get(room.kind)
+        if runner is None:
+            raise RoomlogError(ErrorCode.NOT_FOUND, f"{room.kind} rooms keep no state")
+        seq, epoch, view = await runner.view(self._s.log, str(room), who)
+        return JSONResponse({"room": str(room), "epoch": epoch, "seq": seq, "state": view})
+
+    @handles_errors
+    async def analytics(self, request: Request) -> Response:
+        """``GET /v1/rooms/{room}/analytics?from=&to=&format=json|csv`` (staff):
+        computed from the room's retained log; ``from``/``to`` are ms timestamps."""
+        who = authenticate(request, self._s)
+        room = room_of(request)
+        runner = self._s.publisher.runners.get(room.kind)
+        if room.kind != "queue" or runner is None:
+            raise RoomlogError(ErrorCode.NOT_FOUND, "analytics exist for queue rooms")
+        _, _, view = await runner.view(self._s.log, str(room), who)
+        if not (who.is_operator or (who.role is Role.DJ and view.get("owner") in (None, who.user))):
+            raise RoomlogError(ErrorCode.FORBIDDEN, "analytics are for the room's DJ and admins")
+        start, end = _time_range(request)
+        report = summarize(await self._events(str(room)), start_ms=start, end_ms=end)
+        report["room"] = str(room)
+        if request.query_params.get("format") == "csv":
+            return Response(to_csv(report), media_type="text/csv; charset=utf-8")
+        return JSONResponse(report)
+
+    @handles_errors
+    async def room_info(self, request: Request) -> Response:
+        """``GET /v1/rooms/{room}``: epoch, head and the oldest retained seq."""
+        who = authenticate(request, self._s)
+        room = room_of(request)
+        await self._s.check_read(room, who)
+        info = await self._s.log.info(str(room))
+        return JSONResponse({"room": info.room, "epoch": info.epoch, "head": info.head,
+                             "trimmed": info.trimmed,
+                             "subscribers": self._s.hub.subscriber_count(info.room)})
+
+    @handles_errors
+    async def reset_room(self, request: Request) -> Response:
+        """``DELETE /v1/rooms/{room}`` (admin): drop the log, start a new epoch."""
+        who = authenticate(request, self._s)
+        if not who.is_operator:
+            raise RoomlogError(ErrorCode.FORBIDDEN, "only admin or service may reset a room")
+        info = await self._s.publisher.reset(str(room_of(request)))
+        return JSONResponse({"room": info.room, "epoch": info.epoch, "head": info.head})
+
+    @handles_errors
+    async def presence(self, request: Request) -> Response:
+        """``GET /v1/rooms/{room}/presence``: who is in the room, on every instance."""
+        who = authenticate(request, self._s)
+        room = room_of(request)
+        await self._s.check_read(room, who)
+        return JSONResponse(await self._s.presence.list(str(room)))
+
+    @handles_errors
+    async def disconnect(self, request: Request) -> Response:
+        """``POST /v1/admin/disconnect`` (admin, service) with ``{"user"}`` or
+        ``{"conn"}``, optional ``"code"`` (4003 banned, 4001 token revoked, 1001
+        reconnect) and ``"reason"``: closes them on every instance."""
+        who = authenticate(request, self._s)
+        if not who.is_operator:
+            raise RoomlogError(ErrorCode.FORBIDDEN, "only admin or service may disconnect")
+        body = await _json_body(request, 4096)
+        user, conn = body.get("user"), body.get("conn")
+        if not any(isinstance(v, str) and v for v in (user, conn)):
+            raise ProtocolError("name a 'user' or a 'conn' to disconnect")
+        code = body.get("code", int(CloseCode.FORBIDDEN))
+        allowed = (CloseCode.FORBIDDEN, CloseCode.UNAUTHORIZED, CloseCode.GOING_AWAY)
+        if code not in [int(c) for c in allowed]:
+            raise ProtocolError("'code' must be 4003 (banned), 4001 (token revoked) or "
+                                "1001 (reconnect)")
+        payload = {"disconnect": {"user": user, "conn": conn, "code": code,
+                                  "reason": body.get("reason")}}
+        self._s.bus.broadcast(payload)  # the other instances
+        closed = disconnect_here(self._s, payload)
+        return JSONResponse({"closed_here": closed, "broadcast": True})
+
+    @handles_errors
+    async def upload_photo(self, request: Request) -> Response:
+        """``POST /v1/rooms/repair:{ticket}/photos``: the image as the body, with its
+        Content-Type. Staff who may read the ticket; the reply's ``upload_id`` goes
+        into ``photo.add``."""
+        who = authenticate(request, self._s)
+        room = room_of(request)
+        if room.kind != "repair":
+            raise RoomlogError(ErrorCode.NOT_FOUND, "photos belong to repair rooms")
+        if who.role not in (Role.TECHNICIAN, Role.ADMIN, Role.SERVICE):
+            raise RoomlogError(ErrorCode.FORBIDDEN, "only staff upload photos")
+        await self._s.check_read(room, who)
+        runner = self._s.publisher.runners[room.kind]
+        if not await runner.read(self._s.log, str(room), lambda state: state.exists):
+            raise RoomlogError(ErrorCode.NOT_FOUND, f"no ticket {room.id!r}: create it first")
+        self._rate_limit(who)
+        body = await _body(request, self._s.settings.max_upload_bytes)
+        upload_id = await self._s.media.save(str(room), request.headers.get("content-type", ""),
+                                             body)
+        return JSONResponse({"room": str(room), "upload_id": upload_id, "bytes": len(body),
+                             "url": f"/v1/rooms/{room}/photos/{upload_id}"}, status_code=201)
+
+    @handles_errors
+    async def open_photo(self, request: Request) -> Response:
+        """``GET /v1/rooms/repair:{ticket}/photos/{upload_id}`` (Bearer or ``?token=``,
+        for ``<img>``): for those who see the photo in the ticket."""
+        who = authenticate(request, self._s, allow_query=True)
+        room = room_of(request)
+        upload_id = request.path_params["upload_id"]
+        runner = self._s.publisher.runners.get(room.kind)
+        if room.kind != "repair" or runner is None:
+            raise RoomlogError(ErrorCode.NOT_FOUND, "photos belong to repair rooms")
+        room.check_subscribe(who)
+        allowed = await runner.read(self._s.log, str(room),
+                                    lambda state: can_open_upload(state, who, upload_id))
+        found = await self._s.media.find(str(room), upload_id) if allowed else None
+        if found is None:  # not yours and not there look the same
+            raise RoomlogError(ErrorCode.NOT_FOUND, "no such photo in this ticket")
+        path, content_type = found
+        return FileResponse(path, media_type=content_type,
+                            headers={"cache-control": "private, max-age=3600"})
+
+    @handles_errors
+    async def repair_stats(self, request: Request) -> Response:
+        """``GET /v1/repairs/stats?from=&to=&format=json|csv`` (admin, service):
+        from the ``repairs:all`` feed, which holds every ticket's events."""
+        who = authenticate(request, self._s)
+        if not who.is_operator:
+            raise RoomlogError(ErrorCode.FORBIDDEN, "repair statistics are for admins")
+        start, end = _time_range(request)
+        report = repair_summary(await self._events("repairs:all"), start_ms=start, end_ms=end)
+        if request.query_params.get("format") == "csv":
+            return Response(repair_csv(report), media_type="text/csv; charset=utf-8")
+        return JSONResponse(report)
+
+    async def _events(self, room: str) -> list[tuple[Event, Meta]]:
+        """Every retained event of a domain room (or feed), page by page."""
+        entries: list[tuple[Event, Meta]] = []
+        after = 0
+        while True:
+            page = await self._s.log.read(room, after, self._s.settings.max_page_size)
+            if not page.messages:
+                return entries
+            entries += [(Event.from_data(m.data), Meta(m.by, m.seq, m.ts))
+                        for m in page.messages]
+            after = page.messages[-1].seq
+
+    async def live(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(self, request: Request) -> Response:
+        """200 while this instance can serve (the bus may be degraded: it then polls
+        the log); 503 when the database fails or the instance is draining."""
+        s = self._s
+        bus = "ok" if s.cluster.connected else "degraded"
+        body: dict[str, Any] = {"bus": bus, "instance": s.bus.instance,
+                                "connections": len(s.sessions), "rooms": len(s.hub.rooms)}
+        if s.draining:
+            return JSONResponse(body | {"status": "draining"}, status_code=503)
+        try:
+            await s.log.check()
+        except RoomlogError as err:
+            return JSONResponse(body | {"status": "unavailable", "database": err.message},
+                                status_code=503)
+        return JSONResponse(body | {"status": "ok" if bus == "ok" else "degraded",
+                                    "database": "ok"})
+
+    async def metrics(self, request: Request) -> Response:
+        """``GET /metrics``: Prometheus text format."""
+        body, content_type = self._metrics.render()
+        return Response(body, media_type=content_type)
+
+
+def _time_range(request: Request) -> tuple[int | None, int | None]:
+    """``from`` and ``to`` (ms timestamps) of a statistics request; None when absent."""
+    start = query_int(request, "from", -1, low=0, high=2**62)
+    end = query_int(request, "to", -1, low=0, high=2**62)
+    return (None if start < 0 else start), (None if end < 0 else end)
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, refused (PAYLOAD_TOO_LARGE) as soon as it passes ``limit``."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise RoomlogError(ErrorCode.PAYLOAD_TOO_LARGE, f"body above {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise RoomlogError(ErrorCode.PAYLOAD_TOO_LARGE, f"body above {limit} bytes")
+    return b"".join(chunks)
+
+
+async def _json_body(request: Request, limit: int) -> dict[str, Any]:
+    raw = await _body(request, limit)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"the body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ProtocolError("the body must be a JSON object")
+    return body

@@ -1,0 +1,189 @@
+"""Commands of domain rooms, decided under the room's lock (DESIGN.md section 3).
+
+:class:`CommandRunner` is the work a :meth:`Log.transact` runs for a batch of
+commands to one room:
+
+1. bring the room's state up to the locked head: the cached state if its seq
+   is the head, else the cache (or the latest snapshot, or the initial state)
+   plus the events after it;
+2. per command: a remembered id returns its first result; ``expected_seq``
+   that no longer holds is a CONFLICT; otherwise ``domain.decide`` gives events
+   (or a coded error, which stores nothing) and ``domain.apply`` folds each
+   into the state, yielding notices for ``user:{id}`` rooms;
+3. remember each result with its id, and save a snapshot every
+   ``snapshot_every`` events.
+
+If the transaction fails, the cached state (mutated in step 2) is dropped, so
+the next command rebuilds it from the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
+
+from roomlog.errors import ErrorCode, RoomlogError
+from roomlog.identity import Principal
+from roomlog.log import Log, Prior, RoomTxn
+from roomlog.rooms.domain import Command, Domain, Event, Meta
+
+__all__ = ["Call", "CommandRunner", "Outcome"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One command as a client sent it."""
+
+    who: Principal
+    command: Command
+    id: str
+    expected_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a command did: its events' seqs and the domain's result."""
+
+    seqs: list[int]
+    epoch: str
+    result: dict[str, Any]
+    duplicate: bool = False
+
+    def frame(self, room: str, ident: str) -> dict[str, Any]:
+        return {"type": "ack", "id": ident, "room": room, "epoch": self.epoch,
+                "seq": self.seqs[-1] if self.seqs else None, "seqs": self.seqs,
+                "result": self.result, "duplicate": self.duplicate}
+
+
+@dataclass
+class _Cached:
+    epoch: str
+    seq: int
+    state: Any
+    snapshot_seq: int
+
+
+class CommandRunner:
+    def __init__(self, domain: Domain[Any], *, snapshot_every: int = 100) -> None:
+        self.domain = domain
+        self._snapshot_every = snapshot_every
+        self._cache: dict[str, _Cached] = {}
+
+    def forget(self, room: str) -> None:
+        """Drop the cached state (after a failed transaction or a room reset)."""
+        self._cache.pop(room, None)
+
+    async def state(self, txn: RoomTxn) -> _Cached:
+        """The room's state at the locked head."""
+        cached = self._cache.get(txn.room)
+        if cached is None or cached.epoch != txn.epoch or cached.seq > txn.head:
+            cached = await self._load(txn)
+        if cached.seq < txn.head:  # other instances (or a restart) moved the room on
+            events = await txn.events(cached.seq)
+            if not events or events[0].seq != cached.seq + 1:
+                # Retention trimmed past the cached seq (another instance moved the room
+                # far on): folding the kept tail would skip events. The snapshot is never
+                # behind the trim, so rebuild from it.
+                cached = await self._load(txn)
+                events = await txn.events(cached.seq)
+            for message in events:
+                self.domain.apply(cached.state, Event.from_data(message.data),
+                                  Meta(message.by, message.seq, message.ts))
+                cached.seq = message.seq
+        return cached
+
+    async def _load(self, txn: RoomTxn) -> _Cached:
+        """The latest snapshot, or the initial state; cached for the room."""
+        snapshot = await txn.snapshot()
+        if snapshot is None:
+            room_id = txn.room.split(":", 1)[1]
+            cached = _Cached(txn.epoch, 0, self.domain.initial(room_id), 0)
+        else:
+            state = self.domain.load(orjson.loads(snapshot.state))
+            cached = _Cached(txn.epoch, snapshot.seq, state, snapshot.seq)
+        self._cache[txn.room] = cached
+        return cached
+
+    async def run(self, txn: RoomTxn, calls: list[Call]) -> list[Outcome | RoomlogError]:
+        try:
+            return await self._run(txn, calls)
+        except BaseException:
+            self.forget(txn.room)
+            raise
+
+    async def _run(self, txn: RoomTxn, calls: list[Call]) -> list[Outcome | RoomlogError]:
+        cached = await self.state(txn)
+        known = await txn.prior((c.who.user, c.id) for c in calls)
+        outcomes: list[Outcome | RoomlogError] = []
+        for call in calls:
+            key = (call.who.user, call.id)
+            prior = known.get(key)
+            if prior is not None:
+                first = orjson.loads(prior.result or b'{"seqs": [], "result": {}}')
+                outcomes.append(Outcome(first["seqs"], txn.epoch, first["result"], True))
+                continue
+            outcome = self._decide(txn, cached, call)
+            outcomes.append(outcome)
+            if isinstance(outcome, Outcome):
+                body = orjson.dumps({"seqs": outcome.seqs, "result": outcome.result})
+                txn.remember(call.who.user, call.id, txn.head, body)
+                known[key] = Prior(txn.head, txn.now_ms, body)
+        if txn.head - cached.snapshot_seq >= self._snapshot_every or (
+                cached.snapshot_seq == 0 and txn.head > 0):
+            txn.save_snapshot(txn.head, orjson.dumps(self.domain.dump(cached.state)))
+            cached.snapshot_seq = txn.head
+        return outcomes
+
+    def _decide(self, txn: RoomTxn, cached: _Cached, call: Call) -> Outcome | RoomlogError:
+        if call.expected_seq is not None and call.expected_seq != txn.head:
+            return RoomlogError(ErrorCode.CONFLICT,
+                                 f"the room is at seq {txn.head}, not {call.expected_seq}")
+        try:
+            decision = self.domain.decide(cached.state, call.command, call.who, txn.now_ms)
+        except RoomlogError as err:
+            return err
+        except Exception:  # a bug in decide: this command fails, the batch goes on
+            logger.exception("deciding %s in %s failed", call.command.name, txn.room)
+            return RoomlogError(ErrorCode.INTERNAL, "the command failed; this is a bug")
+        seqs = []
+        for event in decision.events:
+            message = txn.append(call.who.user, orjson.dumps(event.to_data()))
+            meta = Meta(call.who.user, message.seq, txn.now_ms)
+            for notice in self.domain.apply(cached.state, event, meta):
+                txn.notify(notice.target, call.who.user, orjson.dumps(notice.data))
+            cached.seq = message.seq
+            seqs.append(message.seq)
+        return Outcome(seqs, txn.epoch, decision.result)
+
+    async def read(self, log: Log, room: str, look: Callable[[Any], T]) -> T:
+        """``look`` at the room's current state (under its lock, briefly)."""
+        return await self._look(log, room, lambda cached: look(cached.state))
+
+    async def _look(self, log: Log, room: str, look: Callable[[_Cached], T]) -> T:
+        async def work(txn: RoomTxn) -> T:
+            return look(await self.state(txn))
+
+        try:
+            value, _ = await log.transact(room, 0, work)
+        except BaseException:
+            self.forget(room)
+            raise
+        return value
+
+    async def can_read(self, log: Log, room: str, who: Principal) -> bool:
+        """Whether ``who`` may read the room now (its state decides; private domains)."""
+        return await self.read(log, room, lambda state: self.domain.can_read(state, who))
+
+    async def view(self, log: Log, room: str, who: Principal) -> tuple[int, str, dict[str, Any]]:
+        """(seq, epoch, the state as ``who`` may see it) at the room's head."""
+        return await self._look(log, room, lambda cached: (
+            cached.seq, cached.epoch, self.domain.view(cached.state, who)))
+

@@ -1,0 +1,168 @@
+"""The Log port: one append-only, sequenced log per room.
+
+Contract every adapter keeps (``tests/log/test_contract.py`` checks it against
+each adapter):
+
+* ``append`` stores a batch in **one transaction**, under a per-room lock, and
+  gives the new messages ``head + 1, head + 2, ...``: seqs are gapless and
+  assigned in the transaction that stores them, also when several processes
+  append to one room at once.
+* An item whose ``(room, actor, id)`` was appended before (within the
+  idempotency TTL) stores nothing and gets the first result back, marked
+  ``duplicate``.
+* ``append`` returns only after the commit: nothing it returns can be lost.
+* ``read`` returns committed messages after a seq, in order, contiguous. If the
+  wanted range is gone (trimmed) or the caller's epoch is not the room's,
+  the page says so (``Page.trimmed``) instead of returning a partial replay.
+* A room's ``epoch`` names its log. ``reset`` drops the log and starts a new
+  epoch at seq 0, so seqs from the old log are never trusted against the new.
+* ``transact`` runs a piece of work under the room's lock in one transaction:
+  the work sees the head, prior results of client ids, the events after a seq
+  and the latest state snapshot, and buffers appends (to this room and, for
+  notices, to other rooms), results and a snapshot, all written at commit.
+  Other rooms are locked in name order after the room itself, so two
+  transactions never wait on each other in a cycle. ``append`` is one such work.
+* Messages covered by no snapshot are never trimmed from a room that has
+  snapshots, so its state can always be rebuilt.
+* Failures of the database raise :class:`~roomlog.errors.Unavailable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from roomlog.protocol import Message
+
+__all__ = ["Append", "Appended", "Log", "Page", "Prior", "RoomInfo", "RoomTxn", "Snapshot"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """A message to store. ``raw`` is the data as JSON text."""
+
+    actor: str
+    raw: bytes
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    seq: int
+    epoch: str
+    ts: int
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    room: str
+    epoch: str
+    head: int  # seq of the last message; 0 for an empty log
+    trimmed: int  # every seq <= trimmed is gone; the oldest kept is trimmed + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    info: RoomInfo
+    after: int  # the seq the page was asked to start after
+    messages: list[Message]
+
+    @property
+    def trimmed(self) -> bool:
+        """True when the range after ``after`` is (partly) gone: never replay it."""
+        if self.after < self.info.trimmed:
+            return True
+        return bool(self.messages) and self.messages[0].seq != self.after + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Prior:
+    """The remembered first result of a client id."""
+
+    seq: int
+    ts: int
+    result: bytes | None  # JSON of a command's result; None for a plain publish
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    seq: int  # the state after every event up to and including this seq
+    state: bytes  # JSON
+
+
+class RoomTxn(Protocol):
+    """One transaction holding the room's lock (see ``Log.transact``)."""
+
+    room: str
+    epoch: str
+    now_ms: int
+
+    @property
+    def head(self) -> int:
+        """The room's last seq, advancing with every buffered append."""
+
+    async def prior(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Prior]:
+        """Remembered results of these (actor, client id) pairs."""
+
+    async def events(self, after: int) -> list[Message]:
+        """Every stored message of the room after ``after`` (up to the head)."""
+
+    async def snapshot(self) -> Snapshot | None: ...
+
+    def append(self, actor: str, raw: bytes) -> Message:
+        """Buffer a message; its seq is ``head + 1``."""
+
+    def remember(self, actor: str, client_id: str, seq: int, result: bytes | None) -> None: ...
+
+    def notify(self, room: str, actor: str, raw: bytes) -> None:
+        """Buffer a message for another room (locked and appended at commit)."""
+
+    def save_snapshot(self, seq: int, state: bytes) -> None: ...
+
+
+class Log(Protocol):
+    """Port of the sequenced, durable message log (see the module docstring)."""
+
+    async def open(self) -> None:
+        """Connect; raise SystemExit with advice if the schema is not migrated."""
+
+    async def close(self) -> None: ...
+
+    async def append(
+        self, room: str, items: Sequence[Append], *, now_ms: int
+    ) -> tuple[list[Appended], list[Message]]:
+        """Store ``items`` in one transaction; return a result per item and the
+        newly stored messages (duplicates excluded), in seq order."""
+
+    async def transact(
+        self, room: str, now_ms: int, work: Callable[[RoomTxn], Awaitable[T]]
+    ) -> tuple[T, dict[str, list[Message]]]:
+        """Run ``work`` under the room's lock, then write what it buffered and
+        commit. Returns its value and the stored messages per room. If ``work``
+        raises, nothing is written."""
+
+    async def read(self, room: str, after: int, limit: int) -> Page:
+        """Messages with seq > ``after``, at most ``limit``; creates the room if new."""
+
+    async def info(self, room: str) -> RoomInfo:
+        """The room's epoch, head and trim point; creates the room if new."""
+
+    async def heads(self, names: Sequence[str]) -> dict[str, RoomInfo]:
+        """Epoch, head and trim point of each room that exists (one query; creates
+        nothing): what a bus that may have lost messages is checked against."""
+
+    async def reset(self, room: str) -> RoomInfo:
+        """Drop the room's messages and start a new epoch."""
+
+    async def trim_before(self, cutoff_ms: int) -> int:
+        """Drop messages older than ``cutoff_ms``; return how many went."""
+
+    async def expire_ids(self, cutoff_ms: int) -> int:
+        """Forget client ids recorded before ``cutoff_ms``; return how many."""
+
+    async def check(self) -> None:
+        """Raise Unavailable unless the database answers (readiness)."""

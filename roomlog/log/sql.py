@@ -1,0 +1,312 @@
+"""The SQL adapter of the Log port: SQLAlchemy Core on asyncpg or aiosqlite.
+
+The room row is the lock. On PostgreSQL an append takes ``SELECT ... FOR
+UPDATE`` on it, so appenders in any number of processes queue per room; on
+SQLite every write transaction is ``BEGIN IMMEDIATE`` (one writer per file, so
+SQLite serves one server process). Reads run in a REPEATABLE READ snapshot so
+a page and the head it reports belong together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from roomlog.errors import Unavailable
+from roomlog.log import Append, Appended, Page, Prior, RoomInfo, RoomTxn
+from roomlog.log import migrate as migrations
+from roomlog.log.schema import dedup, messages, rooms, snapshots
+from roomlog.log.txn import SqlTxn, lock_room
+from roomlog.protocol import Message
+
+__all__ = ["SqlLog", "new_epoch"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_HEADS_CHUNK = 500  # room names per query of `heads`
+_WARN_EVERY = 10.0  # seconds between warnings of a failing database (an outage is one story)
+
+
+def new_epoch() -> str:
+    """A fresh random epoch: a recreated database never reuses an old one."""
+    return secrets.token_hex(6)
+
+
+class SqlLog:
+    def __init__(
+        self,
+        url: str,
+        *,
+        retention_max_messages: int = 0,
+        migrate: bool = False,
+        pool_size: int = 10,
+    ) -> None:
+        self.url = url
+        self._max_messages = retention_max_messages
+        self._migrate = migrate
+        self._pool_size = pool_size
+        self._sqlite = url.startswith("sqlite")
+        self._room_ids: dict[str, int] = {}
+        # SQLite has one writer per file; queue writers here rather than in busy_timeout.
+        self._write_lock = asyncio.Lock() if self._sqlite else None
+        self._reader: AsyncEngine | None = None
+        self._writer: AsyncEngine | None = None
+        self._warned_at = -_WARN_EVERY
+        self._unwarned = 0  # failures since the last warning
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._sqlite:
+            self._writer = self._sqlite_engine("BEGIN IMMEDIATE", pool_size=1)
+            self._reader = self._sqlite_engine("BEGIN", pool_size=self._pool_size)
+        else:
+            # pre-ping: a connection cut by a database restart or failover is
+            # replaced before use instead of failing the write that drew it.
+            engine = create_async_engine(
+                self.url, pool_size=self._pool_size, max_overflow=self._pool_size,
+                pool_pre_ping=True,
+            )
+            self._writer = self._reader = engine
+        try:
+            if self._migrate:
+                await migrations.upgrade(self._writer)
+            current, head = await migrations.pending(self._writer)
+        except (SQLAlchemyError, OSError) as exc:
+            await self.close()
+            raise SystemExit(f"cannot reach the database {self._safe_url}: {exc}") from None
+        if current != head:
+            await self.close()
+            raise SystemExit(
+                f"the database {self._safe_url} is at schema revision {current or 'none'}, "
+                f"this server needs {head}: run `roomlog migrate` first"
+            )
+
+    async def close(self) -> None:
+        for engine in {self._reader, self._writer} - {None}:
+            assert engine is not None
+            await engine.dispose()
+        self._reader = self._writer = None
+
+    @property
+    def _safe_url(self) -> str:
+        return sa.make_url(self.url).render_as_string(hide_password=True)
+
+    def _sqlite_engine(self, begin: str, *, pool_size: int) -> AsyncEngine:
+        engine = create_async_engine(self.url, pool_size=pool_size, max_overflow=0)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we say BEGIN ourselves, below
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql(begin)
+
+        return engine
+
+    # -- transactions ----------------------------------------------------------
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        assert self._writer is not None, "open() the log first"
+        try:
+            if self._write_lock is None:
+                async with self._writer.begin() as conn:
+                    yield conn
+            else:
+                async with self._write_lock, self._writer.begin() as conn:
+                    yield conn
+        except (SQLAlchemyError, OSError) as exc:
+            self._warn("write", exc)
+            raise Unavailable("the database is unavailable; retry with the same id") from exc
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        assert self._reader is not None, "open() the log first"
+        try:
+            async with self._reader.connect() as conn:
+                if not self._sqlite:
+                    await conn.execution_options(isolation_level="REPEATABLE READ")
+                async with conn.begin():
+                    yield conn
+        except (SQLAlchemyError, OSError) as exc:
+            self._warn("read", exc)
+            raise Unavailable("the database is unavailable") from exc
+
+    def _warn(self, what: str, exc: BaseException) -> None:
+        """One warning per ``_WARN_EVERY`` seconds while the database fails, saying
+        how many failures it stands for: a thousand clients retrying during an
+        outage must not bury the log."""
+        now = time.monotonic()
+        if now - self._warned_at < _WARN_EVERY:
+            self._unwarned += 1
+            return
+        more = f" ({self._unwarned} more failures since the last warning)" if self._unwarned else ""
+        logger.warning("log %s failed: %s%s", what, str(exc).split("\n")[0], more)
+        self._warned_at, self._unwarned = now, 0
+
+    async def _room_id(self, name: str) -> int:
+        """The room's row id, creating the row on first use (rows are never deleted)."""
+        room_id = self._room_ids.get(name)
+        if room_id is not None:
+            return room_id
+        async with self._read() as conn:
+            room_id = await conn.scalar(sa.select(rooms.c.id).where(rooms.c.name == name))
+        if room_id is None:
+            async with self._write() as conn:
+                room_id = await self._room_id_in(conn, name)
+        self._room_ids[name] = int(room_id)
+        return int(room_id)
+
+    async def _room_id_in(self, conn: AsyncConnection, name: str) -> int:
+        """The room's row id using ``conn`` (inside a write transaction).
+
+        A row this transaction inserts is not cached: until the commit no other
+        connection sees it, and a concurrent read given its id would find nothing
+        (the caller caches it once committed). A row that was there is cached."""
+        room_id = self._room_ids.get(name)
+        if room_id is not None:
+            return room_id
+        values = dict(name=name, epoch=new_epoch(), head_seq=0, trimmed_seq=0,
+                      created_at=int(time.time() * 1000))
+        insert = sqlite.insert(rooms) if self._sqlite else postgresql.insert(rooms)
+        inserted = await conn.scalar(
+            insert.values(values).on_conflict_do_nothing().returning(rooms.c.id))
+        if inserted is not None:
+            return int(inserted)
+        found = await conn.scalar(sa.select(rooms.c.id).where(rooms.c.name == name))
+        assert found is not None
+        self._room_ids[name] = int(found)
+        return int(found)
+
+    # -- the port ------------------------------------------------------------
+
+    async def transact(
+        self, room: str, now_ms: int, work: Callable[[RoomTxn], Awaitable[T]]
+    ) -> tuple[T, dict[str, list[Message]]]:
+        room_id = await self._room_id(room)
+        async with self._write() as conn:
+            txn = SqlTxn(conn, room, room_id, now_ms, sqlite_dialect=self._sqlite,
+                         max_messages=self._max_messages, room_id_in=self._room_id_in)
+            await txn.begin()
+            value = await work(txn)
+            stored = await txn.flush()
+        return value, stored
+
+    async def append(
+        self, room: str, items: Sequence[Append], *, now_ms: int
+    ) -> tuple[list[Appended], list[Message]]:
+        async def work(txn: RoomTxn) -> list[Appended]:
+            known = await txn.prior((i.actor, i.id) for i in items if i.id is not None)
+            results = []
+            for item in items:
+                prior = known.get((item.actor, item.id)) if item.id is not None else None
+                if prior is not None:
+                    results.append(Appended(prior.seq, txn.epoch, prior.ts, duplicate=True))
+                    continue
+                message = txn.append(item.actor, item.raw)
+                results.append(Appended(message.seq, txn.epoch, now_ms))
+                if item.id is not None:
+                    txn.remember(item.actor, item.id, message.seq, None)
+                    known[(item.actor, item.id)] = Prior(message.seq, now_ms, None)
+            return results
+
+        results, stored = await self.transact(room, now_ms, work)
+        return results, stored.get(room, [])
+
+    async def read(self, room: str, after: int, limit: int) -> Page:
+        room_id = await self._room_id(room)
+        async with self._read() as conn:
+            info = await self._info(conn, room, room_id)
+            stmt = (
+                sa.select(messages.c.seq, messages.c.ts, messages.c.author, messages.c.data)
+                .where(messages.c.room_id == room_id, messages.c.seq > after)
+                .order_by(messages.c.seq)
+                .limit(limit)
+            )
+            rows = await conn.execute(stmt)
+            found = [Message(room, seq, info.epoch, ts, author, bytes(data))
+                     for seq, ts, author, data in rows]
+        return Page(info, after, found)
+
+    async def info(self, room: str) -> RoomInfo:
+        room_id = await self._room_id(room)
+        async with self._read() as conn:
+            return await self._info(conn, room, room_id)
+
+    async def _info(self, conn: AsyncConnection, room: str, room_id: int) -> RoomInfo:
+        stmt = sa.select(rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq).where(
+            rooms.c.id == room_id)
+        epoch, head, trimmed = (await conn.execute(stmt)).one()
+        return RoomInfo(room, epoch, head, trimmed)
+
+    async def heads(self, names: Sequence[str]) -> dict[str, RoomInfo]:
+        found: dict[str, RoomInfo] = {}
+        columns = (rooms.c.name, rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq)
+        async with self._read() as conn:
+            for start in range(0, len(names), _HEADS_CHUNK):
+                chunk = list(names[start:start + _HEADS_CHUNK])
+                stmt = sa.select(*columns).where(rooms.c.name.in_(chunk))
+                for name, epoch, head, trimmed in await conn.execute(stmt):
+                    found[name] = RoomInfo(name, epoch, head, trimmed)
+        return found
+
+    async def reset(self, room: str) -> RoomInfo:
+        room_id = await self._room_id(room)
+        epoch = new_epoch()
+        async with self._write() as conn:
+            await lock_room(conn, room_id)
+            for table in (messages, dedup, snapshots):
+                await conn.execute(table.delete().where(table.c.room_id == room_id))
+            await conn.execute(rooms.update().where(rooms.c.id == room_id).values(
+                epoch=epoch, head_seq=0, trimmed_seq=0, snapshot_seq=None))
+        return RoomInfo(room, epoch, 0, 0)
+
+    async def trim_before(self, cutoff_ms: int) -> int:
+        """Age-based retention, one short transaction per room with old messages."""
+        stmt = (sa.select(messages.c.room_id, sa.func.max(messages.c.seq))
+                .where(messages.c.ts < cutoff_ms).group_by(messages.c.room_id))
+        async with self._read() as conn:
+            old = list(await conn.execute(stmt))
+        dropped = 0
+        for room_id, upto in old:
+            async with self._write() as conn:
+                _, _, trimmed, snapshot_seq = await lock_room(conn, room_id)
+                if snapshot_seq is not None:  # a domain room: keep what rebuilds its state
+                    upto = min(upto, snapshot_seq)
+                if upto <= trimmed:
+                    continue
+                result = await conn.execute(messages.delete().where(
+                    messages.c.room_id == room_id, messages.c.seq <= upto))
+                dropped += result.rowcount
+                await conn.execute(rooms.update().where(rooms.c.id == room_id).values(
+                    trimmed_seq=upto))
+        return dropped
+
+    async def expire_ids(self, cutoff_ms: int) -> int:
+        async with self._write() as conn:
+            result = await conn.execute(dedup.delete().where(dedup.c.ts < cutoff_ms))
+        return result.rowcount
+
+    async def check(self) -> None:
+        async with self._read() as conn:
+            await conn.execute(sa.text("SELECT 1"))

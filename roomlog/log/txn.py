@@ -1,0 +1,168 @@
+"""The SQL room transaction behind ``SqlLog.transact``.
+
+Reads go straight to the database inside the transaction; writes are buffered
+and flushed by :meth:`SqlTxn.flush` just before the commit, in one INSERT per
+table, so a batch of many commands costs a handful of statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from roomlog.log import Prior, Snapshot
+from roomlog.log.schema import dedup, messages, rooms, snapshots
+from roomlog.protocol import Message
+
+__all__ = ["SqlTxn", "lock_room"]
+
+RoomId = Callable[[AsyncConnection, str], Awaitable[int]]
+
+
+async def lock_room(conn: AsyncConnection, room_id: int) -> tuple[str, int, int, int | None]:
+    """Lock the room's row for this transaction: (epoch, head, trimmed, snapshot seq)."""
+    stmt = sa.select(rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq,
+                     rooms.c.snapshot_seq).where(rooms.c.id == room_id)
+    epoch, head, trimmed, snap = (await conn.execute(stmt.with_for_update())).one()
+    return str(epoch), int(head), int(trimmed), None if snap is None else int(snap)
+
+
+class _RoomWrite:
+    """What a transaction appends to one room."""
+
+    def __init__(self, room: str, room_id: int, epoch: str, head: int, trimmed: int,
+                 snapshot_seq: int | None) -> None:
+        self.room, self.room_id, self.epoch = room, room_id, epoch
+        self.head, self.trimmed, self.snapshot_seq = head, trimmed, snapshot_seq
+        self.stored: list[Message] = []
+
+
+class SqlTxn:
+    def __init__(self, conn: AsyncConnection, room: str, room_id: int, now_ms: int, *,
+                 sqlite_dialect: bool, max_messages: int, room_id_in: RoomId) -> None:
+        self._conn = conn
+        self._room_id = room_id
+        self._sqlite = sqlite_dialect
+        self._max_messages = max_messages
+        self._room_id_in = room_id_in
+        self.room = room
+        self.now_ms = now_ms
+        self.epoch = ""
+        self._main: _RoomWrite | None = None
+        self._ids: list[dict[str, Any]] = []
+        self._others: dict[str, list[tuple[str, bytes]]] = {}
+        self._snapshot: tuple[int, bytes] | None = None
+
+    async def begin(self) -> None:
+        epoch, head, trimmed, snap = await lock_room(self._conn, self._room_id)
+        self.epoch = epoch
+        self._main = _RoomWrite(self.room, self._room_id, epoch, head, trimmed, snap)
+
+    @property
+    def head(self) -> int:
+        """The room's last seq, including the appends buffered so far."""
+        assert self._main is not None, "begin() first"
+        return self._main.head
+
+    # -- reads -------------------------------------------------------------------
+
+    async def prior(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Prior]:
+        wanted = set(keys)
+        if not wanted:
+            return {}
+        stmt = sa.select(dedup.c.actor, dedup.c.client_id, dedup.c.seq, dedup.c.ts,
+                         dedup.c.result).where(
+            dedup.c.room_id == self._room_id,
+            dedup.c.client_id.in_({client_id for _, client_id in wanted}))
+        found = {}
+        for actor, client_id, seq, ts, result in await self._conn.execute(stmt):
+            if (actor, client_id) in wanted:
+                stored = None if result is None else bytes(result)
+                found[(actor, client_id)] = Prior(seq, ts, stored)
+        return found
+
+    async def events(self, after: int) -> list[Message]:
+        stmt = (sa.select(messages.c.seq, messages.c.ts, messages.c.author, messages.c.data)
+                .where(messages.c.room_id == self._room_id, messages.c.seq > after)
+                .order_by(messages.c.seq))
+        rows = await self._conn.execute(stmt)
+        return [Message(self.room, seq, self.epoch, ts, author, bytes(data))
+                for seq, ts, author, data in rows]
+
+    async def snapshot(self) -> Snapshot | None:
+        stmt = sa.select(snapshots.c.seq, snapshots.c.state).where(
+            snapshots.c.room_id == self._room_id)
+        row = (await self._conn.execute(stmt)).first()
+        return None if row is None else Snapshot(int(row[0]), bytes(row[1]))
+
+    # -- buffered writes ---------------------------------------------------------
+
+    def append(self, actor: str, raw: bytes) -> Message:
+        assert self._main is not None
+        self._main.head += 1
+        message = Message(self.room, self._main.head, self.epoch, self.now_ms, actor, raw)
+        self._main.stored.append(message)
+        return message
+
+    def remember(self, actor: str, client_id: str, seq: int, result: bytes | None) -> None:
+        self._ids.append(dict(room_id=self._room_id, actor=actor, client_id=client_id, seq=seq,
+                              ts=self.now_ms, result=result))
+
+    def notify(self, room: str, actor: str, raw: bytes) -> None:
+        self._others.setdefault(room, []).append((actor, raw))
+
+    def save_snapshot(self, seq: int, state: bytes) -> None:
+        self._snapshot = (seq, state)
+
+    # -- commit ------------------------------------------------------------------
+
+    async def flush(self) -> dict[str, list[Message]]:
+        """Write everything buffered; other rooms locked in name order."""
+        assert self._main is not None
+        writes = [self._main]
+        for name in sorted(self._others):
+            room_id = await self._room_id_in(self._conn, name)
+            epoch, head, trimmed, snap = await lock_room(self._conn, room_id)
+            other = _RoomWrite(name, room_id, epoch, head, trimmed, snap)
+            for actor, raw in self._others[name]:
+                other.head += 1
+                other.stored.append(Message(name, other.head, epoch, self.now_ms, actor, raw))
+            writes.append(other)
+        rows = [dict(room_id=w.room_id, seq=m.seq, ts=m.ts, author=m.by, data=m.raw)
+                for w in writes for m in w.stored]
+        if rows:
+            await self._conn.execute(messages.insert(), rows)
+        if self._ids:
+            await self._conn.execute(dedup.insert(), self._ids)
+        if self._snapshot is not None:
+            await self._save_snapshot(*self._snapshot)
+        for w in writes:
+            if w.stored or (self._snapshot is not None and w is self._main):
+                await self._advance(w)
+        return {w.room: w.stored for w in writes if w.stored}
+
+    async def _save_snapshot(self, seq: int, state: bytes) -> None:
+        assert self._main is not None
+        insert = sqlite.insert(snapshots) if self._sqlite else postgresql.insert(snapshots)
+        stmt = insert.values(room_id=self._room_id, seq=seq, state=state)
+        await self._conn.execute(stmt.on_conflict_do_update(
+            index_elements=[snapshots.c.room_id], set_=dict(seq=seq, state=state)))
+        self._main.snapshot_seq = seq
+
+    async def _advance(self, w: _RoomWrite) -> None:
+        """Move the head; apply count-based retention, never past the snapshot."""
+        trimmed = w.trimmed
+        if self._max_messages and w.head - self._max_messages > trimmed:
+            trimmed = w.head - self._max_messages
+            if w.snapshot_seq is not None:
+                trimmed = min(trimmed, w.snapshot_seq)
+            if trimmed > w.trimmed:
+                await self._conn.execute(messages.delete().where(
+                    messages.c.room_id == w.room_id, messages.c.seq <= trimmed))
+            trimmed = max(trimmed, w.trimmed)
+        await self._conn.execute(rooms.update().where(rooms.c.id == w.room_id).values(
+            head_seq=w.head, trimmed_seq=trimmed, snapshot_seq=w.snapshot_seq))

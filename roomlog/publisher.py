@@ -1,0 +1,142 @@
+"""The write path: group commit per room, then fan-out.
+
+Concurrent publishes (plain rooms) or commands (domain rooms) to one room
+queue up; one drain task per room commits each queue as a single transaction
+(up to ``commit_batch`` items), then hands the committed messages, of the room
+and of any ``user:{id}`` rooms its notices went to, to the cluster (the local
+hub, then the bus). Rooms commit in parallel; within a room, commits and
+deliveries happen in seq order. Nothing is delivered or acknowledged before
+its commit. Once ``close`` begins (drain), new writes are refused with
+UNAVAILABLE so clients retry them, same id, on another instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from roomlog.cluster import Cluster
+from roomlog.commands import Call, CommandRunner, Outcome
+from roomlog.errors import ErrorCode, RoomlogError, Unavailable
+from roomlog.log import Append, Appended, Log, RoomInfo, RoomTxn
+from roomlog.protocol import Message
+from roomlog.stats import Stats
+
+__all__ = ["Publisher"]
+
+logger = logging.getLogger(__name__)
+
+_Item = Append | Call
+_Pending = tuple[_Item, "asyncio.Future[Any]"]
+
+
+class Publisher:
+    def __init__(self, log: Log, cluster: Cluster, stats: Stats, *,
+                 clock_ms: Callable[[], int], max_batch: int = 500,
+                 runners: dict[str, CommandRunner] | None = None) -> None:
+        self._log = log
+        self._cluster = cluster
+        self._stats = stats
+        self._clock_ms = clock_ms
+        self._max_batch = max_batch
+        self.runners = runners or {}
+        self._queues: dict[str, list[_Pending]] = {}
+        self._drains: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self.commits = 0
+
+    async def publish(self, room: str, item: Append) -> Appended:
+        """Store one message in a plain room (group-committed); return its seq."""
+        result: Appended = await self._submit(room, item)
+        return result
+
+    async def command(self, room: str, call: Call) -> Outcome:
+        """Run one command in a domain room; its outcome, or the RoomlogError
+        that rejected it (nothing stored then)."""
+        if room.split(":", 1)[0] not in self.runners:
+            raise RoomlogError(ErrorCode.UNKNOWN_COMMAND, f"{room} takes no commands")
+        outcome: Outcome = await self._submit(room, call)
+        return outcome
+
+    async def _submit(self, room: str, item: _Item) -> Any:
+        if self._closing:
+            raise Unavailable("this instance is shutting down; retry on another", retry_after=0.5)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        queue = self._queues.get(room)
+        if queue is None:
+            queue = self._queues[room] = []
+            task = asyncio.get_running_loop().create_task(self._drain(room, queue))
+            self._drains.add(task)
+            task.add_done_callback(self._drains.discard)
+        queue.append((item, future))
+        return await future
+
+    async def _drain(self, room: str, queue: list[_Pending]) -> None:
+        try:
+            while queue:
+                batch = queue[: self._max_batch]
+                del queue[: self._max_batch]
+                await self._commit(room, batch)
+        finally:
+            self._queues.pop(room, None)
+
+    async def _store(self, room: str, items: list[_Item]
+                     ) -> tuple[list[Any], dict[str, list[Message]]]:
+        now_ms = self._clock_ms()
+        runner = self.runners.get(room.split(":", 1)[0])
+        if runner is None:
+            appends = [item for item in items if isinstance(item, Append)]
+            results, stored = await self._log.append(room, appends, now_ms=now_ms)
+            return list(results), {room: stored} if stored else {}
+        calls = [item for item in items if isinstance(item, Call)]
+
+        async def work(txn: RoomTxn) -> list[Outcome | RoomlogError]:
+            return await runner.run(txn, calls)
+
+        outcomes, by_room = await self._log.transact(room, now_ms, work)
+        return list(outcomes), by_room
+
+    async def _commit(self, room: str, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
+        try:
+            results, stored = await self._store(room, [item for item, _ in batch])
+        except Exception as exc:
+            if not isinstance(exc, RoomlogError):
+                logger.exception("commit to %s failed", room)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self.commits += 1
+        self._stats.append_latency.observe(time.perf_counter() - started)
+        for name, messages in stored.items():  # in seq order: each room's next commit waits
+            self._cluster.local(name, messages)
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, RoomlogError):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def reset(self, room: str) -> RoomInfo:
+        """Drop the room's log and start a new epoch; subscribers get a reset."""
+        info = await self._log.reset(room)
+        runner = self.runners.get(room.split(":", 1)[0])
+        if runner is not None:
+            runner.forget(room)
+        self._cluster.reset_room(room, info)
+        return info
+
+    @property
+    def idle(self) -> bool:
+        return not self._drains
+
+    async def close(self) -> None:
+        """Refuse new writes; let queued ones finish committing (drain)."""
+        self._closing = True
+        if self._drains:
+            await asyncio.gather(*self._drains, return_exceptions=True)

@@ -1,0 +1,125 @@
+"""The shape of a domain room: state + command + actor + now -> events. Pure.
+
+A domain room (``queue:``, later ``repair:``) is the fold of its log. The
+server's command path (``roomlog.commands``) does, under the room's lock::
+
+    decision = domain.decide(state, command, actor, now_ms)   # or raises RoomlogError
+    for event in decision.events:                             # seq = head + 1, ...
+        notices += domain.apply(state, event, Meta(actor.user, seq, now_ms))
+    store events (and notices in each user's ``user:{id}`` room), commit
+
+Rules for implementers:
+
+* ``decide`` never mutates ``state``. It raises :class:`~roomlog.errors.RoomlogError`
+  with a domain code to reject (nothing is stored then), and returns every event
+  the command causes plus a ``result`` for the caller.
+* ``apply`` is the fold: deterministic, driven only by the event and its
+  ``Meta``; it mutates ``state`` and returns the personal notices the event
+  causes. Replaying the log through ``apply`` rebuilds the same state, so any
+  bookkeeping that notices depend on (e.g. the last position a guest was told)
+  lives in the state and is updated by ``apply`` itself.
+* ``dump``/``load`` turn state into JSON-compatible data and back (snapshots).
+* ``view`` is the snapshot a viewer may see (GET .../state and ``reset``).
+* A ``private`` domain decides who may read a room from its state
+  (``can_read``), and what each reader sees of every event: ``audience`` names
+  the viewer's class (None: sees everything, the fast path) and
+  ``redact(data, audience)`` returns the stored event data, a copy without
+  hidden fields, or None (the reader gets a ``skip`` placeholder). Both are
+  applied on every path: live, replay, long-poll, SSE and history.
+  ``still_reads(data, who)`` says whether an event changes that: False when
+  ``who`` may no longer read the room after it (the hub then ends the
+  subscription before that event goes out), None when the event changes
+  nothing about who reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from roomlog.identity import Principal
+
+__all__ = ["Command", "Decision", "Domain", "Event", "Meta", "Notice"]
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str  # e.g. "request.submit"
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One log entry of a domain room, stored as ``{"event": type, **data}``."""
+
+    type: str  # e.g. "request.submitted"
+    data: dict[str, Any]
+
+    def to_data(self) -> dict[str, Any]:
+        return {"event": self.type, **self.data}
+
+    @classmethod
+    def from_data(cls, data: Any) -> Event:
+        body = dict(data)
+        return cls(str(body.pop("event")), body)
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """What the log adds to an event: who caused it, its seq and commit time."""
+
+    actor: str
+    seq: int
+    ts: int  # milliseconds since the Unix epoch
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A message the event causes in another room, stored durably in the same
+    transaction: a personal notification in ``user:{user}`` by default, or an
+    entry of another room named by ``room`` (a staff feed)."""
+
+    user: str
+    data: dict[str, Any]
+    room: str | None = None
+
+    @property
+    def target(self) -> str:
+        return self.room or f"user:{self.user}"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    events: list[Event]
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+class Domain(Protocol, Generic[S]):
+    kind: str
+    private: bool  # reading needs the state (can_read) and readers see different things
+
+    def initial(self, room_id: str) -> S: ...
+
+    def decide(self, state: S, command: Command, actor: Principal, now_ms: int) -> Decision: ...
+
+    def apply(self, state: S, event: Event, meta: Meta) -> list[Notice]: ...
+
+    def view(self, state: S, viewer: Principal) -> dict[str, Any]: ...
+
+    def dump(self, state: S) -> dict[str, Any]: ...
+
+    def load(self, data: dict[str, Any]) -> S: ...
+
+    def can_subscribe(self, who: Principal, room_id: str) -> bool: ...
+
+    def can_publish(self, who: Principal, room_id: str) -> bool: ...
+
+    def can_read(self, state: S, who: Principal) -> bool: ...
+
+    def audience(self, who: Principal) -> str | None: ...
+
+    def redact(self, data: dict[str, Any], audience: str) -> dict[str, Any] | None: ...
+
+    def still_reads(self, data: dict[str, Any], who: Principal) -> bool | None: ...

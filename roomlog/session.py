@@ -1,0 +1,272 @@
+"""One WebSocket client: authentication, subscriptions, publishes, its outbox.
+
+The transport feeds inbound payloads to :meth:`Session.handle` and drains
+``session.outbox``; the session asks it to close through the ``close``
+callback. The session's state only moves forward, in one place
+(:meth:`Session._enter`): AWAITING_CONNECT -> OPEN -> CLOSED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from roomlog.commands import Call
+from roomlog.errors import CloseCode, ErrorCode, ProtocolError, RoomlogError
+from roomlog.hub import Subscription
+from roomlog.identity import Principal
+from roomlog.log import Append
+from roomlog.outbox import Direct, Outbox
+from roomlog.protocol import (
+    CommandFrame,
+    Connect,
+    Format,
+    Ping,
+    PresenceQuery,
+    Publish,
+    Subscribe,
+    Unsubscribe,
+    decode,
+    encode,
+    encode_data,
+    error_frame,
+    frame_id,
+    parse_frame,
+)
+from roomlog.ratelimit import TokenBucket
+from roomlog.rooms.domain import Command
+from roomlog.services import Services
+
+__all__ = ["Session", "SessionState"]
+
+logger = logging.getLogger(__name__)
+
+Close = Callable[[CloseCode, str], None]
+
+
+class SessionState(enum.Enum):
+    AWAITING_CONNECT = "awaiting_connect"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Session:
+    def __init__(self, fmt: Format, services: Services, close: Close,
+                 direct: Direct | None = None) -> None:
+        s = services.settings
+        self._services = services
+        self._close_transport = close
+        self.state = SessionState.AWAITING_CONNECT
+        self.principal: Principal | None = None
+        self.conn = services.presence.new_conn()  # this connection's id in the cluster
+        self.subscriptions: dict[str, Subscription] = {}
+        self.outbox = Outbox(fmt, max_frames=s.outbox_max_messages, max_bytes=s.outbox_max_bytes,
+                             coalesce=s.coalesce_max_frames, on_overflow=self._overflowed,
+                             direct=direct, flusher=services.flusher)
+        self._bucket = TokenBucket(s.publish_rate, s.publish_burst, services.clock)
+        self._inflight = asyncio.Semaphore(s.max_inflight)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._bad_frames = 0
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(s.connect_timeout, self._expire, "no connect frame in time")
+
+    # -- state -------------------------------------------------------------------
+
+    def _enter(self, new: SessionState) -> None:
+        allowed = {SessionState.AWAITING_CONNECT: {SessionState.OPEN, SessionState.CLOSED},
+                   SessionState.OPEN: {SessionState.CLOSED}}
+        if new not in allowed.get(self.state, set()):
+            raise RuntimeError(f"session is {self.state.value}; cannot become {new.value}")
+        self.state = new
+
+    def close(self, code: CloseCode, reason: str) -> None:
+        """Stop everything this session holds and ask the transport to close."""
+        if self.state is SessionState.CLOSED:
+            return
+        self._enter(SessionState.CLOSED)
+        self._expiry.cancel()
+        for name, sub in self.subscriptions.items():
+            self._services.hub.unsubscribe(sub)
+            self._left(name)
+        self.subscriptions.clear()
+        for task in self._tasks:
+            task.cancel()
+        self._close_transport(code, reason)
+
+    @property
+    def idle(self) -> bool:
+        """No write of this connection is waiting for its commit."""
+        return not self._tasks
+
+    def _left(self, room: str) -> None:
+        assert self.principal is not None
+        self._services.presence.leave(room, self.conn, self.principal)
+
+    def _overflowed(self) -> None:
+        self._services.stats.slow_disconnects += 1
+        self.close(CloseCode.SLOW, "outbox overflow: client too slow, resume by replay")
+
+    def _expire(self, why: str) -> None:
+        self.send(error_frame(RoomlogError(ErrorCode.UNAUTHORIZED, why)))
+        self.close(CloseCode.UNAUTHORIZED, why)
+
+    def send(self, frame: dict[str, Any]) -> None:
+        self.outbox.put(encode(self.outbox.format, frame))
+
+    # -- inbound -----------------------------------------------------------------
+
+    async def handle(self, payload: str | bytes) -> None:
+        """Handle one inbound WebSocket frame. Never raises for bad input."""
+        if self.state is SessionState.CLOSED:
+            return
+        obj: Any = None
+        try:
+            if len(payload) > self._services.settings.max_frame_bytes:
+                raise RoomlogError(ErrorCode.PAYLOAD_TOO_LARGE, "frame too large")
+            obj = decode(self.outbox.format, payload)
+            frame = parse_frame(obj)
+            if self.state is SessionState.AWAITING_CONNECT and not isinstance(frame, Connect):
+                self._expire("send a connect frame first")
+                return
+            if isinstance(frame, Connect):
+                self._connect(frame)
+            elif isinstance(frame, Subscribe):
+                await self._subscribe(frame)
+            elif isinstance(frame, Unsubscribe):
+                self._unsubscribe(frame)
+            elif isinstance(frame, Publish):
+                await self._publish(frame)
+            elif isinstance(frame, CommandFrame):
+                await self._command(frame)
+            elif isinstance(frame, PresenceQuery):
+                await self._presence(frame)
+            elif isinstance(frame, Ping):
+                self.send({"type": "pong"} | ({"id": frame.id} if frame.id else {}))
+        except RoomlogError as err:
+            self._reject(err, frame_id(obj))
+
+    def _reject(self, err: RoomlogError, ident: str | None) -> None:
+        self.send(error_frame(err, ident))
+        if isinstance(err, ProtocolError):
+            self._bad_frames += 1
+            if self._bad_frames > self._services.settings.max_bad_frames:
+                self.close(CloseCode.PROTOCOL, "too many bad frames")
+
+    def _connect(self, frame: Connect) -> None:
+        principal, expires = self._services.tokens.verify(frame.token)
+        if self.principal is not None and principal != self.principal:
+            raise RoomlogError(ErrorCode.FORBIDDEN,
+                                "a refreshed token must name the same user and role")
+        self._expiry.cancel()
+        delay = max(0.0, expires - time.time())
+        self._expiry = asyncio.get_running_loop().call_later(delay, self._expire, "token expired")
+        reply: dict[str, Any] = {"type": "connected", "user": principal.user,
+                                 "role": principal.role.value, "expires": int(expires)}
+        if self.principal is None:
+            self.principal = principal
+            self._enter(SessionState.OPEN)
+        self.send(reply | ({"id": frame.id} if frame.id else {}))
+
+    async def _subscribe(self, frame: Subscribe) -> None:
+        assert self.principal is not None
+        await self._services.check_read(frame.room, self.principal)
+        if self.state is SessionState.CLOSED:  # closed while the check read the room
+            return
+        name = str(frame.room)
+        old = self.subscriptions.pop(name, None)
+        if old is not None:  # re-subscribing moves the position
+            self._services.hub.unsubscribe(old)
+        elif len(self.subscriptions) >= self._services.settings.max_subscriptions:
+            raise RoomlogError(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"at most {self._services.settings.max_subscriptions} subscriptions per "
+                "connection; unsubscribe from one first")
+        made: list[Subscription] = []
+        made.append(self._services.hub.subscribe(
+            name, self.outbox, frame.since, frame.id, viewer=self.principal,
+            presence=frame.presence, on_drop=lambda: self._dropped(name, made[0])))
+        self.subscriptions[name] = made[0]
+        if old is None:
+            self._services.presence.join(name, self.conn, self.principal)
+        if frame.presence:
+            self._services.presence.watching(self.subscriptions[name])
+
+    def _dropped(self, name: str, sub: Subscription) -> None:
+        """The hub ended ``sub`` (access revoked, the log failed) and sent the error
+        frame saying why: forget it here too, unless it was replaced meanwhile."""
+        if self.subscriptions.get(name) is sub:
+            del self.subscriptions[name]
+            self._left(name)
+
+    def _unsubscribe(self, frame: Unsubscribe) -> None:
+        sub = self.subscriptions.pop(str(frame.room), None)
+        if sub is not None:
+            self._services.hub.unsubscribe(sub)
+            self._left(str(frame.room))
+        self.send({"type": "unsubscribed", "room": str(frame.room)}
+                  | ({"id": frame.id} if frame.id else {}))
+
+    async def _presence(self, frame: PresenceQuery) -> None:
+        assert self.principal is not None
+        await self._services.check_read(frame.room, self.principal)
+        members = await self._services.presence.list(str(frame.room))
+        self.send({"type": "presence"} | members | ({"id": frame.id} if frame.id else {}))
+
+    def _take_token(self) -> None:
+        wait = self._bucket.take()
+        if wait:
+            raise RoomlogError(ErrorCode.RATE_LIMITED, "sending too fast",
+                                retry_after=round(wait, 3))
+
+    async def _publish(self, frame: Publish) -> None:
+        assert self.principal is not None
+        frame.room.check_publish(self.principal)
+        self._take_token()
+        raw = encode_data(frame.data, self._services.settings.max_data_bytes)
+        item = Append(self.principal.user, raw, frame.id)
+        room = str(frame.room)
+
+        async def commit() -> dict[str, Any]:
+            result = await self._services.publisher.publish(room, item)
+            return {"type": "ack", "id": item.id, "room": room, "seq": result.seq,
+                    "epoch": result.epoch, "duplicate": result.duplicate}
+
+        await self._in_flight(commit, frame.id, room)
+
+    async def _command(self, frame: CommandFrame) -> None:
+        assert self.principal is not None
+        self._take_token()
+        room = str(frame.room)
+        await self._services.check_command(frame.room, frame.name, frame.args, self.principal)
+        call = Call(self.principal, Command(frame.name, frame.args), frame.id,
+                    frame.expected_seq)
+
+        async def run() -> dict[str, Any]:
+            outcome = await self._services.publisher.command(room, call)
+            return outcome.frame(room, frame.id)
+
+        await self._in_flight(run, frame.id, room)
+
+    async def _in_flight(self, work: Callable[[], Awaitable[dict[str, Any]]], ident: str,
+                         room: str) -> None:
+        """Run a write in the background, answering with its ack or its error."""
+        await self._inflight.acquire()  # backpressure: stop reading while too many are open
+
+        async def answer() -> None:
+            try:
+                self.send(await work())
+            except RoomlogError as err:
+                self.send(error_frame(err, ident) | {"room": room})
+            except Exception:
+                logger.exception("write to %s failed", room)
+                self.send(error_frame(RoomlogError(ErrorCode.INTERNAL, "write failed"), ident))
+            finally:
+                self._inflight.release()
+
+        task = asyncio.get_running_loop().create_task(answer())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,158 @@
+"""Settings: every knob with its environment variable and default.
+
+``Settings.from_env()`` reads ``ROOMLOG_<NAME>`` for each field (durations in
+seconds, sizes in bytes). The README's configuration table is generated from
+the same list (``roomlog settings``), so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+__all__ = ["Settings"]
+
+
+def _doc(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where things live
+    database_url: str = _doc(
+        "sqlite+aiosqlite:///roomlog.db",
+        "SQLAlchemy URL of the log: sqlite+aiosqlite:///file.db or "
+        "postgresql+asyncpg://user@host/db",
+    )
+    auto_migrate: str = _doc(
+        "auto",
+        "migrate the schema at start: 'auto' (only for SQLite), 'yes' or 'no'",
+    )
+    secret: str = _doc(
+        "",
+        "HS256 secret for tokens; empty: a development secret kept in secret_file",
+    )
+    secret_file: str = _doc(".roomlog-secret", "where the development secret is kept")
+    redis_url: str = _doc(
+        "",
+        "Redis for several instances: redis://host:6379/0; empty: one instance, in-process bus",
+    )
+    redis_prefix: str = _doc("roomlog:", "prefix of every Redis key and channel")
+    host: str = _doc("127.0.0.1", "address `roomlog serve` binds")
+    port: int = _doc(8000, "port `roomlog serve` binds ($PORT overrides it)")
+    log_level: str = _doc("info", "logging level")
+
+    # Connections
+    connect_timeout: float = _doc(10.0, "seconds a new WebSocket has to send `connect`")
+    ping_interval: float = _doc(15.0, "seconds between server WebSocket pings")
+    ping_timeout: float = _doc(10.0, "seconds without a pong before a link is closed as dead")
+    max_frame_bytes: int = _doc(1_048_576, "largest inbound WebSocket frame (close 1009 above)")
+    max_data_bytes: int = _doc(65_536, "largest message data, JSON-encoded (PAYLOAD_TOO_LARGE)")
+    max_subscriptions: int = _doc(100, "rooms one connection may subscribe to")
+    max_bad_frames: int = _doc(20, "bad frames a connection may send before close 4002")
+    ws_compression: bool = _doc(False, "permessage-deflate (costs CPU per send on fan-out)")
+    websockets: bool = _doc(True, "accept WebSockets; off: /ws refuses every handshake (HTTP "
+                                  "403), as a hostile proxy would, and clients poll instead")
+
+    # Outbox: what a slow client may hold before it is closed with 4008
+    outbox_max_messages: int = _doc(5000, "frames queued for one connection")
+    outbox_max_bytes: int = _doc(8_388_608, "bytes queued for one connection")
+    coalesce_max_frames: int = _doc(512, "frames joined into one WebSocket frame at most")
+
+    # Publishing
+    publish_rate: float = _doc(200.0, "publishes per second per connection (token bucket)")
+    publish_burst: int = _doc(400, "publish burst per connection")
+    max_inflight: int = _doc(256, "unacknowledged publishes per connection before reads pause")
+    commit_batch: int = _doc(500, "publishes or commands committed in one transaction at most")
+    snapshot_every: int = _doc(100, "events between state snapshots of a domain room")
+
+    # Reading
+    page_size: int = _doc(500, "messages per log read (replay pages, long-poll default)")
+    max_page_size: int = _doc(1000, "largest `limit` a long-poll request may ask for")
+    max_wait: float = _doc(60.0, "longest long-poll `wait` in seconds")
+    sse_keepalive: float = _doc(15.0, "seconds between SSE keep-alive comments")
+    live_buffer: int = _doc(10_000, "live messages held per subscriber while it replays")
+
+    # Several instances (with redis_url)
+    reorder_wait: float = _doc(0.1, "seconds an out-of-order gap may wait for the bus before "
+                                    "it is read from the log")
+    bus_check_interval: float = _doc(5.0, "seconds between checks of active rooms against the "
+                                          "log (bounds what a lost bus message can delay)")
+    bus_poll_interval: float = _doc(0.5, "seconds between log polls of active rooms while "
+                                         "Redis is unreachable")
+    bus_ping_interval: float = _doc(1.0, "seconds between pings on the Redis pub/sub link")
+    bus_ping_timeout: float = _doc(2.0, "seconds without an answer before Redis counts as down")
+    bus_reconnect_max: float = _doc(5.0, "longest wait between Redis reconnect attempts")
+    bus_outbox: int = _doc(10_000, "publishes queued for Redis before the oldest is dropped")
+    presence_ttl: float = _doc(15.0, "seconds before a dead instance's presence entries expire")
+    drain_timeout: float = _doc(10.0, "seconds SIGTERM waits for in-flight writes before closing")
+
+    # Web app
+    web_dir: str = _doc("", "directory served at / (the web app) and /client/ (the browser "
+                            "client); empty: clients/ of this source tree, if present")
+
+    # Repair rooms
+    media_dir: str = _doc("media", "directory of uploaded repair photos (one folder per room)")
+    max_upload_bytes: int = _doc(5_242_880, "largest photo upload (PAYLOAD_TOO_LARGE above)")
+
+    # Retention and idempotency
+    retention_max_messages: int = _doc(100_000, "messages kept per room (0: no limit)")
+    retention_max_age: float = _doc(7 * 86400.0, "seconds a message is kept (0: forever)")
+    retention_interval: float = _doc(60.0, "seconds between age-based trim sweeps")
+    idempotency_ttl: float = _doc(86400.0, "seconds a client id is remembered for retries")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read ``ROOMLOG_*`` variables; keyword overrides win over the env."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get("ROOMLOG_" + f.name.upper())
+            if raw is not None:
+                values[f.name] = _convert(f.type, raw, "ROOMLOG_" + f.name.upper())
+        if "PORT" in env and "ROOMLOG_PORT" not in env:
+            values["port"] = _convert("int", env["PORT"], "PORT")
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def migrates_on_start(self) -> bool:
+        if self.auto_migrate == "auto":
+            return self.is_sqlite
+        return self.auto_migrate in ("yes", "true", "1")
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str]]:
+        """(environment variable, default, help) for every setting."""
+        return [
+            ("ROOMLOG_" + f.name.upper(), repr(f.default), f.metadata["help"])
+            for f in fields(cls)
+        ]
+
+
+def _convert(kind: Any, raw: str, name: str) -> Any:
+    try:
+        if kind == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw.replace("_", ""))
+        if kind == "float":
+            return float(raw)
+        return raw
+    except ValueError:
+        raise SystemExit(f"setting {name}: cannot read {raw!r} as {kind}") from None

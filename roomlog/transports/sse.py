@@ -1,0 +1,122 @@
+"""``GET /v1/rooms/{room}/events``: a room as Server-Sent Events.
+
+The same subscription as a WebSocket (replay, then live, through a bounded
+outbox); each message is an event with ``id: <seq>`` so a reconnecting
+EventSource resumes through ``Last-Event-ID``. Other frames (``subscribed``,
+``reset``, ``error``) are events named after their type. A comment line is sent
+every ``sse_keepalive`` seconds so proxies keep the stream open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from roomlog.errors import ProtocolError
+from roomlog.identity import Principal
+from roomlog.outbox import Outbox
+from roomlog.protocol import Format, Since
+from roomlog.services import Services
+from roomlog.transports.http import authenticate, handles_errors, room_of
+
+__all__ = ["Stream", "server_sent_events"]
+
+_KEEPALIVE = b": keepalive\n\n"
+
+
+def server_sent_events(services: Services) -> object:
+    @handles_errors
+    async def endpoint(request: Request) -> Response:
+        who = authenticate(request, services, allow_query=True)
+        room = room_of(request)
+        await services.check_read(room, who)
+        raw = request.headers.get("last-event-id") or request.query_params.get("after")
+        since = None
+        if raw is not None:
+            try:
+                seq = int(raw)
+            except ValueError:
+                raise ProtocolError("'Last-Event-ID' / 'after' must be a seq") from None
+            since = Since(request.query_params.get("epoch") or None, max(seq, 0))
+        presence = request.query_params.get("presence") in ("1", "true")
+        return Stream(services, str(room), since, who, presence)
+
+    return endpoint
+
+
+class Stream(Response):
+    """One SSE client; listed in ``services.streams`` while it is open (drain,
+    admin disconnects, metrics) and present in its room."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, services: Services, room: str, since: Since | None,
+                 viewer: Principal, presence: bool = False) -> None:
+        super().__init__(headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+        # Response.__init__ declares the empty body as `content-length: 0`, which
+        # would end the stream before its first event: the stream has no length.
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
+        self._services = services
+        self._room = room
+        self._since = since
+        self.viewer = viewer
+        self._presence = presence
+        self.conn = services.presence.new_conn()
+        self._stopped = asyncio.Event()
+
+    def stop(self) -> None:
+        """End the stream (drain, disconnect): the client reconnects elsewhere."""
+        self._stopped.set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        s = self._services.settings
+        gone = asyncio.Event()
+        outbox = Outbox(Format.SSE, max_frames=s.outbox_max_messages,
+                        max_bytes=s.outbox_max_bytes, coalesce=s.coalesce_max_frames,
+                        on_overflow=gone.set)
+
+        async def write(payload: bytes) -> None:
+            await send({"type": "http.response.body", "body": payload, "more_body": True})
+
+        async def until_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        async def keepalive() -> None:
+            while True:
+                await asyncio.sleep(s.sse_keepalive)
+                if not len(outbox):
+                    outbox.put(_KEEPALIVE)
+
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        dropped = asyncio.Event()
+        services = self._services
+        sub = services.hub.subscribe(self._room, outbox, self._since, on_drop=dropped.set,
+                                     viewer=self.viewer, presence=self._presence)
+        services.streams.add(self)
+        services.presence.join(self._room, self.conn, self.viewer)
+        if self._presence:
+            services.presence.watching(sub)
+        tasks = [asyncio.create_task(coro) for coro in
+                 (outbox.run(write), until_disconnect(), keepalive(), gone.wait(),
+                  dropped.wait(), self._stopped.wait())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if (dropped.is_set() or self._stopped.is_set()) and not gone.is_set():
+                with contextlib.suppress(TimeoutError):  # let the error event out first
+                    await asyncio.wait_for(outbox.drained(), 2.0)
+        finally:
+            services.streams.discard(self)
+            services.presence.leave(self._room, self.conn, self.viewer)
+            services.hub.unsubscribe(sub)
+            outbox.close()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
