@@ -1,0 +1,48 @@
+"""The Outbound port: HTTP requests the hub makes to backends (webhooks, hooks).
+
+Contract every adapter keeps:
+
+* ``post`` sends one request and returns the :class:`Reply` whatever its status (a
+  4xx or 5xx is an answer, not an error); the body read is capped at ``max_body``.
+* It raises :class:`OutboundError` when no answer came: the address was refused by
+  policy (loopback, link-local or private, unless the adapter allows them), the
+  connection failed, or ``within`` (seconds, the whole request) passed. ``kind``
+  says which, for metrics and for the attempt log operators read.
+* Redirects are not followed: a receiver answers where it was asked.
+* ``close`` releases pooled connections; ``post`` is not called after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+__all__ = ["Failure", "Outbound", "OutboundError", "Reply"]
+
+Failure = Literal["refused_address", "connect", "timeout", "protocol"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    elapsed: float  # seconds from sending to the end of the (capped) body
+    headers: Mapping[str, str] = field(default_factory=dict)  # lowercase names
+    body: bytes = b""
+
+
+class OutboundError(Exception):
+    """No answer: ``kind`` is refused_address, connect, timeout or protocol."""
+
+    def __init__(self, kind: Failure, message: str, *, elapsed: float = 0.0) -> None:
+        super().__init__(message)
+        self.kind: Failure = kind
+        self.message = message
+        self.elapsed = elapsed
+
+
+class Outbound(Protocol):
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str], *,
+                   within: float, max_body: int = 65_536) -> Reply: ...
+
+    async def close(self) -> None: ...
