@@ -78,7 +78,7 @@ class Hooks:
             self._count(spec, "failed_open", started)
             return Allow(failed_open=True)
         self._count(spec, "failed", started)
-        raise Unavailable(f"the {spec.backend} backend did not decide ({failure.kind}); "
+        raise Unavailable(f"the backend that decides this did not answer ({failure.kind}); "
                           "retry with the same id",
                           retry_after=failure.retry_after or _RETRY_AFTER)
 
