@@ -91,7 +91,8 @@ def build_services(settings: Settings, *, log: Log | None = None,
                   max_body=settings.max_data_bytes,
                   outbound=lambda spec: HttpxOutbound(
                       allow_private=True, max_connections=settings.hook_max_connections))
-    gate = Gate(log, publisher, hooks, clock_ms=lambda: int(time.time() * 1000))
+    gate = Gate(log, publisher, hooks, clock_ms=lambda: int(time.time() * 1000),
+                max_per_user=settings.hook_max_per_user)
     media = MediaStore(settings.media_dir, settings.max_upload_bytes)
     services = Services(settings, log, bus, hub, publisher, cluster, presence, tokens, stats,
                         media, time.monotonic, gate)

@@ -113,6 +113,9 @@ class Settings:
     hook_timeout: float = _doc(5.0, "seconds a command hook has to answer (a hook may set "
                                     "its own); then UNAVAILABLE, or allow if it fails open")
     hook_max_connections: int = _doc(100, "connections to one command hook at most")
+    hook_max_per_user: int = _doc(8, "commands of one user that may wait for command hooks at "
+                                     "once (services and admins: no limit); more are "
+                                     "RATE_LIMITED")
 
     # Retention and idempotency
     retention_max_messages: int = _doc(100_000, "messages kept per room (0: no limit)")

@@ -32,7 +32,7 @@ import orjson
 
 from roomlog.backends import HookSpec
 from roomlog.commands import Call, CommandRunner, Outcome, recall
-from roomlog.errors import RoomlogError, Unavailable
+from roomlog.errors import ErrorCode, RoomlogError, Unavailable
 from roomlog.hooks.caller import Hooks
 from roomlog.hooks.contract import (
     Deny,
@@ -52,6 +52,7 @@ __all__ = ["Gate"]
 T = TypeVar("T", Outcome, Appended)
 
 _PUBLISH = "publish"
+_BUSY_RETRY = 0.5  # seconds a user with too many commands at the backend waits
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +68,14 @@ class Gate:
     """The write entry of sessions and the HTTP API (see the module docstring)."""
 
     def __init__(self, log: Log, publisher: Publisher, hooks: Hooks, *,
-                 clock_ms: Callable[[], int]) -> None:
+                 clock_ms: Callable[[], int], max_per_user: int = 8) -> None:
         self._log = log
         self._publisher = publisher
         self.hooks = hooks
         self._clock_ms = clock_ms
+        self._max_per_user = max_per_user
         self._running: dict[tuple[str, str, str], asyncio.Future[Any]] = {}
+        self._asking: dict[str, int] = {}  # hook calls waiting, per user (not operators)
 
     # -- commands ------------------------------------------------------------------
 
@@ -95,8 +98,8 @@ class Gate:
         if isinstance(found, Outcome):
             return found
         args = call.command.args
-        verdict = await self._ask(spec, room, found, call.key[0], call.id, call.command.name,
-                                  args, call.who, call.sender)
+        verdict = await self._ask(spec, room, found, call.sender or call.who, call.id,
+                                  call.command.name, args, call.who, call.sender)
         if isinstance(verdict, Deny):
             decided = dataclasses.replace(call, denied=verdict)
         else:
@@ -156,7 +159,7 @@ class Gate:
         if isinstance(found, Appended):
             return found
         args = {"data": orjson.loads(item.raw)}
-        verdict = await self._ask(spec, room, found, item.actor, ident, _PUBLISH, args, who, None)
+        verdict = await self._ask(spec, room, found, who, ident, _PUBLISH, args, who, None)
         if not isinstance(verdict, Deny):
             return _unrefused(await self._publisher.publish(room, item))
         record = refusal_record(verdict)
@@ -175,14 +178,28 @@ class Gate:
 
     # -- shared --------------------------------------------------------------------
 
-    async def _ask(self, spec: HookSpec, room: str, found: _Asking, sender: str, ident: str,
-                   name: str, args: Any, who: Principal, on_behalf: Principal | None
-                   ) -> Verdict:
-        hook = hook_id(room, found.epoch, sender, ident)
+    async def _ask(self, spec: HookSpec, room: str, found: _Asking, sender: Principal,
+                   ident: str, name: str, args: Any, who: Principal,
+                   on_behalf: Principal | None) -> Verdict:
+        """The backend's verdict. A user (operators aside: they are backends and
+        admins) may have ``max_per_user`` calls waiting at once, so one client cannot
+        take a slow backend's connections from everyone else (RATE_LIMITED)."""
+        waiting = self._asking.get(sender.user, 0)
+        if waiting >= self._max_per_user and not sender.is_operator:
+            raise RoomlogError(ErrorCode.RATE_LIMITED,
+                                f"at most {self._max_per_user} commands may wait for the "
+                                "backend at once", retry_after=_BUSY_RETRY)
+        hook = hook_id(room, found.epoch, sender.user, ident)
         body = request_body(hook=hook, room=room, epoch=found.epoch, seq=found.seq,
                             ident=ident, name=name, args=args, who=who, sender=on_behalf,
                             state=found.view, now_ms=self._clock_ms())
-        return await self.hooks.ask(spec, hook, body)
+        self._asking[sender.user] = waiting + 1
+        try:
+            return await self.hooks.ask(spec, hook, body)
+        finally:
+            left = self._asking.pop(sender.user) - 1
+            if left:
+                self._asking[sender.user] = left
 
     async def _once(self, key: tuple[str, str, str], work: Callable[[], Awaitable[T]]) -> T:
         """Run ``work`` for one (room, user, id) at a time on this instance: a try

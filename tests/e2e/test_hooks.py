@@ -10,7 +10,9 @@ on behalf of a guest, whose rules then apply. Several instances: see
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,8 @@ import orjson
 import pytest
 
 from roomlog.identity import Role
-from tests.backend_server import Backend, Reply, allow, deny
+from tests.backend_server import WAIT, Backend, Call, Reply, allow, deny, running_backend
+from tests.e2e.conftest import MakeServer
 from tests.e2e.support import (
     Server,
     bearer,
@@ -294,3 +297,35 @@ async def test_a_service_runs_commands_on_behalf_of_a_guest(
     for acting in ({"user": guest, "role": "admin"}, {"user": ""}, "guest", {"role": "dj"}):
         bad = await submit(6, acting)  # type: ignore[arg-type]
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "BAD_FRAME", acting
+
+
+async def test_one_user_cannot_hold_a_slow_backend_for_everyone(
+        make_server: MakeServer, tmp_path: Path) -> None:
+    """A user may have ``hook_max_per_user`` commands waiting for the backend; more are
+    RATE_LIMITED at once, and other users' commands still reach the backend."""
+    with running_backend() as slow:
+        release = threading.Event()
+
+        def hold(call: Call) -> Reply:
+            release.wait(WAIT)
+            return allow()
+
+        slow.answer = hold
+        file = write_backends(tmp_path / "backends.json", [{"name": "slow", "hooks": [{
+            "on": ["queue:request.submit"], "url": slow.url, "secret": slow.secret,
+            "timeout": 60}]}])
+        srv = await make_server(backends_file=file, hook_max_per_user=2)
+        room, greedy, other = unique_room("queue"), user("greedy"), user("other")
+        ws = await open_client(srv.ws_url, user=greedy)
+        waiting = [await ws.send_command(room, "request.submit", song(n)) for n in (1, 2)]
+        await asyncio.to_thread(slow.wait_calls, 2)
+        third = await ws.command(room, "request.submit", song(3))
+        assert third["code"] == "RATE_LIMITED" and third["retry_after"] == 0.5, third
+        neighbour = await open_client(srv.ws_url, user=other)
+        theirs = await neighbour.send_command(room, "request.submit", song(4))
+        await asyncio.to_thread(slow.wait_calls, 3)
+        release.set()
+        for client, ident in ((ws, waiting[0]), (ws, waiting[1]), (neighbour, theirs)):
+            assert (await client.reply(ident))["type"] == "ack"
+        await ws.close()
+        await neighbour.close()
