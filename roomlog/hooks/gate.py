@@ -214,11 +214,11 @@ class Gate:
         self._running[key] = future
         try:
             result = await work()
-        except asyncio.CancelledError:
-            future.set_exception(Unavailable("interrupted; retry with the same id"))
-            raise
-        except BaseException as exc:
+        except Exception as exc:
             future.set_exception(exc)
+            raise
+        except BaseException:  # cancelled (its connection closed): the others retry
+            future.set_exception(Unavailable("interrupted; retry with the same id"))
             raise
         finally:
             del self._running[key]
