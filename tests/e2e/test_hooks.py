@@ -329,3 +329,17 @@ async def test_one_user_cannot_hold_a_slow_backend_for_everyone(
             assert (await client.reply(ident))["type"] == "ack"
         await ws.close()
         await neighbour.close()
+
+
+async def test_the_same_id_twice_at_once_asks_the_backend_once(
+        hooked: tuple[Server, Backend, Backend]) -> None:
+    srv, main, _ = hooked
+    room, guest = unique_room("queue"), user("guest")
+    ws = await open_client(srv.ws_url, user=guest)
+    for _ in range(2):  # back to back: the second arrives while the first waits, or after
+        await ws.send_command(room, "request.submit", song(1), ident="twice")
+    acks = [await ws.reply("twice"), await ws.reply("twice")]
+    assert sorted(a["duplicate"] for a in acks) == [False, True]
+    assert acks[0]["seqs"] == acks[1]["seqs"] == [1]
+    assert len(main.of(room)) == 1
+    await ws.close()
