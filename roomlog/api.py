@@ -10,7 +10,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from roomlog.commands import Call
+from roomlog.commands import call_of
 from roomlog.drain import disconnect_here
 from roomlog.errors import CloseCode, ErrorCode, ProtocolError, RoomlogError
 from roomlog.identity import Principal, Role
@@ -18,7 +18,7 @@ from roomlog.log import Append
 from roomlog.metrics import Exporter
 from roomlog.protocol import MAX_ID_LENGTH, encode_data, parse_command
 from roomlog.ratelimit import TokenBucket
-from roomlog.rooms.domain import Command, Event, Meta
+from roomlog.rooms.domain import Event, Meta
 from roomlog.rooms.queue_analytics import summarize, to_csv
 from roomlog.rooms.repair import can_open_upload
 from roomlog.rooms.repair_stats import summarize as repair_summary
@@ -67,7 +67,7 @@ class Api:
         if "data" not in body:
             raise ProtocolError("the body needs 'data'")
         raw = encode_data(body["data"], self._s.settings.max_data_bytes)
-        result = await self._s.publisher.publish(str(room), Append(who.user, raw, ident))
+        result = await self._s.gate.publish(str(room), Append(who.user, raw, ident), who)
         return JSONResponse({"room": str(room), "id": ident, "seq": result.seq,
                              "epoch": result.epoch, "duplicate": result.duplicate},
                             status_code=200 if result.duplicate else 201)
@@ -79,9 +79,9 @@ class Api:
         room = room_of(request)
         self._rate_limit(who)
         frame = parse_command(await _json_body(request, self._s.settings.max_frame_bytes), room)
-        await self._s.check_command(room, frame.name, frame.args, who)
-        call = Call(who, Command(frame.name, frame.args), frame.id, frame.expected_seq)
-        outcome = await self._s.publisher.command(str(room), call)
+        call = call_of(who, frame)
+        await self._s.check_command(room, frame.name, frame.args, call.who)
+        outcome = await self._s.gate.command(str(room), call)
         return JSONResponse(outcome.frame(str(room), frame.id))
 
     @handles_errors

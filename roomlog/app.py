@@ -19,18 +19,22 @@ from starlette.staticfiles import StaticFiles
 
 from roomlog import readers
 from roomlog.api import Api
-from roomlog.auth import Tokens, load_secret
+from roomlog.auth import load_tokens
+from roomlog.backends import read_backends
 from roomlog.bus import Bus
 from roomlog.bus.memory import MemoryBus
 from roomlog.cluster import Cluster
 from roomlog.commands import CommandRunner
 from roomlog.drain import disconnect_here, drain
 from roomlog.errors import ErrorCode, RoomlogError
+from roomlog.hooks.caller import Hooks
+from roomlog.hooks.gate import Gate
 from roomlog.hub import Hub
 from roomlog.identity import Principal
 from roomlog.log import Log
 from roomlog.log.sql import SqlLog
 from roomlog.media import MediaStore
+from roomlog.outbound.httpx_adapter import HttpxOutbound
 from roomlog.presence import Presence
 from roomlog.publisher import Publisher
 from roomlog.rooms import DOMAINS
@@ -78,10 +82,20 @@ def build_services(settings: Settings, *, log: Log | None = None,
     cluster.on_subscribed = presence.on_subscribed
     publisher = Publisher(log, cluster, stats, clock_ms=lambda: int(time.time() * 1000),
                           max_batch=settings.commit_batch, runners=runners)
-    tokens = Tokens(load_secret(settings.secret, settings.secret_file))
+    backends = read_backends(settings.backends_file)
+    tokens = load_tokens(settings.secret, settings.secret_file, settings.secret_roles,
+                         backends.keys)
+    # Hook URLs come from the operator's file, never from an API: private addresses
+    # are allowed (backends usually live on the operator's network).
+    hooks = Hooks(backends.hooks, timeout=settings.hook_timeout,
+                  max_body=settings.max_data_bytes,
+                  outbound=lambda spec: HttpxOutbound(
+                      allow_private=True, max_connections=settings.hook_max_connections))
+    gate = Gate(log, publisher, hooks, clock_ms=lambda: int(time.time() * 1000),
+                max_per_user=settings.hook_max_per_user)
     media = MediaStore(settings.media_dir, settings.max_upload_bytes)
     services = Services(settings, log, bus, hub, publisher, cluster, presence, tokens, stats,
-                        media, time.monotonic)
+                        media, time.monotonic, gate)
     cluster.on_control = lambda payload: disconnect_here(services, payload)
     return services
 
@@ -135,6 +149,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             sweeper.cancel()
             await drain(s, 0.0)  # after SIGTERM the server's drain has done this already
             await s.publisher.close()
+            await s.gate.close()
             await s.cluster.close()
             await s.log.close()
 

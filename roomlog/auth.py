@@ -1,8 +1,15 @@
-"""Tokens: signed JWTs (HS256) that name a user and a role. The PyJWT adapter.
+"""Tokens: signed JWTs that name a user and a role. The PyJWT adapter.
 
 A token carries ``sub`` (user id), ``role`` and ``exp``. ``Tokens.verify``
 turns one into a :class:`~roomlog.identity.Principal` or raises
-``UNAUTHORIZED`` saying why (expired, bad signature, unknown role).
+``UNAUTHORIZED`` saying why (expired, bad signature, unknown key, unknown role,
+a role its key may not mint).
+
+Keys: a token whose header names a ``kid`` is verified with that key of the
+backends file (``roomlog.backends``: HS256 secrets, RS256/ES256 public keys in
+PEM or JWKS), with that key's algorithm only, and its role must be one the key
+may mint. A token without ``kid`` is verified with ``ROOMLOG_SECRET`` (HS256),
+the default key, which mints ``secret_roles`` (every role unless limited).
 """
 
 from __future__ import annotations
@@ -11,14 +18,18 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jwt
 
+from roomlog.backends import KeySpec
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.identity import Principal, Role
 
-__all__ = ["Tokens", "load_secret"]
+__all__ = ["Tokens", "default_roles", "load_secret", "load_tokens"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,24 +37,79 @@ _ALGORITHM = "HS256"
 _MAX_USER_LENGTH = 200
 
 
+@dataclass(frozen=True, slots=True)
+class _Key:
+    kid: str | None  # None: the default key (ROOMLOG_SECRET)
+    algorithm: str
+    verifier: Any  # what PyJWT verifies with: the secret, or a public key object
+    roles: frozenset[Role]
+    signs: bool  # the server holds the secret, so it can mint with this key
+
+
+def _key(spec: KeySpec) -> _Key:
+    """A backends-file key made ready for PyJWT (the file was checked already)."""
+    if isinstance(spec.material, dict):  # a JWK
+        verifier = jwt.PyJWK(spec.material, algorithm=spec.algorithm).key
+    elif spec.algorithm == _ALGORITHM:
+        verifier = spec.material
+    else:
+        try:
+            verifier = jwt.get_algorithm_by_name(spec.algorithm).prepare_key(spec.material)
+        except (ValueError, TypeError, jwt.InvalidKeyError) as exc:
+            raise ValueError(f"key {spec.kid!r} is not an {spec.algorithm} public key "
+                             f"in PEM: {exc}") from None
+    return _Key(spec.kid, spec.algorithm, verifier, spec.roles, spec.algorithm == _ALGORITHM)
+
+
 class Tokens:
-    def __init__(self, secret: str, *, leeway: float = 5.0) -> None:
+    """Verifies tokens with the default key and the keys of the backends file."""
+
+    def __init__(self, secret: str, *, keys: Iterable[KeySpec] = (),
+                 secret_roles: Iterable[Role] | None = None, leeway: float = 5.0) -> None:
         if len(secret) < 16:
             raise ValueError("the token secret must be at least 16 characters")
-        self._secret = secret
+        roles = frozenset(Role) if secret_roles is None else frozenset(secret_roles)
+        self._default = _Key(None, _ALGORITHM, secret, roles, True)
+        self._keys = {spec.kid: _key(spec) for spec in keys}
         self._leeway = leeway
 
     def issue(self, user: str, role: Role, *, ttl: float = 3600.0,
-              now: float | None = None) -> str:
+              now: float | None = None, kid: str | None = None) -> str:
+        """A token signed with the default key, or with the HS256 key ``kid``
+        (ValueError when that key is not one the server can sign with, or may not
+        mint ``role``)."""
+        key = self._default if kid is None else self._keys.get(kid)
+        if key is None or not key.signs:
+            raise ValueError(f"no HS256 key {kid!r} in the backends file to sign with")
+        if role not in key.roles:
+            raise ValueError(f"key {kid or '(default)'} may not mint {role.value} tokens; "
+                             f"it mints {', '.join(sorted(key.roles))}")
         issued = time.time() if now is None else now
         claims = {"sub": user, "role": role.value, "iat": int(issued),
                   "exp": int(issued + ttl)}
-        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+        headers = None if kid is None else {"kid": kid}
+        return jwt.encode(claims, key.verifier, algorithm=_ALGORITHM, headers=headers)
+
+    def _key_of(self, token: str) -> _Key:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.InvalidTokenError as exc:
+            raise RoomlogError(ErrorCode.UNAUTHORIZED, f"invalid token: {exc}") from None
+        if kid is None:
+            if not self._default.roles:
+                raise RoomlogError(ErrorCode.UNAUTHORIZED,
+                                    "tokens without 'kid' are not accepted here")
+            return self._default
+        key = self._keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise RoomlogError(ErrorCode.UNAUTHORIZED, f"unknown key id {str(kid)[:80]!r}")
+        return key
 
     def verify(self, token: str) -> tuple[Principal, float]:
         """The token's principal and its expiry (Unix seconds), or UNAUTHORIZED."""
+        key = self._key_of(token)
         try:
-            claims = jwt.decode(token, self._secret, algorithms=[_ALGORITHM],
+            claims = jwt.decode(token, key.verifier, algorithms=[key.algorithm],
                                 leeway=self._leeway, options={"require": ["sub", "exp"]})
         except jwt.ExpiredSignatureError:
             raise RoomlogError(ErrorCode.UNAUTHORIZED, "token expired") from None
@@ -53,9 +119,40 @@ class Tokens:
         if not isinstance(user, str) or not 0 < len(user) <= _MAX_USER_LENGTH:
             raise RoomlogError(ErrorCode.UNAUTHORIZED, "token has no usable 'sub'")
         try:
-            return Principal(user, Role(role)), float(claims["exp"])
+            principal = Principal(user, Role(role))
         except ValueError:
             raise RoomlogError(ErrorCode.UNAUTHORIZED, f"unknown role {role!r}") from None
+        if principal.role not in key.roles:
+            raise RoomlogError(ErrorCode.UNAUTHORIZED,
+                                f"key {key.kid or '(default)'} may not mint "
+                                f"{principal.role.value} tokens")
+        return principal, float(claims["exp"])
+
+
+def default_roles(text: str) -> frozenset[Role] | None:
+    """``ROOMLOG_SECRET_ROLES``: None for every role (empty), no role (``none``), or
+    the comma-separated roles; SystemExit naming an unknown one."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        return None
+    if names == ["none"]:
+        return frozenset()
+    try:
+        return frozenset(Role(name) for name in names)
+    except ValueError as exc:
+        raise SystemExit(f"ROOMLOG_SECRET_ROLES: {exc}; roles are "
+                         f"{', '.join(r.value for r in Role)} (or 'none')") from None
+
+
+def load_tokens(secret: str, secret_file: str, secret_roles: str,
+                keys: Iterable[KeySpec]) -> Tokens:
+    """Tokens of the settings and the backends file's keys; SystemExit saying what
+    is wrong with a key that PyJWT cannot use."""
+    try:
+        return Tokens(load_secret(secret, secret_file), keys=keys,
+                      secret_roles=default_roles(secret_roles))
+    except ValueError as exc:
+        raise SystemExit(f"backends file: {exc}") from None
 
 
 def load_secret(secret: str, secret_file: str) -> str:

@@ -94,10 +94,15 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _token(settings: Settings, args: argparse.Namespace) -> None:
-    from roomlog.auth import Tokens, load_secret
+    from roomlog.auth import load_tokens
+    from roomlog.backends import read_backends
 
-    tokens = Tokens(load_secret(settings.secret, settings.secret_file))
-    print(tokens.issue(args.user, Role(args.role), ttl=args.ttl))
+    keys = read_backends(settings.backends_file).keys
+    tokens = load_tokens(settings.secret, settings.secret_file, settings.secret_roles, keys)
+    try:
+        print(tokens.issue(args.user, Role(args.role), ttl=args.ttl, kid=args.kid))
+    except ValueError as exc:
+        raise SystemExit(f"roomlog token: {exc}") from None
 
 
 def _settings(settings: Settings, args: argparse.Namespace) -> None:
@@ -118,6 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     token.add_argument("--user", required=True)
     token.add_argument("--role", choices=[r.value for r in Role], default=Role.GUEST.value)
     token.add_argument("--ttl", type=_duration, default=3600.0, help="e.g. 15m, 1h, 7d")
+    token.add_argument("--kid", help="sign with this HS256 key of the backends file "
+                                     "(default: ROOMLOG_SECRET, no kid)")
     token.set_defaults(run=_token)
     commands.add_parser("settings", help="print every setting as a table").set_defaults(
         run=_settings)

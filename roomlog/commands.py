@@ -15,6 +15,15 @@ commands to one room:
 
 If the transaction fails, the cached state (mutated in step 2) is dropped, so
 the next command rebuilds it from the log.
+
+A command with a command hook (``roomlog.hooks``) arrives with the backend's
+verdict: a deny (``Call.denied``) is its outcome, remembered like a result, and
+``decide`` is not asked; an allow is ``command.approval``, which ``decide`` sees
+and whose data the command's events carry as ``hook``, stored with the result.
+So a retry of a hooked command returns its first outcome, deny included. A
+room's own refusal is not remembered, hooked or not (the client may retry it).
+Events of a command a service ran for a user (``on_behalf_of``) carry ``via``,
+the service's user id; the user is their author and the rules apply to them.
 """
 
 from __future__ import annotations
@@ -27,11 +36,13 @@ from typing import Any, TypeVar
 import orjson
 
 from roomlog.errors import ErrorCode, RoomlogError
-from roomlog.identity import Principal
+from roomlog.hooks.contract import Allow, Deny, recall_error, refusal_record, verdict_record
+from roomlog.identity import Principal, Role
 from roomlog.log import Log, Prior, RoomTxn
-from roomlog.rooms.domain import Command, Domain, Event, Meta
+from roomlog.protocol import CommandFrame
+from roomlog.rooms.domain import Command, Decision, Domain, Event, Meta
 
-__all__ = ["Call", "CommandRunner", "Outcome"]
+__all__ = ["Call", "CommandRunner", "Outcome", "call_of", "recall"]
 
 T = TypeVar("T")
 
@@ -40,12 +51,46 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One command as a client sent it."""
+    """One command as a client sent it.
+
+    ``who`` is whom it acts as: the rules apply to them and they author its
+    events. ``sender``, when set, is the service that ran it for ``who``
+    (``on_behalf_of``); ids are the sender's, so ``key`` names the sender.
+    ``denied`` is a command hook's deny: the command's outcome, decided already.
+    """
 
     who: Principal
     command: Command
     id: str
     expected_seq: int | None = None
+    sender: Principal | None = None
+    denied: Deny | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(user, client id) under which its outcome is remembered."""
+        return (self.sender or self.who).user, self.id
+
+
+def call_of(who: Principal, frame: CommandFrame) -> Call:
+    """The call a command frame makes; FORBIDDEN when someone other than a
+    ``service`` asks to act ``on_behalf_of`` a user."""
+    command = Command(frame.name, frame.args)
+    if frame.on_behalf_of is None:
+        return Call(who, command, frame.id, frame.expected_seq)
+    if who.role is not Role.SERVICE:
+        raise RoomlogError(ErrorCode.FORBIDDEN,
+                            "only a service may run a command on behalf of a user")
+    return Call(frame.on_behalf_of, command, frame.id, frame.expected_seq, sender=who)
+
+
+def recall(prior: Prior, epoch: str) -> Outcome | RoomlogError:
+    """A remembered outcome: the first result (now a duplicate), or the deny."""
+    first = orjson.loads(prior.result or b'{"seqs": [], "result": {}}')
+    error = recall_error(first)
+    if error is not None:
+        return error
+    return Outcome(first["seqs"], epoch, first["result"], True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,40 +166,50 @@ class CommandRunner:
 
     async def _run(self, txn: RoomTxn, calls: list[Call]) -> list[Outcome | RoomlogError]:
         cached = await self.state(txn)
-        known = await txn.prior((c.who.user, c.id) for c in calls)
+        known = await txn.prior(c.key for c in calls)
         outcomes: list[Outcome | RoomlogError] = []
         for call in calls:
-            key = (call.who.user, call.id)
-            prior = known.get(key)
+            prior = known.get(call.key)
             if prior is not None:
-                first = orjson.loads(prior.result or b'{"seqs": [], "result": {}}')
-                outcomes.append(Outcome(first["seqs"], txn.epoch, first["result"], True))
+                outcomes.append(recall(prior, txn.epoch))
                 continue
-            outcome = self._decide(txn, cached, call)
+            if call.denied is not None:
+                outcome: Outcome | RoomlogError = call.denied.error()
+                body: bytes | None = refusal_record(call.denied)
+            else:
+                outcome = self._decide(txn, cached, call)
+                body = _record(call, outcome)
             outcomes.append(outcome)
-            if isinstance(outcome, Outcome):
-                body = orjson.dumps({"seqs": outcome.seqs, "result": outcome.result})
-                txn.remember(call.who.user, call.id, txn.head, body)
-                known[key] = Prior(txn.head, txn.now_ms, body)
+            if body is not None:
+                txn.remember(call.key[0], call.id, txn.head, body)
+                known[call.key] = Prior(txn.head, txn.now_ms, body)
         if txn.head - cached.snapshot_seq >= self._snapshot_every or (
                 cached.snapshot_seq == 0 and txn.head > 0):
             txn.save_snapshot(txn.head, orjson.dumps(self.domain.dump(cached.state)))
             cached.snapshot_seq = txn.head
         return outcomes
 
-    def _decide(self, txn: RoomTxn, cached: _Cached, call: Call) -> Outcome | RoomlogError:
+    def judge(self, txn: RoomTxn, state: Any, call: Call) -> Decision | RoomlogError:
+        """The domain's decision on ``call`` at the locked head, or its refusal
+        (a stale ``expected_seq`` is CONFLICT; a bug in ``decide`` is INTERNAL)."""
         if call.expected_seq is not None and call.expected_seq != txn.head:
             return RoomlogError(ErrorCode.CONFLICT,
                                  f"the room is at seq {txn.head}, not {call.expected_seq}")
         try:
-            decision = self.domain.decide(cached.state, call.command, call.who, txn.now_ms)
+            return self.domain.decide(state, call.command, call.who, txn.now_ms)
         except RoomlogError as err:
             return err
         except Exception:  # a bug in decide: this command fails, the batch goes on
             logger.exception("deciding %s in %s failed", call.command.name, txn.room)
             return RoomlogError(ErrorCode.INTERNAL, "the command failed; this is a bug")
+
+    def _decide(self, txn: RoomTxn, cached: _Cached, call: Call) -> Outcome | RoomlogError:
+        decision = self.judge(txn, cached.state, call)
+        if isinstance(decision, RoomlogError):
+            return decision
         seqs = []
-        for event in decision.events:
+        for decided in decision.events:
+            event = _stamped(decided, call)
             message = txn.append(call.who.user, orjson.dumps(event.to_data()))
             meta = Meta(call.who.user, message.seq, txn.now_ms)
             for notice in self.domain.apply(cached.state, event, meta):
@@ -187,3 +242,27 @@ class CommandRunner:
         return await self._look(log, room, lambda cached: (
             cached.seq, cached.epoch, self.domain.view(cached.state, who)))
 
+
+
+def _stamped(event: Event, call: Call) -> Event:
+    """The event as stored: with a hook's data (``hook``) and the service that ran
+    it for its user (``via``). The fold sees the same, so replay rebuilds it."""
+    approval = call.command.approval
+    extra: dict[str, Any] = {}
+    if approval is not None and approval.data:
+        extra["hook"] = approval.data
+    if call.sender is not None:
+        extra["via"] = call.sender.user
+    return Event(event.type, {**event.data, **extra}) if extra else event
+
+
+def _record(call: Call, outcome: Outcome | RoomlogError) -> bytes | None:
+    """What is remembered of a decided call: its result, with the hook's verdict
+    when one was asked; None for the room's own refusal (not remembered)."""
+    if not isinstance(outcome, Outcome):
+        return None
+    stored: dict[str, Any] = {"seqs": outcome.seqs, "result": outcome.result}
+    approval = call.command.approval
+    if approval is not None:
+        stored["verdict"] = verdict_record(Allow(approval.data, approval.failed_open))
+    return orjson.dumps(stored)

@@ -50,6 +50,8 @@ class ErrorCode(enum.StrEnum):
     CAPACITY_EXCEEDED = "CAPACITY_EXCEEDED"  # queue: the hourly cap is reached
     TOO_MANY_ACTIVE = "TOO_MANY_ACTIVE"  # queue: the guest has too many active requests
     QUEUE_CLOSED = "QUEUE_CLOSED"  # queue: the DJ closed the queue
+    # Command hooks (docs/backends.md)
+    DENIED = "DENIED"  # the operator's backend refused the command (details.code says why)
 
 
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -71,6 +73,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.CAPACITY_EXCEEDED: 429,
     ErrorCode.TOO_MANY_ACTIVE: 409,
     ErrorCode.QUEUE_CLOSED: 409,
+    ErrorCode.DENIED: 403,
 }
 
 

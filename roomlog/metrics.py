@@ -65,6 +65,14 @@ class _Collector(Collector):
                                   value=stats.slow_disconnects)
         yield CounterMetricFamily("roomlog_admin_disconnects",
                                   "Connections closed by an admin", value=stats.disconnects)
+        hook_calls = CounterMetricFamily(
+            "roomlog_hook_calls", "Command hook calls by backend and outcome (allow, deny, "
+            "failed: the client got UNAVAILABLE, failed_open)", labels=["backend", "outcome"])
+        for (backend, outcome), count in sorted(s.gate.hooks.calls.items()):
+            hook_calls.add_metric([backend, outcome], count)
+        yield hook_calls
+        yield _histogram("roomlog_hook_seconds", "One command hook call, to its verdict or "
+                         "failure", s.gate.hooks.latency)
         yield _histogram("roomlog_deliver_latency_seconds",
                          "Commit to hand-off to local subscribers", stats.deliver_latency)
         yield _histogram("roomlog_log_append_seconds", "One commit's transaction",

@@ -18,6 +18,7 @@ import msgpack
 import orjson
 
 from roomlog.errors import ErrorCode, ProtocolError, RoomlogError
+from roomlog.identity import Principal, Role
 from roomlog.rooms import RoomName, parse_room
 
 __all__ = [
@@ -44,6 +45,10 @@ __all__ = [
 ]
 
 MAX_ID_LENGTH = 128
+MAX_USER_LENGTH = 200  # a user id (a token's ``sub``, an ``on_behalf_of`` user)
+# Roles a service may act as (``on_behalf_of``): the people of the rooms, never an
+# operator (a service already acts as one).
+ON_BEHALF_ROLES = frozenset({Role.GUEST, Role.DJ, Role.CUSTOMER, Role.TECHNICIAN})
 
 # What one audience of a room sees of a message's data: (audience, redact), where
 # redact(data, audience) gives the data, a copy without hidden fields, or None.
@@ -283,6 +288,7 @@ class CommandFrame:
     args: dict[str, Any]
     id: str
     expected_seq: int | None = None
+    on_behalf_of: Principal | None = None  # a service runs it as this user (the rules apply)
 
 
 ClientFrame = Connect | Subscribe | Unsubscribe | Publish | Ping | CommandFrame | PresenceQuery
@@ -378,7 +384,23 @@ def parse_command(obj: dict[str, Any], room: RoomName) -> CommandFrame:
         raise ProtocolError("'expected_seq' must be a non-negative integer")
     ident = _id(obj, required=True)
     assert ident is not None
-    return CommandFrame(room, name, args, ident, expected)
+    on_behalf = obj.get("on_behalf_of")
+    acting = None if on_behalf is None else _on_behalf(on_behalf)
+    return CommandFrame(room, name, args, ident, expected, acting)
+
+
+def _on_behalf(value: Any) -> Principal:
+    """``on_behalf_of: {"user", "role"?}`` (role: guest by default)."""
+    roles = ", ".join(sorted(ON_BEHALF_ROLES))
+    if not isinstance(value, dict):
+        raise ProtocolError(f"'on_behalf_of' must be an object {{user, role}} (role: {roles})")
+    user, role = value.get("user"), value.get("role", Role.GUEST.value)
+    if not isinstance(user, str) or not 0 < len(user) <= MAX_USER_LENGTH:
+        raise ProtocolError(f"'on_behalf_of.user' must be a string of 1 to {MAX_USER_LENGTH} "
+                            "characters")
+    if role not in {r.value for r in ON_BEHALF_ROLES}:
+        raise ProtocolError(f"'on_behalf_of.role' must be one of {roles}")
+    return Principal(user, Role(role))
 
 
 def _command(obj: dict[str, Any]) -> CommandFrame:

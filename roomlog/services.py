@@ -10,6 +10,7 @@ from roomlog.auth import Tokens
 from roomlog.bus import Bus
 from roomlog.cluster import Cluster
 from roomlog.errors import ErrorCode, RoomlogError
+from roomlog.hooks.gate import Gate
 from roomlog.hub import Hub
 from roomlog.identity import Principal, Role
 from roomlog.log import Log
@@ -41,6 +42,7 @@ class Services:
     stats: Stats
     media: MediaStore
     clock: Callable[[], float]  # monotonic seconds, for timers and rate limits
+    gate: Gate  # every publish and command goes in here (command hooks, then the publisher)
     flusher: Flusher = field(default_factory=Flusher)  # one flush of all outboxes per loop turn
     sessions: set[Session] = field(default_factory=set)  # open WebSocket sessions
     streams: set[Stream] = field(default_factory=set)  # open SSE streams

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from roomlog.commands import Call
+from roomlog.commands import call_of
 from roomlog.errors import CloseCode, ErrorCode, ProtocolError, RoomlogError
 from roomlog.hub import Subscription
 from roomlog.identity import Principal
@@ -38,7 +38,6 @@ from roomlog.protocol import (
     parse_frame,
 )
 from roomlog.ratelimit import TokenBucket
-from roomlog.rooms.domain import Command
 from roomlog.services import Services
 
 __all__ = ["Session", "SessionState"]
@@ -231,7 +230,8 @@ class Session:
         room = str(frame.room)
 
         async def commit() -> dict[str, Any]:
-            result = await self._services.publisher.publish(room, item)
+            assert self.principal is not None
+            result = await self._services.gate.publish(room, item, self.principal)
             return {"type": "ack", "id": item.id, "room": room, "seq": result.seq,
                     "epoch": result.epoch, "duplicate": result.duplicate}
 
@@ -241,12 +241,11 @@ class Session:
         assert self.principal is not None
         self._take_token()
         room = str(frame.room)
-        await self._services.check_command(frame.room, frame.name, frame.args, self.principal)
-        call = Call(self.principal, Command(frame.name, frame.args), frame.id,
-                    frame.expected_seq)
+        call = call_of(self.principal, frame)
+        await self._services.check_command(frame.room, frame.name, frame.args, call.who)
 
         async def run() -> dict[str, Any]:
-            outcome = await self._services.publisher.command(room, call)
+            outcome = await self._services.gate.command(room, call)
             return outcome.frame(room, frame.id)
 
         await self._in_flight(run, frame.id, room)

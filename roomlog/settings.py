@@ -37,6 +37,16 @@ class Settings:
         "HS256 secret for tokens; empty: a development secret kept in secret_file",
     )
     secret_file: str = _doc(".roomlog-secret", "where the development secret is kept")
+    secret_roles: str = _doc(
+        "",
+        "roles tokens signed with the secret (no `kid`) may carry, comma-separated; empty: "
+        "every role; `none`: such tokens are refused",
+    )
+    backends_file: str = _doc(
+        "",
+        "JSON file of backends: their token keys and command hooks (docs/backends.md); "
+        "empty: none",
+    )
     redis_url: str = _doc(
         "",
         "Redis for several instances: redis://host:6379/0; empty: one instance, in-process bus",
@@ -98,6 +108,14 @@ class Settings:
     # Repair rooms
     media_dir: str = _doc("media", "directory of uploaded repair photos (one folder per room)")
     max_upload_bytes: int = _doc(5_242_880, "largest photo upload (PAYLOAD_TOO_LARGE above)")
+
+    # Command hooks (docs/backends.md)
+    hook_timeout: float = _doc(5.0, "seconds a command hook has to answer (a hook may set "
+                                    "its own); then UNAVAILABLE, or allow if it fails open")
+    hook_max_connections: int = _doc(100, "connections to one command hook at most")
+    hook_max_per_user: int = _doc(8, "commands of one user that may wait for command hooks at "
+                                     "once (services and admins: no limit); more are "
+                                     "RATE_LIMITED")
 
     # Retention and idempotency
     retention_max_messages: int = _doc(100_000, "messages kept per room (0: no limit)")

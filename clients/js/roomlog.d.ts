@@ -27,7 +27,7 @@ export type ErrorCode =
   | "BAD_FRAME" | "INVALID_ROOM" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "CONFLICT"
   | "PAYLOAD_TOO_LARGE" | "RATE_LIMITED" | "LIMIT_EXCEEDED" | "INTERNAL" | "UNAVAILABLE"
   | "INVALID_ARGS" | "UNKNOWN_COMMAND" | "INVALID_TRANSITION" | "DUPLICATE_REQUEST"
-  | "CAPACITY_EXCEEDED" | "TOO_MANY_ACTIVE" | "QUEUE_CLOSED"
+  | "CAPACITY_EXCEEDED" | "TOO_MANY_ACTIVE" | "QUEUE_CLOSED" | "DENIED"
   /** the client stopped (close(), or a stop close code) before the write was answered */
   | "CLOSED"
   | (string & {});

@@ -9,7 +9,9 @@ each adapter):
   append to one room at once.
 * An item whose ``(room, actor, id)`` was appended before (within the
   idempotency TTL) stores nothing and gets the first result back, marked
-  ``duplicate``.
+  ``duplicate``. If that id was remembered with a result instead (a command
+  hook denied the publish: ``roomlog.hooks``), the result comes back as
+  ``refusal``.
 * ``append`` returns only after the commit: nothing it returns can be lost.
 * ``read`` returns committed messages after a seq, in order, contiguous. If the
   wanted range is gone (trimmed) or the caller's epoch is not the room's,
@@ -55,6 +57,7 @@ class Appended:
     epoch: str
     ts: int
     duplicate: bool = False
+    refusal: bytes | None = None  # the id's remembered result: it was refused, not stored
 
 
 @dataclass(frozen=True, slots=True)

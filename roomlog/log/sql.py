@@ -221,7 +221,8 @@ class SqlLog:
             for item in items:
                 prior = known.get((item.actor, item.id)) if item.id is not None else None
                 if prior is not None:
-                    results.append(Appended(prior.seq, txn.epoch, prior.ts, duplicate=True))
+                    results.append(Appended(prior.seq, txn.epoch, prior.ts, duplicate=True,
+                                            refusal=prior.result))
                     continue
                 message = txn.append(item.actor, item.raw)
                 results.append(Appended(message.seq, txn.epoch, now_ms))

@@ -30,6 +30,13 @@ Rules for implementers:
   ``who`` may no longer read the room after it (the hub then ends the
   subscription before that event goes out), None when the event changes
   nothing about who reads.
+* ``hook_view(state, command, actor, now_ms)`` is what a command hook's backend is told
+  of the state (``roomlog.hooks``): the facts its rules need for this command,
+  not the whole state (it travels with every hooked command). A command a
+  backend allowed reaches ``decide`` with ``command.approval`` set; the runner
+  stamps the approval's data into the command's events as ``hook``, so
+  ``decide`` reads it only when its rules depend on it. A denied command never
+  reaches ``decide``.
 """
 
 from __future__ import annotations
@@ -39,15 +46,34 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from roomlog.identity import Principal
 
-__all__ = ["Command", "Decision", "Domain", "Event", "Meta", "Notice"]
+__all__ = ["Approval", "Command", "Decision", "Domain", "Event", "Meta", "Notice"]
 
 S = TypeVar("S")
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """A command hook's backend allowed the command (see ``roomlog.hooks``).
+
+    ``data``: what the backend says the command's events carry (e.g. a verified
+    amount); the runner stamps it into each event as ``hook``. ``failed_open``:
+    the hook did not answer and is configured to fail open, so nothing was
+    verified: a rule that needs the backend's word must refuse such a command.
+    ``pending``: the rules are checked before the hook is asked (so a command the
+    room would refuse costs the backend nothing); the data is not known yet, and
+    a rule that needs it lets the command pass for now.
+    """
+
+    data: dict[str, Any] = field(default_factory=dict)
+    failed_open: bool = False
+    pending: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Command:
     name: str  # e.g. "request.submit"
     args: dict[str, Any]
+    approval: Approval | None = None  # set when a command hook is configured for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +125,7 @@ class Decision:
 class Domain(Protocol, Generic[S]):
     kind: str
     private: bool  # reading needs the state (can_read) and readers see different things
+    commands: list[str]  # the command names ``decide`` knows
 
     def initial(self, room_id: str) -> S: ...
 
@@ -123,3 +150,6 @@ class Domain(Protocol, Generic[S]):
     def redact(self, data: dict[str, Any], audience: str) -> dict[str, Any] | None: ...
 
     def still_reads(self, data: dict[str, Any], who: Principal) -> bool | None: ...
+
+    def hook_view(self, state: S, command: Command, actor: Principal,
+                  now_ms: int) -> dict[str, Any]: ...

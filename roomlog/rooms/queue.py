@@ -92,6 +92,11 @@ queue.settings_changed      changed {key: value}, settings (all of them)
 
 Notices are tabled in :mod:`.queue_apply`. Everyone authenticated may
 subscribe; nobody publishes (queue rooms take commands only).
+
+A command hook (``roomlog.hooks``) is told ``open``, ``owner`` and ``settings``;
+for ``request.submit`` also the room's ``requests_last_hour`` and the actor's
+``active`` requests and ``submits_last_minute``; for a command naming a
+``request_id`` that exists, that ``request`` (as every subscriber sees it).
 """
 
 from __future__ import annotations
@@ -103,7 +108,9 @@ from roomlog.rooms.domain import Command, Decision, Event, Meta, Notice
 from roomlog.rooms.queue_apply import apply
 from roomlog.rooms.queue_decide import COMMANDS, DuplicateRequest, can_run_dj, decide
 from roomlog.rooms.queue_state import (
+    ACTIVE,
     HOUR_MS,
+    MINUTE_MS,
     QueueState,
     Request,
     Settings,
@@ -122,6 +129,7 @@ class QueueDomain:
     """The ``queue`` room kind: a :class:`~roomlog.rooms.domain.Domain` of QueueState."""
 
     kind = "queue"
+    commands = COMMANDS
     private = False  # every reader sees every event (see the docstring)
 
     def initial(self, room_id: str) -> QueueState:
@@ -202,3 +210,21 @@ class QueueDomain:
 
     def can_publish(self, who: Principal, room_id: str) -> bool:
         return False
+
+    def hook_view(self, state: QueueState, command: Command, actor: Principal,
+                  now_ms: int) -> dict[str, Any]:
+        """What a command hook is told (see the module docstring)."""
+        body: dict[str, Any] = {"open": state.open, "owner": state.owner,
+                                "settings": state.settings.to_data()}
+        if command.name == "request.submit":
+            body["requests_last_hour"] = sum(1 for ts, _ in state.submits
+                                             if ts > now_ms - HOUR_MS)
+            body["submits_last_minute"] = sum(1 for ts, user in state.submits
+                                              if user == actor.user and ts > now_ms - MINUTE_MS)
+            body["active"] = [{"id": r.id, "song_id": r.song_id, "status": str(r.status)}
+                              for r in state.requests.values()
+                              if r.user == actor.user and r.status in ACTIVE]
+        rid = command.args.get("request_id") if isinstance(command.args, dict) else None
+        if isinstance(rid, str) and rid in state.requests:
+            body["request"] = state.requests[rid].public()
+        return body

@@ -140,6 +140,11 @@ subscribe first); the customer their own ticket once it exists; nobody else.
 ``can_subscribe`` is the static part (customer, technician, admin, service).
 Nobody publishes: the log of a repair room is its fold, and a plain message
 would be an event ``apply`` refuses.
+
+A command hook (``roomlog.hooks``) is told the ticket's ``exists``, ``status``,
+``customer_id``, ``technicians``, ``progress`` and current ``quote``: the
+operator's backend is staff. What a backend's approval adds to an event
+(``hook``) is staff-only, like the internal fields.
 """
 
 from __future__ import annotations
@@ -177,6 +182,7 @@ _INTERNAL_FIELDS: dict[str, tuple[str, ...]] = {
     "ticket.created": ("internal",),
     "status.changed": ("internal_reason",),
 }
+_HOOK_FIELD = "hook"  # a command hook's data, stamped into any event (roomlog.commands)
 _BY_VISIBILITY = frozenset({"photo.added", "note.added"})  # hidden unless visibility customer
 
 
@@ -204,7 +210,7 @@ def redact(data: dict[str, Any], audience: str) -> dict[str, Any] | None:
         return None
     if kind in _BY_VISIBILITY and data.get("visibility") != CUSTOMER:
         return None
-    hidden = _INTERNAL_FIELDS.get(str(kind), ())
+    hidden = (*_INTERNAL_FIELDS.get(str(kind), ()), _HOOK_FIELD)
     if any(key in data for key in hidden):
         return {k: v for k, v in data.items() if k not in hidden}
     return data
@@ -282,6 +288,7 @@ class RepairDomain:
     ``redact``)."""
 
     kind = "repair"
+    commands = COMMANDS
     private = True
 
     def initial(self, room_id: str) -> RepairState:
@@ -322,3 +329,12 @@ class RepairDomain:
 
     def still_reads(self, data: dict[str, Any], who: Principal) -> bool | None:
         return still_reads(data, who)
+
+    def hook_view(self, state: RepairState, command: Command, actor: Principal,
+                  now_ms: int) -> dict[str, Any]:
+        """What a command hook is told (see the module docstring)."""
+        return {"exists": state.exists,
+                "status": None if state.status is None else str(state.status),
+                "customer_id": state.customer_id, "technicians": list(state.technicians),
+                "progress": state.progress,
+                "quote": None if state.quote is None else asdict(state.quote)}

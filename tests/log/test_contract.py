@@ -85,6 +85,24 @@ async def test_a_retried_id_returns_the_first_result_and_stores_nothing(
     assert (await first.info(room)).head == 3
 
 
+async def test_an_id_remembered_as_refused_comes_back_as_its_refusal(
+        make_log: LogFactory, room: str) -> None:
+    """A command hook's deny of a publish is remembered with the id and no message;
+    appending that id later stores nothing and hands the refusal back."""
+    log = await make_log()
+
+    async def refuse(txn: RoomTxn) -> None:
+        txn.remember("u1", "denied", txn.head, b'{"error": {}}')
+
+    await log.transact(room, 1, refuse)
+    (result,), stored = await log.append(room, [item(ident="denied")], now_ms=2)
+    assert (result.duplicate, result.refusal, stored) == (True, b'{"error": {}}', [])
+    (fresh,), _ = await log.append(room, [item(ident="fresh")], now_ms=3)
+    assert (fresh.seq, fresh.refusal) == (1, None)
+    (again,), _ = await log.append(room, [item(ident="fresh")], now_ms=4)
+    assert (again.seq, again.duplicate, again.refusal) == (1, True, None)
+
+
 async def test_concurrent_retries_of_one_id_store_it_once(make_log: LogFactory,
                                                          room: str) -> None:
     logs = [await make_log(), await make_log()]
