@@ -242,14 +242,16 @@ def parse_ban(body: dict[str, Any], now_ms: int) -> NewBan:
         except ValueError:
             raise ProtocolError(f"'role' must be one of {', '.join(Role)}") from None
     reason = body.get("reason", "")
-    if not isinstance(reason, str) or len(reason) > MAX_REASON:
-        raise ProtocolError(f"'reason' must be a string of at most {MAX_REASON} characters")
+    _text(reason, "reason", MAX_REASON, shortest=0)
     return NewBan(user, role, jti, reason, _until(body, now_ms))
 
 
-def _text(value: Any, name: str, longest: int) -> None:
-    if not isinstance(value, str) or not 0 < len(value) <= longest:
-        raise ProtocolError(f"'{name}' must be a string of 1 to {longest} characters")
+def _text(value: Any, name: str, longest: int, *, shortest: int = 1) -> None:
+    """A string the database stores as it is: PostgreSQL refuses NUL characters."""
+    if (not isinstance(value, str) or not shortest <= len(value) <= longest
+            or "\x00" in value):
+        raise ProtocolError(f"'{name}' must be a string of {shortest} to {longest} "
+                            "characters (no NUL)")
 
 
 def _number(value: Any) -> bool:
@@ -281,8 +283,13 @@ def parse_query(query: dict[str, str]) -> BanQuery:
     if status not in STATUSES:
         raise ProtocolError(f"'status' must be one of {', '.join(STATUSES)}")
     before, limit = query.get("before"), query.get("limit")
+    user, jti = query.get("user") or None, query.get("jti") or None
+    if user is not None:
+        _text(user, "user", MAX_USER)
+    if jti is not None:
+        _text(jti, "jti", MAX_JTI)
     return BanQuery(
-        user=query.get("user") or None, jti=query.get("jti") or None, status=status,
+        user=user, jti=jti, status=status,
         before=None if before is None else params.integer(before, "before", low=1, high=2**62),
         limit=DEFAULT_PAGE if limit is None else params.integer(limit, "limit", low=1,
                                                                 high=MAX_PAGE))

@@ -100,7 +100,8 @@ def test_ban_requests(body: dict[str, Any], expected: NewBan) -> None:
     {"user": "a", "role": "king"}, {"user": "a", "reason": None}, {"user": "a", "duration": 0},
     {"user": "a", "duration": float("nan")}, {"user": "a", "duration": True},
     {"user": "a", "until": NOW}, {"user": "a", "until": float("inf")},
-    {"user": "a", "duration": 1, "until": NOW + 5},
+    {"user": "a", "duration": 1, "until": NOW + 5}, {"user": "a\x00"},
+    {"user": "a", "reason": "why\x00"},
 ])
 def test_bad_ban_requests(body: dict[str, Any]) -> None:
     with pytest.raises(ProtocolError):
@@ -112,6 +113,6 @@ def test_listing_filters() -> None:
     assert parse_query({"user": "m", "status": "active", "before": "9", "limit": "2"}) == (
         BanQuery(user="m", status="active", before=9, limit=2))
     for bad in ({"status": "x"}, {"limit": "0"}, {"limit": "501"}, {"before": "-1"},
-                {"before": "nan"}, {"limit": "1e2"}):
+                {"before": "nan"}, {"limit": "1e2"}, {"user": "nul\x00"}, {"jti": "j" * 129}):
         with pytest.raises(ProtocolError):
             parse_query(bad)

@@ -89,7 +89,7 @@ def long_poll(services: Services) -> object:
                 while True:
                     reason = stale(since, page.info) or ("trimmed" if page.trimmed else None)
                     if reason is not None:
-                        await _still_allowed(services, poll, room)
+                        await _still_allowed(services, poll, room, waited)
                         reset = await services.hub.reset_frame(name, page.info, reason, who)
                         info = RoomInfo(name, reset["epoch"],
                                         max(page.info.head, reset["seq"]), page.info.trimmed)
@@ -102,7 +102,7 @@ def long_poll(services: Services) -> object:
                     waited = True
                     if poll.revoked is None:
                         page = await services.log.read(name, after, limit)
-                await _still_allowed(services, poll, room)
+                await _still_allowed(services, poll, room, waited)
             finally:
                 services.polls.discard(poll)
         lens = services.hub.lens(name, who)
@@ -111,14 +111,16 @@ def long_poll(services: Services) -> object:
     return endpoint
 
 
-async def _still_allowed(services: Services, poll: Poll, room: RoomName) -> None:
+async def _still_allowed(services: Services, poll: Poll, room: RoomName, waited: bool) -> None:
     """The reader rules at the moment the page is returned: not banned meanwhile,
-    the token still valid, and still a reader of the room (its state now; the
-    page was read before, so nothing after a removal can be in it)."""
+    the token not expired while it waited (a request that did not wait had its
+    token checked when it came, with the usual leeway), and still a reader of the
+    room (its state now; the page was read before, so nothing after a removal can
+    be in it)."""
     if poll.revoked is not None:
         raise poll.revoked
     services.revocation.check(poll.grant)
-    if poll.grant.expires - time.time() < _EXPIRY_SLACK:
+    if waited and poll.grant.expires - time.time() < _EXPIRY_SLACK:
         raise RoomlogError(ErrorCode.UNAUTHORIZED, "token expired")
     await services.check_read(room, poll.grant.principal)
 
