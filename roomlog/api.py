@@ -105,6 +105,8 @@ class Api:
         if runner is None:
             raise RoomlogError(ErrorCode.NOT_FOUND, f"{room.kind} rooms keep no state")
         seq, epoch, view = await runner.view(self._s.log, str(room), who)
+        if view.get("readable") is False:  # access ended since the check above
+            raise RoomlogError(ErrorCode.FORBIDDEN, f"{who.user} may not read {room}")
         return JSONResponse({"room": str(room), "epoch": epoch, "seq": seq, "state": view})
 
     @handles_errors

@@ -151,7 +151,7 @@ def test_fuzzed_query_parameters_never_give_a_500(srv: Server, params: dict[str,
 
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
                                                                 max_size=3),
@@ -287,7 +287,8 @@ async def test_crafted_expiry_is_unauthorized_and_the_connection_stays(
     await bystander.beat()
 
 
-async def test_a_frame_before_connect_gets_its_id_back(srv: Server) -> None:
+async def test_a_frame_before_connect_gets_its_id_back(srv: Server,
+                                                      bystander: Bystander) -> None:
     client = await open_client(srv.ws_url, connect_frame=False)
     await client.send({"type": "ping", "id": "early-1"})
     frames = [frame async for frame in client]
@@ -381,7 +382,7 @@ async def test_images_with_something_else_inside_are_refused_and_photos_are_iner
 
 
 async def test_a_customer_cannot_tell_a_missing_ticket_from_someone_elses(
-    srv: Server, http: httpx.AsyncClient,
+    srv: Server, http: httpx.AsyncClient, bystander: Bystander,
 ) -> None:
     tech, owner, other = (f"{n}-{secrets.token_hex(3)}" for n in ("tech", "owner", "other"))
     existing = await new_ticket(http, srv, tech, owner)
@@ -410,7 +411,7 @@ async def test_a_customer_cannot_tell_a_missing_ticket_from_someone_elses(
 
 
 async def test_an_unassigned_technician_learns_no_status_from_ticket_create(
-    srv: Server, http: httpx.AsyncClient,
+    srv: Server, http: httpx.AsyncClient, bystander: Bystander,
 ) -> None:
     tech, outsider, customer = (f"{n}-{secrets.token_hex(3)}" for n in ("t", "o", "c"))
     room = await new_ticket(http, srv, tech, customer)

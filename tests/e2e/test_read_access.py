@@ -91,6 +91,7 @@ async def test_a_subscription_racing_a_removal_ends_before_anything_private(
     # The reader's instance learns of the other's commits by its head check only.
     reader_at = await make_server(pg_migrated, bus_check_interval=0.2)
     writer = await make_server(pg_migrated)
+    healthy = await Bystander.join(reader_at)
     tag = secrets.token_hex(3)
     tech, admin, customer = (f"{n}-{tag}" for n in ("tech", "admin", "cust"))
     for attempt in range(6):
@@ -111,3 +112,6 @@ async def test_a_subscription_racing_a_removal_ends_before_anything_private(
         assert (await client.ping())["type"] == "pong"
         assert not any(marker in str(frame) for frame in client.frames)
         await client.close()
+        await healthy.beat()
+    await healthy.check()
+    await healthy.close()
