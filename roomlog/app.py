@@ -55,10 +55,10 @@ logger = logging.getLogger(__name__)
 def build_services(settings: Settings, *, log: Log | None = None, bus: Bus | None = None,
                    bans: BanStore | None = None) -> Services:
     """Wire the collaborators; ``log``, ``bus`` and ``bans`` may be given (tests)."""
-    sql = SqlLog(settings.database_url, retention_max_messages=settings.retention_max_messages,
-                 migrate=settings.migrates_on_start)
-    log = log or sql
-    bans = bans or SqlBans(sql if log is sql else _sql(log))
+    log = log or SqlLog(settings.database_url,
+                        retention_max_messages=settings.retention_max_messages,
+                        migrate=settings.migrates_on_start)
+    bans = bans or SqlBans(_sql(log))  # the ban list lives in the log's database
     bus = bus or _bus(settings)
     stats = Stats()
     runners = {kind: CommandRunner(domain, snapshot_every=settings.snapshot_every)
@@ -103,7 +103,7 @@ def build_services(settings: Settings, *, log: Log | None = None, bus: Bus | Non
 
 
 def _sql(log: Log) -> SqlLog:
-    """The SQL log a given ``log`` is, which the ban list shares."""
+    """``log`` as the SQL log whose database the ban list shares."""
     if not isinstance(log, SqlLog):
         raise TypeError("give build_services a `bans` store with a log that is not SqlLog")
     return log
