@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
@@ -24,11 +23,23 @@ from roomlog.rooms.repair import can_open_upload
 from roomlog.rooms.repair_stats import summarize as repair_summary
 from roomlog.rooms.repair_stats import to_csv as repair_csv
 from roomlog.services import Services
-from roomlog.transports.http import authenticate, handles_errors, query_int, room_of
+from roomlog.transports.http import (
+    authenticate,
+    handles_errors,
+    json_body,
+    query_int,
+    read_body,
+    room_of,
+)
 
 __all__ = ["Api"]
 
 _MAX_BUCKETS = 10_000  # HTTP publishers whose rate is tracked; the least recent go first
+# An uploaded file is served as what we checked it is, and nothing in it may run
+# if a browser opens it as a page: no type sniffing, no scripts, no plugins, no
+# frames, and a sandbox (an opaque origin: no cookies, no storage of ours).
+_INERT = {"x-content-type-options": "nosniff",
+          "content-security-policy": "default-src 'none'; sandbox"}
 
 
 class Api:
@@ -60,7 +71,7 @@ class Api:
         room = room_of(request)
         room.check_publish(who)
         self._rate_limit(who)
-        body = await _json_body(request, self._s.settings.max_frame_bytes)
+        body = await json_body(request, self._s.settings.max_frame_bytes)
         ident = body.get("id")
         if not isinstance(ident, str) or not 0 < len(ident) <= MAX_ID_LENGTH:
             raise ProtocolError(f"'id' must be a string of 1 to {MAX_ID_LENGTH} characters")
@@ -78,7 +89,7 @@ class Api:
         who = authenticate(request, self._s)
         room = room_of(request)
         self._rate_limit(who)
-        frame = parse_command(await _json_body(request, self._s.settings.max_frame_bytes), room)
+        frame = parse_command(await json_body(request, self._s.settings.max_frame_bytes), room)
         call = call_of(who, frame)
         await self._s.check_command(room, frame.name, frame.args, call.who)
         outcome = await self._s.gate.command(str(room), call)
@@ -94,6 +105,8 @@ class Api:
         if runner is None:
             raise RoomlogError(ErrorCode.NOT_FOUND, f"{room.kind} rooms keep no state")
         seq, epoch, view = await runner.view(self._s.log, str(room), who)
+        if view.get("readable") is False:  # access ended since the check above
+            raise RoomlogError(ErrorCode.FORBIDDEN, f"{who.user} may not read {room}")
         return JSONResponse({"room": str(room), "epoch": epoch, "seq": seq, "state": view})
 
     @handles_errors
@@ -146,19 +159,20 @@ class Api:
     @handles_errors
     async def disconnect(self, request: Request) -> Response:
         """``POST /v1/admin/disconnect`` (admin, service) with ``{"user"}`` or
-        ``{"conn"}``, optional ``"code"`` (4003 banned, 4001 token revoked, 1001
-        reconnect) and ``"reason"``: closes them on every instance."""
+        ``{"conn"}``, optional ``"code"`` (4003 stop, 4001 token revoked, 1001
+        reconnect) and ``"reason"``: closes them on every instance, once. To keep
+        someone out, ban them (``roomlog.admin_api``)."""
         who = authenticate(request, self._s)
         if not who.is_operator:
             raise RoomlogError(ErrorCode.FORBIDDEN, "only admin or service may disconnect")
-        body = await _json_body(request, 4096)
+        body = await json_body(request, 4096)
         user, conn = body.get("user"), body.get("conn")
         if not any(isinstance(v, str) and v for v in (user, conn)):
             raise ProtocolError("name a 'user' or a 'conn' to disconnect")
         code = body.get("code", int(CloseCode.FORBIDDEN))
         allowed = (CloseCode.FORBIDDEN, CloseCode.UNAUTHORIZED, CloseCode.GOING_AWAY)
         if code not in [int(c) for c in allowed]:
-            raise ProtocolError("'code' must be 4003 (banned), 4001 (token revoked) or "
+            raise ProtocolError("'code' must be 4003 (stop), 4001 (token revoked) or "
                                 "1001 (reconnect)")
         payload = {"disconnect": {"user": user, "conn": conn, "code": code,
                                   "reason": body.get("reason")}}
@@ -182,7 +196,7 @@ class Api:
         if not await runner.read(self._s.log, str(room), lambda state: state.exists):
             raise RoomlogError(ErrorCode.NOT_FOUND, f"no ticket {room.id!r}: create it first")
         self._rate_limit(who)
-        body = await _body(request, self._s.settings.max_upload_bytes)
+        body = await read_body(request, self._s.settings.max_upload_bytes)
         upload_id = await self._s.media.save(str(room), request.headers.get("content-type", ""),
                                              body)
         return JSONResponse({"room": str(room), "upload_id": upload_id, "bytes": len(body),
@@ -205,8 +219,8 @@ class Api:
         if found is None:  # not yours and not there look the same
             raise RoomlogError(ErrorCode.NOT_FOUND, "no such photo in this ticket")
         path, content_type = found
-        return FileResponse(path, media_type=content_type,
-                            headers={"cache-control": "private, max-age=3600"})
+        return FileResponse(path, media_type=content_type, headers=_INERT | {
+            "cache-control": "private, max-age=3600"})
 
     @handles_errors
     async def repair_stats(self, request: Request) -> Response:
@@ -264,28 +278,3 @@ def _time_range(request: Request) -> tuple[int | None, int | None]:
     start = query_int(request, "from", -1, low=0, high=2**62)
     end = query_int(request, "to", -1, low=0, high=2**62)
     return (None if start < 0 else start), (None if end < 0 else end)
-
-
-async def _body(request: Request, limit: int) -> bytes:
-    """The request body, refused (PAYLOAD_TOO_LARGE) as soon as it passes ``limit``."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise RoomlogError(ErrorCode.PAYLOAD_TOO_LARGE, f"body above {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise RoomlogError(ErrorCode.PAYLOAD_TOO_LARGE, f"body above {limit} bytes")
-    return b"".join(chunks)
-
-
-async def _json_body(request: Request, limit: int) -> dict[str, Any]:
-    raw = await _body(request, limit)
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ProtocolError(f"the body is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ProtocolError("the body must be a JSON object")
-    return body

@@ -18,25 +18,30 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from roomlog import readers
+from roomlog.admin_api import BanApi
 from roomlog.api import Api
 from roomlog.auth import load_tokens
 from roomlog.backends import read_backends
+from roomlog.bans import BanStore
 from roomlog.bus import Bus
 from roomlog.bus.memory import MemoryBus
 from roomlog.cluster import Cluster
 from roomlog.commands import CommandRunner
-from roomlog.drain import disconnect_here, drain
+from roomlog.drain import drain, end_banned, on_control
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.hooks.caller import Hooks
 from roomlog.hooks.gate import Gate
 from roomlog.hub import Hub
 from roomlog.identity import Principal
 from roomlog.log import Log
+from roomlog.log.bans import SqlBans
 from roomlog.log.sql import SqlLog
 from roomlog.media import MediaStore
 from roomlog.outbound.httpx_adapter import HttpxOutbound
+from roomlog.periodic import every
 from roomlog.presence import Presence
 from roomlog.publisher import Publisher
+from roomlog.revocation import Revocation
 from roomlog.rooms import DOMAINS
 from roomlog.services import Services
 from roomlog.settings import Settings
@@ -51,12 +56,13 @@ __all__ = ["build_services", "create_app"]
 logger = logging.getLogger(__name__)
 
 
-def build_services(settings: Settings, *, log: Log | None = None,
-                   bus: Bus | None = None) -> Services:
-    """Wire the collaborators; ``log`` and ``bus`` may be given (tests)."""
+def build_services(settings: Settings, *, log: Log | None = None, bus: Bus | None = None,
+                   bans: BanStore | None = None) -> Services:
+    """Wire the collaborators; ``log``, ``bus`` and ``bans`` may be given (tests)."""
     log = log or SqlLog(settings.database_url,
                         retention_max_messages=settings.retention_max_messages,
                         migrate=settings.migrates_on_start)
+    bans = bans or SqlBans(_sql(log))  # the ban list lives in the log's database
     bus = bus or _bus(settings)
     stats = Stats()
     runners = {kind: CommandRunner(domain, snapshot_every=settings.snapshot_every)
@@ -68,11 +74,18 @@ def build_services(settings: Settings, *, log: Log | None = None,
             return None
         return await runner.view(log, room, viewer)
 
+    async def admits(room: str, viewer: Principal | None) -> bool:
+        """Whether ``viewer`` reads a private domain room now (its state decides)."""
+        runner = runners.get(room.split(":", 1)[0])
+        if runner is None or not runner.domain.private or viewer is None:
+            return True
+        return await runner.can_read(log, room, viewer)
+
     hub = Hub(log, page_size=settings.page_size, live_buffer=settings.live_buffer,
               on_first_interest=lambda room: cluster.watch(room),
               on_last_interest=lambda room: cluster.unwatch(room),
               on_live=lambda room: cluster.live(room), view=view, lenses=readers.lens,
-              gates=readers.gate)
+              gates=readers.gate, admits=admits)
     cluster = Cluster(log, hub, bus, stats, reorder_wait=settings.reorder_wait,
                       check_interval=settings.bus_check_interval,
                       poll_interval=settings.bus_poll_interval, page_size=settings.page_size,
@@ -84,7 +97,7 @@ def build_services(settings: Settings, *, log: Log | None = None,
                           max_batch=settings.commit_batch, runners=runners)
     backends = read_backends(settings.backends_file)
     tokens = load_tokens(settings.secret, settings.secret_file, settings.secret_roles,
-                         backends.keys)
+                         backends.keys, max_ttl=settings.token_max_ttl)
     # Hook URLs come from the operator's file, never from an API: private addresses
     # are allowed (backends usually live on the operator's network).
     hooks = Hooks(backends.hooks, timeout=settings.hook_timeout,
@@ -94,10 +107,19 @@ def build_services(settings: Settings, *, log: Log | None = None,
     gate = Gate(log, publisher, hooks, clock_ms=lambda: int(time.time() * 1000),
                 max_per_user=settings.hook_max_per_user)
     media = MediaStore(settings.media_dir, settings.max_upload_bytes)
+    revocation = Revocation(bans, bus, reload_interval=settings.ban_reload_interval)
     services = Services(settings, log, bus, hub, publisher, cluster, presence, tokens, stats,
-                        media, time.monotonic, gate)
-    cluster.on_control = lambda payload: disconnect_here(services, payload)
+                        media, revocation, time.monotonic, gate)
+    revocation.enforce = lambda: end_banned(services)
+    cluster.on_control = lambda payload: on_control(services, payload)
     return services
+
+
+def _sql(log: Log) -> SqlLog:
+    """``log`` as the SQL log whose database the ban list shares."""
+    if not isinstance(log, SqlLog):
+        raise TypeError("give build_services a `bans` store with a log that is not SqlLog")
+    return log
 
 
 def _bus(settings: Settings) -> Bus:
@@ -116,6 +138,7 @@ def _bus(settings: Settings) -> Bus:
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:
     s = services or build_services(settings)
     api = Api(s)
+    bans = BanApi(s)
     routes = [
         WebSocketRoute("/ws", WebSocketEndpoint(s)),
         Route("/v1/rooms/{room}/messages", long_poll(s), methods=["GET"]),  # type: ignore[arg-type]
@@ -131,6 +154,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/v1/rooms/{room}/photos/{upload_id}", api.open_photo, methods=["GET"]),
         Route("/v1/repairs/stats", api.repair_stats, methods=["GET"]),
         Route("/v1/admin/disconnect", api.disconnect, methods=["POST"]),
+        Route("/v1/admin/bans", bans.create, methods=["POST"]),
+        Route("/v1/admin/bans", bans.listing, methods=["GET"]),
+        Route("/v1/admin/bans/{ban_id:int}", bans.details, methods=["GET"]),
+        Route("/v1/admin/bans/{ban_id:int}", bans.lift, methods=["DELETE"]),
         Route("/health/live", api.live, methods=["GET"]),
         Route("/health/ready", api.ready, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
@@ -139,6 +166,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await s.log.open()
+        await s.revocation.start()
         await s.cluster.start()
         sweeper = asyncio.create_task(_retention(s))
         logger.info("roomlog ready: log %s, bus %s (instance %s)",
@@ -151,11 +179,14 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             await s.publisher.close()
             await s.gate.close()
             await s.cluster.close()
+            await s.revocation.close()
             await s.log.close()
 
     routes += _web(settings)
-    return Starlette(routes=routes, lifespan=lifespan,
-                     exception_handlers={HTTPException: _http_error})
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={HTTPException: _http_error})
+    app.state.stats = s.stats  # for what every endpoint counts (handles_errors)
+    return app
 
 
 def _web(settings: Settings) -> list[BaseRoute]:
@@ -180,34 +211,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _retention(s: Services) -> None:
-    """Age-based trimming and idempotency expiry, every retention_interval.
-
-    A sweep that finds the database down logs one warning for the outage (not one
-    per sweep, and no traceback: the adapter's error says what failed) and one
-    line when sweeps work again."""
+    """Age-based trimming and idempotency expiry, every retention_interval."""
     settings = s.settings
-    failing = False
-    while True:
-        await asyncio.sleep(settings.retention_interval)
+
+    async def sweep() -> None:
         now_ms = int(time.time() * 1000)
-        try:
-            if settings.retention_max_age > 0:
-                dropped = await s.log.trim_before(now_ms - int(settings.retention_max_age * 1000))
-                if dropped:
-                    logger.info("retention dropped %d messages", dropped)
-            await s.log.expire_ids(now_ms - int(settings.idempotency_ttl * 1000))
-        except asyncio.CancelledError:
-            raise
-        except RoomlogError as err:
-            if not failing:
-                logger.warning("retention sweep skipped, the database is unavailable (%s); "
-                               "retrying every %ss", err.message, settings.retention_interval)
-            failing = True
-            continue
-        except Exception:
-            logger.exception("retention sweep failed; next try in %ss",
-                             settings.retention_interval)
-            continue
-        if failing:
-            logger.warning("retention sweeps work again")
-            failing = False
+        if settings.retention_max_age > 0:
+            dropped = await s.log.trim_before(now_ms - int(settings.retention_max_age * 1000))
+            if dropped:
+                logger.info("retention dropped %d messages", dropped)
+        await s.log.expire_ids(now_ms - int(settings.idempotency_ttl * 1000))
+
+    await every(settings.retention_interval, sweep, what="retention sweep", log=logger)

@@ -1,9 +1,12 @@
 """Tokens: signed JWTs that name a user and a role. The PyJWT adapter.
 
-A token carries ``sub`` (user id), ``role`` and ``exp``. ``Tokens.verify``
-turns one into a :class:`~roomlog.identity.Principal` or raises
-``UNAUTHORIZED`` saying why (expired, bad signature, unknown key, unknown role,
-a role its key may not mint).
+A token carries ``sub`` (user id), ``role``, ``exp`` and, when we issue it, a
+``jti`` (the token's id, by which it can be banned alone). ``Tokens.verify``
+turns one into a :class:`~roomlog.identity.Grant` or raises ``UNAUTHORIZED``
+saying why (expired, bad signature, unknown key, unknown role, a role its key
+may not mint, a claim that is no usable value). ``exp`` must be a finite number
+no further than ``max_ttl`` ahead: a token a client crafted to expire in the
+year 10^292 (or never, as a string) is refused, not trusted forever.
 
 Keys: a token whose header names a ``kid`` is verified with that key of the
 backends file (``roomlog.backends``: HS256 secrets, RS256/ES256 public keys in
@@ -15,6 +18,7 @@ the default key, which mints ``secret_roles`` (every role unless limited).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import time
@@ -27,7 +31,7 @@ import jwt
 
 from roomlog.backends import KeySpec
 from roomlog.errors import ErrorCode, RoomlogError
-from roomlog.identity import Principal, Role
+from roomlog.identity import Grant, Principal, Role
 
 __all__ = ["Tokens", "default_roles", "load_secret", "load_tokens"]
 
@@ -35,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 _ALGORITHM = "HS256"
 _MAX_USER_LENGTH = 200
+_MAX_JTI_LENGTH = 128
+DEFAULT_MAX_TTL = 90 * 86400.0  # the largest token lifetime accepted (setting token_max_ttl)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,19 +71,21 @@ class Tokens:
     """Verifies tokens with the default key and the keys of the backends file."""
 
     def __init__(self, secret: str, *, keys: Iterable[KeySpec] = (),
-                 secret_roles: Iterable[Role] | None = None, leeway: float = 5.0) -> None:
+                 secret_roles: Iterable[Role] | None = None, leeway: float = 5.0,
+                 max_ttl: float = DEFAULT_MAX_TTL) -> None:
         if len(secret) < 16:
             raise ValueError("the token secret must be at least 16 characters")
         roles = frozenset(Role) if secret_roles is None else frozenset(secret_roles)
         self._default = _Key(None, _ALGORITHM, secret, roles, True)
         self._keys = {spec.kid: _key(spec) for spec in keys}
         self._leeway = leeway
+        self._max_ttl = max_ttl
 
     def issue(self, user: str, role: Role, *, ttl: float = 3600.0,
               now: float | None = None, kid: str | None = None) -> str:
-        """A token signed with the default key, or with the HS256 key ``kid``
-        (ValueError when that key is not one the server can sign with, or may not
-        mint ``role``)."""
+        """A token with a fresh ``jti`` (128 random bits), signed with the default key
+        or with the HS256 key ``kid`` (ValueError when that key is not one the server
+        can sign with, or may not mint ``role``)."""
         key = self._default if kid is None else self._keys.get(kid)
         if key is None or not key.signs:
             raise ValueError(f"no HS256 key {kid!r} in the backends file to sign with")
@@ -86,7 +94,7 @@ class Tokens:
                              f"it mints {', '.join(sorted(key.roles))}")
         issued = time.time() if now is None else now
         claims = {"sub": user, "role": role.value, "iat": int(issued),
-                  "exp": int(issued + ttl)}
+                  "exp": int(issued + ttl), "jti": secrets.token_urlsafe(16)}
         headers = None if kid is None else {"kid": kid}
         return jwt.encode(claims, key.verifier, algorithm=_ALGORITHM, headers=headers)
 
@@ -105,19 +113,26 @@ class Tokens:
             raise RoomlogError(ErrorCode.UNAUTHORIZED, f"unknown key id {str(kid)[:80]!r}")
         return key
 
-    def verify(self, token: str) -> tuple[Principal, float]:
-        """The token's principal and its expiry (Unix seconds), or UNAUTHORIZED."""
+    def verify(self, token: str, *, now: float | None = None) -> Grant:
+        """What the token grants, or UNAUTHORIZED saying why. ``now`` (Unix
+        seconds) is for tests; the clock otherwise."""
         key = self._key_of(token)
         try:
+            # exp is checked below, where a string, a NaN or 1e300 is refused too.
             claims = jwt.decode(token, key.verifier, algorithms=[key.algorithm],
-                                leeway=self._leeway, options={"require": ["sub", "exp"]})
-        except jwt.ExpiredSignatureError:
-            raise RoomlogError(ErrorCode.UNAUTHORIZED, "token expired") from None
+                                leeway=self._leeway, options={"require": ["sub", "exp"],
+                                                              "verify_exp": False})
         except jwt.InvalidTokenError as exc:
             raise RoomlogError(ErrorCode.UNAUTHORIZED, f"invalid token: {exc}") from None
+        expires = self._expiry(claims.get("exp"), time.time() if now is None else now)
         user, role = claims.get("sub"), claims.get("role", Role.GUEST.value)
         if not isinstance(user, str) or not 0 < len(user) <= _MAX_USER_LENGTH:
             raise RoomlogError(ErrorCode.UNAUTHORIZED, "token has no usable 'sub'")
+        jti = claims.get("jti")
+        if jti is not None and not (isinstance(jti, str) and 0 < len(jti) <= _MAX_JTI_LENGTH):
+            raise RoomlogError(ErrorCode.UNAUTHORIZED,
+                                f"token 'jti' must be a string of 1 to {_MAX_JTI_LENGTH} "
+                                "characters")
         try:
             principal = Principal(user, Role(role))
         except ValueError:
@@ -126,7 +141,22 @@ class Tokens:
             raise RoomlogError(ErrorCode.UNAUTHORIZED,
                                 f"key {key.kid or '(default)'} may not mint "
                                 f"{principal.role.value} tokens")
-        return principal, float(claims["exp"])
+        return Grant(principal, expires, jti)
+
+    def _expiry(self, exp: Any, now: float) -> float:
+        """``exp`` as Unix seconds: a finite number (not a string, not a boolean),
+        not past (with the leeway) and at most ``max_ttl`` ahead."""
+        if isinstance(exp, bool) or not isinstance(exp, int | float) or not (
+                isinstance(exp, int) or math.isfinite(exp)):
+            raise RoomlogError(ErrorCode.UNAUTHORIZED,
+                                "token 'exp' must be a number of Unix seconds")
+        if exp > now + self._max_ttl:
+            raise RoomlogError(ErrorCode.UNAUTHORIZED,
+                                f"token 'exp' is too far ahead: tokens may live at most "
+                                f"{self._max_ttl:g} s (token_max_ttl)")
+        if exp + self._leeway < now:
+            raise RoomlogError(ErrorCode.UNAUTHORIZED, "token expired")
+        return float(exp)
 
 
 def default_roles(text: str) -> frozenset[Role] | None:
@@ -145,12 +175,12 @@ def default_roles(text: str) -> frozenset[Role] | None:
 
 
 def load_tokens(secret: str, secret_file: str, secret_roles: str,
-                keys: Iterable[KeySpec]) -> Tokens:
+                keys: Iterable[KeySpec], *, max_ttl: float = DEFAULT_MAX_TTL) -> Tokens:
     """Tokens of the settings and the backends file's keys; SystemExit saying what
     is wrong with a key that PyJWT cannot use."""
     try:
         return Tokens(load_secret(secret, secret_file), keys=keys,
-                      secret_roles=default_roles(secret_roles))
+                      secret_roles=default_roles(secret_roles), max_ttl=max_ttl)
     except ValueError as exc:
         raise SystemExit(f"backends file: {exc}") from None
 

@@ -1,4 +1,4 @@
-"""Moving clients off an instance: the SIGTERM drain and admin disconnects.
+"""Moving clients off an instance: the SIGTERM drain, admin disconnects and bans.
 
 Drain, in order (``roomlog serve`` runs it when SIGTERM arrives, after the
 listening sockets are closed; the app's shutdown runs it again, a no-op then):
@@ -10,6 +10,10 @@ listening sockets are closed; the app's shutdown runs it again, a no-op then):
    ``drain_timeout``;
 4. WebSockets are closed with 1001 (going away), SSE streams end, long-polls
    answer now; each client resumes from its last seq on another instance.
+
+An admin disconnect (``disconnect_here``) closes a user's connections once; a
+ban (``end_banned``, run whenever the ban list changes) ends everything open
+for a grant it covers, and the ban list refuses the grant from then on.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from roomlog.errors import CloseCode
+from roomlog.bans import banned_error
+from roomlog.errors import CloseCode, RoomlogError
+from roomlog.identity import Grant
 from roomlog.services import Services
 
-__all__ = ["disconnect_here", "drain"]
+__all__ = ["disconnect_here", "drain", "end_banned", "on_control"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,3 +94,35 @@ def disconnect_here(s: Services, payload: dict[str, Any]) -> int:
             closed += 1
     s.stats.disconnects += closed
     return closed
+
+
+class Held(Protocol):
+    """Something a client holds open under a grant: a WebSocket session (no grant
+    before ``connect``), an SSE stream, a waiting long-poll."""
+
+    @property
+    def grant(self) -> Grant | None: ...
+
+    def revoke(self, err: RoomlogError) -> bool:
+        """End it, telling the client ``err``; False if it was ending already."""
+
+
+def end_banned(s: Services) -> int:
+    """End this instance's WebSockets (close 4003), SSE streams and long-polls
+    (a BANNED answer) whose grant a ban in force covers; return how many."""
+    ended = 0
+    held_open: list[Held] = [*s.sessions, *s.streams, *s.polls]
+    for held in held_open:
+        ban = None if held.grant is None else s.revocation.blocking(held.grant)
+        if ban is not None and held.revoke(banned_error(ban)):
+            ended += 1
+    s.stats.banned += ended
+    return ended
+
+
+def on_control(s: Services, payload: dict[str, Any]) -> None:
+    """A broadcast from another instance: a disconnect, or a ban made or lifted."""
+    if "disconnect" in payload:
+        disconnect_here(s, payload)
+    elif "ban" in payload:
+        s.revocation.control(payload)

@@ -25,6 +25,7 @@ __all__ = [
     "ProtocolError",
     "RoomlogError",
     "Unavailable",
+    "describe",
 ]
 
 
@@ -34,6 +35,7 @@ class ErrorCode(enum.StrEnum):
     BAD_FRAME = "BAD_FRAME"  # malformed JSON/msgpack, unknown type, wrong field type
     UNAUTHORIZED = "UNAUTHORIZED"  # missing, expired or forged token; frame before connect
     FORBIDDEN = "FORBIDDEN"  # authenticated, but this principal may not do this
+    BANNED = "BANNED"  # the user, this role of it, or this token is banned by an admin
     NOT_FOUND = "NOT_FOUND"  # no such room / resource
     INVALID_ROOM = "INVALID_ROOM"  # room name not `kind:id`, or an unknown kind
     RATE_LIMITED = "RATE_LIMITED"  # too fast; retry after `retry_after` seconds
@@ -59,6 +61,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_ROOM: 400,
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.FORBIDDEN: 403,
+    ErrorCode.BANNED: 403,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.CONFLICT: 409,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
@@ -92,7 +95,7 @@ class CloseCode(enum.IntEnum):
     SERVICE_RESTART = 1012  # the server process is restarting (sent by uvicorn): reconnect
     UNAUTHORIZED = 4001  # bad, expired or missing token, or no `connect` in time: stop
     PROTOCOL = 4002  # the client broke the protocol (too many bad frames): stop
-    FORBIDDEN = 4003  # banned / revoked: stop
+    FORBIDDEN = 4003  # banned (BANNED) or disconnected by an admin: stop
     SLOW = 4008  # outbox overflowed, the client could not keep up: reconnect, resume
 
     @property
@@ -137,3 +140,11 @@ class Unavailable(RoomlogError):
 
     def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
         super().__init__(ErrorCode.UNAVAILABLE, message, retry_after=retry_after)
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as one log line: its type and its first line. A timeout has no
+    message of its own, and "failed ()" says nothing; "TimeoutError" does."""
+    text = str(exc).split("\n")[0].strip()
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name

@@ -41,6 +41,8 @@ Lenses = Callable[[str, "Principal | None"], "Lens | None"]
 # Whether a reader may still read a room after these messages (None: they change nothing).
 Gate = Callable[["Principal | None"], bool]
 Gates = Callable[[str, list[Message]], "Gate | None"]
+# Whether a reader may read a room now (a private domain room's state decides).
+Admits = Callable[[str, "Principal | None"], Awaitable[bool]]
 
 
 def wire(message: Message, fmt: Format, lens: Lens | None) -> bytes:
@@ -92,6 +94,7 @@ class Hub:
         view: View | None = None,
         lenses: Lenses | None = None,
         gates: Gates | None = None,
+        admits: Admits | None = None,
     ) -> None:
         self._log = log
         self._page_size = page_size
@@ -103,6 +106,7 @@ class Hub:
         self._view = view
         self._lenses = lenses
         self._gates = gates
+        self._admits = admits
         self.delivered = 0  # message copies handed to outboxes (metrics)
 
     # -- interest ----------------------------------------------------------------
@@ -232,6 +236,13 @@ class Hub:
                 view = await self._view(sub.room, sub.viewer)
                 if view is not None:  # a domain room: its state, and go on from there
                     sub.cursor, sub.epoch, state = view
+            # Access is asked again now that the position is placed: a removal before
+            # this answer ends the subscription here, one after it is an event past
+            # the position, which the gates see. (The caller's own check came before
+            # the position was known: a removal between the two slipped through.)
+            if self._admits is not None and not await self._admits(sub.room, sub.viewer):
+                self._revoke(sub)
+                return
             frame = {"type": "subscribed", "room": sub.room, "epoch": sub.epoch,
                      "head": max(info.head, sub.cursor), "replayed": info.head - sub.cursor}
             if state is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["STAFF", "Principal", "Role"]
+__all__ = ["STAFF", "Grant", "Principal", "Role"]
 
 
 class Role(enum.StrEnum):
@@ -29,3 +29,13 @@ class Principal:
     def is_operator(self) -> bool:
         """Admins and backends may act in any room."""
         return self.role in (Role.ADMIN, Role.SERVICE)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a verified token grants: its principal, until when (Unix seconds), and
+    its id (``jti``), by which one token can be banned; None when it has none."""
+
+    principal: Principal
+    expires: float
+    jti: str | None = None

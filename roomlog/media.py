@@ -3,8 +3,9 @@
 One directory per room, one file per upload. An upload's id is 128 random bits
 plus its extension, so ids cannot be guessed and a file is found only under
 the room it was uploaded to. Limits: ``max_upload_bytes`` and the image types
-in :data:`TYPES`, recognised by their first bytes, not by the declared type or
-a name. File I/O runs in a worker thread: the event loop never waits on disk.
+in :data:`TYPES`, recognised by their whole structure (``roomlog.images``: a
+PNG with a page appended is no PNG), not by the declared type or a name. File
+I/O runs in a worker thread: the event loop never waits on disk.
 """
 
 from __future__ import annotations
@@ -16,16 +17,13 @@ import secrets
 from pathlib import Path
 
 from roomlog.errors import ErrorCode, RoomlogError
+from roomlog.images import image_type
 
 __all__ = ["TYPES", "MediaStore"]
 
-# content type -> (extension, how the file starts)
-TYPES: dict[str, tuple[str, tuple[bytes, ...]]] = {
-    "image/jpeg": ("jpg", (b"\xff\xd8\xff",)),
-    "image/png": ("png", (b"\x89PNG\r\n\x1a\n",)),
-    "image/webp": ("webp", (b"RIFF",)),  # and "WEBP" at offset 8, checked below
-}
-_BY_EXTENSION = {ext: kind for kind, (ext, _) in TYPES.items()}
+# content type -> extension
+TYPES: dict[str, str] = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+_BY_EXTENSION = {ext: kind for kind, ext in TYPES.items()}
 _ID = re.compile(r"[0-9a-f]{32}\.(jpg|png|webp)")
 
 
@@ -44,13 +42,14 @@ class MediaStore:
         if len(body) > self.max_bytes:
             raise RoomlogError(ErrorCode.PAYLOAD_TOO_LARGE,
                                 f"uploads are limited to {self.max_bytes} bytes")
-        kind = sniff(body)
+        kind, why = image_type(body)
         declared = content_type.split(";")[0].strip().lower()
         if kind is None or declared != kind:
             raise RoomlogError(ErrorCode.INVALID_ARGS,
                                 f"send a JPEG, PNG or WebP image with its Content-Type "
-                                f"({', '.join(TYPES)}); got {declared or 'none'}")
-        upload_id = f"{secrets.token_hex(16)}.{TYPES[kind][0]}"
+                                f"({', '.join(TYPES)}); got {declared or 'none'}"
+                                + (f" ({why})" if why else ""))
+        upload_id = f"{secrets.token_hex(16)}.{TYPES[kind]}"
         await asyncio.to_thread(self._write, self._folder(room), upload_id, body)
         return upload_id
 
@@ -70,13 +69,3 @@ class MediaStore:
         if not await asyncio.to_thread(path.is_file):
             return None
         return path, _BY_EXTENSION[match[1]]
-
-
-def sniff(body: bytes) -> str | None:
-    """The accepted image type ``body`` starts like, or None."""
-    for kind, (_, starts) in TYPES.items():
-        if body.startswith(starts):
-            if kind == "image/webp" and body[8:12] != b"WEBP":
-                continue
-            return kind
-    return None

@@ -73,6 +73,14 @@ class _Collector(Collector):
         yield hook_calls
         yield _histogram("roomlog_hook_seconds", "One command hook call, to its verdict or "
                          "failure", s.gate.hooks.latency)
+        yield CounterMetricFamily("roomlog_banned_disconnects",
+                                  "Connections, streams and long-polls ended by a ban",
+                                  value=stats.banned)
+        yield GaugeMetricFamily("roomlog_bans_in_force", "Bans in force on this instance",
+                                value=len(s.revocation.bans))
+        yield CounterMetricFamily("roomlog_http_aborted",
+                                  "HTTP requests whose client left before its body was "
+                                  "complete", value=stats.http_aborted)
         yield _histogram("roomlog_deliver_latency_seconds",
                          "Commit to hand-off to local subscribers", stats.deliver_latency)
         yield _histogram("roomlog_log_append_seconds", "One commit's transaction",

@@ -5,6 +5,10 @@ The hub asks two questions of every private domain room (repair tickets):
 * :func:`lens`: what this viewer sees of each message, as an ``(audience,
   redact)`` pair; None when the viewer sees every message whole (every room
   that is not private, and staff in private ones: the fast path).
+  A personal room ``user:{id}`` is read by that user id in any role, but a
+  notice written for one role (``for_role``, as repair tickets write their
+  customer's) is a ``skip`` to the others: a token's role is part of who it is,
+  and a guest token that names a customer's id is not that customer.
 * :func:`gate`: whether a viewer still reads the room after a batch of its
   messages (an event that takes access away ends the subscription before it).
 """
@@ -30,7 +34,19 @@ def _hide_all(data: dict[str, Any], audience: str) -> dict[str, Any] | None:
     return None
 
 
+def _for_role(data: dict[str, Any], audience: str) -> dict[str, Any] | None:
+    """A personal notice as a reader of role ``audience`` sees it: whole, unless it
+    names another role it is for. (Plain messages may be any JSON value, not only
+    objects: those have no ``for_role``.)"""
+    if isinstance(data, dict) and data.get("for_role", audience) != audience:
+        return None
+    return data
+
+
 def lens(room: str, viewer: Principal | None) -> Lens | None:
+    if room.startswith("user:"):
+        return None if viewer is None or viewer.is_operator else (viewer.role.value,
+                                                                  _for_role)
     domain = _private(room)
     if domain is None:
         return None

@@ -18,12 +18,14 @@ from roomlog.media import MediaStore
 from roomlog.outbox import Flusher
 from roomlog.presence import Presence
 from roomlog.publisher import Publisher
+from roomlog.revocation import Revocation
 from roomlog.rooms import RoomName
 from roomlog.settings import Settings
 from roomlog.stats import Stats
 
 if TYPE_CHECKING:
     from roomlog.session import Session
+    from roomlog.transports.longpoll import Poll
     from roomlog.transports.sse import Stream
 
 __all__ = ["Services"]
@@ -41,11 +43,13 @@ class Services:
     tokens: Tokens
     stats: Stats
     media: MediaStore
+    revocation: Revocation  # the bans in force here, and changing them
     clock: Callable[[], float]  # monotonic seconds, for timers and rate limits
     gate: Gate  # every publish and command goes in here (command hooks, then the publisher)
     flusher: Flusher = field(default_factory=Flusher)  # one flush of all outboxes per loop turn
     sessions: set[Session] = field(default_factory=set)  # open WebSocket sessions
     streams: set[Stream] = field(default_factory=set)  # open SSE streams
+    polls: set[Poll] = field(default_factory=set)  # long-polls holding a request open
     draining: bool = False  # SIGTERM: no new writes, clients told to go elsewhere
 
     async def check_command(self, room: RoomName, name: str, args: dict[str, Any],

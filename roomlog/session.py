@@ -15,10 +15,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from roomlog.bans import banned_error
 from roomlog.commands import call_of
 from roomlog.errors import CloseCode, ErrorCode, ProtocolError, RoomlogError
 from roomlog.hub import Subscription
-from roomlog.identity import Principal
+from roomlog.identity import Grant, Principal
 from roomlog.log import Append
 from roomlog.outbox import Direct, Outbox
 from roomlog.protocol import (
@@ -61,6 +62,7 @@ class Session:
         self._close_transport = close
         self.state = SessionState.AWAITING_CONNECT
         self.principal: Principal | None = None
+        self.grant: Grant | None = None  # the token in force (a refresh replaces it)
         self.conn = services.presence.new_conn()  # this connection's id in the cluster
         self.subscriptions: dict[str, Subscription] = {}
         self.outbox = Outbox(fmt, max_frames=s.outbox_max_messages, max_bytes=s.outbox_max_bytes,
@@ -109,9 +111,20 @@ class Session:
         self._services.stats.slow_disconnects += 1
         self.close(CloseCode.SLOW, "outbox overflow: client too slow, resume by replay")
 
-    def _expire(self, why: str) -> None:
-        self.send(error_frame(RoomlogError(ErrorCode.UNAUTHORIZED, why)))
+    def _expire(self, why: str, ident: str | None = None) -> None:
+        self.send(error_frame(RoomlogError(ErrorCode.UNAUTHORIZED, why), ident))
         self.close(CloseCode.UNAUTHORIZED, why)
+
+    def revoke(self, err: RoomlogError) -> bool:
+        """End the session for ``err`` (BANNED: close 4003; else 4001); False if it
+        had ended already."""
+        if self.state is SessionState.CLOSED:
+            return False
+        self.send(error_frame(err))
+        banned = err.code is ErrorCode.BANNED
+        self.close(CloseCode.FORBIDDEN if banned else CloseCode.UNAUTHORIZED,
+                   "banned" if banned else err.message[:120])
+        return True
 
     def send(self, frame: dict[str, Any]) -> None:
         self.outbox.put(encode(self.outbox.format, frame))
@@ -129,7 +142,7 @@ class Session:
             obj = decode(self.outbox.format, payload)
             frame = parse_frame(obj)
             if self.state is SessionState.AWAITING_CONNECT and not isinstance(frame, Connect):
-                self._expire("send a connect frame first")
+                self._expire("send a connect frame first", frame_id(obj))
                 return
             if isinstance(frame, Connect):
                 self._connect(frame)
@@ -156,15 +169,24 @@ class Session:
                 self.close(CloseCode.PROTOCOL, "too many bad frames")
 
     def _connect(self, frame: Connect) -> None:
-        principal, expires = self._services.tokens.verify(frame.token)
+        grant = self._services.tokens.verify(frame.token)
+        principal = grant.principal
+        ban = self._services.revocation.blocking(grant)
+        if ban is not None:
+            if self.principal is None:  # a banned token opens no session: stop (4003)
+                self.send(error_frame(banned_error(ban), frame.id))
+                self.close(CloseCode.FORBIDDEN, "banned")
+                return
+            raise banned_error(ban)  # a refresh: the token in force stays
         if self.principal is not None and principal != self.principal:
             raise RoomlogError(ErrorCode.FORBIDDEN,
                                 "a refreshed token must name the same user and role")
         self._expiry.cancel()
-        delay = max(0.0, expires - time.time())
+        delay = max(0.0, grant.expires - time.time())
         self._expiry = asyncio.get_running_loop().call_later(delay, self._expire, "token expired")
         reply: dict[str, Any] = {"type": "connected", "user": principal.user,
-                                 "role": principal.role.value, "expires": int(expires)}
+                                 "role": principal.role.value, "expires": int(grant.expires)}
+        self.grant = grant
         if self.principal is None:
             self.principal = principal
             self._enter(SessionState.OPEN)

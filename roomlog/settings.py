@@ -47,6 +47,8 @@ class Settings:
         "JSON file of backends: their token keys and command hooks (docs/backends.md); "
         "empty: none",
     )
+    token_max_ttl: float = _doc(90 * 86400.0, "longest token lifetime accepted: a token whose "
+                                              "`exp` is further ahead is UNAUTHORIZED")
     redis_url: str = _doc(
         "",
         "Redis for several instances: redis://host:6379/0; empty: one instance, in-process bus",
@@ -100,6 +102,9 @@ class Settings:
     bus_outbox: int = _doc(10_000, "publishes queued for Redis before the oldest is dropped")
     presence_ttl: float = _doc(15.0, "seconds before a dead instance's presence entries expire")
     drain_timeout: float = _doc(10.0, "seconds SIGTERM waits for in-flight writes before closing")
+    ban_reload_interval: float = _doc(5.0, "seconds between reloads of the ban list from the "
+                                           "database: how late a ban whose broadcast was lost "
+                                           "holds on an instance")
 
     # Web app
     web_dir: str = _doc("", "directory served at / (the web app) and /client/ (the browser "

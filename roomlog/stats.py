@@ -48,6 +48,8 @@ class Stats:
     resets: int = 0  # subscribers sent back to the log by an epoch change
     slow_disconnects: int = 0  # connections closed with 4008
     disconnects: int = 0  # connections closed by an admin
+    banned: int = 0  # connections ended by a ban
+    http_aborted: int = 0  # HTTP requests whose client left before its body was complete
     deliver_latency: Histogram = field(default_factory=Histogram)  # commit -> outboxes
     append_latency: Histogram = field(default_factory=Histogram)  # one commit's transaction
     bus_lag: Histogram = field(default_factory=Histogram)  # commit -> arrival from the bus

@@ -18,18 +18,21 @@ SECRET = "s" * 32
 def test_issue_and_verify() -> None:
     tokens = Tokens(SECRET)
     now = time.time()
-    principal, expires = tokens.verify(tokens.issue("u1", Role.DJ, ttl=60, now=now))
-    assert principal == Principal("u1", Role.DJ) and expires == int(now + 60)
+    grant = tokens.verify(tokens.issue("u1", Role.DJ, ttl=60, now=now))
+    assert grant.principal == Principal("u1", Role.DJ) and grant.expires == int(now + 60)
+
+
+SOON = int(time.time()) + 600
 
 
 @pytest.mark.parametrize("token, says", [
     (Tokens(SECRET).issue("u1", Role.GUEST, ttl=10, now=1000), "expired"),
     (Tokens("other" * 8).issue("u1", Role.GUEST), "invalid"),
     ("not.a.token", "invalid"),
-    (jwt.encode({"sub": "u1", "role": "king", "exp": 2**40}, SECRET), "unknown role"),
-    (jwt.encode({"sub": "", "exp": 2**40}, SECRET), "sub"),
+    (jwt.encode({"sub": "u1", "role": "king", "exp": SOON}, SECRET), "unknown role"),
+    (jwt.encode({"sub": "", "exp": SOON}, SECRET), "sub"),
     (jwt.encode({"sub": "u1"}, SECRET), "invalid"),  # no expiry
-    (jwt.encode({"sub": "u1", "exp": 2**40}, SECRET * 2, algorithm="HS512"), "invalid"),
+    (jwt.encode({"sub": "u1", "exp": SOON}, SECRET * 2, algorithm="HS512"), "invalid"),
 ])
 def test_rejects_bad_tokens(token: str, says: str) -> None:
     with pytest.raises(RoomlogError, match=says) as err:
@@ -50,3 +53,49 @@ def test_development_secret_is_kept(tmp_path: Path) -> None:
     assert load_secret("configured-secret-16+", str(path)) == "configured-secret-16+"
     with pytest.raises(SystemExit, match="16 characters"):
         load_secret("short", str(path))
+
+
+NOW = float(int(time.time()))
+
+
+@pytest.mark.parametrize("exp, says", [
+    (str(int(NOW) + 60), "exp"),  # a string that looks like a time
+    ("soon", "exp"),
+    (1e300, "exp"),
+    (2**64, "exp"),
+    (2**63, "exp"),
+    (float("nan"), "exp"),
+    (float("inf"), "exp"),
+    ([int(NOW) + 60], "exp"),
+    (True, "exp"),
+    (None, "exp"),
+    (int(NOW) + 91 * 86400, "too far"),  # beyond the largest lifetime (90 days)
+])
+def test_an_expiry_that_is_no_usable_time_is_refused(exp: object, says: str) -> None:
+    token = jwt.encode({"sub": "u1", "exp": exp}, SECRET, algorithm="HS256")
+    with pytest.raises(RoomlogError, match=says) as err:
+        Tokens(SECRET).verify(token, now=NOW)
+    assert err.value.code is ErrorCode.UNAUTHORIZED
+
+
+def test_the_largest_lifetime_is_a_setting() -> None:
+    token = jwt.encode({"sub": "u1", "exp": int(NOW) + 3600}, SECRET, algorithm="HS256")
+    assert Tokens(SECRET).verify(token, now=NOW).expires == int(NOW) + 3600
+    with pytest.raises(RoomlogError, match="too far"):
+        Tokens(SECRET, max_ttl=600).verify(token, now=NOW)
+    fractional = jwt.encode({"sub": "u1", "exp": NOW + 60.5}, SECRET, algorithm="HS256")
+    assert Tokens(SECRET).verify(fractional, now=NOW).expires == NOW + 60.5
+
+
+def test_issued_tokens_carry_a_fresh_jti_and_verify_returns_it() -> None:
+    tokens = Tokens(SECRET)
+    first = tokens.verify(tokens.issue("u1", Role.GUEST, now=NOW), now=NOW)
+    second = tokens.verify(tokens.issue("u1", Role.GUEST, now=NOW), now=NOW)
+    assert first.jti and second.jti and first.jti != second.jti and len(first.jti) >= 22
+    bare = jwt.encode({"sub": "u1", "exp": int(NOW) + 60}, SECRET, algorithm="HS256")
+    assert tokens.verify(bare, now=NOW).jti is None  # a token without jti: banned per user only
+    for jti in (5, "", "j" * 129, ["x"]):
+        bad = jwt.encode({"sub": "u1", "exp": int(NOW) + 60, "jti": jti}, SECRET,
+                         algorithm="HS256")
+        with pytest.raises(RoomlogError, match=r"(?i)jti|JWT ID"):
+            tokens.verify(bad, now=NOW)

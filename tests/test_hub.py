@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from roomlog.app import build_services
 from roomlog.bus.memory import MemoryBus
 from roomlog.cluster import Cluster
+from roomlog.commands import Call
 from roomlog.hub import Hub, Subscription
+from roomlog.identity import Principal, Role
 from roomlog.log import Append
 from roomlog.log.sql import SqlLog
 from roomlog.outbox import Outbox
 from roomlog.protocol import Format, Since
 from roomlog.publisher import Publisher
+from roomlog.rooms import parse_room
+from roomlog.rooms.domain import Command
+from roomlog.settings import Settings
 from roomlog.stats import Stats
 
 
@@ -216,3 +223,40 @@ async def test_a_publish_right_after_subscribe_is_delivered(parts: Any, room: st
     await wire.until(1)
     assert wire.seqs() == [3]
     assert wire.of("subscribed")[0]["replayed"] == 1
+
+
+async def test_a_subscription_placed_after_a_removal_ends_before_anything_private(
+        tmp_path: Path) -> None:
+    """Access is checked where the subscription is placed, not only before: a
+    technician whose read check passed, but who was removed from the ticket before
+    the hub placed the subscription, gets FORBIDDEN and none of what follows."""
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/hub.db",
+                        secret="s" * 32, media_dir=str(tmp_path / "media"))
+    s = build_services(settings)
+    await s.log.open()
+    await s.cluster.start()
+    tech, admin = Principal("tech", Role.TECHNICIAN), Principal("boss", Role.ADMIN)
+    room = "repair:T-race"
+
+    async def run(who: Principal, name: str, **args: Any) -> None:
+        outcome = await s.publisher.command(room, Call(who, Command(name, args), name))
+        assert outcome.seqs, outcome
+
+    try:
+        await run(tech, "ticket.create", customer_id="c", device="d", problem="p",
+                  technicians=["tech"])
+        await s.check_read(parse_room(room), tech)  # the reader's check passes ...
+        await run(admin, "ticket.assign", technicians=["other"])  # ... then the removal
+        wire = Wire()
+        sub = s.hub.subscribe(room, wire.outbox, None, "s1", viewer=tech)
+        await run(admin, "note.add", text="the secret", visibility="internal",
+                  priority="normal")
+        if sub.task is not None:
+            await asyncio.wait_for(asyncio.shield(sub.task), 10)
+        await asyncio.wait_for(wire.outbox.drained(), 10)
+        assert [(f["type"], f.get("code")) for f in wire.frames] == [("error", "FORBIDDEN")]
+        assert s.hub.subscriber_count(room) == 0 and not sub.live
+    finally:
+        await s.publisher.close()
+        await s.cluster.close()
+        await s.log.close()

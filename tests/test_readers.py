@@ -33,3 +33,14 @@ def test_a_gate_follows_the_last_event_that_decides() -> None:
     assert removed is not None and not removed(TECH) and removed(CUSTOMER)
     again = gate("repair:r1", [message(1, away), message(2, back)])
     assert again is not None and again(TECH)
+
+
+def test_a_personal_notice_for_one_role_is_hidden_from_the_others() -> None:
+    notice = {"notice": "quote.waiting", "for_role": "customer"}
+    guest = lens("user:c1", Principal("c1", Role.GUEST))
+    owner = lens("user:c1", CUSTOMER)
+    assert guest is not None and owner is not None
+    assert guest[1](notice, guest[0]) is None and owner[1](notice, owner[0]) == notice
+    for anyone in (guest, owner):  # a notice for the id, whatever the role
+        assert anyone[1]({"notice": "hi"}, anyone[0]) == {"notice": "hi"}
+    assert lens("user:c1", Principal("ops", Role.ADMIN)) is None  # operators see it all

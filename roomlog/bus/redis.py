@@ -49,7 +49,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from roomlog.bus import Inbound
-from roomlog.errors import Unavailable
+from roomlog.errors import Unavailable, describe
 from roomlog.protocol import Message
 
 __all__ = ["RedisBus"]
@@ -242,7 +242,7 @@ class RedisBus:
                 return {}
             scores = await self._client.zmscore(self._instances, instances)
         except (RedisError, OSError) as exc:
-            raise Unavailable(f"presence is kept in Redis, which failed: {exc}") from None
+            raise Unavailable(f"presence is kept in Redis, which failed: {describe(exc)}") from None
         cutoff = _now_ms() - self._ttl_ms
         alive = {i for i, score in zip(instances, scores, strict=True)
                  if score is not None and score >= cutoff}
@@ -286,7 +286,10 @@ class RedisBus:
 
     def _fail_writes(self, exc: Exception, sent: int) -> None:
         if self._pub_ok:
-            logger.warning("Redis publish failed (%s); peers read the log meanwhile", exc)
+            why = (f"no answer within {self._ping_timeout:g} s" if isinstance(exc, TimeoutError)
+                   else describe(exc))
+            logger.warning("writing %d publishes and presence updates to Redis at %s failed "
+                           "(%s); peers read the log meanwhile", sent, self._safe_url, why)
         self._pub_ok = False
         for _ in range(sent):  # receivers repair publishes from the log; presence is rewritten
             is_publish, _ = self._out.popleft()
@@ -316,7 +319,7 @@ class RedisBus:
             except Exception as exc:  # dropped, restarted, evicted or blocked: reconnect
                 if self._sub_ok:
                     logger.warning("Redis pub/sub lost (%s); polling the log until it is back",
-                                   exc)
+                                   describe(exc))
                     delay = 0.1  # it worked until now: the first retry comes soon
                 self._sub_ok = False
                 self._report()
@@ -423,7 +426,7 @@ class RedisBus:
                 raise
             except Exception as exc:  # Redis down: the reader reports it; try again later
                 beating_since = None
-                logger.debug("presence heartbeat failed: %s", exc)
+                logger.debug("presence heartbeat failed: %s", describe(exc))
 
     async def _remove_instance(self, instance: str, *, signal: bool = False) -> None:
         """Delete an instance's presence entries (its own at close; a dead one's

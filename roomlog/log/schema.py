@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["dedup", "messages", "metadata", "rooms", "snapshots"]
+__all__ = ["bans", "dedup", "messages", "metadata", "rooms", "snapshots"]
 
 metadata = sa.MetaData()
 
@@ -55,4 +55,26 @@ snapshots = sa.Table(
     sa.Column("room_id", sa.BigInteger, primary_key=True),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("state", sa.LargeBinary, nullable=False),
+)
+
+# Bans (roomlog.bans): a user id (every role, or one role of it) or one token (jti).
+# Rows are never deleted: a lifted or expired ban stays on record.
+bans = sa.Table(
+    "rt_bans",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.String(200), nullable=True),
+    sa.Column("role", sa.String(32), nullable=True),
+    sa.Column("jti", sa.String(128), nullable=True),
+    sa.Column("reason", sa.String(500), nullable=False),
+    sa.Column("by_user", sa.String(200), nullable=False),
+    sa.Column("by_role", sa.String(32), nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("until_ms", sa.BigInteger, nullable=True),  # null: until lifted
+    sa.Column("lifted_ms", sa.BigInteger, nullable=True),
+    sa.Column("lifted_by_user", sa.String(200), nullable=True),
+    sa.Column("lifted_by_role", sa.String(32), nullable=True),
+    sa.Index("rt_bans_user", "user_id"),
+    sa.Index("rt_bans_jti", "jti"),
+    sa.Index("rt_bans_lifted", "lifted_ms"),
 )

@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from roomlog.errors import Unavailable
+from roomlog.errors import Unavailable, describe
 from roomlog.log import Append, Appended, Page, Prior, RoomInfo, RoomTxn
 from roomlog.log import migrate as migrations
 from roomlog.log.schema import dedup, messages, rooms, snapshots
@@ -152,6 +152,12 @@ class SqlLog:
             self._warn("read", exc)
             raise Unavailable("the database is unavailable") from exc
 
+    def transaction(self, *, write: bool) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A transaction on this log's database for another table of it (the ban
+        list, ``roomlog/log/bans.py``): the same engines, the same SQLite writer
+        queue, and Unavailable when the database fails."""
+        return self._write() if write else self._read()
+
     def _warn(self, what: str, exc: BaseException) -> None:
         """One warning per ``_WARN_EVERY`` seconds while the database fails, saying
         how many failures it stands for: a thousand clients retrying during an
@@ -161,7 +167,7 @@ class SqlLog:
             self._unwarned += 1
             return
         more = f" ({self._unwarned} more failures since the last warning)" if self._unwarned else ""
-        logger.warning("log %s failed: %s%s", what, str(exc).split("\n")[0], more)
+        logger.warning("log %s failed: %s%s", what, describe(exc), more)
         self._warned_at, self._unwarned = now, 0
 
     async def _room_id(self, name: str) -> int:

@@ -19,8 +19,9 @@ Who
 ==============  ================  =============================================================
 command         who               rejected with (in the order checked)
 ==============  ================  =============================================================
-ticket.create   technician,       INVALID_ARGS; CONFLICT (the ticket exists, ``details.status``);
-                operator          FORBIDDEN (a technician not among ``technicians``)
+ticket.create   technician,       INVALID_ARGS; CONFLICT (the ticket exists; ``details.status``
+                operator          only for its parties); FORBIDDEN (a technician not among
+                                  ``technicians``)
 ticket.assign   operator          INVALID_ARGS; NOT_FOUND. Same set of technicians: no events
 status.set      technician,       INVALID_ARGS (unknown status; awaiting_approval without a
                 operator          quote or a quote with another status; on_hold or cancelled
@@ -28,8 +29,8 @@ status.set      technician,       INVALID_ARGS (unknown status; awaiting_approva
                                   (not your ticket); INVALID_TRANSITION (no such edge, or the
                                   status it has); FORBIDDEN (an edge your role may not take);
                                   INVALID_TRANSITION (QA gate: ``details.failed, recorded``)
-quote.approve   customer,         INVALID_ARGS (any argument); NOT_FOUND; FORBIDDEN;
-                operator          INVALID_TRANSITION (not awaiting_approval)
+quote.approve   customer,         INVALID_ARGS (any argument); NOT_FOUND (FORBIDDEN to a
+                operator          customer); FORBIDDEN; INVALID_TRANSITION (not awaiting_approval)
 quote.decline   customer, op.     as quote.approve; takes ``reason?``
 milestone.add   technician, op.   INVALID_ARGS; NOT_FOUND; FORBIDDEN; INVALID_TRANSITION (final);
                                   FORBIDDEN (below the progress, not an operator;
@@ -42,6 +43,9 @@ qa.record       technician, op.   INVALID_ARGS; NOT_FOUND; FORBIDDEN; INVALID_TR
 note.add        customer,         INVALID_ARGS (staff without visibility); FORBIDDEN (customer
                 technician, op.   asking for internal); NOT_FOUND; FORBIDDEN. Any status
 ==============  ================  =============================================================
+
+A customer never learns whether a ticket that is not theirs exists: where the
+list says NOT_FOUND, a customer gets the FORBIDDEN of someone else's ticket.
 
 Every INVALID_TRANSITION (and the FORBIDDEN of an edge) names the current
 status and the moves the actor has from it, with ``details = {"status",

@@ -82,9 +82,11 @@ def summary(state: RepairState) -> dict[str, Any]:
 
 
 def _tell(state: RepairState, kind: str, meta: Meta, **extra: Any) -> Notice:
+    """A notice to the ticket's customer, for the customer role only (``for_role``):
+    a token of another role that names the same user id does not read it."""
     return Notice(state.customer_id, {
-        "notice": kind, "room": state.room, "ticket": state.ticket_id, "seq": meta.seq,
-        "device": state.device, **extra})
+        "notice": kind, "for_role": "customer", "room": state.room,
+        "ticket": state.ticket_id, "seq": meta.seq, "device": state.device, **extra})
 
 
 def _created(state: RepairState, data: Data, meta: Meta) -> list[Notice]:

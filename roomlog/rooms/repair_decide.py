@@ -81,7 +81,12 @@ def _refuse(state: RepairState, actor: Principal, code: ErrorCode, what: str,
 
 
 def _party(state: RepairState, actor: Principal) -> Status:
-    """NOT_FOUND before ticket.created, FORBIDDEN to someone else's ticket."""
+    """NOT_FOUND before ticket.created, FORBIDDEN to someone else's ticket. A
+    customer gets the same FORBIDDEN for both: whether a ticket exists is none of
+    the business of someone who is not its customer (staff may create tickets, so
+    they learn it anyway)."""
+    if state.status is None and actor.role is Role.CUSTOMER:
+        raise RoomlogError(ErrorCode.FORBIDDEN, f"{state.room} is not yours; ask an admin")
     if state.status is None:
         raise RoomlogError(ErrorCode.NOT_FOUND,
                             f"no ticket {state.ticket_id!r}; create it with ticket.create")
@@ -137,6 +142,8 @@ def _qa_gate(state: RepairState, actor: Principal) -> None:
 
 def _create(state: RepairState, args: Args, actor: Principal, now_ms: int) -> Decision:
     a = A.create_args(args)
+    if state.exists and not is_party(state, actor):  # its status is not theirs to know
+        raise RoomlogError(ErrorCode.CONFLICT, f"{state.room} exists already")
     if state.exists:
         raise RoomlogError(ErrorCode.CONFLICT, f"{state.room} exists already ({state.status})",
                             details={"status": str(state.status)})

@@ -1,21 +1,25 @@
-"""What every HTTP endpoint shares: bearer auth, coded JSON errors, query parsing."""
+"""What every HTTP endpoint shares: bearer auth (and bans), coded JSON errors,
+query parsing."""
 
 from __future__ import annotations
 
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import ParamSpec
+from typing import Any, ParamSpec
 
-from starlette.requests import Request
+import orjson
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from roomlog import params
 from roomlog.errors import ErrorCode, ProtocolError, RoomlogError
-from roomlog.identity import Principal
+from roomlog.identity import Grant, Principal
 from roomlog.rooms import RoomName, parse_room
 from roomlog.services import Services
 
-__all__ = ["authenticate", "error_response", "handles_errors", "query_int", "room_of"]
+__all__ = ["authenticate", "error_response", "grant_of", "handles_errors", "json_body",
+           "query_int", "read_body", "room_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +41,9 @@ def error_response(err: RoomlogError) -> JSONResponse:
 
 
 def handles_errors(endpoint: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Response]]:
-    """Turn RoomlogError into its coded JSON response; log anything else."""
+    """Turn RoomlogError into its coded JSON response; log anything else. A client
+    that went away before its body was complete is no error of ours: nothing was
+    done, it is counted (``roomlog_http_aborted``), and the answer goes nowhere."""
 
     @functools.wraps(endpoint)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
@@ -45,6 +51,12 @@ def handles_errors(endpoint: Callable[P, Awaitable[Response]]) -> Callable[P, Aw
             return await endpoint(*args, **kwargs)
         except RoomlogError as err:
             return error_response(err)
+        except ClientDisconnect:
+            request = next(a for a in args if isinstance(a, Request))
+            request.app.state.stats.http_aborted += 1  # create_app puts the stats there
+            logger.debug("%s %s: the client left before its body was complete",
+                         request.method, request.url.path)
+            return error_response(RoomlogError(ErrorCode.BAD_FRAME, "incomplete body"))
         except Exception:
             logger.exception("HTTP endpoint %s failed", endpoint.__qualname__)
             return error_response(RoomlogError(ErrorCode.INTERNAL, "internal error"))
@@ -52,17 +64,24 @@ def handles_errors(endpoint: Callable[P, Awaitable[Response]]) -> Callable[P, Aw
     return wrapper
 
 
-def authenticate(request: Request, services: Services, *, allow_query: bool = False) -> Principal:
-    """The bearer token's principal. ``allow_query`` also takes ``?token=``
-    (only for SSE: EventSource cannot send headers)."""
+def grant_of(request: Request, services: Services, *, allow_query: bool = False) -> Grant:
+    """What the bearer token grants, unless a ban covers it (BANNED). ``allow_query``
+    also takes ``?token=`` (SSE and photos: EventSource and ``<img>`` cannot send
+    headers)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         token = request.query_params.get("token", "") if allow_query else ""
     if not token:
         raise RoomlogError(ErrorCode.UNAUTHORIZED, "send 'Authorization: Bearer <token>'")
-    principal, _ = services.tokens.verify(token.strip())
-    return principal
+    grant = services.tokens.verify(token.strip())
+    services.revocation.check(grant)
+    return grant
+
+
+def authenticate(request: Request, services: Services, *, allow_query: bool = False) -> Principal:
+    """The principal of :func:`grant_of`."""
+    return grant_of(request, services, allow_query=allow_query).principal
 
 
 def room_of(request: Request) -> RoomName:
@@ -70,13 +89,32 @@ def room_of(request: Request) -> RoomName:
 
 
 def query_int(request: Request, name: str, default: int, *, low: int, high: int) -> int:
+    """An integer query parameter (BAD_FRAME naming it unless plainly one in range)."""
     raw = request.query_params.get(name)
-    if raw is None:
-        return default
+    return default if raw is None else params.integer(raw, name, low=low, high=high)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (PAYLOAD_TOO_LARGE) as soon as it passes ``limit``."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise RoomlogError(ErrorCode.PAYLOAD_TOO_LARGE, f"body above {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise RoomlogError(ErrorCode.PAYLOAD_TOO_LARGE, f"body above {limit} bytes")
+    return b"".join(chunks)
+
+
+async def json_body(request: Request, limit: int) -> dict[str, Any]:
+    """The body as a JSON object (BAD_FRAME if it is not one)."""
+    raw = await read_body(request, limit)
     try:
-        value = int(raw)
-    except ValueError:
-        raise ProtocolError(f"'{name}' must be an integer") from None
-    if not low <= value <= high:
-        raise ProtocolError(f"'{name}' must be between {low} and {high}")
-    return value
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"the body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ProtocolError("the body must be a JSON object")
+    return body

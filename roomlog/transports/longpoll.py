@@ -3,25 +3,57 @@
 ``after`` is the cursor (the last seq the client has), ``epoch`` the log it
 belongs to, ``wait`` how long to hold the request open when nothing is new.
 The body carries the same frames a WebSocket subscriber gets.
+
+The reader's rights are checked again when the page is returned, not only when
+the request came: a request that waited ends with UNAUTHORIZED when its token
+expires, BANNED when a ban covers it (it is woken at once), and FORBIDDEN when
+the reader lost access to the room meanwhile (a technician removed from a
+ticket gets nothing written after the removal).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from roomlog.errors import ProtocolError
+from roomlog import params
+from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.hub import stale, wire
+from roomlog.identity import Grant
 from roomlog.log import Page, RoomInfo
 from roomlog.protocol import Format, Since
+from roomlog.rooms import RoomName
 from roomlog.services import Services
-from roomlog.transports.http import authenticate, handles_errors, query_int, room_of
+from roomlog.transports.http import grant_of, handles_errors, query_int, room_of
 
-__all__ = ["long_poll"]
+__all__ = ["Poll", "long_poll"]
+
+# A wait cut short by the token's expiry may end a hair before it (clocks): a token
+# this close to its expiry counts as expired.
+_EXPIRY_SLACK = 0.01
+
+
+class Poll:
+    """A long-poll holding its request open, listed in ``services.polls`` so that
+    a ban can end it (``roomlog.drain.end_banned``)."""
+
+    def __init__(self, grant: Grant, wake: asyncio.Event) -> None:
+        self.grant = grant
+        self._wake = wake
+        self.revoked: RoomlogError | None = None
+
+    def revoke(self, err: RoomlogError) -> bool:
+        """Answer ``err`` now instead of the page; False if it was told already."""
+        if self.revoked is not None:
+            return False
+        self.revoked = err
+        self._wake.set()
+        return True
 
 
 def long_poll(services: Services) -> object:
@@ -29,44 +61,68 @@ def long_poll(services: Services) -> object:
 
     @handles_errors
     async def endpoint(request: Request) -> Response:
-        who = authenticate(request, services)
+        grant = grant_of(request, services)
+        who = grant.principal
         room = room_of(request)
         await services.check_read(room, who)
         name = str(room)
         limit = query_int(request, "limit", settings.page_size, low=1,
                           high=settings.max_page_size)
         after = query_int(request, "after", -1, low=0, high=2**62)
-        try:
-            wait = min(float(request.query_params.get("wait", 0)), settings.max_wait)
-        except ValueError:
-            raise ProtocolError("'wait' must be a number of seconds") from None
+        raw_wait = request.query_params.get("wait")
+        wait = 0.0 if raw_wait is None else params.seconds(raw_wait, "wait",
+                                                            high=settings.max_wait)
+        wait = min(wait, max(0.0, grant.expires - time.time()))  # ends with the token
         epoch = request.query_params.get("epoch") or None
         async with services.hub.watch(name) as changed:
-            if after < 0:  # no cursor: where is the head now?
-                info = await services.log.info(name)
-                return _reply(Page(info, info.head, []), [])
-            page = await services.log.read(name, after, limit)
-            # Without an `epoch` the cursor is taken to belong to the log as first read,
-            # so a reset during the wait below still comes back as a reset.
-            since = Since(epoch or page.info.epoch, after)
-            waited = False
-            while True:
-                reason = stale(since, page.info) or ("trimmed" if page.trimmed else None)
-                if reason is not None:
-                    reset = await services.hub.reset_frame(name, page.info, reason, who)
-                    info = RoomInfo(name, reset["epoch"], max(page.info.head, reset["seq"]),
-                                    page.info.trimmed)
-                    return _reply(Page(info, reset["seq"], []), [orjson.dumps(reset)])
-                if page.messages or wait <= 0 or waited or services.draining:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), wait)
-                waited = True
+            poll = Poll(grant, changed)
+            services.polls.add(poll)
+            try:
+                if after < 0:  # no cursor: where is the head now?
+                    info = await services.log.info(name)
+                    return _reply(Page(info, info.head, []), [])
                 page = await services.log.read(name, after, limit)
+                # Without an `epoch` the cursor is taken to belong to the log as first
+                # read, so a reset during the wait below still comes back as a reset.
+                since = Since(epoch or page.info.epoch, after)
+                waited = False
+                while True:
+                    reason = stale(since, page.info) or ("trimmed" if page.trimmed else None)
+                    if reason is not None:
+                        await _still_allowed(services, poll, room, waited)
+                        reset = await services.hub.reset_frame(name, page.info, reason, who)
+                        info = RoomInfo(name, reset["epoch"],
+                                        max(page.info.head, reset["seq"]), page.info.trimmed)
+                        return _reply(Page(info, reset["seq"], []), [orjson.dumps(reset)])
+                    if (page.messages or wait <= 0 or waited or services.draining
+                            or poll.revoked is not None):
+                        break
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), wait)
+                    waited = True
+                    if poll.revoked is None:
+                        page = await services.log.read(name, after, limit)
+                await _still_allowed(services, poll, room, waited)
+            finally:
+                services.polls.discard(poll)
         lens = services.hub.lens(name, who)
         return _reply(page, [wire(m, Format.JSON, lens) for m in page.messages])
 
     return endpoint
+
+
+async def _still_allowed(services: Services, poll: Poll, room: RoomName, waited: bool) -> None:
+    """The reader rules at the moment the page is returned: not banned meanwhile,
+    the token not expired while it waited (a request that did not wait had its
+    token checked when it came, with the usual leeway), and still a reader of the
+    room (its state now; the page was read before, so nothing after a removal can
+    be in it)."""
+    if poll.revoked is not None:
+        raise poll.revoked
+    services.revocation.check(poll.grant)
+    if waited and poll.grant.expires - time.time() < _EXPIRY_SLACK:
+        raise RoomlogError(ErrorCode.UNAUTHORIZED, "token expired")
+    await services.check_read(room, poll.grant.principal)
 
 
 def _reply(page: Page, frames: list[bytes]) -> Response:

@@ -5,23 +5,31 @@ outbox); each message is an event with ``id: <seq>`` so a reconnecting
 EventSource resumes through ``Last-Event-ID``. Other frames (``subscribed``,
 ``reset``, ``error``) are events named after their type. A comment line is sent
 every ``sse_keepalive`` seconds so proxies keep the stream open.
+
+A stream ends like a WebSocket when its token expires (an ``error`` event
+UNAUTHORIZED) or a ban covers it (``error`` BANNED): the client needs a new
+token (or the ban lifted) before it reconnects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from roomlog.errors import ProtocolError
-from roomlog.identity import Principal
+from roomlog import params
+from roomlog.bans import banned_error
+from roomlog.errors import ErrorCode, RoomlogError
+from roomlog.hub import Subscription
+from roomlog.identity import Grant
 from roomlog.outbox import Outbox
-from roomlog.protocol import Format, Since
+from roomlog.protocol import Format, Since, encode, error_frame
 from roomlog.services import Services
-from roomlog.transports.http import authenticate, handles_errors, room_of
+from roomlog.transports.http import grant_of, handles_errors, room_of
 
 __all__ = ["Stream", "server_sent_events"]
 
@@ -31,19 +39,19 @@ _KEEPALIVE = b": keepalive\n\n"
 def server_sent_events(services: Services) -> object:
     @handles_errors
     async def endpoint(request: Request) -> Response:
-        who = authenticate(request, services, allow_query=True)
+        grant = grant_of(request, services, allow_query=True)
         room = room_of(request)
-        await services.check_read(room, who)
-        raw = request.headers.get("last-event-id") or request.query_params.get("after")
+        await services.check_read(room, grant.principal)
+        raw = request.headers.get("last-event-id")
+        name = "Last-Event-ID"
+        if raw is None:
+            raw, name = request.query_params.get("after"), "after"
         since = None
         if raw is not None:
-            try:
-                seq = int(raw)
-            except ValueError:
-                raise ProtocolError("'Last-Event-ID' / 'after' must be a seq") from None
-            since = Since(request.query_params.get("epoch") or None, max(seq, 0))
+            seq = params.integer(raw, name, low=0, high=2**62)
+            since = Since(request.query_params.get("epoch") or None, seq)
         presence = request.query_params.get("presence") in ("1", "true")
-        return Stream(services, str(room), since, who, presence)
+        return Stream(services, str(room), since, grant, presence)
 
     return endpoint
 
@@ -55,7 +63,7 @@ class Stream(Response):
     media_type = "text/event-stream"
 
     def __init__(self, services: Services, room: str, since: Since | None,
-                 viewer: Principal, presence: bool = False) -> None:
+                 grant: Grant, presence: bool = False) -> None:
         super().__init__(headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
         # Response.__init__ declares the empty body as `content-length: 0`, which
         # would end the stream before its first event: the stream has no length.
@@ -63,21 +71,35 @@ class Stream(Response):
         self._services = services
         self._room = room
         self._since = since
-        self.viewer = viewer
+        self.grant = grant
+        self.viewer = grant.principal
         self._presence = presence
         self.conn = services.presence.new_conn()
         self._stopped = asyncio.Event()
+        self._outbox: Outbox | None = None
+        self._sub: Subscription | None = None
 
     def stop(self) -> None:
         """End the stream (drain, disconnect): the client reconnects elsewhere."""
         self._stopped.set()
 
+    def revoke(self, err: RoomlogError) -> bool:
+        """End the stream with an ``error`` event saying why (expired, banned);
+        False if it was ending already."""
+        if self._stopped.is_set() or self._outbox is None or self._outbox.closed:
+            return False
+        if self._sub is not None:  # nothing of the room after the error
+            self._services.hub.unsubscribe(self._sub)
+        self._outbox.put(encode(Format.SSE, error_frame(err) | {"room": self._room}))
+        self._stopped.set()
+        return True
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         s = self._services.settings
         gone = asyncio.Event()
-        outbox = Outbox(Format.SSE, max_frames=s.outbox_max_messages,
-                        max_bytes=s.outbox_max_bytes, coalesce=s.coalesce_max_frames,
-                        on_overflow=gone.set)
+        outbox = self._outbox = Outbox(Format.SSE, max_frames=s.outbox_max_messages,
+                                       max_bytes=s.outbox_max_bytes,
+                                       coalesce=s.coalesce_max_frames, on_overflow=gone.set)
 
         async def write(payload: bytes) -> None:
             await send({"type": "http.response.body", "body": payload, "more_body": True})
@@ -96,10 +118,17 @@ class Stream(Response):
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         dropped = asyncio.Event()
         services = self._services
-        sub = services.hub.subscribe(self._room, outbox, self._since, on_drop=dropped.set,
-                                     viewer=self.viewer, presence=self._presence)
+        sub = self._sub = services.hub.subscribe(
+            self._room, outbox, self._since, on_drop=dropped.set, viewer=self.viewer,
+            presence=self._presence)
         services.streams.add(self)
+        expiry = asyncio.get_running_loop().call_later(
+            max(0.0, self.grant.expires - time.time()), self.revoke,
+            RoomlogError(ErrorCode.UNAUTHORIZED, "token expired"))
         services.presence.join(self._room, self.conn, self.viewer)
+        ban = services.revocation.blocking(self.grant)
+        if ban is not None:  # made since the request was checked, before it was listed
+            self.revoke(banned_error(ban))
         if self._presence:
             services.presence.watching(sub)
         tasks = [asyncio.create_task(coro) for coro in
@@ -111,6 +140,7 @@ class Stream(Response):
                 with contextlib.suppress(TimeoutError):  # let the error event out first
                     await asyncio.wait_for(outbox.drained(), 2.0)
         finally:
+            expiry.cancel()
             services.streams.discard(self)
             services.presence.leave(self._room, self.conn, self.viewer)
             services.hub.unsubscribe(sub)

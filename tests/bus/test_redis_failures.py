@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import random
 from collections.abc import AsyncIterator
 from typing import Any
@@ -250,3 +251,25 @@ async def test_close_ends_wherever_the_bus_is(redis_server: RedisServer, room: s
         except TimeoutError:
             raise AssertionError(f"close() hung (attempt {attempt})") from None
         net.nodes.remove(node)
+
+
+async def test_a_write_timeout_is_logged_saying_what_failed(
+        net: RedisNet, redis_server: RedisServer, room: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A blocked Redis makes a pipelined write time out; the warning says that,
+    not ``Redis publish failed ()`` (a TimeoutError has no message of its own)."""
+    a = await net.node()
+    caplog.set_level(logging.WARNING, logger="roomlog.bus.redis")
+    redis_server.pause()
+    try:
+        a.bus.publish(room, batch(room, 1, 1))
+
+        async def warned() -> bool:
+            return any("Redis" in r.getMessage() and "no answer within" in r.getMessage()
+                       for r in caplog.records)
+
+        await eventually(warned, "a warning for the timed-out write")
+    finally:
+        redis_server.resume()
+    [line] = [r.getMessage() for r in caplog.records if "writing" in r.getMessage()]
+    assert "()" not in line and f"127.0.0.1:{redis_server.port}" in line, line

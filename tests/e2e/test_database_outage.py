@@ -70,7 +70,7 @@ async def test_an_outage_is_one_warning_and_the_server_recovers(
         await _until(ready, "readiness to recover")
         again = await http.post(publish, json={"id": "b", "data": 2}, headers=bearer())
         assert again.status_code == 201 and again.json()["seq"] == 2
-        await _until(lambda: _said(srv, "retention sweeps work again"), "the sweep to recover")
+        await _until(lambda: _said(srv, "retention sweep works again"), "the sweep to recover")
         output = srv.output()
         assert "Traceback" not in output and "ERROR" not in output, output[-3000:]
     finally:

@@ -26,8 +26,6 @@ import csv
 import io
 import re
 import secrets
-import struct
-import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -41,6 +39,7 @@ from websockets.typing import Subprotocol
 
 from roomlog.identity import Role
 from tests.e2e.support import JSON, MSGPACK, TIMEOUT, Server, WsClient, issue_token
+from tests.images import jpeg, png
 
 MAX_UPLOAD = 4096
 NON_FINAL = {"received", "diagnosing", "awaiting_approval", "repairing", "quality_check",
@@ -88,17 +87,6 @@ def new_ticket() -> tuple[str, str]:
     return ticket, f"repair:{ticket}"
 
 
-def png(rgb: tuple[int, int, int] = (200, 30, 30)) -> bytes:
-    """A valid 1x1 RGB PNG."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\x00" + bytes(rgb))) + chunk(b"IEND", b""))
-
-
-JPEG_START = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
 
 
 async def command(http: httpx.AsyncClient, srv: Server, room: str, name: str,
@@ -712,7 +700,7 @@ async def test_customer_notices(srv: Server, http: httpx.AsyncClient) -> None:
 
     got = await client.messages(inbox, 3)
     assert [f["seq"] for f in got] == [1, 2, 3]
-    head = {"room": room, "ticket": ticket, "device": "Phone X"}
+    head = {"for_role": "customer", "room": room, "ticket": ticket, "device": "Phone X"}
     assert got[0]["data"] == {**head, "notice": "quote.waiting", "seq": quote["seq"],
                               "quote": {"quote_id": "q1", "amount": 80, "currency": "EUR",
                                         "description": "Battery"}}
@@ -731,7 +719,8 @@ async def test_customer_notices(srv: Server, http: httpx.AsyncClient) -> None:
     assert [f["data"]["notice"] for f in more] == ["quote.waiting", "ticket.ready"]
     assert more[0]["data"]["quote"] == {"quote_id": "q1", "amount": 300, "currency": "USD",
                                         "description": None}
-    assert more[1]["data"] == {"room": room2, "ticket": declined, "device": "Phone X",
+    assert more[1]["data"] == {"for_role": "customer", "room": room2, "ticket": declined,
+                               "device": "Phone X",
                                "notice": "ticket.ready", "seq": declined_ack["seqs"][-1],
                                "outcome": "unrepaired"}
     await client.ping()
@@ -848,14 +837,15 @@ async def test_photo_uploads(srv: Server, http: httpx.AsyncClient) -> None:
 
     error_of(await upload(http, srv, room, tech1, chunks(), "image/png"), 413,
              "PAYLOAD_TOO_LARGE")
-    exact = image + b"\x00" * (MAX_UPLOAD - len(image))
+    exact = png(size=MAX_UPLOAD)
+    assert len(exact) == MAX_UPLOAD
     assert (await upload(http, srv, room, tech1, exact, "image/png")).status_code == 201
     for body_, kind in ((b"just some text", "text/plain"), (b"just some text", "image/png"),
                         (image, "image/jpeg"), (image, "text/plain"),
-                        (JPEG_START, "image/png"), (image, None), (b"", "image/png"),
+                        (jpeg(), "image/png"), (image, None), (b"", "image/png"),
                         (b"RIFF\x00\x00\x00\x00WAVEfmt ", "image/webp")):
         error_of(await upload(http, srv, room, tech1, body_, kind), 400, "INVALID_ARGS")
-    assert (await upload(http, srv, room, tech1, JPEG_START, "image/jpeg; charset=x")
+    assert (await upload(http, srv, room, tech1, jpeg(), "image/jpeg; charset=x")
             ).json()["upload_id"].endswith(".jpg")
     for who in (cust1, cust2):
         error_of(await upload(http, srv, room, who, image, "image/png"), 403, "FORBIDDEN")

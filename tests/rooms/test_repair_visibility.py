@@ -55,8 +55,8 @@ def feed(t: Ticket, room: str) -> list[dict[str, Any]]:
 def test_quote_and_ready_notices_once_each() -> None:
     t = drive("awaiting_approval")
     assert customer_notices(t) == [{
-        "notice": "quote.waiting", "room": "repair:t1", "ticket": "t1", "seq": 3,
-        "device": "Phone X",
+        "notice": "quote.waiting", "for_role": "customer", "room": "repair:t1", "ticket": "t1",
+        "seq": 3, "device": "Phone X",
         "quote": {"quote_id": "q1", "amount": 129.5, "currency": "EUR",
                   "description": "new screen"}}]
     assert all(n.target == "user:carl" for n in t.notices if n.room is None)
@@ -74,8 +74,8 @@ def test_declined_quote_is_ready_unrepaired() -> None:
     t = drive("awaiting_approval")
     t.run(CUST, "quote.decline")
     assert customer_notices(t)[-1] | {"seq": 0} == {
-        "notice": "ticket.ready", "room": "repair:t1", "ticket": "t1", "seq": 0,
-        "device": "Phone X", "outcome": "unrepaired"}
+        "notice": "ticket.ready", "for_role": "customer", "room": "repair:t1", "ticket": "t1",
+        "seq": 0, "device": "Phone X", "outcome": "unrepaired"}
 
 
 def test_urgent_customer_visible_staff_notes_only() -> None:
@@ -85,9 +85,9 @@ def test_urgent_customer_visible_staff_notes_only() -> None:
     t.run(TECH, "note.add", text="fyi", priority="high", visibility="customer")
     t.run(CUST, "note.add", text="my own urgent note", priority="urgent")
     urgent = [n for n in customer_notices(t) if n["notice"] == "note.urgent"]
-    assert urgent == [{"notice": "note.urgent", "room": "repair:t1", "ticket": "t1",
-                       "seq": t.log[-4][1].seq, "device": "Phone X", "note_id": "n1",
-                       "text": "call us"}]
+    assert urgent == [{"notice": "note.urgent", "for_role": "customer",
+                       "room": "repair:t1", "ticket": "t1", "seq": t.log[-4][1].seq,
+                       "device": "Phone X", "note_id": "n1", "text": "call us"}]
 
 
 def test_replay_gives_the_same_notices() -> None:
