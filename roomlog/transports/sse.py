@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from roomlog import logs
 from roomlog.errors import ProtocolError
 from roomlog.identity import Principal
 from roomlog.outbox import Outbox
@@ -93,6 +94,7 @@ class Stream(Response):
                 if not len(outbox):
                     outbox.put(_KEEPALIVE)
 
+        logs.bind(conn=self.conn)
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         dropped = asyncio.Event()
         services = self._services
