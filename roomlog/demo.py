@@ -14,9 +14,9 @@ Seeding runs only into empty rooms: a second ``roomlog demo`` in the same direct
 continues where the first left off (``--fresh`` starts over).
 
 Once the server listens, :meth:`Plan.announce` prints a link per page with a
-long-lived token for its person. The pages renew tokens through
-``GET /demo/token?user=&role=`` (``{"token", "expires"}``), a route that exists only
-in the demo and only for the four page roles, never admin or service.
+long-lived token for its person. The pages renew tokens through ``/demo/token``
+(:func:`token_routes`; ``/config.json`` names it to them), a route that exists only in
+the demo and only for the four page roles, never admin or service.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from roomlog.services import Services
 from roomlog.settings import Settings
 from roomlog.transports.http import error_response
 
-__all__ = ["PAGES", "QUEUE", "TICKET", "Plan", "prepare", "seed"]
+__all__ = ["PAGES", "QUEUE", "TICKET", "Plan", "prepare", "seed", "token_routes"]
 
 QUEUE = "queue:demo"
 TICKET = "t-100"
@@ -69,6 +69,7 @@ PAGES: list[tuple[str, str, Principal, dict[str, str]]] = [
 ]
 
 _PAGE_ROLES = {Role.GUEST, Role.DJ, Role.CUSTOMER, Role.TECHNICIAN}
+_BY_PAGE = {"guest": GUEST, "dj": DJ, "repair": CUSTOMER, "tech": TECHNICIAN}
 _USER_RE = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 _SONGS = [  # (guest, song_id, title, artist, note)
@@ -141,22 +142,48 @@ async def seed(settings: Settings) -> list[str]:
     return seeded
 
 
-def token_route(tokens: Tokens, ttl: float) -> BaseRoute:
-    """``GET /demo/token?user=&role=``: a fresh demo token for a page to renew its own."""
+def token_routes(tokens: Tokens, ttl: float) -> list[BaseRoute]:
+    """The demo's token endpoint, both ways a page may ask, and the page configuration
+    that names it:
 
-    async def endpoint(request: Request) -> Response:
-        user = request.query_params.get("user", "")
-        role = request.query_params.get("role", "")
+    * ``GET /demo/token?user=&role=``;
+    * ``POST /demo/token`` with ``{"page": "guest" | "dj" | "repair" | "tech", "user"?}``
+      (the page's person by default), as the web app's ``getToken`` sends it;
+    * ``GET /config.json``: ``{"token_url": "/demo/token"}``, read by the pages.
+
+    Each answers ``{"token", "expires"}`` (Unix seconds), for the four page roles only.
+    """
+
+    def grant(user: str, role: str) -> Response:
         if not _USER_RE.fullmatch(user) or role not in {r.value for r in _PAGE_ROLES}:
             return error_response(RoomlogError(
                 ErrorCode.BAD_FRAME, "give user (1-64 of A-Z a-z 0-9 . _ @ -) and role (guest, "
-                "dj, customer or technician)"))
+                "dj, customer or technician), or the page (guest, dj, repair or tech)"))
         now = time.time()
         token = tokens.issue(user, Role(role), ttl=ttl, now=now)
         return JSONResponse({"token": token, "expires": int(now + ttl)},
                             headers={"cache-control": "no-store"})
 
-    return Route(TOKEN_PATH, endpoint, methods=["GET"])
+    async def get(request: Request) -> Response:
+        return grant(request.query_params.get("user", ""), request.query_params.get("role", ""))
+
+    async def post(request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        page = str(body.get("page", "")) if isinstance(body, dict) else ""
+        who = _BY_PAGE.get(page.removesuffix(".html"))
+        if who is None or not isinstance(body, dict):
+            return grant("", "")
+        user = body.get("user")
+        return grant(user if isinstance(user, str) and user else who.user, who.role.value)
+
+    async def config(request: Request) -> Response:
+        return JSONResponse({"token_url": TOKEN_PATH}, headers={"cache-control": "no-store"})
+
+    return [Route(TOKEN_PATH, get, methods=["GET"]), Route(TOKEN_PATH, post, methods=["POST"]),
+            Route("/config.json", config, methods=["GET"])]
 
 
 @dataclass
@@ -206,4 +233,4 @@ def prepare(settings: Settings, args: argparse.Namespace) -> Plan:
         lines.append(f"\nEvery page: {base}/   Ctrl-C stops the demo.\n")
         print("\n".join(lines), flush=True, file=sys.stdout)
 
-    return Plan(settings, [token_route(tokens, ttl)], announce)
+    return Plan(settings, token_routes(tokens, ttl), announce)

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import jwt
 import pytest
 
 from tests.e2e.support import START_TIMEOUT, TIMEOUT, Server, free_port
@@ -165,6 +166,17 @@ def test_demo_token_endpoint_renews_page_tokens_only(demo: Demo) -> None:
                        {"user": "", "role": "guest"}, {"user": "a b", "role": "guest"}):
             refused = http.get(f"{demo.base}/demo/token", params=params)
             assert refused.status_code == 400, (params, refused.text)
+        # as the web app's getToken asks: the page, and the user of its last token
+        assert http.get(f"{demo.base}/config.json").json() == {"token_url": "/demo/token"}
+        for page, user, role in (("guest", None, "guest"), ("tech", None, "technician"),
+                                 ("dj", "dj2", "dj"), ("repair", "cust1", "customer")):
+            body = {"page": page, "room": "x"} | ({"user": user} if user else {})
+            renewed = http.post(f"{demo.base}/demo/token", json=body)
+            assert renewed.status_code == 200, renewed.text
+            claims = jwt.decode(renewed.json()["token"], options={"verify_signature": False})
+            assert claims["role"] == role and (user is None or claims["sub"] == user)
+        for body in ({"page": "admin"}, {"page": "guest", "user": "a b"}, ["guest"]):
+            assert http.post(f"{demo.base}/demo/token", json=body).status_code == 400, body
 
 
 def test_a_second_run_keeps_the_rooms(tmp_path: Path) -> None:
