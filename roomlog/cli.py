@@ -115,7 +115,7 @@ def run_server(settings: Settings, args: argparse.Namespace, *,
 
     _check_database(settings)
     host = args.host or settings.host
-    port = args.port or settings.port
+    port = settings.port if args.port is None else args.port
     log_config = _log_config(settings, args)
     if getattr(args, "reload", False):
         _serve_reloading(settings, host, port, args)
@@ -129,7 +129,8 @@ def run_server(settings: Settings, args: argparse.Namespace, *,
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
             if on_ready is not None and self.started:
-                on_ready(host, port)
+                bound = [s.getsockname()[1] for server in self.servers for s in server.sockets]
+                on_ready(host, bound[0] if bound else port)  # --port 0: the one it got
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             for server in self.servers:
@@ -225,7 +226,8 @@ def _server_flags(parser: argparse.ArgumentParser, *, reload: bool) -> None:
                         help="address to bind (default: ROOMLOG_HOST, 127.0.0.1; 0.0.0.0 for "
                              "every interface)")
     parser.add_argument("--port", type=int, metavar="N",
-                        help="port to bind (default: ROOMLOG_PORT, else $PORT, else 8000)")
+                        help="port to bind (default: ROOMLOG_PORT, else $PORT, else 8000)"
+                             + ("" if reload else "; 0: any free port"))
     if reload:
         parser.add_argument("--reload", action="store_true",
                             help="development: restart when a file of the roomlog package "

@@ -23,16 +23,17 @@ import httpx
 import jwt
 import pytest
 
-from tests.e2e.support import START_TIMEOUT, TIMEOUT, Server, free_port
+from tests.e2e.support import START_TIMEOUT, TIMEOUT, Server
 
 PAGES = ("guest.html", "dj.html", "repair.html", "tech.html")
 
 
 class Demo:
-    """``roomlog demo`` in a subprocess; ``links`` maps page file -> printed URL."""
+    """``roomlog demo --port 0`` in a subprocess (the port it got is in its links: no
+    race for a free port); ``links`` maps page file -> printed URL."""
 
     def __init__(self, command: Sequence[str], workdir: Path, *extra: str) -> None:
-        self.port = free_port()
+        self.port = 0
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMLOG_")}
@@ -44,9 +45,11 @@ class Demo:
         self.stderr: list[str] = []
         lines: queue.Queue[str | None] = queue.Queue()
         assert self.proc.stdout is not None and self.proc.stderr is not None
-        for stream, into, feed in ((self.proc.stdout, self.stdout, lines),
-                                   (self.proc.stderr, self.stderr, None)):
-            threading.Thread(target=_pump, args=(stream, into, feed), daemon=True).start()
+        self._pumps = [threading.Thread(target=_pump, args=(stream, into, feed), daemon=True)
+                       for stream, into, feed in ((self.proc.stdout, self.stdout, lines),
+                                                  (self.proc.stderr, self.stderr, None))]
+        for pump in self._pumps:
+            pump.start()
         self.links: dict[str, str] = {}
         while True:  # until the last line of the announcement
             try:
@@ -55,11 +58,15 @@ class Demo:
                 self.stop()
                 raise AssertionError(f"no links within {START_TIMEOUT}s:\n{self.output}") from None
             if line is None:
-                raise AssertionError(f"demo exited with {self.proc.wait()}:\n{self.output}")
+                code = self.proc.wait()
+                for pump in self._pumps:
+                    pump.join(5)
+                raise AssertionError(f"demo exited with {code}:\n{self.output}")
             for url in re.findall(r"http://\S+", line):
-                page = urlsplit(url).path.lstrip("/")
-                if page in PAGES:
-                    self.links[page] = url
+                parts = urlsplit(url)
+                self.port = parts.port or self.port
+                if parts.path.lstrip("/") in PAGES:
+                    self.links[parts.path.lstrip("/")] = url
             if line.startswith("Every page:"):
                 break
 
