@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from roomlog import readers
+from roomlog import logs, readers
 from roomlog.api import Api
 from roomlog.auth import Tokens, read_secret
 from roomlog.bus import Bus
@@ -134,8 +134,9 @@ def create_app(settings: Settings, services: Services | None = None, *,
         await s.log.open()
         await s.cluster.start()
         sweeper = asyncio.create_task(_retention(s))
-        logger.info("roomlog ready: log %s, bus %s (instance %s)",  # logs.redact: no password
-                    getattr(s.log, "url", s.log), type(s.bus).__name__, s.bus.instance)
+        logger.info("roomlog ready: log %s, bus %s (instance %s)",
+                    logs.redact(str(getattr(s.log, "url", s.log))),  # without its password
+                    type(s.bus).__name__, s.bus.instance)
         try:
             yield
         finally:
