@@ -69,7 +69,9 @@ PAGES: list[tuple[str, str, Principal, dict[str, str]]] = [
 ]
 
 _PAGE_ROLES = {Role.GUEST, Role.DJ, Role.CUSTOMER, Role.TECHNICIAN}
-_BY_PAGE = {"guest": GUEST, "dj": DJ, "repair": CUSTOMER, "tech": TECHNICIAN}
+# the web app's page names (clients/README.md, "Tokens for the pages"), and the files'
+_BY_PAGE = {"guest": GUEST, "dj": DJ, "customer": CUSTOMER, "technician": TECHNICIAN,
+            "repair": CUSTOMER, "tech": TECHNICIAN}
 _USER_RE = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 _SONGS = [  # (guest, song_id, title, artist, note)
@@ -147,8 +149,9 @@ def token_routes(tokens: Tokens, ttl: float) -> list[BaseRoute]:
     that names it:
 
     * ``GET /demo/token?user=&role=``;
-    * ``POST /demo/token`` with ``{"page": "guest" | "dj" | "repair" | "tech", "user"?}``
-      (the page's person by default), as the web app's ``getToken`` sends it;
+    * ``POST /demo/token`` with ``{"page": "guest" | "dj" | "customer" | "technician",
+      "user"?}`` (the page's person by default), as the web app's ``getToken`` sends it
+      (clients/README.md, "Tokens for the pages");
     * ``GET /config.json``: ``{"token_url": "/demo/token"}``, read by the pages.
 
     Each answers ``{"token", "expires"}`` (Unix seconds), for the four page roles only.
@@ -158,7 +161,7 @@ def token_routes(tokens: Tokens, ttl: float) -> list[BaseRoute]:
         if not _USER_RE.fullmatch(user) or role not in {r.value for r in _PAGE_ROLES}:
             return error_response(RoomlogError(
                 ErrorCode.BAD_FRAME, "give user (1-64 of A-Z a-z 0-9 . _ @ -) and role (guest, "
-                "dj, customer or technician), or the page (guest, dj, repair or tech)"))
+                "dj, customer or technician), or the page (guest, dj, customer or technician)"))
         now = time.time()
         token = tokens.issue(user, Role(role), ttl=ttl, now=now)
         return JSONResponse({"token": token, "expires": int(now + ttl)},

@@ -175,8 +175,8 @@ def test_demo_token_endpoint_renews_page_tokens_only(demo: Demo) -> None:
             assert refused.status_code == 400, (params, refused.text)
         # as the web app's getToken asks: the page, and the user of its last token
         assert http.get(f"{demo.base}/config.json").json() == {"token_url": "/demo/token"}
-        for page, user, role in (("guest", None, "guest"), ("tech", None, "technician"),
-                                 ("dj", "dj2", "dj"), ("repair", "cust1", "customer")):
+        for page, user, role in (("guest", None, "guest"), ("technician", None, "technician"),
+                                 ("dj", "dj2", "dj"), ("customer", "cust1", "customer")):
             body = {"page": page, "room": "x"} | ({"user": user} if user else {})
             renewed = http.post(f"{demo.base}/demo/token", json=body)
             assert renewed.status_code == 200, renewed.text
