@@ -112,6 +112,7 @@ from harness import (
     finish,
     latency_ms,
     listed,
+    measure,
     open_many,
     paced,
     run_steps,
@@ -121,6 +122,7 @@ from harness import (
     start_meters,
     start_profiler,
     stop_profiler,
+    write_json,
 )
 from report import GEN_BOUND, render_table, verdict
 from servers import (
@@ -503,9 +505,9 @@ class SetUp:
             pub.ack_rec.arm()
             if self.tap is not None:
                 self.tap.rec.arm()
-            t0 = time.perf_counter()
-            await asyncio.sleep(args.duration)
-            elapsed = time.perf_counter() - t0
+            elapsed = await measure(args, f"{self.name}/{phase}", lambda t: (
+                f"{(sum(st.messages for st in stats) - sum(m[0] for m in m0)) / t:,.0f} "
+                f"deliveries/s, {(pub.acks - a0) / t:,.0f} publishes/s so far"))
             m1 = [(st.messages, st.frames, st.bytes) for st in stats]
             a1 = pub.acks
             for rec in recs:
@@ -895,6 +897,7 @@ async def main(args: argparse.Namespace) -> int:
     say(final_table(results))
     for line in target_lines(args, results):
         say(line)
+    write_json(args, "cluster", results, failed)
     return finish(results, failed, lambda r: f"{r.setup}/{r.phase}",
                   "ok: yes = every subscriber got every acknowledged message exactly once, in "
                   "order; NO = see !!; GEN = the generator's core was over "

@@ -106,6 +106,7 @@ from harness import (
     finish,
     latency_ms,
     listed,
+    measure,
     open_many,
     paced,
     quiet,
@@ -118,6 +119,7 @@ from harness import (
     start_meters,
     start_profiler,
     stop_profiler,
+    write_json,
 )
 from report import GEN_BOUND, PhaseResult, describe, memory_line, summary, table
 from servers import HOST, Server, baseline_argv, free_port, hub_argv, hub_token
@@ -382,9 +384,9 @@ class Bench:
             m0, f0, b0, a0 = stats.messages, stats.frames, stats.bytes, pub.acks
             self.rec.arm()
             pub.ack_rec.arm()
-            t0 = time.perf_counter()
-            await asyncio.sleep(args.duration)
-            elapsed = time.perf_counter() - t0
+            elapsed = await measure(args, name, lambda t: (
+                f"{(stats.messages - m0) / t:,.0f} deliveries/s, "
+                f"{(pub.acks - a0) / t:,.0f} publishes/s so far"))
             m1, f1, b1, a1 = stats.messages, stats.frames, stats.bytes, pub.acks
             self.rec.disarm()
             pub.ack_rec.disarm()
@@ -594,6 +596,7 @@ async def main(args: argparse.Namespace) -> int:
     say(table(results, args.repeat))
     for line in summary(args, results):
         say(line)
+    write_json(args, "fanout", results, failed)
     return finish(results, failed, lambda r: f"{r.target}/{r.db}/{r.phase}",
                   "ok: yes = subscribers got exactly subscribers x acked messages and the "
                   "sampled ones saw gapless seqs; NO = see !!; GEN = the generator's core was "

@@ -8,7 +8,9 @@
 * :func:`run_tool` pins the generator to its core, picks the event loop and
   stops every child process however the run ends; :func:`run_steps` runs the
   targets (one per database, ...) in a temporary folder under ``--max-time``
-  and SIGTERM; :func:`finish` prints the problems and gives the exit code;
+  and SIGTERM; :func:`measure` is a phase's measured window, saying how it goes
+  every ``--progress`` seconds; :func:`write_json` writes the results for
+  machines (``--json``), :func:`finish` prints the problems and gives the exit code;
 * :class:`Session` holds what one target uses -- its PostgreSQL database, its
   server, the client connections -- and releases them in order;
   :func:`quiet` waits for idle cores (``--wait-quiet``), :func:`connect` and
@@ -22,8 +24,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gc
+import json
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -62,6 +67,7 @@ __all__ = [
     "core_figures",
     "finish",
     "latency_ms",
+    "measure",
     "open_many",
     "paced",
     "quiet",
@@ -74,6 +80,7 @@ __all__ = [
     "start_meters",
     "start_profiler",
     "stop_profiler",
+    "write_json",
 ]
 
 SUBPROTOCOL = "roomlog.v1.json"
@@ -83,8 +90,11 @@ T = TypeVar("T")
 R = TypeVar("R", bound=Outcome)
 
 
+_human = sys.stdout  # where people's lines go: stderr while --json - takes stdout
+
+
 def say(text: str) -> None:
-    print(text, flush=True)
+    print(text, file=_human, flush=True)
 
 
 def say_result(line: str | None, problems: list[str]) -> None:
@@ -137,6 +147,12 @@ def add_machine_options(parser: argparse.ArgumentParser, *, connections: str, dr
     parser.add_argument("--profile", metavar="DIR",
                         help=f"record the server with py-spy ({profile}) during each measured "
                              "window into DIR")
+    parser.add_argument("--json", metavar="PATH",
+                        help="also write the options and every result as JSON to PATH ('-': "
+                             "stdout, and the lines for people go to stderr)")
+    parser.add_argument("--progress", type=float, default=2.0, metavar="SECONDS",
+                        help="say how a measured window goes every SECONDS (default 2; 0: "
+                             "quiet)")
 
 
 def listed(parser: argparse.ArgumentParser, args: argparse.Namespace, name: str,
@@ -150,8 +166,13 @@ def listed(parser: argparse.ArgumentParser, args: argparse.Namespace, name: str,
 
 
 def check_timing(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    global _human
     if args.duration <= 0 or args.warmup < 0:
         parser.error("--duration must be positive and --warmup not negative")
+    if args.progress < 0:
+        parser.error("--progress must not be negative")
+    if args.json == "-":
+        _human = sys.stderr
 
 
 # ---------------------------------------------------------------------------
@@ -209,6 +230,56 @@ async def run_steps(args: argparse.Namespace, prefix: str,
             failed = True
             say(f"!! stopped: --max-time {args.max_time:g}s reached")
     return results, failed
+
+
+async def measure(args: argparse.Namespace, phase: str,
+                  progress: Callable[[float], str]) -> float:
+    """The measured window of a phase: ``--duration`` seconds, with a line every
+    ``--progress`` seconds saying ``progress(elapsed)`` (its figures so far). Returns
+    the seconds it took."""
+    t0 = time.perf_counter()
+    end = t0 + args.duration
+    step = args.progress if args.progress > 0 else args.duration
+    while (left := end - time.perf_counter()) > 0:
+        await asyncio.sleep(min(step, left))
+        elapsed = time.perf_counter() - t0
+        if args.progress > 0 and end - time.perf_counter() > 0.1 * step:
+            say(f"   .. {phase} {elapsed:4.0f}/{args.duration:g}s: {progress(elapsed)}")
+    return time.perf_counter() - t0
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def write_json(args: argparse.Namespace, tool: str, results: Sequence[Any],
+               failed: bool) -> None:
+    """``--json``: the tool, when, where, the options and every result, as one object."""
+    if not args.json:
+        return
+    document = {
+        "tool": tool,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "options": _plain({k: v for k, v in vars(args).items() if k != "json"}),
+        "failed": failed or any(getattr(r, "problems", None) for r in results),
+        "results": _plain(list(results)),
+    }
+    text = json.dumps(document, indent=2)
+    if args.json == "-":
+        print(text, flush=True)
+    else:
+        Path(args.json).write_text(text + "\n")
+        say(f"results written to {args.json}")
 
 
 def finish(results: Sequence[R], failed: bool, label: Callable[[R], str], legend: str) -> int:

@@ -123,6 +123,7 @@ from harness import (
     finish,
     latency_ms,
     listed,
+    measure,
     open_many,
     quiet,
     run_steps,
@@ -134,6 +135,7 @@ from harness import (
     start_meters,
     start_profiler,
     stop_profiler,
+    write_json,
 )
 from report import GEN_BOUND, TARGET_RATE, QueueResult, describe_queue, queue_table, queue_targets
 from servers import Server, free_port, hub_argv, hub_token
@@ -664,7 +666,9 @@ class Bench:
             load.dj_rtt.arm()
             lags: list[int] = []
             lag_task = asyncio.create_task(loop_lag(lags))
-            await asyncio.sleep(args.duration)
+            await measure(args, phase, lambda t: (
+                f"{(load.answered - c0.answered) / t:,.0f} commands/s answered "
+                f"({load.sent - c0.sent:,} sent) so far"))
             c1 = counts(load, self.guests)
             lag_task.cancel()
             load.rtt.disarm()
@@ -875,6 +879,7 @@ async def main(args: argparse.Namespace) -> int:
     say(queue_table(results))
     for line in queue_targets(results):
         say(line)
+    write_json(args, "queue", results, failed)
     return finish(results, failed, lambda r: f"{r.db}/{r.phase}",
                   "ok?: yes = every answer came and every guest got every event, gaplessly; "
                   "NO = see !!; GEN = the generator's core was over "

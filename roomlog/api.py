@@ -61,6 +61,7 @@ class Api:
             self._buckets.popitem(last=False)
         wait = bucket.take()
         if wait:
+            self._s.stats.rate_limited["http"] += 1
             raise RoomlogError(ErrorCode.RATE_LIMITED, "sending too fast",
                                 retry_after=round(wait, 3))
 
@@ -269,6 +270,7 @@ class Api:
 
     async def metrics(self, request: Request) -> Response:
         """``GET /metrics``: Prometheus text format."""
+        await self._metrics.probe()
         body, content_type = self._metrics.render()
         return Response(body, media_type=content_type)
 

@@ -6,21 +6,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
-from starlette.staticfiles import StaticFiles
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from roomlog import readers
+from roomlog import logs, readers
 from roomlog.admin_api import BanApi
 from roomlog.api import Api
-from roomlog.auth import load_tokens
+from roomlog.auth import load_tokens, read_secret
 from roomlog.backends import read_backends
 from roomlog.bans import BanStore
 from roomlog.bus import Bus
@@ -42,16 +41,18 @@ from roomlog.periodic import every
 from roomlog.presence import Presence
 from roomlog.publisher import Publisher
 from roomlog.revocation import Revocation
-from roomlog.rooms import DOMAINS
+from roomlog.rooms import DOMAINS, queue, repair
 from roomlog.services import Services
 from roomlog.settings import Settings
 from roomlog.stats import Stats
+from roomlog.transports.context import RequestContext
 from roomlog.transports.http import error_response
 from roomlog.transports.longpoll import long_poll
 from roomlog.transports.sse import server_sent_events
 from roomlog.transports.websocket import WebSocketEndpoint
+from roomlog.webapp import web_mounts
 
-__all__ = ["build_services", "create_app"]
+__all__ = ["app_from_env", "build_services", "create_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ def build_services(settings: Settings, *, log: Log | None = None, bus: Bus | Non
                         migrate=settings.migrates_on_start)
     bans = bans or SqlBans(_sql(log))  # the ban list lives in the log's database
     bus = bus or _bus(settings)
-    stats = Stats()
+    stats = Stats(command_names={"queue": frozenset(queue.COMMANDS),
+                                 "repair": frozenset(repair.COMMANDS)})
     runners = {kind: CommandRunner(domain, snapshot_every=settings.snapshot_every)
                for kind, domain in DOMAINS.items()}
 
@@ -96,8 +98,10 @@ def build_services(settings: Settings, *, log: Log | None = None, bus: Bus | Non
     publisher = Publisher(log, cluster, stats, clock_ms=lambda: int(time.time() * 1000),
                           max_batch=settings.commit_batch, runners=runners)
     backends = read_backends(settings.backends_file)
+    secret = read_secret(settings.secret, settings.secret_file)
+    secret.warn()
     tokens = load_tokens(settings.secret, settings.secret_file, settings.secret_roles,
-                         backends.keys, max_ttl=settings.token_max_ttl)
+                         backends.keys, max_ttl=settings.token_max_ttl, found=secret)
     # Hook URLs come from the operator's file, never from an API: private addresses
     # are allowed (backends usually live on the operator's network).
     hooks = Hooks(backends.hooks, timeout=settings.hook_timeout,
@@ -135,11 +139,14 @@ def _bus(settings: Settings) -> Bus:
                     presence_ttl=settings.presence_ttl, outbox_max=settings.bus_outbox)
 
 
-def create_app(settings: Settings, services: Services | None = None) -> Starlette:
+def create_app(settings: Settings, services: Services | None = None, *,
+               extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """The app; ``extra_routes`` come before the web app's catch-all mount (the demo's
+    token endpoint)."""
     s = services or build_services(settings)
     api = Api(s)
     bans = BanApi(s)
-    routes = [
+    routes: list[BaseRoute] = [
         WebSocketRoute("/ws", WebSocketEndpoint(s)),
         Route("/v1/rooms/{room}/messages", long_poll(s), methods=["GET"]),  # type: ignore[arg-type]
         Route("/v1/rooms/{room}/messages", api.publish, methods=["POST"]),
@@ -170,7 +177,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         await s.cluster.start()
         sweeper = asyncio.create_task(_retention(s))
         logger.info("roomlog ready: log %s, bus %s (instance %s)",
-                    getattr(s.log, "url", s.log), type(s.bus).__name__, s.bus.instance)
+                    logs.redact(str(getattr(s.log, "url", s.log))),  # without its password
+                    type(s.bus).__name__, s.bus.instance)
         try:
             yield
         finally:
@@ -182,22 +190,18 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             await s.revocation.close()
             await s.log.close()
 
-    routes += _web(settings)
+    routes += [*extra_routes, *web_mounts(settings.web_dir)]
     app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(RequestContext, stats=s.stats)],
                     exception_handlers={HTTPException: _http_error})
     app.state.stats = s.stats  # for what every endpoint counts (handles_errors)
     return app
 
 
-def _web(settings: Settings) -> list[BaseRoute]:
-    """The web app at ``/`` and the browser client at ``/client/``, when there."""
-    root = Path(settings.web_dir) if settings.web_dir else Path(__file__).parents[1] / "clients"
-    mounts: list[BaseRoute] = []
-    if (root / "js").is_dir():
-        mounts.append(Mount("/client", StaticFiles(directory=root / "js")))
-    if (root / "web").is_dir():
-        mounts.append(Mount("/", StaticFiles(directory=root / "web", html=True)))
-    return mounts
+def app_from_env() -> Starlette:
+    """The app of ``Settings.from_env()``: the factory ``roomlog serve --reload`` imports
+    in its worker process."""
+    return create_app(Settings.from_env())
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

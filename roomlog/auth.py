@@ -13,6 +13,11 @@ backends file (``roomlog.backends``: HS256 secrets, RS256/ES256 public keys in
 PEM or JWKS), with that key's algorithm only, and its role must be one the key
 may mint. A token without ``kid`` is verified with ``ROOMLOG_SECRET`` (HS256),
 the default key, which mints ``secret_roles`` (every role unless limited).
+
+Without ``ROOMLOG_SECRET`` every process uses the development secret of the
+directory it runs in (``.roomlog-secret``, made on first use). A token minted in
+another directory then carries another signature: the refusal says so, and the
+server logs (once) which file it signs with, so a newcomer learns where to mint.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from roomlog.backends import KeySpec
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.identity import Grant, Principal, Role
 
-__all__ = ["Tokens", "default_roles", "load_secret", "load_tokens"]
+__all__ = ["DEV_SECRET_HINT", "Secret", "Tokens", "default_roles", "load_secret", "load_tokens",
+           "read_secret"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +47,30 @@ _ALGORITHM = "HS256"
 _MAX_USER_LENGTH = 200
 _MAX_JTI_LENGTH = 128
 DEFAULT_MAX_TTL = 90 * 86400.0  # the largest token lifetime accepted (setting token_max_ttl)
+
+#: Added to a refused signature while the development secret is in use.
+DEV_SECRET_HINT = (
+    "This server signs with a development secret (ROOMLOG_SECRET is not set), kept in "
+    "the directory it runs in: run `roomlog token` in that directory, or give the "
+    "server and `roomlog token` the same ROOMLOG_SECRET. The server's log names the file."
+)
+
+
+@dataclass(frozen=True)
+class Secret:
+    """The token secret and where it came from."""
+
+    value: str
+    dev_file: Path | None = None  # the development secret's file; None: ROOMLOG_SECRET
+    created: bool = False  # the development secret was made just now
+
+    def warn(self) -> None:
+        """Log that the development secret is in use (a server calls this at start)."""
+        if self.dev_file is not None:
+            logger.warning("ROOMLOG_SECRET is not set: using the development secret in %s%s. "
+                           "Tokens must be minted with `roomlog token` in %s. Set "
+                           "ROOMLOG_SECRET in production.", self.dev_file,
+                           " (created now)" if self.created else "", self.dev_file.parent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +102,10 @@ class Tokens:
 
     def __init__(self, secret: str, *, keys: Iterable[KeySpec] = (),
                  secret_roles: Iterable[Role] | None = None, leeway: float = 5.0,
-                 max_ttl: float = DEFAULT_MAX_TTL) -> None:
+                 max_ttl: float = DEFAULT_MAX_TTL, dev_file: Path | None = None) -> None:
+        """``dev_file``: the development secret's file, when that is the default key:
+        refused signatures then say what to do, and the first one is logged with
+        the path."""
         if len(secret) < 16:
             raise ValueError("the token secret must be at least 16 characters")
         roles = frozenset(Role) if secret_roles is None else frozenset(secret_roles)
@@ -80,6 +113,8 @@ class Tokens:
         self._keys = {spec.kid: _key(spec) for spec in keys}
         self._leeway = leeway
         self._max_ttl = max_ttl
+        self._dev_file = dev_file
+        self._told = False
 
     def issue(self, user: str, role: Role, *, ttl: float = 3600.0,
               now: float | None = None, kid: str | None = None) -> str:
@@ -122,6 +157,8 @@ class Tokens:
             claims = jwt.decode(token, key.verifier, algorithms=[key.algorithm],
                                 leeway=self._leeway, options={"require": ["sub", "exp"],
                                                               "verify_exp": False})
+        except jwt.InvalidSignatureError as exc:
+            raise self._bad_signature(exc, key) from None
         except jwt.InvalidTokenError as exc:
             raise RoomlogError(ErrorCode.UNAUTHORIZED, f"invalid token: {exc}") from None
         expires = self._expiry(claims.get("exp"), time.time() if now is None else now)
@@ -142,6 +179,17 @@ class Tokens:
                                 f"key {key.kid or '(default)'} may not mint "
                                 f"{principal.role.value} tokens")
         return Grant(principal, expires, jti)
+
+    def _bad_signature(self, exc: Exception, key: _Key) -> RoomlogError:
+        if self._dev_file is None or key is not self._default:
+            return RoomlogError(ErrorCode.UNAUTHORIZED, f"invalid token: {exc}")
+        if not self._told:
+            self._told = True
+            logger.warning("a token signed with another secret was refused. This server "
+                           "signs with the development secret in %s: mint tokens with "
+                           "`roomlog token` run in %s, or set the same ROOMLOG_SECRET for "
+                           "both (logged once)", self._dev_file, self._dev_file.parent)
+        return RoomlogError(ErrorCode.UNAUTHORIZED, f"invalid token: {exc}. {DEV_SECRET_HINT}")
 
     def _expiry(self, exp: Any, now: float) -> float:
         """``exp`` as Unix seconds: a finite number (not a string, not a boolean),
@@ -175,31 +223,38 @@ def default_roles(text: str) -> frozenset[Role] | None:
 
 
 def load_tokens(secret: str, secret_file: str, secret_roles: str,
-                keys: Iterable[KeySpec], *, max_ttl: float = DEFAULT_MAX_TTL) -> Tokens:
+                keys: Iterable[KeySpec], *, max_ttl: float = DEFAULT_MAX_TTL,
+                found: Secret | None = None) -> Tokens:
     """Tokens of the settings and the backends file's keys; SystemExit saying what
     is wrong with a key that PyJWT cannot use."""
     try:
-        return Tokens(load_secret(secret, secret_file), keys=keys,
-                      secret_roles=default_roles(secret_roles), max_ttl=max_ttl)
+        found = found or read_secret(secret, secret_file)
+        return Tokens(found.value, keys=keys, secret_roles=default_roles(secret_roles),
+                      max_ttl=max_ttl, dev_file=found.dev_file)
     except ValueError as exc:
         raise SystemExit(f"backends file: {exc}") from None
 
 
-def load_secret(secret: str, secret_file: str) -> str:
-    """The configured secret, or a development secret kept in ``secret_file``."""
+def read_secret(secret: str, secret_file: str) -> Secret:
+    """The configured secret, or the development secret kept in ``secret_file``
+    (made now if there is none); logs nothing."""
     if secret:
         if len(secret) < 16:
             raise SystemExit("ROOMLOG_SECRET must be at least 16 characters")
-        return secret
-    path = Path(secret_file)
+        return Secret(secret)
+    path = Path(secret_file).resolve()
     if path.exists():
-        value = path.read_text().strip()
-    else:
-        value = secrets.token_urlsafe(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(value + "\n")
-    logger.warning(
-        "ROOMLOG_SECRET is not set: using the development secret in %s. "
-        "Set ROOMLOG_SECRET in production.", path.resolve())
-    return value
+        return Secret(path.read_text().strip(), path)
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return Secret(value, path, created=True)
+
+
+def load_secret(secret: str, secret_file: str) -> str:
+    """The configured secret, or a development secret kept in ``secret_file``
+    (with a warning saying so)."""
+    found = read_secret(secret, secret_file)
+    found.warn()
+    return found.value

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from roomlog import logs
 from roomlog.bus import Bus
 from roomlog.errors import RoomlogError
 from roomlog.hub import Hub
@@ -170,7 +171,8 @@ class Cluster:
     def _queue_check(self, rooms: Sequence[str]) -> None:
         self._to_check.update(r for r in rooms if r in self._orders)
         if self._to_check and self._checker is None:
-            self._checker = asyncio.get_running_loop().create_task(self._check())
+            self._checker = asyncio.get_running_loop().create_task(
+                self._check(), context=logs.detached())  # for every room, not one client
 
     # -- ordering ------------------------------------------------------------------
 

@@ -3,15 +3,28 @@
 
 Hot paths only bump plain counters (``roomlog.stats.Stats``, ``Hub.delivered``,
 the bus adapter's counters); this collector reads them when ``/metrics`` is
-scraped, so measuring costs the fan-out nothing. Each app has its own registry:
-no process-global state.
+scraped, so measuring costs the fan-out nothing. Each app has its own registry
+(no process-global state), which also holds the process (CPU, memory, file
+descriptors) and Python (version, garbage collector) collectors.
+
+Each scrape first asks the database whether it answers (:meth:`Exporter.probe`,
+what readiness asks), so ``roomlog_database_up`` is as fresh as the scrape.
+``deploy/`` holds a Grafana dashboard and Prometheus rules over these names.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -20,18 +33,32 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from roomlog import __version__
+from roomlog.errors import RoomlogError
 from roomlog.services import Services
-from roomlog.stats import Histogram
+from roomlog.stats import Histogram, Stats
 
 __all__ = ["Exporter"]
+
+_PROBE_TIMEOUT = 2.0  # seconds the database has to answer a scrape's probe
 
 
 class _Collector(Collector):
     def __init__(self, services: Services) -> None:
         self._s = services
+        self.database_up = True
 
     def collect(self) -> Iterator[Metric]:
         s, stats = self._s, self._s.stats
+        info = GaugeMetricFamily("roomlog_build_info", "The running version (always 1)",
+                                 labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+        yield GaugeMetricFamily("roomlog_database_up",
+                                "1 if the database answered this scrape's probe, else 0",
+                                value=1 if self.database_up else 0)
+        yield GaugeMetricFamily("roomlog_draining", "1 while this instance drains (SIGTERM)",
+                                value=1 if s.draining else 0)
         connections = GaugeMetricFamily("roomlog_connections", "Open client connections",
                                         labels=["transport"])
         connections.add_metric(["websocket"], len(s.sessions))
@@ -81,12 +108,44 @@ class _Collector(Collector):
         yield CounterMetricFamily("roomlog_http_aborted",
                                   "HTTP requests whose client left before its body was "
                                   "complete", value=stats.http_aborted)
+        yield CounterMetricFamily("roomlog_resets",
+                                  "Subscribers sent back to the log by an epoch change",
+                                  value=stats.resets)
+        yield from _labelled(stats)
+        yield CounterMetricFamily("roomlog_ban_hits", "Connects, requests and open streams "
+                                  "refused or ended by a ban", value=s.revocation.hits)
         yield _histogram("roomlog_deliver_latency_seconds",
                          "Commit to hand-off to local subscribers", stats.deliver_latency)
         yield _histogram("roomlog_log_append_seconds", "One commit's transaction",
                          stats.append_latency)
         yield _histogram("roomlog_bus_lag_seconds", "Commit to arrival from another instance",
                          stats.bus_lag)
+
+
+def _labelled(stats: Stats) -> Iterator[Metric]:
+    commands = CounterMetricFamily(
+        "roomlog_commands", "Commands of domain rooms answered, by outcome ('ok' or the "
+        "error code)", labels=["kind", "command", "code"])
+    for (kind, name, code), count in sorted(stats.commands.items()):
+        commands.add_metric([kind, name, code], count)
+    yield commands
+    http = CounterMetricFamily("roomlog_http_requests", "HTTP responses by route and status",
+                               labels=["method", "route", "status"])
+    for (method, route, status), count in sorted(stats.http_requests.items()):
+        http.add_metric([method, route, str(status)], count)
+    yield http
+    refused = CounterMetricFamily("roomlog_connections_refused",
+                                  "Connections refused before being served, by reason",
+                                  labels=["reason"])
+    for reason, count in sorted(stats.connections_refused.items()):
+        refused.add_metric([reason], count)
+    yield refused
+    limited = CounterMetricFamily("roomlog_rate_limited",
+                                  "Writes refused with RATE_LIMITED, by transport",
+                                  labels=["transport"])
+    for transport, count in sorted(stats.rate_limited.items()):
+        limited.add_metric([transport], count)
+    yield limited
 
 
 def _histogram(name: str, doc: str, h: Histogram) -> HistogramMetricFamily:
@@ -98,8 +157,23 @@ class Exporter:
     """One app's metrics: its own registry holding one collector."""
 
     def __init__(self, services: Services) -> None:
+        self._services = services
         self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(_Collector(services))
+        self._collector = _Collector(services)
+        self._registry.register(self._collector)
+        ProcessCollector(registry=self._registry)
+        PlatformCollector(registry=self._registry)
+        GCCollector(registry=self._registry)
+
+    async def probe(self) -> None:
+        """Ask the database whether it answers (``roomlog_database_up``); call it
+        before :meth:`render`."""
+        try:
+            await asyncio.wait_for(self._services.log.check(), _PROBE_TIMEOUT)
+        except (RoomlogError, TimeoutError):
+            self._collector.database_up = False
+        else:
+            self._collector.database_up = True
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

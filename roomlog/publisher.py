@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from roomlog import logs
 from roomlog.cluster import Cluster
 from roomlog.commands import Call, CommandRunner, Outcome
 from roomlog.errors import ErrorCode, RoomlogError, Unavailable
@@ -56,9 +57,15 @@ class Publisher:
     async def command(self, room: str, call: Call) -> Outcome:
         """Run one command in a domain room; its outcome, or the RoomlogError
         that rejected it (nothing stored then)."""
-        if room.split(":", 1)[0] not in self.runners:
+        kind = room.split(":", 1)[0]
+        if kind not in self.runners:
             raise RoomlogError(ErrorCode.UNKNOWN_COMMAND, f"{room} takes no commands")
-        outcome: Outcome = await self._submit(room, call)
+        try:
+            outcome: Outcome = await self._submit(room, call)
+        except RoomlogError as err:
+            self._stats.count_command(kind, call.command.name, err.code.value)
+            raise
+        self._stats.count_command(kind, call.command.name, "ok")
         return outcome
 
     async def _submit(self, room: str, item: _Item) -> Any:
@@ -68,7 +75,9 @@ class Publisher:
         queue = self._queues.get(room)
         if queue is None:
             queue = self._queues[room] = []
-            task = asyncio.get_running_loop().create_task(self._drain(room, queue))
+            # the room's commits serve every client: not logged as the first one's
+            task = asyncio.get_running_loop().create_task(self._drain(room, queue),
+                                                          context=logs.detached())
             self._drains.add(task)
             task.add_done_callback(self._drains.discard)
         queue.append((item, future))

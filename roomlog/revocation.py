@@ -45,6 +45,7 @@ class Revocation:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.bans = BanList()
+        self.hits = 0  # connects, requests and open streams refused or ended by a ban (metrics)
         self._bus = bus
         self._interval = reload_interval
         self._clock_ms = clock_ms
@@ -60,12 +61,16 @@ class Revocation:
 
     def check(self, grant: Grant) -> None:
         """Raise BANNED if a ban in force covers ``grant``."""
-        ban = self.bans.blocking(grant, self._clock_ms())
+        ban = self.blocking(grant)
         if ban is not None:
             raise banned_error(ban)
 
     def blocking(self, grant: Grant) -> Ban | None:
-        return self.bans.blocking(grant, self._clock_ms())
+        """The ban in force that covers ``grant``, if any (counted in ``hits``)."""
+        ban = self.bans.blocking(grant, self._clock_ms())
+        if ban is not None:
+            self.hits += 1
+        return ban
 
     # -- changes -------------------------------------------------------------------
 

@@ -240,6 +240,7 @@ class Session:
     def _take_token(self) -> None:
         wait = self._bucket.take()
         if wait:
+            self._services.stats.rate_limited["websocket"] += 1
             raise RoomlogError(ErrorCode.RATE_LIMITED, "sending too fast",
                                 retry_after=round(wait, 3))
 

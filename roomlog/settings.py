@@ -56,7 +56,10 @@ class Settings:
     redis_prefix: str = _doc("roomlog:", "prefix of every Redis key and channel")
     host: str = _doc("127.0.0.1", "address `roomlog serve` binds")
     port: int = _doc(8000, "port `roomlog serve` binds ($PORT overrides it)")
-    log_level: str = _doc("info", "logging level")
+    log_level: str = _doc("info", "logging level: debug, info, warning, error or critical "
+                                  "(`--log-level`)")
+    log_format: str = _doc("text", "log lines as 'text' or 'json' (one object per line, with "
+                                   "request_id and conn; `--log-format`)")
 
     # Connections
     connect_timeout: float = _doc(10.0, "seconds a new WebSocket has to send `connect`")

@@ -8,9 +8,14 @@ when it scrapes.
 from __future__ import annotations
 
 import bisect
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["Histogram", "Stats"]
+__all__ = ["HTTP_METHODS", "Histogram", "Stats"]
+
+#: Methods counted by name in ``http_requests``; any other is counted as "other".
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 # Seconds: from well under a millisecond (a local fan-out) to a polling fallback.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -53,3 +58,26 @@ class Stats:
     deliver_latency: Histogram = field(default_factory=Histogram)  # commit -> outboxes
     append_latency: Histogram = field(default_factory=Histogram)  # one commit's transaction
     bus_lag: Histogram = field(default_factory=Histogram)  # commit -> arrival from the bus
+
+    # Labelled counts. Every label comes from a closed set (callers bound what a client
+    # chooses, like a command's name), so neither memory nor the scrape grows with it.
+    #: (room kind, command, "ok" or the error code) of every command the write path answered
+    commands: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    #: (method, route template, status) of every HTTP response (roomlog.transports.context)
+    http_requests: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+    #: connections refused before they were served, by reason ("websockets_off",
+    #: "subprotocol"; the per-principal limits add theirs: "user_connections", ...)
+    connections_refused: Counter[str] = field(
+        default_factory=lambda: Counter(dict.fromkeys(("websockets_off", "subprotocol"), 0)))
+    #: writes refused with RATE_LIMITED, by transport ("websocket", "http")
+    rate_limited: Counter[str] = field(
+        default_factory=lambda: Counter(dict.fromkeys(("websocket", "http"), 0)))
+    #: connections or requests refused because their principal or address is banned
+    #: the commands each domain room kind knows (others are counted as "other")
+    command_names: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def count_command(self, kind: str, name: str, code: str) -> None:
+        """One answered command; ``code`` is "ok" or the error code's value."""
+        if name not in self.command_names.get(kind, ()):
+            name = "other"
+        self.commands[(kind, name, code)] += 1

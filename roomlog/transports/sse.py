@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from roomlog import params
+from roomlog import logs, params
 from roomlog.bans import banned_error
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.hub import Subscription
@@ -115,6 +115,7 @@ class Stream(Response):
                 if not len(outbox):
                     outbox.put(_KEEPALIVE)
 
+        logs.bind(conn=self.conn)
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         dropped = asyncio.Event()
         services = self._services

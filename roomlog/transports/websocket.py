@@ -16,6 +16,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from roomlog import logs
 from roomlog.errors import CloseCode
 from roomlog.protocol import SUBPROTOCOLS, Format
 from roomlog.services import Services
@@ -38,6 +39,7 @@ class WebSocketEndpoint:
         if message["type"] != "websocket.connect":
             return
         if not self._services.settings.websockets:  # refused like a proxy that blocks them
+            self._services.stats.connections_refused["websockets_off"] += 1
             await send({"type": "websocket.close", "code": 1008, "reason": "WebSockets are off"})
             return
         offered = scope.get("subprotocols") or []
@@ -45,6 +47,7 @@ class WebSocketEndpoint:
         if offered and chosen is None:
             # The client asked only for protocols we do not speak: refuse the
             # handshake (a close before accept is an HTTP 403 to the client).
+            self._services.stats.connections_refused["subprotocol"] += 1
             await send({"type": "websocket.close", "code": 1002,
                         "reason": "supported subprotocols: " + ", ".join(SUBPROTOCOLS)})
             return
@@ -94,6 +97,7 @@ class _Connection:
             await self.session.handle(payload)
 
     async def run(self) -> None:
+        logs.bind(conn=self.session.conn)  # the tasks below, and theirs, log it
         self._services.sessions.add(self.session)
         reader = asyncio.create_task(self._read())
         writer = asyncio.create_task(self.session.outbox.run(self._write))
@@ -108,6 +112,9 @@ class _Connection:
             logger.exception("connection handler failed")
             await self._close(writer, CloseCode.INTERNAL, "internal error")
         finally:
+            who, closing = self.session.principal, self._closing
+            logger.debug("WebSocket of %s ends: %s", who.user if who else "nobody yet",
+                         f"closed {closing[0]} ({closing[1]})" if closing else "client left")
             self.session.close(CloseCode.NORMAL, "")
             self._services.sessions.discard(self.session)
             for task in (reader, writer, closer):

@@ -1,0 +1,60 @@
+"""Where the web app (``/``) and the browser client (``/client/``) are served from.
+
+A web directory holds ``web/`` (the pages) and ``js/`` (``roomlog.js``). In order:
+
+1. ``ROOMLOG_WEB_DIR`` when set;
+2. ``roomlog/_clients/`` inside the installed package (a wheel: ``setup.py`` copies
+   ``clients/web`` and ``clients/js/roomlog.js`` there at build time);
+3. ``clients/`` of the source tree (a clone, an editable install).
+
+A configured directory that is missing, or a build without the web app, is logged
+as a warning at start naming the paths: the hub then serves its API and no pages.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+__all__ = ["PACKAGED", "SOURCE", "web_mounts", "web_root"]
+
+logger = logging.getLogger(__name__)
+
+PACKAGED = Path(__file__).parent / "_clients"
+SOURCE = Path(__file__).parents[1] / "clients"
+
+
+def _complete(root: Path) -> bool:
+    return (root / "web" / "index.html").is_file() and (root / "js" / "roomlog.js").is_file()
+
+
+def web_root(web_dir: str) -> Path | None:
+    """The web directory to serve, or None (after a warning saying why)."""
+    if web_dir:
+        root = Path(web_dir).resolve()
+        if _complete(root):
+            return root
+        logger.warning("ROOMLOG_WEB_DIR=%s has no web/index.html and js/roomlog.js: serving "
+                       "no pages and no /client/roomlog.js. Point it at a directory like "
+                       "clients/ of the source, or unset it to serve the packaged web app.",
+                       root)
+        return None
+    for root in (PACKAGED, SOURCE):
+        if _complete(root):
+            return root
+    logger.warning("no web app in %s or %s: serving no pages and no /client/roomlog.js "
+                   "(this build left them out; set ROOMLOG_WEB_DIR to a copy of clients/)",
+                   PACKAGED, SOURCE)
+    return None
+
+
+def web_mounts(web_dir: str) -> list[BaseRoute]:
+    """The mounts of the web app at ``/`` and the browser client at ``/client/``."""
+    root = web_root(web_dir)
+    if root is None:
+        return []
+    return [Mount("/client", StaticFiles(directory=root / "js")),
+            Mount("/", StaticFiles(directory=root / "web", html=True))]
