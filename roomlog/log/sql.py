@@ -5,6 +5,11 @@ UPDATE`` on it, so appenders in any number of processes queue per room; on
 SQLite every write transaction is ``BEGIN IMMEDIATE`` (one writer per file, so
 SQLite serves one server process). Reads run in a REPEATABLE READ snapshot so
 a page and the head it reports belong together.
+
+Every operation runs in a task of its own (:mod:`roomlog.log.detached`): a
+caller's cancellation (a client unsubscribing or going away) ends its wait,
+never a transaction half way, so no connection is ever returned to the pool, or
+left behind, inside a transaction.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from roomlog.errors import Unavailable
 from roomlog.log import Append, Appended, Page, Prior, RoomInfo, RoomTxn
 from roomlog.log import migrate as migrations
+from roomlog.log.detached import Detached
 from roomlog.log.schema import dedup, messages, rooms, snapshots
 from roomlog.log.txn import SqlTxn, lock_room
 from roomlog.protocol import Message
@@ -53,6 +59,7 @@ class SqlLog:
         retention_max_messages: int = 0,
         migrate: bool = False,
         pool_size: int = 10,
+        close_timeout: float = 10.0,
     ) -> None:
         self.url = url
         self._max_messages = retention_max_messages
@@ -66,6 +73,8 @@ class SqlLog:
         self._writer: AsyncEngine | None = None
         self._warned_at = -_WARN_EVERY
         self._unwarned = 0  # failures since the last warning
+        self._detached = Detached()
+        self._close_timeout = close_timeout
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -96,6 +105,8 @@ class SqlLog:
             )
 
     async def close(self) -> None:
+        """Let operations in flight finish (up to ``close_timeout``), then disconnect."""
+        await self._detached.settle(self._close_timeout)
         for engine in {self._reader, self._writer} - {None}:
             assert engine is not None
             await engine.dispose()
@@ -130,11 +141,14 @@ class SqlLog:
         assert self._writer is not None, "open() the log first"
         try:
             if self._write_lock is None:
+                self._detached.check()
                 async with self._writer.begin() as conn:
                     yield conn
             else:
-                async with self._write_lock, self._writer.begin() as conn:
-                    yield conn
+                async with self._write_lock:  # queued here, not in busy_timeout
+                    self._detached.check()
+                    async with self._writer.begin() as conn:
+                        yield conn
         except (SQLAlchemyError, OSError) as exc:
             self._warn("write", exc)
             raise Unavailable("the database is unavailable; retry with the same id") from exc
@@ -142,6 +156,7 @@ class SqlLog:
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         assert self._reader is not None, "open() the log first"
+        self._detached.check()
         try:
             async with self._reader.connect() as conn:
                 if not self._sqlite:
@@ -203,6 +218,11 @@ class SqlLog:
     async def transact(
         self, room: str, now_ms: int, work: Callable[[RoomTxn], Awaitable[T]]
     ) -> tuple[T, dict[str, list[Message]]]:
+        return await self._detached.run(self._transact(room, now_ms, work))
+
+    async def _transact(
+        self, room: str, now_ms: int, work: Callable[[RoomTxn], Awaitable[T]]
+    ) -> tuple[T, dict[str, list[Message]]]:
         room_id = await self._room_id(room)
         async with self._write() as conn:
             txn = SqlTxn(conn, room, room_id, now_ms, sqlite_dialect=self._sqlite,
@@ -234,6 +254,9 @@ class SqlLog:
         return results, stored.get(room, [])
 
     async def read(self, room: str, after: int, limit: int) -> Page:
+        return await self._detached.run(self._read_page(room, after, limit))
+
+    async def _read_page(self, room: str, after: int, limit: int) -> Page:
         room_id = await self._room_id(room)
         async with self._read() as conn:
             info = await self._info(conn, room, room_id)
@@ -249,6 +272,9 @@ class SqlLog:
         return Page(info, after, found)
 
     async def info(self, room: str) -> RoomInfo:
+        return await self._detached.run(self._info_of(room))
+
+    async def _info_of(self, room: str) -> RoomInfo:
         room_id = await self._room_id(room)
         async with self._read() as conn:
             return await self._info(conn, room, room_id)
@@ -260,6 +286,9 @@ class SqlLog:
         return RoomInfo(room, epoch, head, trimmed)
 
     async def heads(self, names: Sequence[str]) -> dict[str, RoomInfo]:
+        return await self._detached.run(self._heads(names))
+
+    async def _heads(self, names: Sequence[str]) -> dict[str, RoomInfo]:
         found: dict[str, RoomInfo] = {}
         columns = (rooms.c.name, rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq)
         async with self._read() as conn:
@@ -271,6 +300,9 @@ class SqlLog:
         return found
 
     async def reset(self, room: str) -> RoomInfo:
+        return await self._detached.run(self._reset(room))
+
+    async def _reset(self, room: str) -> RoomInfo:
         room_id = await self._room_id(room)
         epoch = new_epoch()
         async with self._write() as conn:
@@ -283,6 +315,9 @@ class SqlLog:
 
     async def trim_before(self, cutoff_ms: int) -> int:
         """Age-based retention, one short transaction per room with old messages."""
+        return await self._detached.run(self._trim_before(cutoff_ms))
+
+    async def _trim_before(self, cutoff_ms: int) -> int:
         stmt = (sa.select(messages.c.room_id, sa.func.max(messages.c.seq))
                 .where(messages.c.ts < cutoff_ms).group_by(messages.c.room_id))
         async with self._read() as conn:
@@ -303,10 +338,16 @@ class SqlLog:
         return dropped
 
     async def expire_ids(self, cutoff_ms: int) -> int:
+        return await self._detached.run(self._expire_ids(cutoff_ms))
+
+    async def _expire_ids(self, cutoff_ms: int) -> int:
         async with self._write() as conn:
             result = await conn.execute(dedup.delete().where(dedup.c.ts < cutoff_ms))
         return result.rowcount
 
     async def check(self) -> None:
+        await self._detached.run(self._check())
+
+    async def _check(self) -> None:
         async with self._read() as conn:
             await conn.execute(sa.text("SELECT 1"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -12,25 +11,7 @@ from roomlog.errors import Unavailable
 from roomlog.log import Append, RoomTxn, Snapshot
 from roomlog.log.sql import SqlLog
 from tests.conftest import ADMIN_DSN
-
-LogFactory = Callable[..., Awaitable[SqlLog]]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def make_log(request: pytest.FixtureRequest) -> AsyncIterator[LogFactory]:
-    """Opens logs on one database; several logs stand for several processes."""
-    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
-    opened: list[SqlLog] = []
-
-    async def make(**options: int) -> SqlLog:
-        log = SqlLog(url, migrate=True, **options)
-        await log.open()
-        opened.append(log)
-        return log
-
-    yield make
-    for log in opened:
-        await log.close()
+from tests.log.conftest import LogFactory
 
 
 def item(actor: str = "u1", data: bytes = b"{}", ident: str | None = None) -> Append:
