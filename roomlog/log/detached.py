@@ -38,13 +38,19 @@ class Detached:
     def running(self) -> int:
         return len(self._running)
 
+    def start(self, operation: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Start ``operation`` in a task of its own; await it through ``asyncio.shield``.
+        It is never skipped (use :meth:`run` for work a gone caller may skip)."""
+        task = asyncio.get_running_loop().create_task(operation)
+        self._running.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
     async def run(self, operation: Coroutine[Any, Any, T]) -> T:
         """Run ``operation`` to its end whatever happens to the caller; return its
         result, or raise what it raised. A cancelled caller gets CancelledError at
         once, while the operation goes on alone."""
-        task = asyncio.get_running_loop().create_task(operation)
-        self._running.add(task)
-        task.add_done_callback(self._finished)
+        task = self.start(operation)
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["dedup", "messages", "metadata", "rooms", "snapshots"]
+__all__ = ["dedup", "messages", "meta", "metadata", "rooms", "snapshots"]
 
 metadata = sa.MetaData()
 
@@ -55,4 +55,14 @@ snapshots = sa.Table(
     sa.Column("room_id", sa.BigInteger, primary_key=True),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("state", sa.LargeBinary, nullable=False),
+)
+
+# Facts about the database itself, one row each (migration 0003):
+# ``epoch_salt``: random; with a room's name it makes the epoch of a room never written
+# (``roomlog.log.rows``); ``ready_probe``: written by each readiness check.
+meta = sa.Table(
+    "rt_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
 )
