@@ -14,12 +14,18 @@ commands to one room:
    ``snapshot_every`` events.
 
 If the transaction fails, the cached state (mutated in step 2) is dropped, so
-the next command rebuilds it from the log.
+the next command rebuilds it from the log; so is a state whose catch-up failed
+half way. States of at most ``cache_size`` rooms per kind are kept, the least
+recently used going first (it is rebuilt from its snapshot when needed again).
+
+A notice whose target is not a room anyone can read (``user:{id}`` of a user id
+that is no valid room id, such as one longer than 128 characters) is not stored.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -29,6 +35,8 @@ import orjson
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.identity import Principal
 from roomlog.log import Log, Prior, RoomTxn
+from roomlog.protocol import Message
+from roomlog.rooms import parse_room
 from roomlog.rooms.domain import Command, Domain, Event, Meta
 
 __all__ = ["Call", "CommandRunner", "Outcome"]
@@ -72,10 +80,17 @@ class _Cached:
 
 
 class CommandRunner:
-    def __init__(self, domain: Domain[Any], *, snapshot_every: int = 100) -> None:
+    def __init__(self, domain: Domain[Any], *, snapshot_every: int = 100,
+                 cache_size: int = 1000) -> None:
         self.domain = domain
         self._snapshot_every = snapshot_every
-        self._cache: dict[str, _Cached] = {}
+        self._cache_size = max(1, cache_size)
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+
+    @property
+    def cached(self) -> int:
+        """Rooms whose state is held in memory (at most ``cache_size``)."""
+        return len(self._cache)
 
     def forget(self, room: str) -> None:
         """Drop the cached state (after a failed transaction or a room reset)."""
@@ -86,6 +101,8 @@ class CommandRunner:
         cached = self._cache.get(txn.room)
         if cached is None or cached.epoch != txn.epoch or cached.seq > txn.head:
             cached = await self._load(txn)
+        else:
+            self._cache.move_to_end(txn.room)
         if cached.seq < txn.head:  # other instances (or a restart) moved the room on
             events = await txn.events(cached.seq)
             if not events or events[0].seq != cached.seq + 1:
@@ -94,11 +111,18 @@ class CommandRunner:
                 # behind the trim, so rebuild from it.
                 cached = await self._load(txn)
                 events = await txn.events(cached.seq)
+            self._fold(txn.room, cached, events)
+        return cached
+
+    def _fold(self, room: str, cached: _Cached, events: list[Message]) -> None:
+        try:
             for message in events:
                 self.domain.apply(cached.state, Event.from_data(message.data),
                                   Meta(message.by, message.seq, message.ts))
                 cached.seq = message.seq
-        return cached
+        except Exception:  # half folded: never trust it again
+            self.forget(room)
+            raise
 
     async def _load(self, txn: RoomTxn) -> _Cached:
         """The latest snapshot, or the initial state; cached for the room."""
@@ -110,13 +134,28 @@ class CommandRunner:
             state = self.domain.load(orjson.loads(snapshot.state))
             cached = _Cached(txn.epoch, snapshot.seq, state, snapshot.seq)
         self._cache[txn.room] = cached
+        self._cache.move_to_end(txn.room)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
         return cached
 
-    async def run(self, txn: RoomTxn, calls: list[Call]) -> list[Outcome | RoomlogError]:
+    async def commit(self, log: Log, room: str, now_ms: int, calls: list[Call]
+                     ) -> tuple[list[Outcome | RoomlogError], dict[str, list[Message]]]:
+        """Decide ``calls`` in order in one transaction of ``room`` and commit: an
+        outcome (or the coded error that rejected it) per call, and the stored
+        messages per room. If anything fails, nothing is stored and the cached
+        state, changed by decisions that did not commit, is dropped."""
+        async def work(txn: RoomTxn) -> list[Outcome | RoomlogError]:
+            try:
+                return await self._run(txn, calls)
+            except BaseException:
+                self.forget(room)
+                raise
+
         try:
-            return await self._run(txn, calls)
+            return await log.transact(room, now_ms, work)
         except BaseException:
-            self.forget(txn.room)
+            self.forget(room)
             raise
 
     async def _run(self, txn: RoomTxn, calls: list[Call]) -> list[Outcome | RoomlogError]:
@@ -158,7 +197,8 @@ class CommandRunner:
             message = txn.append(call.who.user, orjson.dumps(event.to_data()))
             meta = Meta(call.who.user, message.seq, txn.now_ms)
             for notice in self.domain.apply(cached.state, event, meta):
-                txn.notify(notice.target, call.who.user, orjson.dumps(notice.data))
+                if _readable(notice.target):
+                    txn.notify(notice.target, call.who.user, orjson.dumps(notice.data))
             cached.seq = message.seq
             seqs.append(message.seq)
         return Outcome(seqs, txn.epoch, decision.result)
@@ -168,14 +208,12 @@ class CommandRunner:
         return await self._look(log, room, lambda cached: look(cached.state))
 
     async def _look(self, log: Log, room: str, look: Callable[[_Cached], T]) -> T:
+        """A look changes nothing but the cached state's catch-up, which holds whether
+        or not its caller is still there (``state`` drops a state it folded half)."""
         async def work(txn: RoomTxn) -> T:
             return look(await self.state(txn))
 
-        try:
-            value, _ = await log.transact(room, 0, work)
-        except BaseException:
-            self.forget(room)
-            raise
+        value, _ = await log.transact(room, 0, work)
         return value
 
     async def can_read(self, log: Log, room: str, who: Principal) -> bool:
@@ -187,3 +225,13 @@ class CommandRunner:
         return await self._look(log, room, lambda cached: (
             cached.seq, cached.epoch, self.domain.view(cached.state, who)))
 
+
+
+def _readable(room: str) -> bool:
+    """Whether anyone could ever read ``room`` (its name is valid)."""
+    try:
+        parse_room(room)
+    except RoomlogError:
+        logger.debug("notice to %r not stored: no valid room name", room[:80])
+        return False
+    return True

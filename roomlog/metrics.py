@@ -65,6 +65,9 @@ class _Collector(Collector):
                                   value=stats.slow_disconnects)
         yield CounterMetricFamily("roomlog_admin_disconnects",
                                   "Connections closed by an admin", value=stats.disconnects)
+        yield CounterMetricFamily("roomlog_commit_splits",
+                                  "Write batches split to isolate an item that fails alone",
+                                  value=stats.commit_splits)
         yield _histogram("roomlog_deliver_latency_seconds",
                          "Commit to hand-off to local subscribers", stats.deliver_latency)
         yield _histogram("roomlog_log_append_seconds", "One commit's transaction",

@@ -48,6 +48,7 @@ class Stats:
     resets: int = 0  # subscribers sent back to the log by an epoch change
     slow_disconnects: int = 0  # connections closed with 4008
     disconnects: int = 0  # connections closed by an admin
+    commit_splits: int = 0  # batches split to isolate an item that fails alone
     deliver_latency: Histogram = field(default_factory=Histogram)  # commit -> outboxes
     append_latency: Histogram = field(default_factory=Histogram)  # one commit's transaction
     bus_lag: Histogram = field(default_factory=Histogram)  # commit -> arrival from the bus
