@@ -16,7 +16,7 @@ from roomlog.errors import CloseCode, ErrorCode, ProtocolError, RoomlogError
 from roomlog.identity import Principal, Role
 from roomlog.log import Append
 from roomlog.metrics import Exporter
-from roomlog.protocol import MAX_ID_LENGTH, encode_data, parse_command
+from roomlog.protocol import encode_data, parse_command, parse_id
 from roomlog.ratelimit import TokenBucket
 from roomlog.rooms.domain import Command, Event, Meta
 from roomlog.rooms.queue_analytics import summarize, to_csv
@@ -60,13 +60,13 @@ class Api:
         room = room_of(request)
         room.check_publish(who)
         self._rate_limit(who)
-        body = await _json_body(request, self._s.settings.max_frame_bytes)
-        ident = body.get("id")
-        if not isinstance(ident, str) or not 0 < len(ident) <= MAX_ID_LENGTH:
-            raise ProtocolError(f"'id' must be a string of 1 to {MAX_ID_LENGTH} characters")
+        settings = self._s.settings
+        body = await _json_body(request, settings.max_frame_bytes)
+        ident = parse_id(body.get("id"))
         if "data" not in body:
             raise ProtocolError("the body needs 'data'")
-        raw = encode_data(body["data"], self._s.settings.max_data_bytes)
+        raw = encode_data(body["data"], settings.max_data_bytes,
+                          max_depth=settings.max_nesting_depth)
         result = await self._s.publisher.publish(str(room), Append(who.user, raw, ident))
         return JSONResponse({"room": str(room), "id": ident, "seq": result.seq,
                              "epoch": result.epoch, "duplicate": result.duplicate},
@@ -78,7 +78,9 @@ class Api:
         who = authenticate(request, self._s)
         room = room_of(request)
         self._rate_limit(who)
-        frame = parse_command(await _json_body(request, self._s.settings.max_frame_bytes), room)
+        settings = self._s.settings
+        frame = parse_command(await _json_body(request, settings.max_frame_bytes), room,
+                              max_depth=settings.max_nesting_depth)
         await self._s.check_command(room, frame.name, frame.args, who)
         call = Call(who, Command(frame.name, frame.args), frame.id, frame.expected_seq)
         outcome = await self._s.publisher.command(str(room), call)

@@ -52,10 +52,13 @@ def build_services(settings: Settings, *, log: Log | None = None,
     """Wire the collaborators; ``log`` and ``bus`` may be given (tests)."""
     log = log or SqlLog(settings.database_url,
                         retention_max_messages=settings.retention_max_messages,
-                        migrate=settings.migrates_on_start)
+                        migrate=settings.migrates_on_start,
+                        close_timeout=settings.drain_timeout,
+                        room_cache_size=settings.room_cache_size)
     bus = bus or _bus(settings)
     stats = Stats()
-    runners = {kind: CommandRunner(domain, snapshot_every=settings.snapshot_every)
+    runners = {kind: CommandRunner(domain, snapshot_every=settings.snapshot_every,
+                                   cache_size=settings.state_cache_size)
                for kind, domain in DOMAINS.items()}
 
     async def view(room: str, viewer: Principal | None) -> tuple[int, str, dict[str, Any]] | None:

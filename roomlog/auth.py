@@ -17,6 +17,7 @@ import jwt
 
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.identity import Principal, Role
+from roomlog.protocol import storable_text
 
 __all__ = ["Tokens", "load_secret"]
 
@@ -50,7 +51,9 @@ class Tokens:
         except jwt.InvalidTokenError as exc:
             raise RoomlogError(ErrorCode.UNAUTHORIZED, f"invalid token: {exc}") from None
         user, role = claims.get("sub"), claims.get("role", Role.GUEST.value)
-        if not isinstance(user, str) or not 0 < len(user) <= _MAX_USER_LENGTH:
+        # The user id is stored as the author of what it writes: text a column holds.
+        if (not isinstance(user, str) or not 0 < len(user) <= _MAX_USER_LENGTH
+                or not storable_text(user)):
             raise RoomlogError(ErrorCode.UNAUTHORIZED, "token has no usable 'sub'")
         try:
             return Principal(user, Role(role)), float(claims["exp"])
