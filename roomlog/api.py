@@ -3,6 +3,7 @@ presence, disconnects, health and metrics."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from typing import Any
 
@@ -240,15 +241,23 @@ class Api:
 
     async def ready(self, request: Request) -> Response:
         """200 while this instance can serve (the bus may be degraded: it then polls
-        the log); 503 when the database fails or the instance is draining."""
+        the log); 503 when the instance is draining or a write transaction cannot
+        commit now: the database is down, locked (a wedged SQLite writer, another
+        process holding its lock), read-only, or slower than ``ready_timeout``."""
         s = self._s
         bus = "ok" if s.cluster.connected else "degraded"
         body: dict[str, Any] = {"bus": bus, "instance": s.bus.instance,
                                 "connections": len(s.sessions), "rooms": len(s.hub.rooms)}
         if s.draining:
             return JSONResponse(body | {"status": "draining"}, status_code=503)
+        limit = s.settings.ready_timeout
         try:
-            await s.log.check()
+            async with asyncio.timeout(limit):
+                await s.log.check()
+        except TimeoutError:
+            why = f"no write transaction committed within {limit} s"
+            return JSONResponse(body | {"status": "unavailable", "database": why},
+                                status_code=503)
         except RoomlogError as err:
             return JSONResponse(body | {"status": "unavailable", "database": err.message},
                                 status_code=503)
