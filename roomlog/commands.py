@@ -125,19 +125,25 @@ class CommandRunner:
             raise
 
     async def _load(self, txn: RoomTxn) -> _Cached:
-        """The latest snapshot, or the initial state; cached for the room."""
+        """The latest snapshot, or the initial state; cached for the room, unless the
+        room has no events (reads of rooms nobody wrote must not push out real ones)."""
         snapshot = await txn.snapshot()
         if snapshot is None:
             room_id = txn.room.split(":", 1)[1]
             cached = _Cached(txn.epoch, 0, self.domain.initial(room_id), 0)
+            if txn.head == 0:
+                return cached
         else:
             state = self.domain.load(orjson.loads(snapshot.state))
             cached = _Cached(txn.epoch, snapshot.seq, state, snapshot.seq)
-        self._cache[txn.room] = cached
-        self._cache.move_to_end(txn.room)
+        self._keep(txn.room, cached)
+        return cached
+
+    def _keep(self, room: str, cached: _Cached) -> None:
+        self._cache[room] = cached
+        self._cache.move_to_end(room)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
-        return cached
 
     async def commit(self, log: Log, room: str, now_ms: int, calls: list[Call]
                      ) -> tuple[list[Outcome | RoomlogError], dict[str, list[Message]]]:
@@ -179,6 +185,8 @@ class CommandRunner:
                 cached.snapshot_seq == 0 and txn.head > 0):
             txn.save_snapshot(txn.head, orjson.dumps(self.domain.dump(cached.state)))
             cached.snapshot_seq = txn.head
+        if txn.head > 0 and self._cache.get(txn.room) is not cached:
+            self._keep(txn.room, cached)  # the room's first events: from now on, cache it
         return outcomes
 
     def _decide(self, txn: RoomTxn, cached: _Cached, call: Call) -> Outcome | RoomlogError:

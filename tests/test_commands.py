@@ -47,6 +47,17 @@ async def test_the_state_cache_is_bounded(log: SqlLog, room: str) -> None:
         assert pending == n + 1
 
 
+async def test_looks_at_rooms_nobody_wrote_cache_nothing(log: SqlLog, room: str) -> None:
+    # Readers of room names nobody wrote must not push the states of real rooms out.
+    runner = CommandRunner(QueueDomain(), cache_size=5)
+    real = room.replace("chat:", "queue:")
+    await runner.commit(log, real, 1_000, [submit(Principal("g", Role.GUEST), "s", "c1")])
+    for i in range(20):
+        seq, _, view = await runner.view(log, f"{real}-never-{i}", DJ)
+        assert seq == 0 and view["queue"] == []
+    assert runner.cached == 1
+
+
 async def test_a_look_whose_caller_went_away_keeps_the_cached_state(log: SqlLog,
                                                                    room: str) -> None:
     # Each subscribe to a domain room looks at its state; a client that subscribes and
