@@ -25,7 +25,6 @@ that is no valid room id, such as one longer than 128 characters) is not stored.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -35,6 +34,7 @@ import orjson
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.identity import Principal
 from roomlog.log import Log, Prior, RoomTxn
+from roomlog.lru import Lru
 from roomlog.protocol import Message
 from roomlog.rooms import parse_room
 from roomlog.rooms.domain import Command, Domain, Event, Meta
@@ -84,8 +84,7 @@ class CommandRunner:
                  cache_size: int = 1000) -> None:
         self.domain = domain
         self._snapshot_every = snapshot_every
-        self._cache_size = max(1, cache_size)
-        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._cache: Lru[str, _Cached] = Lru(cache_size)
 
     @property
     def cached(self) -> int:
@@ -94,15 +93,13 @@ class CommandRunner:
 
     def forget(self, room: str) -> None:
         """Drop the cached state (after a failed transaction or a room reset)."""
-        self._cache.pop(room, None)
+        self._cache.pop(room)
 
     async def state(self, txn: RoomTxn) -> _Cached:
         """The room's state at the locked head."""
         cached = self._cache.get(txn.room)
         if cached is None or cached.epoch != txn.epoch or cached.seq > txn.head:
             cached = await self._load(txn)
-        else:
-            self._cache.move_to_end(txn.room)
         if cached.seq < txn.head:  # other instances (or a restart) moved the room on
             events = await txn.events(cached.seq)
             if not events or events[0].seq != cached.seq + 1:
@@ -136,14 +133,8 @@ class CommandRunner:
         else:
             state = self.domain.load(orjson.loads(snapshot.state))
             cached = _Cached(txn.epoch, snapshot.seq, state, snapshot.seq)
-        self._keep(txn.room, cached)
+        self._cache.put(txn.room, cached)
         return cached
-
-    def _keep(self, room: str, cached: _Cached) -> None:
-        self._cache[room] = cached
-        self._cache.move_to_end(room)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
 
     async def commit(self, log: Log, room: str, now_ms: int, calls: list[Call]
                      ) -> tuple[list[Outcome | RoomlogError], dict[str, list[Message]]]:
@@ -152,7 +143,7 @@ class CommandRunner:
         messages per room. If anything fails, nothing is stored and the cached
         state, changed by decisions that did not commit, is dropped."""
         async def work(txn: RoomTxn) -> list[Outcome | RoomlogError]:
-            try:
+            try:  # in the transaction's own task: also when our caller is gone
                 return await self._run(txn, calls)
             except BaseException:
                 self.forget(room)
@@ -186,7 +177,7 @@ class CommandRunner:
             txn.save_snapshot(txn.head, orjson.dumps(self.domain.dump(cached.state)))
             cached.snapshot_seq = txn.head
         if txn.head > 0 and self._cache.get(txn.room) is not cached:
-            self._keep(txn.room, cached)  # the room's first events: from now on, cache it
+            self._cache.put(txn.room, cached)  # the room's first events: from now on, cache it
         return outcomes
 
     def _decide(self, txn: RoomTxn, cached: _Cached, call: Call) -> Outcome | RoomlogError:
@@ -232,7 +223,6 @@ class CommandRunner:
         """(seq, epoch, the state as ``who`` may see it) at the room's head."""
         return await self._look(log, room, lambda cached: (
             cached.seq, cached.epoch, self.domain.view(cached.state, who)))
-
 
 
 def _readable(room: str) -> bool:

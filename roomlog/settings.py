@@ -78,8 +78,6 @@ class Settings:
                                        "their snapshot)")
     room_cache_size: int = _doc(10_000, "room ids kept in memory (the least recently used go "
                                         "first and are looked up again)")
-    ready_timeout: float = _doc(2.0, "seconds /health/ready waits for a write transaction to "
-                                     "commit before it answers 503")
 
     # Reading
     page_size: int = _doc(500, "messages per log read (replay pages, long-poll default)")
@@ -101,6 +99,8 @@ class Settings:
     bus_outbox: int = _doc(10_000, "publishes queued for Redis before the oldest is dropped")
     presence_ttl: float = _doc(15.0, "seconds before a dead instance's presence entries expire")
     drain_timeout: float = _doc(10.0, "seconds SIGTERM waits for in-flight writes before closing")
+    ready_timeout: float = _doc(2.0, "seconds /health/ready waits for a write transaction to "
+                                     "commit before it answers 503")
 
     # Web app
     web_dir: str = _doc("", "directory served at / (the web app) and /client/ (the browser "

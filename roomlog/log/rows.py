@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import OrderedDict
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -33,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roomlog.log import RoomInfo
 from roomlog.log.schema import meta, rooms
+from roomlog.lru import Lru
 
 __all__ = ["RoomRows", "lock_room"]
 
@@ -50,8 +50,7 @@ async def lock_room(conn: AsyncConnection, room_id: int) -> tuple[str, int, int,
 class RoomRows:
     def __init__(self, *, sqlite_dialect: bool, cache_size: int) -> None:
         self._sqlite = sqlite_dialect
-        self._cache_size = max(1, cache_size)
-        self._ids: OrderedDict[str, int] = OrderedDict()
+        self._ids: Lru[str, int] = Lru(cache_size)
         self._salt = b""
 
     async def load_salt(self, conn: AsyncConnection) -> None:
@@ -73,17 +72,11 @@ class RoomRows:
         return len(self._ids)
 
     def cached_id(self, name: str) -> int | None:
-        room_id = self._ids.get(name)
-        if room_id is not None:
-            self._ids.move_to_end(name)
-        return room_id
+        return self._ids.get(name)
 
     def remember(self, name: str, room_id: int) -> None:
         """Cache the id of a row that is committed (never of one still being written)."""
-        self._ids[name] = room_id
-        self._ids.move_to_end(name)
-        while len(self._ids) > self._cache_size:
-            self._ids.popitem(last=False)
+        self._ids.put(name, room_id)
 
     # -- lookups ---------------------------------------------------------------
 

@@ -105,7 +105,7 @@ class SqlLog:
                 f"the database {self._safe_url} is at schema revision {current or 'none'}, "
                 f"this server needs {head}: run `roomlog migrate` first"
             )
-        async with self._writer.connect() as conn:
+        async with self._reader.connect() as conn:  # a read: no write lock on SQLite
             await self._rows.load_salt(conn)
 
     @property

@@ -123,6 +123,8 @@ class SqlTxn:
                               result=result))
 
     def notify(self, room: str, actor: str, raw: bytes) -> None:
+        if room == self.room:
+            raise ValueError("notify() writes to other rooms; append() to this one")
         self._others.setdefault(room, []).append((actor, raw))
 
     def save_snapshot(self, seq: int, state: bytes) -> None:
