@@ -3,6 +3,7 @@ presence, disconnects, health and metrics."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from typing import Any
 
@@ -15,7 +16,7 @@ from roomlog.errors import CloseCode, ErrorCode, ProtocolError, RoomlogError
 from roomlog.identity import Principal, Role
 from roomlog.log import Append
 from roomlog.metrics import Exporter
-from roomlog.protocol import MAX_ID_LENGTH, encode_data, parse_command
+from roomlog.protocol import encode_data, parse_command, parse_id
 from roomlog.ratelimit import TokenBucket
 from roomlog.rooms.domain import Event, Meta
 from roomlog.rooms.queue_analytics import summarize, to_csv
@@ -72,13 +73,13 @@ class Api:
         room = room_of(request)
         room.check_publish(who)
         self._rate_limit(who)
-        body = await json_body(request, self._s.settings.max_frame_bytes)
-        ident = body.get("id")
-        if not isinstance(ident, str) or not 0 < len(ident) <= MAX_ID_LENGTH:
-            raise ProtocolError(f"'id' must be a string of 1 to {MAX_ID_LENGTH} characters")
+        settings = self._s.settings
+        body = await json_body(request, settings.max_frame_bytes)
+        ident = parse_id(body.get("id"))
         if "data" not in body:
             raise ProtocolError("the body needs 'data'")
-        raw = encode_data(body["data"], self._s.settings.max_data_bytes)
+        raw = encode_data(body["data"], settings.max_data_bytes,
+                          max_depth=settings.max_nesting_depth)
         result = await self._s.gate.publish(str(room), Append(who.user, raw, ident), who)
         return JSONResponse({"room": str(room), "id": ident, "seq": result.seq,
                              "epoch": result.epoch, "duplicate": result.duplicate},
@@ -90,7 +91,9 @@ class Api:
         who = authenticate(request, self._s)
         room = room_of(request)
         self._rate_limit(who)
-        frame = parse_command(await json_body(request, self._s.settings.max_frame_bytes), room)
+        settings = self._s.settings
+        frame = parse_command(await json_body(request, settings.max_frame_bytes), room,
+                              max_depth=settings.max_nesting_depth)
         call = call_of(who, frame)
         await self._s.check_command(room, frame.name, frame.args, call.who)
         outcome = await self._s.gate.command(str(room), call)
@@ -253,15 +256,23 @@ class Api:
 
     async def ready(self, request: Request) -> Response:
         """200 while this instance can serve (the bus may be degraded: it then polls
-        the log); 503 when the database fails or the instance is draining."""
+        the log); 503 when the instance is draining or a write transaction cannot
+        commit now: the database is down, locked (a wedged SQLite writer, another
+        process holding its lock), read-only, or slower than ``ready_timeout``."""
         s = self._s
         bus = "ok" if s.cluster.connected else "degraded"
         body: dict[str, Any] = {"bus": bus, "instance": s.bus.instance,
                                 "connections": len(s.sessions), "rooms": len(s.hub.rooms)}
         if s.draining:
             return JSONResponse(body | {"status": "draining"}, status_code=503)
+        limit = s.settings.ready_timeout
         try:
-            await s.log.check()
+            async with asyncio.timeout(limit):
+                await s.log.check()
+        except TimeoutError:
+            why = f"no write transaction committed within {limit} s"
+            return JSONResponse(body | {"status": "unavailable", "database": why},
+                                status_code=503)
         except RoomlogError as err:
             return JSONResponse(body | {"status": "unavailable", "database": err.message},
                                 status_code=503)

@@ -62,12 +62,15 @@ def build_services(settings: Settings, *, log: Log | None = None, bus: Bus | Non
     """Wire the collaborators; ``log``, ``bus`` and ``bans`` may be given (tests)."""
     log = log or SqlLog(settings.database_url,
                         retention_max_messages=settings.retention_max_messages,
-                        migrate=settings.migrates_on_start)
+                        migrate=settings.migrates_on_start,
+                        close_timeout=settings.drain_timeout,
+                        room_cache_size=settings.room_cache_size)
     bans = bans or SqlBans(_sql(log))  # the ban list lives in the log's database
     bus = bus or _bus(settings)
     stats = Stats(command_names={"queue": frozenset(queue.COMMANDS),
                                  "repair": frozenset(repair.COMMANDS)})
-    runners = {kind: CommandRunner(domain, snapshot_every=settings.snapshot_every)
+    runners = {kind: CommandRunner(domain, snapshot_every=settings.snapshot_every,
+                                   cache_size=settings.state_cache_size)
                for kind, domain in DOMAINS.items()}
 
     async def view(room: str, viewer: Principal | None) -> tuple[int, str, dict[str, Any]] | None:

@@ -37,6 +37,7 @@ import jwt
 from roomlog.backends import KeySpec
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.identity import Grant, Principal, Role
+from roomlog.protocol import storable_text
 
 __all__ = ["DEV_SECRET_HINT", "Secret", "Tokens", "default_roles", "load_secret", "load_tokens",
            "read_secret"]
@@ -163,10 +164,13 @@ class Tokens:
             raise RoomlogError(ErrorCode.UNAUTHORIZED, f"invalid token: {exc}") from None
         expires = self._expiry(claims.get("exp"), time.time() if now is None else now)
         user, role = claims.get("sub"), claims.get("role", Role.GUEST.value)
-        if not isinstance(user, str) or not 0 < len(user) <= _MAX_USER_LENGTH:
+        # The user id is stored as the author of what it writes: text a column holds.
+        if (not isinstance(user, str) or not 0 < len(user) <= _MAX_USER_LENGTH
+                or not storable_text(user)):
             raise RoomlogError(ErrorCode.UNAUTHORIZED, "token has no usable 'sub'")
         jti = claims.get("jti")
-        if jti is not None and not (isinstance(jti, str) and 0 < len(jti) <= _MAX_JTI_LENGTH):
+        if jti is not None and not (isinstance(jti, str) and 0 < len(jti) <= _MAX_JTI_LENGTH
+                                    and storable_text(jti)):
             raise RoomlogError(ErrorCode.UNAUTHORIZED,
                                 f"token 'jti' must be a string of 1 to {_MAX_JTI_LENGTH} "
                                 "characters")

@@ -14,7 +14,12 @@ commands to one room:
    ``snapshot_every`` events.
 
 If the transaction fails, the cached state (mutated in step 2) is dropped, so
-the next command rebuilds it from the log.
+the next command rebuilds it from the log; so is a state whose catch-up failed
+half way. States of at most ``cache_size`` rooms per kind are kept, the least
+recently used going first (it is rebuilt from its snapshot when needed again).
+
+A notice whose target is not a room anyone can read (``user:{id}`` of a user id
+that is no valid room id, such as one longer than 128 characters) is not stored.
 
 A command with a command hook (``roomlog.hooks``) arrives with the backend's
 verdict: a deny (``Call.denied``) is its outcome, remembered like a result, and
@@ -39,7 +44,9 @@ from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.hooks.contract import Allow, Deny, recall_error, refusal_record, verdict_record
 from roomlog.identity import Principal, Role
 from roomlog.log import Log, Prior, RoomTxn
-from roomlog.protocol import CommandFrame
+from roomlog.lru import Lru
+from roomlog.protocol import CommandFrame, Message
+from roomlog.rooms import parse_room
 from roomlog.rooms.domain import Command, Decision, Domain, Event, Meta
 
 __all__ = ["Call", "CommandRunner", "Outcome", "call_of", "recall"]
@@ -117,14 +124,20 @@ class _Cached:
 
 
 class CommandRunner:
-    def __init__(self, domain: Domain[Any], *, snapshot_every: int = 100) -> None:
+    def __init__(self, domain: Domain[Any], *, snapshot_every: int = 100,
+                 cache_size: int = 1000) -> None:
         self.domain = domain
         self._snapshot_every = snapshot_every
-        self._cache: dict[str, _Cached] = {}
+        self._cache: Lru[str, _Cached] = Lru(cache_size)
+
+    @property
+    def cached(self) -> int:
+        """Rooms whose state is held in memory (at most ``cache_size``)."""
+        return len(self._cache)
 
     def forget(self, room: str) -> None:
         """Drop the cached state (after a failed transaction or a room reset)."""
-        self._cache.pop(room, None)
+        self._cache.pop(room)
 
     async def state(self, txn: RoomTxn) -> _Cached:
         """The room's state at the locked head."""
@@ -139,29 +152,51 @@ class CommandRunner:
                 # behind the trim, so rebuild from it.
                 cached = await self._load(txn)
                 events = await txn.events(cached.seq)
+            self._fold(txn.room, cached, events)
+        return cached
+
+    def _fold(self, room: str, cached: _Cached, events: list[Message]) -> None:
+        try:
             for message in events:
                 self.domain.apply(cached.state, Event.from_data(message.data),
                                   Meta(message.by, message.seq, message.ts))
                 cached.seq = message.seq
-        return cached
+        except Exception:  # half folded: never trust it again
+            self.forget(room)
+            raise
 
     async def _load(self, txn: RoomTxn) -> _Cached:
-        """The latest snapshot, or the initial state; cached for the room."""
+        """The latest snapshot, or the initial state; cached for the room, unless the
+        room has no events (reads of rooms nobody wrote must not push out real ones)."""
         snapshot = await txn.snapshot()
         if snapshot is None:
             room_id = txn.room.split(":", 1)[1]
             cached = _Cached(txn.epoch, 0, self.domain.initial(room_id), 0)
+            if txn.head == 0:
+                return cached
         else:
             state = self.domain.load(orjson.loads(snapshot.state))
             cached = _Cached(txn.epoch, snapshot.seq, state, snapshot.seq)
-        self._cache[txn.room] = cached
+        self._cache.put(txn.room, cached)
         return cached
 
-    async def run(self, txn: RoomTxn, calls: list[Call]) -> list[Outcome | RoomlogError]:
+    async def commit(self, log: Log, room: str, now_ms: int, calls: list[Call]
+                     ) -> tuple[list[Outcome | RoomlogError], dict[str, list[Message]]]:
+        """Decide ``calls`` in order in one transaction of ``room`` and commit: an
+        outcome (or the coded error that rejected it) per call, and the stored
+        messages per room. If anything fails, nothing is stored and the cached
+        state, changed by decisions that did not commit, is dropped."""
+        async def work(txn: RoomTxn) -> list[Outcome | RoomlogError]:
+            try:  # in the transaction's own task: also when our caller is gone
+                return await self._run(txn, calls)
+            except BaseException:
+                self.forget(room)
+                raise
+
         try:
-            return await self._run(txn, calls)
+            return await log.transact(room, now_ms, work)
         except BaseException:
-            self.forget(txn.room)
+            self.forget(room)
             raise
 
     async def _run(self, txn: RoomTxn, calls: list[Call]) -> list[Outcome | RoomlogError]:
@@ -187,6 +222,8 @@ class CommandRunner:
                 cached.snapshot_seq == 0 and txn.head > 0):
             txn.save_snapshot(txn.head, orjson.dumps(self.domain.dump(cached.state)))
             cached.snapshot_seq = txn.head
+        if txn.head > 0 and self._cache.get(txn.room) is not cached:
+            self._cache.put(txn.room, cached)  # the room's first events: from now on, cache it
         return outcomes
 
     def judge(self, txn: RoomTxn, state: Any, call: Call) -> Decision | RoomlogError:
@@ -213,7 +250,8 @@ class CommandRunner:
             message = txn.append(call.who.user, orjson.dumps(event.to_data()))
             meta = Meta(call.who.user, message.seq, txn.now_ms)
             for notice in self.domain.apply(cached.state, event, meta):
-                txn.notify(notice.target, call.who.user, orjson.dumps(notice.data))
+                if _readable(notice.target):
+                    txn.notify(notice.target, call.who.user, orjson.dumps(notice.data))
             cached.seq = message.seq
             seqs.append(message.seq)
         return Outcome(seqs, txn.epoch, decision.result)
@@ -223,14 +261,12 @@ class CommandRunner:
         return await self._look(log, room, lambda cached: look(cached.state))
 
     async def _look(self, log: Log, room: str, look: Callable[[_Cached], T]) -> T:
+        """A look changes nothing but the cached state's catch-up, which holds whether
+        or not its caller is still there (``state`` drops a state it folded half)."""
         async def work(txn: RoomTxn) -> T:
             return look(await self.state(txn))
 
-        try:
-            value, _ = await log.transact(room, 0, work)
-        except BaseException:
-            self.forget(room)
-            raise
+        value, _ = await log.transact(room, 0, work)
         return value
 
     async def can_read(self, log: Log, room: str, who: Principal) -> bool:
@@ -242,6 +278,15 @@ class CommandRunner:
         return await self._look(log, room, lambda cached: (
             cached.seq, cached.epoch, self.domain.view(cached.state, who)))
 
+
+def _readable(room: str) -> bool:
+    """Whether anyone could ever read ``room`` (its name is valid)."""
+    try:
+        parse_room(room)
+    except RoomlogError:
+        logger.debug("notice to %r not stored: no valid room name", room[:80])
+        return False
+    return True
 
 
 def _stamped(event: Event, call: Call) -> Event:

@@ -6,7 +6,9 @@ on a WebSocket, a JSON body with a fitting HTTP status over HTTP. The tree::
 
     RoomlogError                 code, message, retry_after
      ├── ProtocolError            the client sent something malformed (BAD_FRAME ...)
-     └── Unavailable              a dependency (database, bus) failed; retry later
+     ├── Unavailable              a dependency (database, bus) failed; retry later
+     └── Refused                  the database refused a write for what it holds; a
+                                  retry cannot succeed (the write path isolates the item)
 
 WebSocket close codes are in :class:`CloseCode`; each says whether a client
 should reconnect (and resume) or stop until something changes (a new token).
@@ -23,6 +25,7 @@ __all__ = [
     "CloseCode",
     "ErrorCode",
     "ProtocolError",
+    "Refused",
     "RoomlogError",
     "Unavailable",
     "describe",
@@ -148,3 +151,11 @@ def describe(exc: BaseException) -> str:
     text = str(exc).split("\n")[0].strip()
     name = type(exc).__name__
     return f"{name}: {text}" if text else name
+class Refused(RoomlogError):
+    """The database refused a write for what it contains, not for being down (a
+    value a column cannot hold). The transaction stored nothing and the same write
+    will fail again: the write path tells the item that caused it from the others
+    (``roomlog.publisher``), which it commits without it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.BAD_FRAME, message)

@@ -114,6 +114,9 @@ class _Collector(Collector):
         yield from _labelled(stats)
         yield CounterMetricFamily("roomlog_ban_hits", "Connects, requests and open streams "
                                   "refused or ended by a ban", value=s.revocation.hits)
+        yield CounterMetricFamily("roomlog_commit_splits",
+                                  "Write batches split to isolate an item that fails alone",
+                                  value=stats.commit_splits)
         yield _histogram("roomlog_deliver_latency_seconds",
                          "Commit to hand-off to local subscribers", stats.deliver_latency)
         yield _histogram("roomlog_log_append_seconds", "One commit's transaction",

@@ -1,7 +1,12 @@
 """Protocol v1: frames in and out, validation, JSON and msgpack. No I/O.
 
 Client frames are dicts with a ``type``; :func:`parse_frame` turns one into a
-typed frame or raises :class:`~roomlog.errors.ProtocolError`. Server frames are
+typed frame or raises :class:`~roomlog.errors.ProtocolError`. What a client sends
+is checked here against everything the database and the encoder would refuse
+later, where it would fail a whole batch of other clients' writes: ids and user
+ids are text a SQL column stores (:func:`storable_text`), and ``data`` and command
+``args`` are JSON values (no NaN, no infinity, no byte strings, string keys) no
+deeper than ``max_depth`` (:func:`json_problem`). Server frames are
 built here and encoded once per :class:`Format`; a backlog of encoded frames is
 joined into one wire payload by :func:`batch` (a JSON array or a msgpack
 array, a run of events for SSE). ``docs/protocol.md`` is the reference.
@@ -10,6 +15,8 @@ array, a run of events for SSE). ``docs/protocol.md`` is the reference.
 from __future__ import annotations
 
 import enum
+import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -40,8 +47,11 @@ __all__ = [
     "encode",
     "encode_data",
     "error_frame",
+    "json_problem",
     "parse_command",
     "parse_frame",
+    "parse_id",
+    "storable_text",
 ]
 
 MAX_ID_LENGTH = 128
@@ -49,6 +59,10 @@ MAX_USER_LENGTH = 200  # a user id (a token's ``sub``, an ``on_behalf_of`` user)
 # Roles a service may act as (``on_behalf_of``): the people of the rooms, never an
 # operator (a service already acts as one).
 ON_BEHALF_ROLES = frozenset({Role.GUEST, Role.DJ, Role.CUSTOMER, Role.TECHNICIAN})
+MAX_DEPTH = 64  # default nesting of data and args (setting max_nesting_depth)
+
+# NUL: PostgreSQL's text refuses it. A lone surrogate: no UTF-8 encodes it.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 # What one audience of a room sees of a message's data: (audience, redact), where
 # redact(data, audience) gives the data, a copy without hidden fields, or None.
@@ -154,11 +168,44 @@ class Message:
         return body
 
 
-def encode_data(data: Any, max_bytes: int) -> bytes:
+def storable_text(value: str) -> bool:
+    """Whether a text column of every database we run on stores ``value`` (no NUL,
+    no lone surrogate)."""
+    return _UNSTORABLE.search(value) is None
+
+
+def json_problem(value: Any, max_depth: int) -> str | None:
+    """What keeps ``value`` from being a JSON value at most ``max_depth`` arrays or
+    objects deep, or None. (msgpack carries NaN, infinity, byte strings, integer
+    keys and extension types; orjson would write NaN and infinity as ``null``.)"""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= max_depth:
+                return f"nested deeper than {max_depth} levels"
+            if isinstance(item, dict):
+                if not all(isinstance(key, str) for key in item):
+                    return "object keys must be strings"
+                stack += [(v, depth + 1) for v in item.values()]
+            else:
+                stack += [(v, depth + 1) for v in item]
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return "NaN and infinity are not JSON"
+        elif not (item is None or isinstance(item, str | int)):  # bool is an int
+            return f"{type(item).__name__} is not a JSON value"
+    return None
+
+
+def encode_data(data: Any, max_bytes: int, *, max_depth: int = MAX_DEPTH) -> bytes:
     """Validate application data and return it as the JSON text we store."""
+    problem = json_problem(data, max_depth)
+    if problem is not None:
+        raise ProtocolError(f"data must be JSON-compatible: {problem}")
     try:
         raw = orjson.dumps(data)
-    except TypeError as exc:
+    except TypeError as exc:  # a lone surrogate, an integer beyond 64 bits
         raise ProtocolError(f"data must be JSON-compatible: {exc}") from None
     if len(raw) > max_bytes:
         raise RoomlogError(
@@ -294,24 +341,42 @@ class CommandFrame:
 ClientFrame = Connect | Subscribe | Unsubscribe | Publish | Ping | CommandFrame | PresenceQuery
 
 
+def _usable_id(value: Any) -> bool:
+    return (isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH
+            and storable_text(value))
+
+
 def frame_id(obj: Any) -> str | None:
     """The client's id of a frame, if it has a usable one (to tag an error)."""
     if isinstance(obj, dict):
         value = obj.get("id")
-        if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH:
+        if _usable_id(value):
+            assert isinstance(value, str)
             return value
     return None
 
 
-def parse_frame(obj: Any) -> ClientFrame:
-    """Validate a decoded client frame. Raises ProtocolError or INVALID_ROOM."""
+def parse_id(value: Any) -> str:
+    """A client's id (of a publish, a command, any frame): BAD_FRAME unless usable."""
+    if not _usable_id(value):
+        raise ProtocolError(f"'id' must be a string of 1 to {MAX_ID_LENGTH} characters, "
+                            "without NUL")
+    assert isinstance(value, str)
+    return value
+
+
+def parse_frame(obj: Any, *, max_depth: int = MAX_DEPTH) -> ClientFrame:
+    """Validate a decoded client frame. Raises ProtocolError, INVALID_ROOM, or
+    INVALID_ARGS (a command's ``args``, which may be at most ``max_depth`` deep)."""
     if not isinstance(obj, dict):
         raise ProtocolError("a frame must be an object with a 'type'")
     kind = obj.get("type")
+    if kind == "command":
+        return parse_command(obj, parse_room(obj.get("room")), max_depth=max_depth)
     parser = _PARSERS.get(kind) if isinstance(kind, str) else None
     if parser is None:
         raise ProtocolError(f"unknown frame type {str(kind)[:40]!r}; expected one of "
-                            + ", ".join(sorted(_PARSERS)))
+                            + ", ".join(sorted([*_PARSERS, "command"])))
     return parser(obj)
 
 
@@ -319,9 +384,7 @@ def _id(obj: dict[str, Any], *, required: bool = False) -> str | None:
     value = obj.get("id")
     if value is None and not required:
         return None
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH:
-        raise ProtocolError(f"'id' must be a string of 1 to {MAX_ID_LENGTH} characters")
-    return value
+    return parse_id(value)
 
 
 def _since(value: Any) -> Since | None:
@@ -371,13 +434,24 @@ def _ping(obj: dict[str, Any]) -> Ping:
     return Ping(_id(obj))
 
 
-def parse_command(obj: dict[str, Any], room: RoomName) -> CommandFrame:
-    """The command part of a frame or an HTTP body (``name``, ``args``, ``id``)."""
+def parse_command(obj: dict[str, Any], room: RoomName, *,
+                  max_depth: int = MAX_DEPTH) -> CommandFrame:
+    """The command part of a frame or an HTTP body (``name``, ``args``, ``id``).
+    ``args`` must be a JSON object at most ``max_depth`` deep (INVALID_ARGS): what
+    the domain stores of it must encode, in its events and its state."""
     name, args = obj.get("name"), obj.get("args", {})
     if not isinstance(name, str) or not 0 < len(name) <= 64:
         raise ProtocolError("'name' must be the command's name, e.g. 'request.submit'")
     if not isinstance(args, dict):
         raise RoomlogError(ErrorCode.INVALID_ARGS, "'args' must be an object")
+    problem = json_problem(args, max_depth)
+    if problem is None:
+        try:
+            orjson.dumps(args)
+        except TypeError as exc:  # a lone surrogate, an integer beyond 64 bits
+            problem = str(exc)
+    if problem is not None:
+        raise RoomlogError(ErrorCode.INVALID_ARGS, f"'args' must be JSON: {problem}")
     expected = obj.get("expected_seq")
     if expected is not None and (not isinstance(expected, int) or isinstance(expected, bool)
                                  or expected < 0):
@@ -395,16 +469,13 @@ def _on_behalf(value: Any) -> Principal:
     if not isinstance(value, dict):
         raise ProtocolError(f"'on_behalf_of' must be an object {{user, role}} (role: {roles})")
     user, role = value.get("user"), value.get("role", Role.GUEST.value)
-    if not isinstance(user, str) or not 0 < len(user) <= MAX_USER_LENGTH:
+    if (not isinstance(user, str) or not 0 < len(user) <= MAX_USER_LENGTH
+            or not storable_text(user)):
         raise ProtocolError(f"'on_behalf_of.user' must be a string of 1 to {MAX_USER_LENGTH} "
-                            "characters")
+                            "characters (no NUL)")
     if role not in {r.value for r in ON_BEHALF_ROLES}:
         raise ProtocolError(f"'on_behalf_of.role' must be one of {roles}")
     return Principal(user, Role(role))
-
-
-def _command(obj: dict[str, Any]) -> CommandFrame:
-    return parse_command(obj, parse_room(obj.get("room")))
 
 
 _PARSERS: dict[str, Callable[[dict[str, Any]], ClientFrame]] = {
@@ -413,9 +484,8 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], ClientFrame]] = {
     "unsubscribe": _unsubscribe,
     "publish": _publish,
     "ping": _ping,
-    "command": _command,
     "presence": _presence,
-}
+}  # "command" too (parse_command: it takes the depth limit)
 
 
 # ---------------------------------------------------------------------------

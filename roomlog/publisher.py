@@ -8,6 +8,14 @@ hub, then the bus). Rooms commit in parallel; within a room, commits and
 deliveries happen in seq order. Nothing is delivered or acknowledged before
 its commit. Once ``close`` begins (drain), new writes are refused with
 UNAVAILABLE so clients retry them, same id, on another instance.
+
+A batch shares one transaction, but not one fate. When the database is down
+(``Unavailable``) every item of the batch gets UNAVAILABLE and is retried by its
+client, same id. Any other failure is one item's fault (a value the database
+refuses, a domain ``apply`` that raises): the batch is split in halves, each
+committed on its own, down to the item that fails alone; it is answered with a
+coded error (BAD_FRAME for a message, INVALID_ARGS for a command the database
+refuses, INTERNAL for a bug), and every other item commits, in order.
 """
 
 from __future__ import annotations
@@ -21,8 +29,8 @@ from typing import Any
 from roomlog import logs
 from roomlog.cluster import Cluster
 from roomlog.commands import Call, CommandRunner, Outcome
-from roomlog.errors import ErrorCode, RoomlogError, Unavailable
-from roomlog.log import Append, Appended, Log, RoomInfo, RoomTxn
+from roomlog.errors import ErrorCode, Refused, RoomlogError, Unavailable
+from roomlog.log import Append, Appended, Log, RoomInfo
 from roomlog.protocol import Message
 from roomlog.stats import Stats
 
@@ -101,23 +109,28 @@ class Publisher:
             results, stored = await self._log.append(room, appends, now_ms=now_ms)
             return list(results), {room: stored} if stored else {}
         calls = [item for item in items if isinstance(item, Call)]
-
-        async def work(txn: RoomTxn) -> list[Outcome | RoomlogError]:
-            return await runner.run(txn, calls)
-
-        outcomes, by_room = await self._log.transact(room, now_ms, work)
+        outcomes, by_room = await runner.commit(self._log, room, now_ms, calls)
         return list(outcomes), by_room
 
     async def _commit(self, room: str, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
             results, stored = await self._store(room, [item for item, _ in batch])
-        except Exception as exc:
-            if not isinstance(exc, RoomlogError):
-                logger.exception("commit to %s failed", room)
+        except Unavailable as exc:  # the database, not the batch: all retry, same ids
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
+            return
+        except Exception as exc:
+            if len(batch) > 1:  # one item's fault: find it, commit the others
+                self._stats.commit_splits += 1
+                half = len(batch) // 2
+                await self._commit(room, batch[:half])
+                await self._commit(room, batch[half:])
+                return
+            (item, future), = batch
+            if not future.done():
+                future.set_exception(_refusal(room, item, exc))
             return
         self.commits += 1
         self._stats.append_latency.observe(time.perf_counter() - started)
@@ -149,3 +162,16 @@ class Publisher:
         self._closing = True
         if self._drains:
             await asyncio.gather(*self._drains, return_exceptions=True)
+
+
+def _refusal(room: str, item: _Item, exc: Exception) -> RoomlogError:
+    """The coded error of an item that fails alone."""
+    if isinstance(exc, Refused):  # our checks let through what a column cannot hold
+        logger.warning("the database refused a write to %s: %s", room, exc.message)
+        code = ErrorCode.INVALID_ARGS if isinstance(item, Call) else ErrorCode.BAD_FRAME
+        return RoomlogError(code, f"this {'command' if isinstance(item, Call) else 'message'}"
+                                  " cannot be stored; change it (retrying it fails again)")
+    if isinstance(exc, RoomlogError):
+        return exc
+    logger.error("commit to %s failed", room, exc_info=exc)
+    return RoomlogError(ErrorCode.INTERNAL, "the write failed; this is a bug")

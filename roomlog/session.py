@@ -140,7 +140,7 @@ class Session:
             if len(payload) > self._services.settings.max_frame_bytes:
                 raise RoomlogError(ErrorCode.PAYLOAD_TOO_LARGE, "frame too large")
             obj = decode(self.outbox.format, payload)
-            frame = parse_frame(obj)
+            frame = parse_frame(obj, max_depth=self._services.settings.max_nesting_depth)
             if self.state is SessionState.AWAITING_CONNECT and not isinstance(frame, Connect):
                 self._expire("send a connect frame first", frame_id(obj))
                 return
@@ -248,7 +248,9 @@ class Session:
         assert self.principal is not None
         frame.room.check_publish(self.principal)
         self._take_token()
-        raw = encode_data(frame.data, self._services.settings.max_data_bytes)
+        settings = self._services.settings
+        raw = encode_data(frame.data, settings.max_data_bytes,
+                          max_depth=settings.max_nesting_depth)
         item = Append(self.principal.user, raw, frame.id)
         room = str(frame.room)
 

@@ -67,6 +67,10 @@ class Settings:
     ping_timeout: float = _doc(10.0, "seconds without a pong before a link is closed as dead")
     max_frame_bytes: int = _doc(1_048_576, "largest inbound WebSocket frame (close 1009 above)")
     max_data_bytes: int = _doc(65_536, "largest message data, JSON-encoded (PAYLOAD_TOO_LARGE)")
+    max_nesting_depth: int = _doc(64, "deepest nesting of arrays and objects in message data "
+                                      "(BAD_FRAME beyond) and command args (INVALID_ARGS); at "
+                                      "most 200: stored events wrap args, and the encoder stops "
+                                      "at 254")
     max_subscriptions: int = _doc(100, "rooms one connection may subscribe to")
     max_bad_frames: int = _doc(20, "bad frames a connection may send before close 4002")
     ws_compression: bool = _doc(False, "permessage-deflate (costs CPU per send on fan-out)")
@@ -84,6 +88,11 @@ class Settings:
     max_inflight: int = _doc(256, "unacknowledged publishes per connection before reads pause")
     commit_batch: int = _doc(500, "publishes or commands committed in one transaction at most")
     snapshot_every: int = _doc(100, "events between state snapshots of a domain room")
+    state_cache_size: int = _doc(1000, "domain room states kept in memory per room kind (the "
+                                       "least recently used go first and are rebuilt from "
+                                       "their snapshot)")
+    room_cache_size: int = _doc(10_000, "room ids kept in memory (the least recently used go "
+                                        "first and are looked up again)")
 
     # Reading
     page_size: int = _doc(500, "messages per log read (replay pages, long-poll default)")
@@ -108,6 +117,8 @@ class Settings:
     ban_reload_interval: float = _doc(5.0, "seconds between reloads of the ban list from the "
                                            "database: how late a ban whose broadcast was lost "
                                            "holds on an instance")
+    ready_timeout: float = _doc(2.0, "seconds /health/ready waits for a write transaction to "
+                                     "commit before it answers 503")
 
     # Web app
     web_dir: str = _doc("", "directory served at / (the web app) and /client/ (the browser "

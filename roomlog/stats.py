@@ -55,6 +55,7 @@ class Stats:
     disconnects: int = 0  # connections closed by an admin
     banned: int = 0  # connections ended by a ban
     http_aborted: int = 0  # HTTP requests whose client left before its body was complete
+    commit_splits: int = 0  # batches split to isolate an item that fails alone
     deliver_latency: Histogram = field(default_factory=Histogram)  # commit -> outboxes
     append_latency: Histogram = field(default_factory=Histogram)  # one commit's transaction
     bus_lag: Histogram = field(default_factory=Histogram)  # commit -> arrival from the bus

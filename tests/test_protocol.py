@@ -156,3 +156,70 @@ def test_error_frame_carries_id_and_retry_after() -> None:
                                       "message": "slow down", "id": "p1", "retry_after": 0.5}
     assert orjson.loads(encode(Format.JSON, {"type": "pong"})) == {"type": "pong"}
     assert encode(Format.SSE, {"type": "reset", "a": 1}).startswith(b"event: reset\ndata: ")
+
+
+# -- what the database and the encoder would refuse, refused at the edge (issue 10, §2) --
+
+
+def nested(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = {"k": value}
+    return value
+
+
+@pytest.mark.parametrize("ident", ["a\x00b", "\x00", "a\ud800"])
+def test_ids_the_database_cannot_store_are_bad_frames(ident: str) -> None:
+    # PostgreSQL's text refuses NUL; no UTF-8 exists for a lone surrogate. One such id
+    # used to fail the whole batch of other clients' writes it was committed with.
+    for frame in ({"type": "publish", "room": "chat:x", "data": 1, "id": ident},
+                  {"type": "command", "room": "queue:x", "name": "queue.open", "id": ident},
+                  {"type": "subscribe", "room": "chat:x", "id": ident}):
+        with pytest.raises(ProtocolError, match="'id'"):
+            parse_frame(frame)
+    assert frame_id({"id": ident}) is None  # nor is it echoed in the error
+
+
+def test_data_must_be_json_as_the_protocol_says() -> None:
+    # msgpack carries NaN, infinity, byte strings and non-string keys; JSON has none
+    # of them, and orjson would have stored NaN as null.
+    for data in (float("nan"), {"x": [float("inf")]}, -float("inf"), {b"k": 1}, {1: 2},
+                 [b"raw"], {"t": msgpack.Timestamp(0)}):
+        with pytest.raises(ProtocolError) as err:
+            encode_data(data, 10_000, max_depth=64)
+        assert err.value.code is ErrorCode.BAD_FRAME
+
+
+def test_data_and_args_nesting_is_limited() -> None:
+    assert encode_data(nested(64), 10_000, max_depth=64)
+    with pytest.raises(ProtocolError, match="deeper than 64"):
+        encode_data(nested(65), 10_000, max_depth=64)
+    with pytest.raises(ProtocolError, match="deeper than 3"):
+        encode_data([[[[1]]]], 10_000, max_depth=3)
+    frame = {"type": "command", "room": "repair:t1", "name": "ticket.create", "id": "c1",
+             "args": {"internal": nested(300)}}  # 300 levels fit in 8 KiB
+    with pytest.raises(RoomlogError) as err:
+        parse_frame(frame, max_depth=64)
+    assert err.value.code is ErrorCode.INVALID_ARGS
+    assert "deeper than 64" in err.value.message
+
+
+@pytest.mark.parametrize("args", [{b"song_id": "s"}, {"x": b"bytes"}, {"x": float("nan")},
+                                  {"x": [float("-inf")]}, {"x": "\ud800"}, {"x": 2**64},
+                                  {3: "int key"}])
+def test_args_must_be_json(args: dict[object, object]) -> None:
+    # msgpack byte-string keys in args used to reach the domain's checks and fail
+    # with INTERNAL; the rest would have failed at commit, with the whole batch.
+    with pytest.raises(RoomlogError) as err:
+        parse_frame({"type": "command", "room": "queue:x", "name": "request.submit",
+                     "id": "c1", "args": args})
+    assert err.value.code is ErrorCode.INVALID_ARGS
+
+
+def test_a_msgpack_frame_with_nan_data_is_refused_not_stored_as_null() -> None:
+    payload = msgpack.packb({"type": "publish", "room": "chat:x", "id": "p1",
+                             "data": {"v": float("nan")}})
+    frame = parse_frame(decode(Format.MSGPACK, payload))
+    assert isinstance(frame, Publish)
+    with pytest.raises(ProtocolError, match="NaN"):
+        encode_data(frame.data, 10_000, max_depth=64)

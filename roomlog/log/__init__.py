@@ -18,6 +18,9 @@ each adapter):
   the page says so (``Page.trimmed``) instead of returning a partial replay.
 * A room's ``epoch`` names its log. ``reset`` drops the log and starts a new
   epoch at seq 0, so seqs from the old log are never trusted against the new.
+* Reading stores nothing. A room never written reads as an empty log (head 0)
+  under the epoch its first write will give it, so its readers see no new epoch
+  when that write comes; a recreated database never gives out an epoch again.
 * ``transact`` runs a piece of work under the room's lock in one transaction:
   the work sees the head, prior results of client ids, the events after a seq
   and the latest state snapshot, and buffers appends (to this room and, for
@@ -26,7 +29,11 @@ each adapter):
   transactions never wait on each other in a cycle. ``append`` is one such work.
 * Messages covered by no snapshot are never trimmed from a room that has
   snapshots, so its state can always be rebuilt.
-* Failures of the database raise :class:`~roomlog.errors.Unavailable`.
+* Failures of the database raise :class:`~roomlog.errors.Unavailable` (retry the
+  same write later); a write the database refuses for what it holds raises
+  :class:`~roomlog.errors.Refused` (it stored nothing; retrying it cannot help).
+* A caller's cancellation ends its wait, never the operation: a transaction
+  that began runs to its commit or rollback.
 """
 
 from __future__ import annotations
@@ -146,13 +153,14 @@ class Log(Protocol):
     ) -> tuple[T, dict[str, list[Message]]]:
         """Run ``work`` under the room's lock, then write what it buffered and
         commit. Returns its value and the stored messages per room. If ``work``
-        raises, nothing is written."""
+        raises, nothing is written; if it buffers nothing, nothing is stored (a
+        look at a room never written does not create it)."""
 
     async def read(self, room: str, after: int, limit: int) -> Page:
-        """Messages with seq > ``after``, at most ``limit``; creates the room if new."""
+        """Messages with seq > ``after``, at most ``limit``; stores nothing."""
 
     async def info(self, room: str) -> RoomInfo:
-        """The room's epoch, head and trim point; creates the room if new."""
+        """The room's epoch, head and trim point; stores nothing."""
 
     async def heads(self, names: Sequence[str]) -> dict[str, RoomInfo]:
         """Epoch, head and trim point of each room that exists (one query; creates
@@ -168,4 +176,5 @@ class Log(Protocol):
         """Forget client ids recorded before ``cutoff_ms``; return how many."""
 
     async def check(self) -> None:
-        """Raise Unavailable unless the database answers (readiness)."""
+        """Commit a write transaction through the writer every write takes; raise
+        Unavailable if it fails (readiness: the caller bounds the wait)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["bans", "dedup", "messages", "metadata", "rooms", "snapshots"]
+__all__ = ["bans", "dedup", "messages", "meta", "metadata", "rooms", "snapshots"]
 
 metadata = sa.MetaData()
 
@@ -77,4 +77,14 @@ bans = sa.Table(
     sa.Index("rt_bans_user", "user_id"),
     sa.Index("rt_bans_jti", "jti"),
     sa.Index("rt_bans_lifted", "lifted_ms"),
+)
+
+# Facts about the database itself, one row each (migration 0003):
+# ``epoch_salt``: random; with a room's name it makes the epoch of a room never written
+# (``roomlog.log.rows``); ``ready_probe``: written by each readiness check.
+meta = sa.Table(
+    "rt_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
 )

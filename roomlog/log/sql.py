@@ -5,6 +5,11 @@ UPDATE`` on it, so appenders in any number of processes queue per room; on
 SQLite every write transaction is ``BEGIN IMMEDIATE`` (one writer per file, so
 SQLite serves one server process). Reads run in a REPEATABLE READ snapshot so
 a page and the head it reports belong together.
+
+Every operation runs in a task of its own (:mod:`roomlog.log.detached`): a
+caller's cancellation (a client unsubscribing or going away) ends its wait,
+never a transaction half way, so no connection is ever returned to the pool, or
+left behind, inside a transaction.
 """
 
 from __future__ import annotations
@@ -14,20 +19,21 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from roomlog.errors import Unavailable, describe
+from roomlog.errors import Refused, Unavailable, describe
 from roomlog.log import Append, Appended, Page, Prior, RoomInfo, RoomTxn
 from roomlog.log import migrate as migrations
-from roomlog.log.schema import dedup, messages, rooms, snapshots
-from roomlog.log.txn import SqlTxn, lock_room
+from roomlog.log.detached import Detached
+from roomlog.log.rows import RoomRows, lock_room
+from roomlog.log.schema import dedup, messages, meta, rooms, snapshots
+from roomlog.log.txn import SqlTxn
 from roomlog.protocol import Message
 
 __all__ = ["SqlLog", "new_epoch"]
@@ -41,7 +47,7 @@ _WARN_EVERY = 10.0  # seconds between warnings of a failing database (an outage 
 
 
 def new_epoch() -> str:
-    """A fresh random epoch: a recreated database never reuses an old one."""
+    """A fresh random epoch (a room's reset): never one a client holds."""
     return secrets.token_hex(6)
 
 
@@ -53,19 +59,24 @@ class SqlLog:
         retention_max_messages: int = 0,
         migrate: bool = False,
         pool_size: int = 10,
+        close_timeout: float = 10.0,
+        room_cache_size: int = 10_000,
     ) -> None:
         self.url = url
         self._max_messages = retention_max_messages
         self._migrate = migrate
         self._pool_size = pool_size
         self._sqlite = url.startswith("sqlite")
-        self._room_ids: dict[str, int] = {}
+        self._rows = RoomRows(sqlite_dialect=self._sqlite, cache_size=room_cache_size)
         # SQLite has one writer per file; queue writers here rather than in busy_timeout.
         self._write_lock = asyncio.Lock() if self._sqlite else None
         self._reader: AsyncEngine | None = None
         self._writer: AsyncEngine | None = None
         self._warned_at = -_WARN_EVERY
         self._unwarned = 0  # failures since the last warning
+        self._detached = Detached()
+        self._close_timeout = close_timeout
+        self._probe: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -94,8 +105,17 @@ class SqlLog:
                 f"the database {self._safe_url} is at schema revision {current or 'none'}, "
                 f"this server needs {head}: run `roomlog migrate` first"
             )
+        async with self._reader.connect() as conn:  # a read: no write lock on SQLite
+            await self._rows.load_salt(conn)
+
+    @property
+    def cached_rooms(self) -> int:
+        """Room ids held in memory (at most ``room_cache_size``)."""
+        return self._rows.cached
 
     async def close(self) -> None:
+        """Let operations in flight finish (up to ``close_timeout``), then disconnect."""
+        await self._detached.settle(self._close_timeout)
         for engine in {self._reader, self._writer} - {None}:
             assert engine is not None
             await engine.dispose()
@@ -130,18 +150,28 @@ class SqlLog:
         assert self._writer is not None, "open() the log first"
         try:
             if self._write_lock is None:
+                self._detached.check()
                 async with self._writer.begin() as conn:
                     yield conn
             else:
-                async with self._write_lock, self._writer.begin() as conn:
-                    yield conn
+                async with self._write_lock:  # queued here, not in busy_timeout
+                    self._detached.check()
+                    async with self._writer.begin() as conn:
+                        yield conn
+        except UnicodeError as exc:  # a driver cannot encode a value (a lone surrogate)
+            self._warn("write refused", exc)
+            raise Refused(f"the database refused the write: {exc}") from exc
         except (SQLAlchemyError, OSError) as exc:
+            if _refused(exc):  # what was written is at fault, not the database
+                self._warn("write refused", exc)
+                raise Refused(f"the database refused the write: {_first_line(exc)}") from exc
             self._warn("write", exc)
             raise Unavailable("the database is unavailable; retry with the same id") from exc
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         assert self._reader is not None, "open() the log first"
+        self._detached.check()
         try:
             async with self._reader.connect() as conn:
                 if not self._sqlite:
@@ -152,11 +182,17 @@ class SqlLog:
             self._warn("read", exc)
             raise Unavailable("the database is unavailable") from exc
 
-    def transaction(self, *, write: bool) -> AbstractAsyncContextManager[AsyncConnection]:
-        """A transaction on this log's database for another table of it (the ban
-        list, ``roomlog/log/bans.py``): the same engines, the same SQLite writer
-        queue, and Unavailable when the database fails."""
-        return self._write() if write else self._read()
+    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]], *,
+                  write: bool) -> T:
+        """Run ``work`` in one transaction on this log's database, for another table of
+        it (the ban list, ``roomlog/log/bans.py``): the same engines, the same SQLite
+        writer queue, Unavailable when the database fails, and, like every operation
+        of the log, out of reach of its caller's cancellation (``detached.py``)."""
+        async def operation() -> T:
+            async with self._write() if write else self._read() as conn:
+                return await work(conn)
+
+        return await self._detached.run(operation())
 
     def _warn(self, what: str, exc: BaseException) -> None:
         """One warning per ``_WARN_EVERY`` seconds while the database fails, saying
@@ -170,52 +206,24 @@ class SqlLog:
         logger.warning("log %s failed: %s%s", what, describe(exc), more)
         self._warned_at, self._unwarned = now, 0
 
-    async def _room_id(self, name: str) -> int:
-        """The room's row id, creating the row on first use (rows are never deleted)."""
-        room_id = self._room_ids.get(name)
-        if room_id is not None:
-            return room_id
-        async with self._read() as conn:
-            room_id = await conn.scalar(sa.select(rooms.c.id).where(rooms.c.name == name))
-        if room_id is None:
-            async with self._write() as conn:
-                room_id = await self._room_id_in(conn, name)
-        self._room_ids[name] = int(room_id)
-        return int(room_id)
-
-    async def _room_id_in(self, conn: AsyncConnection, name: str) -> int:
-        """The room's row id using ``conn`` (inside a write transaction).
-
-        A row this transaction inserts is not cached: until the commit no other
-        connection sees it, and a concurrent read given its id would find nothing
-        (the caller caches it once committed). A row that was there is cached."""
-        room_id = self._room_ids.get(name)
-        if room_id is not None:
-            return room_id
-        values = dict(name=name, epoch=new_epoch(), head_seq=0, trimmed_seq=0,
-                      created_at=int(time.time() * 1000))
-        insert = sqlite.insert(rooms) if self._sqlite else postgresql.insert(rooms)
-        inserted = await conn.scalar(
-            insert.values(values).on_conflict_do_nothing().returning(rooms.c.id))
-        if inserted is not None:
-            return int(inserted)
-        found = await conn.scalar(sa.select(rooms.c.id).where(rooms.c.name == name))
-        assert found is not None
-        self._room_ids[name] = int(found)
-        return int(found)
-
     # -- the port ------------------------------------------------------------
 
     async def transact(
         self, room: str, now_ms: int, work: Callable[[RoomTxn], Awaitable[T]]
     ) -> tuple[T, dict[str, list[Message]]]:
-        room_id = await self._room_id(room)
+        return await self._detached.run(self._transact(room, now_ms, work))
+
+    async def _transact(
+        self, room: str, now_ms: int, work: Callable[[RoomTxn], Awaitable[T]]
+    ) -> tuple[T, dict[str, list[Message]]]:
         async with self._write() as conn:
-            txn = SqlTxn(conn, room, room_id, now_ms, sqlite_dialect=self._sqlite,
-                         max_messages=self._max_messages, room_id_in=self._room_id_in)
+            txn = SqlTxn(conn, room, now_ms, rows=self._rows, sqlite_dialect=self._sqlite,
+                         max_messages=self._max_messages)
             await txn.begin()
             value = await work(txn)
             stored = await txn.flush()
+        for name, room_id in txn.created.items():  # committed: now others may see them
+            self._rows.remember(name, room_id)
         return value, stored
 
     async def append(
@@ -241,9 +249,13 @@ class SqlLog:
         return results, stored.get(room, [])
 
     async def read(self, room: str, after: int, limit: int) -> Page:
-        room_id = await self._room_id(room)
+        return await self._detached.run(self._read_page(room, after, limit))
+
+    async def _read_page(self, room: str, after: int, limit: int) -> Page:
         async with self._read() as conn:
-            info = await self._info(conn, room, room_id)
+            info, room_id = await self._rows.info(conn, room)
+            if room_id is None:  # never written: empty, and it stays without a row
+                return Page(info, after, [])
             stmt = (
                 sa.select(messages.c.seq, messages.c.ts, messages.c.author, messages.c.data)
                 .where(messages.c.room_id == room_id, messages.c.seq > after)
@@ -256,17 +268,17 @@ class SqlLog:
         return Page(info, after, found)
 
     async def info(self, room: str) -> RoomInfo:
-        room_id = await self._room_id(room)
-        async with self._read() as conn:
-            return await self._info(conn, room, room_id)
+        return await self._detached.run(self._info_of(room))
 
-    async def _info(self, conn: AsyncConnection, room: str, room_id: int) -> RoomInfo:
-        stmt = sa.select(rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq).where(
-            rooms.c.id == room_id)
-        epoch, head, trimmed = (await conn.execute(stmt)).one()
-        return RoomInfo(room, epoch, head, trimmed)
+    async def _info_of(self, room: str) -> RoomInfo:
+        async with self._read() as conn:
+            info, _ = await self._rows.info(conn, room)
+        return info
 
     async def heads(self, names: Sequence[str]) -> dict[str, RoomInfo]:
+        return await self._detached.run(self._heads(names))
+
+    async def _heads(self, names: Sequence[str]) -> dict[str, RoomInfo]:
         found: dict[str, RoomInfo] = {}
         columns = (rooms.c.name, rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq)
         async with self._read() as conn:
@@ -278,18 +290,27 @@ class SqlLog:
         return found
 
     async def reset(self, room: str) -> RoomInfo:
-        room_id = await self._room_id(room)
+        return await self._detached.run(self._reset(room))
+
+    async def _reset(self, room: str) -> RoomInfo:
+        """A room never written gets its row here: the new epoch must be stored."""
         epoch = new_epoch()
         async with self._write() as conn:
+            room_id, created = await self._rows.get_or_create(conn, room)
             await lock_room(conn, room_id)
             for table in (messages, dedup, snapshots):
                 await conn.execute(table.delete().where(table.c.room_id == room_id))
             await conn.execute(rooms.update().where(rooms.c.id == room_id).values(
                 epoch=epoch, head_seq=0, trimmed_seq=0, snapshot_seq=None))
+        if created:
+            self._rows.remember(room, room_id)
         return RoomInfo(room, epoch, 0, 0)
 
     async def trim_before(self, cutoff_ms: int) -> int:
         """Age-based retention, one short transaction per room with old messages."""
+        return await self._detached.run(self._trim_before(cutoff_ms))
+
+    async def _trim_before(self, cutoff_ms: int) -> int:
         stmt = (sa.select(messages.c.room_id, sa.func.max(messages.c.seq))
                 .where(messages.c.ts < cutoff_ms).group_by(messages.c.room_id))
         async with self._read() as conn:
@@ -310,10 +331,42 @@ class SqlLog:
         return dropped
 
     async def expire_ids(self, cutoff_ms: int) -> int:
+        return await self._detached.run(self._expire_ids(cutoff_ms))
+
+    async def _expire_ids(self, cutoff_ms: int) -> int:
         async with self._write() as conn:
             result = await conn.execute(dedup.delete().where(dedup.c.ts < cutoff_ms))
         return result.rowcount
 
     async def check(self) -> None:
-        async with self._read() as conn:
-            await conn.execute(sa.text("SELECT 1"))
+        """A write transaction, committed: through the same writer as every write (on
+        SQLite behind the same lock). At most one is in flight; a check while one
+        runs waits for it, so a caller that gives up (a readiness timeout) leaves
+        one probe behind, not one per try."""
+        if self._probe is None or self._probe.done():
+            self._probe = self._detached.start(self._write_probe())
+        await asyncio.shield(self._probe)
+
+    async def _write_probe(self) -> None:
+        async with self._write() as conn:
+            await conn.execute(meta.update().where(meta.c.key == "ready_probe").values(
+                value=str(int(time.time() * 1000))))
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether the database refused a write for what it holds: an integrity or a data
+    exception (SQLSTATE classes 23 and 22: a NUL in text, a value too long), as
+    opposed to being down, busy or in the way (retry those)."""
+    if isinstance(exc, DataError | IntegrityError):
+        return True
+    cause: BaseException | None = getattr(exc, "orig", None)
+    while cause is not None:  # asyncpg's own error, under SQLAlchemy's wrapper, has it
+        state = getattr(cause, "sqlstate", None)
+        if isinstance(state, str):
+            return state[:2] in ("22", "23")
+        cause = cause.__cause__
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).split("\n")[0]

@@ -3,38 +3,35 @@
 Reads go straight to the database inside the transaction; writes are buffered
 and flushed by :meth:`SqlTxn.flush` just before the commit, in one INSERT per
 table, so a batch of many commands costs a handful of statements.
+
+A room without a row (only ever read) is an empty log under the epoch its first
+write will give it; the row is made at the flush, and only if something is
+written to the room (see ``roomlog.log.rows``). ``created`` names the rows this
+transaction made, for the caller to cache once it has committed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from roomlog.errors import Unavailable
 from roomlog.log import Prior, Snapshot
+from roomlog.log.rows import RoomRows, lock_room
 from roomlog.log.schema import dedup, messages, rooms, snapshots
 from roomlog.protocol import Message
 
-__all__ = ["SqlTxn", "lock_room"]
-
-RoomId = Callable[[AsyncConnection, str], Awaitable[int]]
-
-
-async def lock_room(conn: AsyncConnection, room_id: int) -> tuple[str, int, int, int | None]:
-    """Lock the room's row for this transaction: (epoch, head, trimmed, snapshot seq)."""
-    stmt = sa.select(rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq,
-                     rooms.c.snapshot_seq).where(rooms.c.id == room_id)
-    epoch, head, trimmed, snap = (await conn.execute(stmt.with_for_update())).one()
-    return str(epoch), int(head), int(trimmed), None if snap is None else int(snap)
+__all__ = ["SqlTxn"]
 
 
 class _RoomWrite:
-    """What a transaction appends to one room."""
+    """What a transaction appends to one room (``room_id`` None: no row yet)."""
 
-    def __init__(self, room: str, room_id: int, epoch: str, head: int, trimmed: int,
+    def __init__(self, room: str, room_id: int | None, epoch: str, head: int, trimmed: int,
                  snapshot_seq: int | None) -> None:
         self.room, self.room_id, self.epoch = room, room_id, epoch
         self.head, self.trimmed, self.snapshot_seq = head, trimmed, snapshot_seq
@@ -42,13 +39,12 @@ class _RoomWrite:
 
 
 class SqlTxn:
-    def __init__(self, conn: AsyncConnection, room: str, room_id: int, now_ms: int, *,
-                 sqlite_dialect: bool, max_messages: int, room_id_in: RoomId) -> None:
+    def __init__(self, conn: AsyncConnection, room: str, now_ms: int, *, rows: RoomRows,
+                 sqlite_dialect: bool, max_messages: int) -> None:
         self._conn = conn
-        self._room_id = room_id
+        self._rows = rows
         self._sqlite = sqlite_dialect
         self._max_messages = max_messages
-        self._room_id_in = room_id_in
         self.room = room
         self.now_ms = now_ms
         self.epoch = ""
@@ -56,11 +52,21 @@ class SqlTxn:
         self._ids: list[dict[str, Any]] = []
         self._others: dict[str, list[tuple[str, bytes]]] = {}
         self._snapshot: tuple[int, bytes] | None = None
+        self.created: dict[str, int] = {}  # rows this transaction made: room -> id
 
     async def begin(self) -> None:
-        epoch, head, trimmed, snap = await lock_room(self._conn, self._room_id)
-        self.epoch = epoch
-        self._main = _RoomWrite(self.room, self._room_id, epoch, head, trimmed, snap)
+        room_id = await self._rows.find_locked(self._conn, self.room)
+        if room_id is None:
+            main = _RoomWrite(self.room, None, self._rows.epoch_for(self.room), 0, 0, None)
+        else:
+            epoch, head, trimmed, snap = await lock_room(self._conn, room_id)
+            main = _RoomWrite(self.room, room_id, epoch, head, trimmed, snap)
+        self._main, self.epoch = main, main.epoch
+
+    @property
+    def _room_id(self) -> int | None:
+        assert self._main is not None, "begin() first"
+        return self._main.room_id
 
     @property
     def head(self) -> int:
@@ -72,7 +78,7 @@ class SqlTxn:
 
     async def prior(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Prior]:
         wanted = set(keys)
-        if not wanted:
+        if not wanted or self._room_id is None:
             return {}
         stmt = sa.select(dedup.c.actor, dedup.c.client_id, dedup.c.seq, dedup.c.ts,
                          dedup.c.result).where(
@@ -86,6 +92,8 @@ class SqlTxn:
         return found
 
     async def events(self, after: int) -> list[Message]:
+        if self._room_id is None:
+            return []
         stmt = (sa.select(messages.c.seq, messages.c.ts, messages.c.author, messages.c.data)
                 .where(messages.c.room_id == self._room_id, messages.c.seq > after)
                 .order_by(messages.c.seq))
@@ -94,6 +102,8 @@ class SqlTxn:
                 for seq, ts, author, data in rows]
 
     async def snapshot(self) -> Snapshot | None:
+        if self._room_id is None:
+            return None
         stmt = sa.select(snapshots.c.seq, snapshots.c.state).where(
             snapshots.c.room_id == self._room_id)
         row = (await self._conn.execute(stmt)).first()
@@ -109,10 +119,12 @@ class SqlTxn:
         return message
 
     def remember(self, actor: str, client_id: str, seq: int, result: bytes | None) -> None:
-        self._ids.append(dict(room_id=self._room_id, actor=actor, client_id=client_id, seq=seq,
-                              ts=self.now_ms, result=result))
+        self._ids.append(dict(actor=actor, client_id=client_id, seq=seq, ts=self.now_ms,
+                              result=result))
 
     def notify(self, room: str, actor: str, raw: bytes) -> None:
+        if room == self.room:
+            raise ValueError("notify() writes to other rooms; append() to this one")
         self._others.setdefault(room, []).append((actor, raw))
 
     def save_snapshot(self, seq: int, state: bytes) -> None:
@@ -123,9 +135,18 @@ class SqlTxn:
     async def flush(self) -> dict[str, list[Message]]:
         """Write everything buffered; other rooms locked in name order."""
         assert self._main is not None
-        writes = [self._main]
+        main = self._main
+        if main.room_id is None and (main.stored or self._ids or self._snapshot is not None):
+            main.room_id = await self._rows.create(self._conn, self.room)
+            if main.room_id is None:  # only a writer that takes no lock (an old version)
+                raise Unavailable("the room was created meanwhile; retry with the same id",
+                                  retry_after=0.1)
+            self.created[self.room] = main.room_id
+        writes = [main]
         for name in sorted(self._others):
-            room_id = await self._room_id_in(self._conn, name)
+            room_id, created = await self._rows.get_or_create(self._conn, name)
+            if created:
+                self.created[name] = room_id
             epoch, head, trimmed, snap = await lock_room(self._conn, room_id)
             other = _RoomWrite(name, room_id, epoch, head, trimmed, snap)
             for actor, raw in self._others[name]:
@@ -137,11 +158,12 @@ class SqlTxn:
         if rows:
             await self._conn.execute(messages.insert(), rows)
         if self._ids:
-            await self._conn.execute(dedup.insert(), self._ids)
+            await self._conn.execute(dedup.insert(),
+                                     [row | {"room_id": main.room_id} for row in self._ids])
         if self._snapshot is not None:
             await self._save_snapshot(*self._snapshot)
         for w in writes:
-            if w.stored or (self._snapshot is not None and w is self._main):
+            if w.stored or (self._snapshot is not None and w is main):
                 await self._advance(w)
         return {w.room: w.stored for w in writes if w.stored}
 
@@ -155,6 +177,7 @@ class SqlTxn:
 
     async def _advance(self, w: _RoomWrite) -> None:
         """Move the head; apply count-based retention, never past the snapshot."""
+        assert w.room_id is not None
         trimmed = w.trimmed
         if self._max_messages and w.head - self._max_messages > trimmed:
             trimmed = w.head - self._max_messages

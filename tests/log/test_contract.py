@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -12,25 +11,7 @@ from roomlog.errors import Unavailable
 from roomlog.log import Append, RoomTxn, Snapshot
 from roomlog.log.sql import SqlLog
 from tests.conftest import ADMIN_DSN
-
-LogFactory = Callable[..., Awaitable[SqlLog]]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def make_log(request: pytest.FixtureRequest) -> AsyncIterator[LogFactory]:
-    """Opens logs on one database; several logs stand for several processes."""
-    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
-    opened: list[SqlLog] = []
-
-    async def make(**options: int) -> SqlLog:
-        log = SqlLog(url, migrate=True, **options)
-        await log.open()
-        opened.append(log)
-        return log
-
-    yield make
-    for log in opened:
-        await log.close()
+from tests.log.conftest import LogFactory, stored_rooms
 
 
 def item(actor: str = "u1", data: bytes = b"{}", ident: str | None = None) -> Append:
@@ -312,3 +293,78 @@ async def test_retention_keeps_what_rebuilds_a_domain_room(make_log: LogFactory,
     await snapshot_at(10)
     await log.append(room, [item()], now_ms=1_000)
     assert (await log.info(room)).trimmed == 8
+
+
+async def _look(txn: RoomTxn) -> int:
+    await txn.prior([("u", "x")])
+    await txn.events(0)
+    await txn.snapshot()
+    return txn.head
+
+
+async def test_reads_of_a_room_store_nothing(make_log: LogFactory, room: str) -> None:
+    # A read of a new room name used to insert a row that was never deleted: one
+    # guest made 5,000 in 14 s. A room only read is empty, and stores nothing.
+    log = await make_log()
+    for i in range(20):
+        name = f"{room}-{i}"
+        info = await log.info(name)
+        assert (info.head, info.trimmed) == (0, 0) and info.epoch
+        page = await log.read(name, 0, 10)
+        assert page.messages == [] and not page.trimmed and page.info == info
+        assert await log.transact(name, 1, _look) == (0, {})
+        assert await log.heads([name]) == {}
+    assert await stored_rooms(log, room) == []
+
+
+async def test_the_first_write_keeps_the_epoch_readers_were_given(make_log: LogFactory,
+                                                                  room: str) -> None:
+    # A subscriber of a room nobody wrote yet holds (epoch, 0): the first write must
+    # not look like a new log to it (a spurious reset). Two processes agree too.
+    log, other = await make_log(), await make_log()
+    seen = (await log.info(room)).epoch
+    assert (await other.info(room)).epoch == seen
+    (first,), _ = await other.append(room, [item()], now_ms=1)
+    assert (first.seq, first.epoch) == (1, seen)
+    assert (await log.info(room)).epoch == seen
+    # Notices create their rooms the same way.
+    inbox = room.replace("chat:", "user:")
+    promised = (await log.info(inbox)).epoch
+
+    async def notify(txn: RoomTxn) -> None:
+        txn.append("dj", b"1")
+        txn.notify(inbox, "dj", b"2")
+
+    _, stored = await log.transact(room + "-q", 1, notify)
+    assert [m.epoch for m in stored[inbox]] == [promised]
+    assert await stored_rooms(log, inbox) == [inbox]
+
+
+async def test_a_reset_of_a_room_never_written_starts_a_new_epoch(make_log: LogFactory,
+                                                                 room: str) -> None:
+    log = await make_log()
+    before = (await log.info(room)).epoch
+    after = await log.reset(room)
+    assert after.epoch != before and after.head == 0
+    assert (await log.info(room)).epoch == after.epoch
+
+
+async def test_a_recreated_database_gives_rooms_new_epochs(tmp_path: object) -> None:
+    epochs = []
+    for n in range(2):
+        log = SqlLog(f"sqlite+aiosqlite:///{tmp_path}/db{n}.db", migrate=True)
+        await log.open()
+        epochs.append((await log.info("chat:lobby")).epoch)
+        await log.close()
+    assert epochs[0] != epochs[1]
+
+
+async def test_the_room_id_cache_is_bounded(make_log: LogFactory, room: str) -> None:
+    log = await make_log(room_cache_size=3)
+    for i in range(10):
+        await log.append(f"{room}-{i}", [item()], now_ms=1)
+        await log.info(f"{room}-{i}")
+    assert log.cached_rooms == 3
+    for i in range(10):  # forgotten ids are found again
+        (result,), _ = await log.append(f"{room}-{i}", [item()], now_ms=1)
+        assert result.seq == 2

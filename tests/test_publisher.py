@@ -1,0 +1,154 @@
+"""The write path against real logs: one bad item never fails its batch (issue 10, §2).
+
+Group commit puts a batch in one transaction. On PostgreSQL one publish whose
+actor or id held a NUL failed the whole batch's transaction, so every other
+client's write in it got UNAVAILABLE. Items are checked at the edge now (see
+tests/test_protocol_fuzz.py); these tests go past the edge on purpose, with items
+the database refuses and a domain whose ``apply`` raises, and check that the
+others commit, in order, and the bad one alone gets a coded error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from roomlog.bus.memory import MemoryBus
+from roomlog.cluster import Cluster
+from roomlog.commands import Call, CommandRunner, Outcome
+from roomlog.errors import ErrorCode, RoomlogError
+from roomlog.hub import Hub
+from roomlog.identity import Principal, Role
+from roomlog.log import Append, Appended
+from roomlog.log.sql import SqlLog
+from roomlog.publisher import Publisher
+from roomlog.rooms.domain import Command, Decision, Event, Meta, Notice
+from roomlog.stats import Stats
+
+
+@dataclass
+class Tally:
+    applied: list[str] = field(default_factory=list)
+
+
+class Counter:
+    """A domain of one command, ``add``; its ``apply`` raises for ``{"n": 13}``,
+    as a bug in a real domain's fold would for one command."""
+
+    kind = "queue"
+    private = False
+
+    def initial(self, room_id: str) -> Tally:
+        return Tally()
+
+    def decide(self, state: Tally, command: Command, actor: Principal, now_ms: int) -> Decision:
+        return Decision([Event("added", {"n": command.args["n"]})], {"n": command.args["n"]})
+
+    def apply(self, state: Tally, event: Event, meta: Meta) -> list[Notice]:
+        if event.data["n"] == 13:
+            raise ValueError("unlucky")
+        state.applied.append(str(event.data["n"]))
+        return []
+
+    def view(self, state: Tally, viewer: Principal) -> dict[str, Any]:
+        return {"applied": state.applied}
+
+    def dump(self, state: Tally) -> dict[str, Any]:
+        return {"applied": state.applied}
+
+    def load(self, data: dict[str, Any]) -> Tally:
+        return Tally(list(data["applied"]))
+
+    def can_subscribe(self, who: Principal, room_id: str) -> bool:
+        return True
+
+    def can_publish(self, who: Principal, room_id: str) -> bool:
+        return False
+
+    def can_read(self, state: Tally, who: Principal) -> bool:
+        return True
+
+    def audience(self, who: Principal) -> str | None:
+        return None
+
+    def redact(self, data: dict[str, Any], audience: str) -> dict[str, Any] | None:
+        return data
+
+    def still_reads(self, data: dict[str, Any], who: Principal) -> bool | None:
+        return None
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def parts(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SqlLog, Publisher]]:
+    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+    log = SqlLog(url, migrate=True)
+    await log.open()
+    stats = Stats()
+    hub = Hub(log)
+    cluster = Cluster(log, hub, MemoryBus(), stats)
+    await cluster.start()
+    runners = {"queue": CommandRunner(Counter())}
+    publisher = Publisher(log, cluster, stats, clock_ms=lambda: 1, max_batch=500,
+                          runners=runners)
+    yield log, publisher
+    await publisher.close()
+    await cluster.close()
+    await log.close()
+
+
+async def _all(*writes: Any) -> list[Any]:
+    """Submitted together: they queue while the first commit runs, one batch."""
+    return await asyncio.gather(*writes, return_exceptions=True)
+
+
+async def test_a_message_the_database_refuses_fails_alone(parts: Any, room: str) -> None:
+    log, publisher = parts
+    if log.url.startswith("sqlite"):
+        bad = Append("u1", b"{}", "id-\ud800")  # no UTF-8 for a lone surrogate
+    else:
+        bad = Append("u1", b"{}", "id-\x00")  # PostgreSQL's text takes no NUL
+    items = [Append(f"u{i}", b"%d" % i, f"id-{i}") for i in range(20)]
+    results = await _all(*(publisher.publish(room, item) for item in [*items[:7], bad,
+                                                                      *items[7:]]))
+    refused = results.pop(7)
+    assert isinstance(refused, RoomlogError) and refused.code is ErrorCode.BAD_FRAME
+    assert all(isinstance(r, Appended) for r in results), results
+    assert [r.seq for r in results] == list(range(1, 21))  # the others, in their order
+    page = await log.read(room, 0, 100)
+    assert [m.data for m in page.messages] == list(range(20))
+    assert publisher.commits >= 2  # split, then committed around the bad one
+    # A later batch is not affected.
+    (again,) = await _all(publisher.publish(room, Append("u1", b"99", "id-later")))
+    assert again.seq == 21
+
+
+async def test_a_command_that_breaks_the_fold_fails_alone(parts: Any) -> None:
+    log, publisher = parts
+    room = "queue:split-" + log.url[:6]
+    who = Principal("dj1", Role.DJ)
+    numbers = [1, 2, 13, 4, 5, 6]
+    results = await _all(*(publisher.command(room, Call(who, Command("add", {"n": n}),
+                                                        f"c{n}")) for n in numbers))
+    failed = results.pop(2)
+    assert isinstance(failed, RoomlogError) and failed.code is ErrorCode.INTERNAL
+    assert all(isinstance(r, Outcome) for r in results), results
+    assert [r.seqs for r in results] == [[1], [2], [3], [4], [5]]
+    runner = publisher.runners["queue"]
+    view = await runner.read(log, room, lambda state: list(state.applied))
+    assert view == ["1", "2", "4", "5", "6"]  # the state holds what committed, once
+
+
+async def test_a_command_id_the_database_refuses_fails_alone(parts: Any) -> None:
+    log, publisher = parts
+    room = "queue:bad-id-" + log.url[:6]
+    who = Principal("dj1", Role.DJ)
+    # SQLite stores a NUL, but its driver cannot encode a lone surrogate.
+    ids = ["a", "b\ud800" if log.url.startswith("sqlite") else "b\x00", "c"]
+    results = await _all(*(publisher.command(room, Call(who, Command("add", {"n": i}), ident))
+                           for i, ident in enumerate(ids)))
+    assert isinstance(results[1], RoomlogError) and results[1].code is ErrorCode.INVALID_ARGS
+    assert [r.seqs for r in (results[0], results[2])] == [[1], [2]]
