@@ -13,7 +13,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
@@ -144,9 +144,15 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
 
 
 def _web(settings: Settings) -> list[BaseRoute]:
-    """The web app at ``/`` and the browser client at ``/client/``, when there."""
+    """The web app at ``/`` (with its settings at ``/config.json``) and the browser client
+    at ``/client/``, when there."""
     root = Path(settings.web_dir) if settings.web_dir else Path(__file__).parents[1] / "clients"
-    mounts: list[BaseRoute] = []
+    config = {"token_url": settings.web_token_url or None}
+
+    async def web_config(request: Request) -> Response:
+        return JSONResponse(config, headers={"cache-control": "no-store"})
+
+    mounts: list[BaseRoute] = [Route("/config.json", web_config, methods=["GET"])]
     if (root / "js").is_dir():
         mounts.append(Mount("/client", StaticFiles(directory=root / "js")))
     if (root / "web").is_dir():

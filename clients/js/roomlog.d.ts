@@ -319,9 +319,10 @@ export declare class RoomlogClient {
   /** publish to a room; resolves with its ack, rejects with a RoomlogError */
   publish(room: string, data: unknown, options?: { id?: string }): Promise<Ack>;
 
-  /** an HTTP call to the hub with the current token (JSON unless raw) */
+  /** an HTTP call to the hub with the current token (JSON unless raw; `as: "blob"`: bytes) */
   request<T = any>(method: string, path: string, body?: unknown,
-    options?: { headers?: Record<string, string>; raw?: boolean }): Promise<T>;
+    options?: { headers?: Record<string, string>; raw?: boolean; as?: "json" | "blob" }):
+    Promise<T>;
   /** `/v1/rooms/{room}`, encoded */
   roomPath(room: string): string;
 }

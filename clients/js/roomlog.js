@@ -569,8 +569,11 @@ export class RoomlogClient {
     if (this._polling) this._kickPollers();
   }
 
-  /** Make an HTTP request to the hub with the current token (JSON in and out). */
-  async request(method, path, body, { headers = {}, raw = false } = {}) {
+  /**
+   * Make an HTTP request to the hub with the current token: JSON in and out (`raw`: the
+   * body as it is, e.g. a photo; `as: "blob"`: the answer's bytes, e.g. an image).
+   */
+  async request(method, path, body, { headers = {}, raw = false, as = "json" } = {}) {
     const h = { ...headers };
     if (this.token) h.authorization = `Bearer ${this.token}`;
     let payload = body;
@@ -579,6 +582,7 @@ export class RoomlogClient {
       payload = JSON.stringify(body);
     }
     const response = await this._fetch(this.base + path, { method, headers: h, body: payload });
+    if (as === "blob" && response.ok) return response.blob();
     const text = await response.text();
     let json = null;
     try {
