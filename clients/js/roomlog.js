@@ -358,7 +358,11 @@ export class RoomlogClient {
     const now = Date.now();
     const restored = [];
     const kept = new Map();
-    for (const [key, entry] of await this.store.entries(`${this._ns}out/`)) {
+    // In the order they were written (keys are ids: their order means nothing).
+    const entries = (await this.store.entries(`${this._ns}out/`))
+      .sort(([, a], [, b]) => ((a && a.at) || 0) - ((b && b.at) || 0) || ((a && a.n) || 0)
+        - ((b && b.n) || 0));
+    for (const [key, entry] of entries) {
       const frame = entry && entry.frame;
       if (!frame || typeof frame.id !== "string") continue;
       if (this._outbox.has(frame.id)) continue;
@@ -371,6 +375,7 @@ export class RoomlogClient {
       const p = this._entry(frame, () => {}, () => {});
       p.restored = true;
       p.at = entry.at;
+      p.n = entry.n || 0;
       kept.set(frame.id, p);
       restored.push({ ...frame });
       this._log("restored write", key);
@@ -390,7 +395,7 @@ export class RoomlogClient {
 
   _keep(p) {
     if (!this.store || !this._ns) return;
-    this.store.set(this._key("out", p.id), { frame: p.frame, at: p.at })
+    this.store.set(this._key("out", p.id), { frame: p.frame, at: p.at, n: p.n })
       .catch((err) => this._log("store write failed", err));
   }
 
@@ -1072,7 +1077,7 @@ export class RoomlogClient {
 
   _entry(frame, resolve, reject) {
     return { id: frame.id, frame, resolve, reject, attempts: 0, netFailures: 0, via: null,
-      timer: null, at: Date.now(), restored: false };
+      timer: null, at: Date.now(), n: ++this._ids, restored: false };
   }
 
   /** A write is answered for good: out of the outbox and the store, its caller told. */
@@ -1125,6 +1130,7 @@ export class RoomlogClient {
       : { id: f.id, data: f.data };
     try {
       const json = await this.request("POST", path, body);
+      this._httpWorked();
       if (this._outbox.get(p.id) !== p) return;
       this._settle(p, { type: "ack", ...json }, null);
     } catch (err) {
@@ -1164,9 +1170,24 @@ export class RoomlogClient {
     this._polling = true;
     this._log("WebSocket failed", this._failures, "times: long-polling");
     this._setTransport("polling");
-    this._setState(this._isOnline ? "polling" : "offline");
+    // "polling" once a read over HTTP worked: a network where nothing gets through (a
+    // tunnel the browser still calls online) is not shown as live.
+    if (!this._isOnline) this._setState("offline");
+    else if (this._rooms.size === 0) this._setState("polling");
+    else this._setState(this._everConnected ? "reconnecting" : "connecting");
     for (const sub of this._rooms.values()) this._begin(sub);
     this._flush();
+  }
+
+  /** A long-poll (or a write over HTTP) got an answer: polling works. */
+  _httpWorked() {
+    if (this._polling && !this._closed && this.state !== "polling") this._setState("polling");
+  }
+
+  /** A long-poll failed on the network: not live until one works again. */
+  _httpFailed() {
+    if (!this._polling || this._closed || this.state !== "polling") return;
+    this._setState(this._isOnline ? "reconnecting" : "offline");
   }
 
   _stopPolling() {
@@ -1184,8 +1205,7 @@ export class RoomlogClient {
     this._log("online");
     if (this._renewWake) this._renewWake();
     if (this._polling) {
-      this._setState("polling");
-      this._kickPollers();
+      this._kickPollers(); // the first answer says "polling" again
       this._flush();
     }
     if (this._wsReady) {
@@ -1417,8 +1437,10 @@ export class Subscription {
           this._take(page.frames);
         }
         this._pollFailures = 0;
+        c._httpWorked();
       } catch (err) {
         if (!alive()) return;
+        if (!(err instanceof RoomlogError)) c._httpFailed();
         if (err instanceof RoomlogError && err.code === "UNAUTHORIZED" && c.getToken
             && this._pollFailures === 0) {
           this._pollFailures += 1;

@@ -220,10 +220,10 @@ export class Gate {
       }
       return { kind: "bad", key: "gate.closed", action: "reload" };
     }
+    if (c.tokenState === "renewing") return { kind: "warn", key: "gate.renewing", action: "retry" };
     if (c.state === "offline") return { kind: "warn", key: "gate.offline", action: null };
     if (c.state === "reconnecting") return { kind: "warn", key: "gate.reconnecting", action: "retry" };
     if (c.state === "connecting") return { kind: "info", key: "gate.connecting", action: null };
-    if (c.tokenState === "renewing") return { kind: "warn", key: "gate.renewing", action: null };
     return null;
   }
 

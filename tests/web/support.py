@@ -21,6 +21,7 @@ import struct
 import subprocess
 import threading
 import zlib
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -87,11 +88,15 @@ class Pages:
 
     def open(self, page: str, user: str | None, role: Role | None = None, *,
              viewport: dict[str, int] = PHONE, locale: str = "en-US", context: Any = None,
-             token: str | None = None, in_query: bool = False, **params: str) -> Any:
+             token: str | None = None, in_query: bool = False,
+             before: Callable[[Any], None] | None = None, **params: str) -> Any:
         """``page`` (guest.html...) as ``user``: the token in the link's fragment (or
-        query); no user: no token (a token endpoint, or the form, provides one)."""
+        query); no user: no token (a token endpoint, or the form, provides one).
+        ``before(tab)`` runs before the page loads (routes, init scripts)."""
         context = context or self.context(viewport=viewport, locale=locale)
         tab = self.watch(context.new_page(), f"{page or 'index'} ({user})")
+        if before is not None:
+            before(tab)
         query = {"backoff": "200", **params}
         if user is not None and token is None:
             token = issue_token(user, role or Role.GUEST)

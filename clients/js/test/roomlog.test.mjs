@@ -531,3 +531,26 @@ test("client: writes go in order; one told to wait holds back the next", async (
   await Promise.all([a, b]);
   rt.close();
 });
+
+test("client: polling is shown as live only once a long-poll got an answer", async () => {
+  let down = true; // a network the browser calls online, where nothing gets through
+  const fetch = async (url) => {
+    await tick(2);
+    if (down) throw new TypeError("Failed to fetch");
+    const body = { frames: [], head: 0, next: 0, epoch: "E" };
+    return { ok: true, status: 200, json: async () => body, text: async () => JSON.stringify(body) };
+  };
+  FakeSocket.all = [];
+  const rt = makeClient({ fetch, pollWait: 0, transports: ["polling"] });
+  const states = [];
+  rt.on("state", (e) => states.push(e.state));
+  rt.subscribe("chat:a", { since: { epoch: "E", seq: 0 } });
+  await tick(60);
+  assert.equal(rt.transport, "polling");
+  assert.notEqual(rt.state, "polling", "nothing answered: not live");
+  down = false;
+  await until(() => rt.state === "polling", "live once a poll is answered", 3000);
+  down = true;
+  await until(() => rt.state === "reconnecting", "not live when polls fail again", 3000);
+  rt.close();
+});

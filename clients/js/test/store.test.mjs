@@ -137,7 +137,8 @@ test("writes unanswered by one page are sent by the next, once, with their ids",
   const store = new MemoryStore();
   const first = client({ store, autoConnect: false }); // a page that never gets online
   await first.ready;
-  const sent = first.command("queue:q", "request.submit", { title: "Waterloo" });
+  // Ids in the reverse of their order: the store's key order must not decide.
+  const sent = first.command("queue:q", "request.submit", { title: "Waterloo" }, { id: "z-1" });
   sent.catch(() => {}); // the page goes away before any answer
   const vote = first.command("queue:q", "request.vote", { request_id: "r1" }, { id: "v-1" });
   vote.catch(() => {});
