@@ -10,9 +10,8 @@
 
 import { RoomlogClient, tokenClaims } from "/client/roomlog.js";
 import { openStore } from "/client/store.js";
-import {
-  LANGUAGES, has, initLanguage, language, list, onLanguage, setLanguage, t,
-} from "./i18n.js";
+import { describeError } from "./errors.js";
+import { LANGUAGES, initLanguage, language, onLanguage, setLanguage, t } from "./i18n.js";
 import {
   dropToken, keepToken, keptToken, loadConfig, remember, remembered, takeLinkToken,
   tokenEndpoint,
@@ -21,6 +20,7 @@ import { T, el, fill, relabel, toast } from "./ui.js";
 
 export * from "./ui.js";
 export * from "./i18n.js";
+export { describeError } from "./errors.js";
 
 export const params = new URLSearchParams(location.search);
 
@@ -286,46 +286,6 @@ export class Gate {
 }
 
 // -- messages for people ---------------------------------------------------------------------
-
-/** Codes whose server message says more than our generic sentence (shown beside it). */
-const SPECIFIC = new Set(["INVALID_TRANSITION", "INVALID_ARGS", "CONFLICT", "FORBIDDEN",
-  "BAD_FRAME", "PAYLOAD_TOO_LARGE", "UNKNOWN_COMMAND", "LIMIT_EXCEEDED", "NOT_FOUND"]);
-
-/**
- * What to tell a person about a RoomlogError: {text, detail}. `action` names what was
- * tried; `staff` picks staff wording. Facts the server sent in `details` are put into
- * words in the page's language (the QA checks that fail, the moves left); where we have
- * no such words the server's own message is the detail, since it is more specific than
- * our generic sentence.
- */
-export function describeError(err, { action = null, staff = false, labels = {} } = {}) {
-  const code = (err && err.code) || "UNKNOWN";
-  const details = (err && err.details) || {};
-  const known = has(`error.${code}`);
-  const key = staff && has(`error.${code}.staff`) ? `error.${code}.staff` : `error.${code}`;
-  const head = known ? t(key) : t("error.unknown");
-  const parts = [];
-  if (code === "INVALID_TRANSITION" && Array.isArray(details.failed)) {
-    parts.push(details.failed.length ? t("error.qaFailed", { items: list(details.failed) })
-      : t("error.qaNone"));
-  }
-  if (Array.isArray(details.allowed)) {
-    parts.push(details.allowed.length
-      ? t("error.allowed", { moves: list(details.allowed.map((s) => labels[s] || s)) })
-      : t("error.noMoves"));
-  }
-  if (err && typeof err.retryAfter === "number" && err.retryAfter > 0) {
-    parts.push(t("error.retryIn", { seconds: Math.ceil(err.retryAfter) }));
-  }
-  let detail = parts.join(" ");
-  // Where we have no words for the facts, the server's message is more specific than
-  // our sentence (and for a code we do not know, it is all there is).
-  if (!detail && err && err.message && err.message !== code && (!known || SPECIFIC.has(code))) {
-    detail = err.message;
-  }
-  return { text: action ? t("error.during", { action: String(action), text: head }) : head,
-    detail };
-}
 
 /** Show a RoomlogError as a red toast. */
 export function showError(err, options = {}) {

@@ -5,8 +5,8 @@
 // Link: dj.html?room=queue:<id>#token=<dj token>
 
 import {
-  Optimistic, T, el, fill, followRoom, number, resumeWrites, showError, startPage, t, throttled,
-  timeAgo, toast,
+  Optimistic, T, el, fill, followRoom, number, onLanguage, resumeWrites, showError, startPage, t,
+  throttled, timeAgo, toast,
 } from "./app.js";
 import { applyEvent, fromState, view } from "./queue-model.js";
 
@@ -59,6 +59,7 @@ function run({ client, gate, values, me }) {
   const optimistic = new Optimistic(() => render(), { staff: true });
   const render = throttled(draw);
   gate.watch(render);
+  onLanguage(render); // the lists are drawn in the language of the moment
 
   function stat(n, label, extra) {
     return el("div", { class: "stat" }, el("div", { class: "n" }, n),

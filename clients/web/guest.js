@@ -4,7 +4,8 @@
 // Link: guest.html?room=queue:<id>#token=<guest token>  (or a token endpoint: config.json)
 
 import {
-  Optimistic, T, el, fill, followRoom, number, resumeWrites, startPage, t, throttled, toast,
+  Optimistic, T, el, fill, followRoom, number, onLanguage, resumeWrites, startPage, t, throttled,
+  toast,
 } from "./app.js";
 import { registerWorker } from "./pwa.js";
 import { applyEvent, fromState, songId, view } from "./queue-model.js";
@@ -67,6 +68,7 @@ function run({ client, gate, values, me }) {
   const optimistic = new Optimistic(() => render());
   const render = throttled(draw);
   gate.watch(render);
+  onLanguage(render); // the lists are drawn in the language of the moment
   let submitting = 0;
 
   function draw() {

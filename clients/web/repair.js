@@ -3,7 +3,7 @@
 // Link: repair.html?ticket=<ticket id>#token=<customer token>
 
 import {
-  Optimistic, T, clock, dateTime, el, fill, followRoom, money, notAvailable, percent,
+  Optimistic, T, clock, dateTime, el, fill, followRoom, money, notAvailable, onLanguage, percent,
   resumeWrites, startPage, t, throttled, timeAgo,
 } from "./app.js";
 import { registerWorker } from "./pwa.js";
@@ -55,6 +55,7 @@ function run({ client, gate, values }) {
   const optimistic = new Optimistic(() => render());
   const render = throttled(draw);
   gate.watch(render);
+  onLanguage(render); // the lists are drawn in the language of the moment
 
   function unavailable() {
     gone = true;

@@ -9,7 +9,7 @@ const CACHE = "roomlog-shell-v1";
 const NETWORK_WAIT = 4000; // ms before a hanging request is answered from the copy
 const SHELL = [
   "./", "index.html", "guest.html", "dj.html", "repair.html", "tech.html", "style.css",
-  "config.json", "app.js", "ui.js", "i18n.js", "session.js", "pwa.js", "photos.js",
+  "config.json", "app.js", "ui.js", "i18n.js", "errors.js", "session.js", "pwa.js", "photos.js",
   "index.js", "guest.js", "dj.js", "repair.js", "tech.js", "queue-model.js",
   "repair-model.js", "messages/en.js", "messages/es.js", "guest.webmanifest",
   "repair.webmanifest", "icons/guest.svg", "icons/dj.svg", "icons/repair.svg",

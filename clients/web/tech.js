@@ -4,8 +4,8 @@
 // Link: tech.html[?ticket=<ticket id>]#token=<technician token>
 
 import {
-  Optimistic, T, clock, dateTime, el, fill, has, money, params, percent, showError, startPage,
-  t, throttled, timeAgo, toast,
+  Optimistic, T, clock, dateTime, el, fill, has, money, onLanguage, params, percent, showError,
+  startPage, t, throttled, timeAgo, toast,
 } from "./app.js";
 import { photos as photoLoader } from "./photos.js";
 import { STATUSES, applyEvent, applyFeed, fromState } from "./repair-model.js";
@@ -36,6 +36,7 @@ function run({ client, gate, me }) {
 
   const render = throttled(draw);
   gate.watch(render);
+  onLanguage(render); // the lists are drawn in the language of the moment
 
   // -- the feed: every event of my tickets, from the start of the retained log -------
   client.subscribe(`repairs:${me}`, {
