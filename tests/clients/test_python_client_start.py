@@ -37,17 +37,17 @@ async def test_next_takes_one_event_at_a_time(make_server: MakeServer) -> None:
     room = unique_room("queue")
     async with Client(srv.ws_url, token=issue_token("gina")) as client:
         sub = client.subscribe(room)
-        first = await sub.next(timeout=TIMEOUT)
+        first = await asyncio.wait_for(sub.next(), TIMEOUT)
         assert isinstance(first, Reset) and first.state is not None  # the room's state
         with pytest.raises(TimeoutError):
-            await sub.next(timeout=0.2)  # nothing new: the wait is bounded when asked
+            await asyncio.wait_for(sub.next(), 0.2)  # nothing new; a cancelled wait ...
         await client.command(room, "request.submit", {"song_id": "s:1", "title": "Waterloo",
                                                       "artist": "ABBA"})
-        event = await sub.next(timeout=TIMEOUT)
+        event = await asyncio.wait_for(sub.next(), TIMEOUT)  # ... lost nothing
         assert isinstance(event, Message) and event.data["event"] == "request.submitted"
         sub.close()
         with pytest.raises(SubscriptionClosed):
-            await sub.next(timeout=TIMEOUT)
+            await asyncio.wait_for(sub.next(), TIMEOUT)
 
 
 @pytest.mark.parametrize("where", ["port", "path"])
@@ -70,8 +70,8 @@ async def test_fail_fast_on_a_wrong_url(make_server: MakeServer, where: str) -> 
 
 async def test_fail_fast_on_a_refused_token(make_server: MakeServer) -> None:
     srv = await make_server()
-    client = Client(srv.ws_url, token=issue_token("gina", secret="not-the-secret-of-this-hub-at-all-0123456789"),
-                    fail_fast=True)
+    forged = issue_token("gina", secret="not-the-secret-of-this-hub-at-all-0123456789")
+    client = Client(srv.ws_url, token=forged, fail_fast=True)
     with pytest.raises(ClientStopped) as stopped:
         await asyncio.wait_for(client.start(), TIMEOUT)
     assert stopped.value.close_code == 4001
@@ -89,7 +89,7 @@ async def test_fail_fast_only_for_the_first_connection(make_server: MakeServer) 
         await srv.akill()
         await srv.astart()  # later outages are waited out, as always
         await client.publish(room, {"n": 1})
-        event = await sub.next(timeout=TIMEOUT)
+        event = await asyncio.wait_for(sub.next(), TIMEOUT)
         assert isinstance(event, Message) and event.data == {"n": 1}
 
 

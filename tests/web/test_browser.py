@@ -22,7 +22,15 @@ from roomlog.identity import Role
 from tests.e2e.support import Server
 from tests.web.conftest import web_hub
 from tests.web.support import (
-    DESKTOP, Pages, command, connected, expect, mine, request_form, room_state, submit,
+    DESKTOP,
+    Pages,
+    command,
+    connected,
+    expect,
+    mine,
+    request_form,
+    room_state,
+    submit,
 )
 
 # What the browser logs when the hub is away (or refuses WebSockets) on purpose.

@@ -18,7 +18,14 @@ from typing import Any
 from roomlog.identity import Role
 from tests.e2e.support import Server
 from tests.web.support import (
-    Pages, command, connected, expect, mine, request_form, room_state, submit,
+    Pages,
+    command,
+    connected,
+    expect,
+    mine,
+    request_form,
+    room_state,
+    submit,
 )
 
 OFFLINE = (r"ERR_INTERNET_DISCONNECTED", r"WebSocket connection to .* failed")

@@ -17,7 +17,15 @@ import pytest
 from roomlog.identity import Role
 from tests.e2e.support import Server, issue_token
 from tests.web.support import (
-    SIZES, Pages, axe_violations, command, connected, expect, png, shot, submit,
+    SIZES,
+    Pages,
+    axe_violations,
+    command,
+    connected,
+    expect,
+    png,
+    shot,
+    submit,
 )
 
 SONGS = [("olga", "Hey Jude", "The Beatles", None),

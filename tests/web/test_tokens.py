@@ -16,7 +16,13 @@ from roomlog.identity import Role
 from tests.e2e.support import Server, issue_token
 from tests.web.conftest import web_hub
 from tests.web.support import (
-    DESKTOP, Pages, TokenEndpoint, connected, expect, request_form, submit,
+    DESKTOP,
+    Pages,
+    TokenEndpoint,
+    connected,
+    expect,
+    request_form,
+    submit,
 )
 
 

@@ -129,15 +129,14 @@ class Subscription:
             self._on_progress()
             return event
 
-    async def next(self, timeout: float | None = None) -> Event:
+    async def next(self) -> Event:
         """The next event (waiting for it), as one step of ``async for``: for scripts
-        and tests that take events one at a time. ``timeout`` (seconds) bounds the wait
-        (``TimeoutError``; nothing is lost, ask again). Raises what the iteration raises
-        (``SubscriptionError``, ``ClientStopped``) and ``SubscriptionClosed`` once the
-        subscription was closed."""
+        and tests that take events one at a time. Bound the wait with
+        ``asyncio.timeout()`` if you need to (a cancelled wait loses nothing: ask
+        again). Raises what the iteration raises (``SubscriptionError``,
+        ``ClientStopped``) and ``SubscriptionClosed`` once the subscription was closed."""
         try:
-            async with asyncio.timeout(timeout):
-                return await self.__anext__()
+            return await self.__anext__()
         except StopAsyncIteration:
             raise SubscriptionClosed(self.room) from None
 
