@@ -35,9 +35,9 @@ def web_hub(workdir: Path, **settings: object) -> Server:
     return Server(workdir, None, web_dir=str(ROOT / "clients"), **settings)
 
 
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Server]:
-    srv = web_hub(tmp_path / "hub").start()
+def serving(workdir: Path, **settings: object) -> Iterator[Server]:
+    """A hub with the web app for one test; its log is checked at the end."""
+    srv = web_hub(workdir, **settings).start()
     try:
         yield srv
     finally:
@@ -45,12 +45,22 @@ def hub(tmp_path: Path) -> Iterator[Server]:
     srv.assert_clean_log()
 
 
-@pytest.fixture
-def pages(browser: Any, hub: Server) -> Iterator[Pages]:
-    opened = Pages(browser, hub)
+def watching(browser: Any, server: Server) -> Iterator[Pages]:
+    """The pages of one test; what went wrong in them fails it at the end."""
+    opened = Pages(browser, server)
     yield opened
     opened.close()
     opened.check()
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[Server]:
+    yield from serving(tmp_path / "hub")
+
+
+@pytest.fixture
+def pages(browser: Any, hub: Server) -> Iterator[Pages]:
+    yield from watching(browser, hub)
 
 
 @pytest.fixture

@@ -255,6 +255,27 @@ def submit(server: Server, room: str, user: str, title: str, artist: str,
     return str(ack["result"]["request_id"])
 
 
+STEPS = ["received", "diagnosing", "awaiting_approval", "repairing", "quality_check"]
+
+
+def open_ticket(server: Server, up_to: str = "received", *, customer: str = "cust1",
+                amount: float = 89.0, problem: str = "No touch") -> str:
+    """A repair ticket of ``customer`` (technician tech1), moved along the workflow up
+    to ``up_to`` (a quote of ``amount`` EUR on the way, approved by the customer)."""
+    ticket = f"t-{secrets.token_hex(3)}"
+    room = f"repair:{ticket}"
+    command(server, room, "tech1", Role.TECHNICIAN, "ticket.create", customer_id=customer,
+            device="Pixel 7", problem=problem, technicians=["tech1"])
+    for status in STEPS[1:STEPS.index(up_to) + 1]:
+        if status == "repairing":
+            command(server, room, customer, Role.CUSTOMER, "quote.approve")
+            continue
+        extra = {"quote": {"amount": amount, "currency": "EUR"}} \
+            if status == "awaiting_approval" else {}
+        command(server, room, "tech1", Role.TECHNICIAN, "status.set", status=status, **extra)
+    return ticket
+
+
 def connected(tab: Any) -> None:
     expect(tab.get_by_test_id("connection")).to_have_attribute("data-state", "connected")
 

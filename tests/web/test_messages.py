@@ -18,31 +18,15 @@ from tests.web.support import (
     connected,
     expect,
     mine,
+    open_ticket,
     request_form,
     room_state,
     submit,
 )
 
 
-def repair_in_quality_check(hub: Server) -> str:
-    ticket = f"t-{secrets.token_hex(3)}"
-    room = f"repair:{ticket}"
-
-    def staff(name: str, **args: Any) -> None:
-        command(hub, room, "tech1", Role.TECHNICIAN, name, **args)
-
-    staff("ticket.create", customer_id="cust1", device="Pixel 7", problem="No touch",
-          technicians=["tech1"])
-    staff("status.set", status="diagnosing")
-    staff("status.set", status="awaiting_approval",
-          quote={"amount": 89, "currency": "EUR", "description": "Digitizer"})
-    command(hub, room, "cust1", Role.CUSTOMER, "quote.approve")
-    staff("status.set", status="quality_check")
-    return ticket
-
-
 def test_the_technician_reads_what_the_qa_gate_wants(pages: Pages, hub: Server) -> None:
-    ticket = repair_in_quality_check(hub)
+    ticket = open_ticket(hub, "quality_check")
     tech = pages.open("tech.html", "tech1", Role.TECHNICIAN, viewport=DESKTOP, ticket=ticket)
     connected(tech)
     assert tech.locator("header .home img").get_attribute("src") == "icons/tech.svg"
@@ -64,12 +48,7 @@ def test_the_technician_reads_what_the_qa_gate_wants(pages: Pages, hub: Server) 
 
 
 def test_staff_and_customer_wording(pages: Pages, hub: Server) -> None:
-    ticket = f"t-{secrets.token_hex(3)}"
-    command(hub, f"repair:{ticket}", "tech1", Role.TECHNICIAN, "ticket.create",
-            customer_id="cust1", device="Pixel 7", problem="x", technicians=["tech1"])
-    command(hub, f"repair:{ticket}", "tech1", Role.TECHNICIAN, "status.set", status="diagnosing")
-    command(hub, f"repair:{ticket}", "tech1", Role.TECHNICIAN, "status.set",
-            status="awaiting_approval", quote={"amount": 20, "currency": "EUR"})
+    ticket = open_ticket(hub, "awaiting_approval")
     tech = pages.open("tech.html", "tech1", Role.TECHNICIAN, ticket=ticket)
     customer = pages.open("repair.html", "cust1", Role.CUSTOMER, ticket=ticket)
     expect(tech.get_by_test_id("ticket-status")).to_have_text(
@@ -150,9 +129,7 @@ def test_veto_reason_is_used_once_and_a_veto_is_not_good_news(pages: Pages, hub:
 
 def test_a_repair_that_is_not_yours_or_not_there_is_one_clear_page(
         pages: Pages, hub: Server) -> None:
-    ticket = f"t-{secrets.token_hex(3)}"
-    command(hub, f"repair:{ticket}", "tech1", Role.TECHNICIAN, "ticket.create",
-            customer_id="cust1", device="Pixel 7", problem="x", technicians=["tech1"])
+    ticket = open_ticket(hub)
     for name, user in ((ticket, "cust2"), (f"t-none-{secrets.token_hex(3)}", "cust1")):
         tab = pages.open("repair.html", user, Role.CUSTOMER, ticket=name)
         page = tab.get_by_test_id("not-available")
@@ -194,12 +171,7 @@ def test_the_pages_speak_spanish(pages: Pages, hub: Server) -> None:
     guest.reload()
     expect(guest.get_by_role("heading", name="My requests")).to_be_visible()
 
-    ticket = f"t-{secrets.token_hex(3)}"
-    command(hub, f"repair:{ticket}", "tech1", Role.TECHNICIAN, "ticket.create",
-            customer_id="cust1", device="Pixel 7", problem="Pantalla", technicians=["tech1"])
-    command(hub, f"repair:{ticket}", "tech1", Role.TECHNICIAN, "status.set", status="diagnosing")
-    command(hub, f"repair:{ticket}", "tech1", Role.TECHNICIAN, "status.set",
-            status="awaiting_approval", quote={"amount": 1234.5, "currency": "EUR"})
+    ticket = open_ticket(hub, "awaiting_approval", amount=1234.5)
     customer = pages.open("repair.html", "cust1", Role.CUSTOMER, locale="es-ES", ticket=ticket)
     expect(customer.get_by_test_id("status")).to_have_text("Esperando tu aprobación")
     expect(customer.get_by_test_id("quote")).to_contain_text("1234,50\u00a0€")

@@ -23,6 +23,7 @@ from tests.web.support import (
     connected,
     expect,
     mine,
+    open_ticket,
     request_form,
     room_state,
     submit,
@@ -159,9 +160,7 @@ def test_a_guest_through_a_tunnel_and_a_reload_finds_everything_applied_once(
 def test_the_customer_page_is_an_installable_app_that_opens_offline(
         pages: Pages, hub: Server) -> None:
     pages.tolerate(*OFFLINE)
-    ticket = f"t-{secrets.token_hex(3)}"
-    command(hub, f"repair:{ticket}", "tech1", Role.TECHNICIAN, "ticket.create",
-            customer_id="cust1", device="Pixel 7", problem="Battery", technicians=["tech1"])
+    ticket = open_ticket(hub)
     customer = pages.open("repair.html", "cust1", Role.CUSTOMER, ticket=ticket)
     context = pages.contexts[-1]
     connected(customer)

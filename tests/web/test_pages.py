@@ -23,6 +23,7 @@ from tests.web.support import (
     command,
     connected,
     expect,
+    open_ticket,
     png,
     shot,
     submit,
@@ -183,9 +184,7 @@ def test_every_action_by_keyboard(pages: Pages, hub: Server) -> None:
     dj.keyboard.press("Space")
     expect(dj.get_by_test_id("now-playing")).to_contain_text("Hey Jude")
 
-    ticket = f"t-{secrets.token_hex(3)}"
-    command(hub, f"repair:{ticket}", "tech1", Role.TECHNICIAN, "ticket.create",
-            customer_id="cust1", device="Pixel 7", problem="Battery", technicians=["tech1"])
+    ticket = open_ticket(hub)
     tech = pages.open("tech.html", "tech1", Role.TECHNICIAN)
     connected(tech)
     entry = tech.get_by_test_id("tickets").get_by_role("button", name=ticket)

@@ -14,7 +14,7 @@ import pytest
 
 from roomlog.identity import Role
 from tests.e2e.support import Server, issue_token
-from tests.web.conftest import web_hub
+from tests.web.conftest import serving, watching
 from tests.web.support import (
     DESKTOP,
     Pages,
@@ -29,20 +29,12 @@ from tests.web.support import (
 @pytest.fixture
 def backend_hub(tmp_path: Path, token_endpoint: TokenEndpoint) -> Iterator[Server]:
     """A hub whose pages get their tokens from the token endpoint."""
-    srv = web_hub(tmp_path / "hub", web_token_url=token_endpoint.url).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-    srv.assert_clean_log()
+    yield from serving(tmp_path / "hub", web_token_url=token_endpoint.url)
 
 
 @pytest.fixture
 def backend_pages(browser: Any, backend_hub: Server) -> Iterator[Pages]:
-    opened = Pages(browser, backend_hub)
-    yield opened
-    opened.close()
-    opened.check()
+    yield from watching(browser, backend_hub)
 
 
 def test_a_token_in_the_link_leaves_the_address_at_once(pages: Pages, hub: Server) -> None:
@@ -104,7 +96,8 @@ def test_a_dj_set_runs_for_hours_on_short_lived_tokens(
 
 def test_an_expired_link_turns_the_actions_off_and_says_why(pages: Pages, hub: Server) -> None:
     room = f"queue:exp-{secrets.token_hex(3)}"
-    token = issue_token("gina", Role.GUEST, ttl=3)
+    # Long enough to load and connect on a busy machine, short enough to wait out.
+    token = issue_token("gina", Role.GUEST, ttl=8)
     guest = pages.open("guest.html", "gina", Role.GUEST, token=token, room=room)
     connected(guest)
     expect(guest.get_by_test_id("submit")).to_be_enabled()

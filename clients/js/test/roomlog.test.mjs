@@ -10,6 +10,7 @@ import { test } from "node:test";
 import {
   RoomlogClient, RoomCursor, backoffDelay, closeAction, flattenFrames, retryDelay,
 } from "../roomlog.js";
+import { tick, until } from "./helpers.mjs";
 
 // ---------------------------------------------------------------------------
 // pure helpers
@@ -139,17 +140,6 @@ class FakeSocket {
   }
 }
 
-const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
-
-async function until(check, what, ms = 2000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = check();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await tick(2);
-  }
-}
 
 function fakeFetch(routes) {
   const calls = [];

@@ -8,18 +8,8 @@ import { afterEach, test } from "node:test";
 
 import { RoomlogClient, tokenClaims, tokenRefusal } from "../roomlog.js";
 import { MemoryStore, openStore } from "../store.js";
+import { tick, until } from "./helpers.mjs";
 
-const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
-
-async function until(check, what, ms = 2000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = check();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await tick(2);
-  }
-}
 
 class Socket {
   static all = [];
