@@ -56,7 +56,7 @@ function noticeArea() {
   if (!node) {
     node = el("div", { id: "gate", class: "gate", role: "status", "data-testid": "gate",
       hidden: true });
-    document.querySelector("header").after(node);
+    document.querySelector("header").append(node); // a row of the sticky header
   }
   return node;
 }

@@ -78,7 +78,15 @@ function run({ client, gate, values, me }) {
     gate.apply(submit, !model || !open || submitting > 0);
     fill(submit, submitting ? t("guest.form.sending") : t("guest.form.submit"));
     if (!v) {
-      fill(mineList, el("li", { class: "empty" }, t("common.loading")));
+      // Not read from the hub yet (offline after a reload): what this phone still has to
+      // send is known, from the store.
+      const unsent = client.pending.filter((f) => f.room === room && f.name === "request.submit");
+      fill(mineList, unsent.length ? unsent.map((f) => el("li", { class: "item wide sending" },
+        el("div", { class: "grow" }, el("div", { class: "song" }, f.args.title),
+          el("div", { class: "sub" }, f.args.artist)),
+        el("div", { class: "actions" }, el("span", { class: "chip sending",
+          "data-testid": "status" }, t("guest.unsent")))))
+        : el("li", { class: "empty" }, t("common.loading")));
       return;
     }
 
@@ -93,17 +101,19 @@ function run({ client, gate, values, me }) {
     const mine = v.mine.filter((r) => r.status !== "cancelled");
     fill(mineCount, mine.length ? String(mine.length) : "");
     fill(mineList, mine.length ? mine.map((r) => el("li", {
-      class: `item${r.sending ? " sending" : ""}`, dataset: { requestId: r.id, status: r.status } },
+      class: `item wide${r.sending ? " sending" : ""}`,
+      dataset: { requestId: r.id, status: r.status } },
     el("div", { class: "grow" }, el("div", { class: "song" }, r.title),
       el("div", { class: "sub" }, r.artist,
         r.votes ? ` · ${t("common.votes", { count: r.votes })}` : "")),
-    el("span", { class: `chip ${r.sending ? "sending" : r.status}`, "data-testid": "status" },
-      statusText(r)),
-    r.status === "pending" && !r.sending
-      ? el("button", { type: "button", class: "small", ...gate.lock(), dataset: { key: `cancel:${r.id}` },
-        "aria-label": t("guest.cancelLabel", { title: r.title }),
-        onclick: () => send("request.cancel", { request_id: r.id }, r) }, t("guest.cancel"))
-      : null))
+    el("div", { class: "actions" },
+      el("span", { class: `chip ${r.sending ? "sending" : r.status}`, "data-testid": "status" },
+        statusText(r)),
+      r.status === "pending" && !r.sending
+        ? el("button", { type: "button", class: "small", ...gate.lock(),
+          dataset: { key: `cancel:${r.id}` }, "aria-label": t("guest.cancelLabel", { title: r.title }),
+          onclick: () => send("request.cancel", { request_id: r.id }, r) }, t("guest.cancel"))
+        : null)))
       : el("li", { class: "empty" }, t("guest.mine.empty")));
 
     const others = v.pending.filter((r) => r.user !== me);

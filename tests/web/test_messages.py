@@ -21,6 +21,7 @@ from tests.web.support import (
     open_ticket,
     request_form,
     room_state,
+    shot,
     submit,
 )
 
@@ -164,6 +165,7 @@ def test_the_pages_speak_spanish(pages: Pages, hub: Server) -> None:
     expect(guest.get_by_test_id("vote")).to_have_accessible_name("3 votos para «Bésame mucho»")
     request_form_es(guest, "La Bamba", "Ritchie Valens")
     expect(mine(guest, "La Bamba").get_by_test_id("status")).to_have_text("n.º 2 en espera")
+    shot(guest, "guest-es-phone")
     # The switch: English from now on, remembered, and the page is redrawn in it.
     guest.get_by_test_id("language").select_option("en")
     expect(guest.get_by_role("heading", name="Request a song")).to_be_visible()
@@ -175,6 +177,7 @@ def test_the_pages_speak_spanish(pages: Pages, hub: Server) -> None:
     customer = pages.open("repair.html", "cust1", Role.CUSTOMER, locale="es-ES", ticket=ticket)
     expect(customer.get_by_test_id("status")).to_have_text("Esperando tu aprobación")
     expect(customer.get_by_test_id("quote")).to_contain_text("1234,50\u00a0€")
+    shot(customer, "repair-customer-es-phone")
 
 
 def request_form_es(tab: Any, title: str, artist: str) -> None:

@@ -26,6 +26,7 @@ from tests.web.support import (
     open_ticket,
     request_form,
     room_state,
+    shot,
     submit,
 )
 
@@ -133,6 +134,9 @@ def test_a_guest_through_a_tunnel_and_a_reload_finds_everything_applied_once(
     expect(guest.get_by_test_id("gate")).to_contain_text("You are offline")
     expect(guest.get_by_test_id("connection")).to_contain_text("2 unsent")
     assert guest.evaluate("window.roomlogClient.pending.map((f) => [f.id, f.name])") == unsent
+    expect(mine(guest, "Dancing Queen").get_by_test_id("status")).to_have_text(
+        "waiting to be sent")
+    shot(guest, "guest-offline-after-reload-phone")
 
     # Out of the tunnel.
     before = len(tunnel.sent)

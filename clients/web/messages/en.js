@@ -133,6 +133,7 @@ export default {
   "guest.upNext.heading": "Up next",
   "guest.upNext.empty": "The DJ has not lined anything up yet.",
   "guest.sending": "sending…",
+  "guest.unsent": "waiting to be sent",
   "guest.status.inLine": "#{position} in line",
   "guest.status.waiting": "waiting",
   "guest.status.inQueue": "#{position} in the queue",

@@ -131,6 +131,7 @@ export default {
   "guest.upNext.heading": "A continuación",
   "guest.upNext.empty": "El DJ aún no ha puesto nada en la cola.",
   "guest.sending": "enviando…",
+  "guest.unsent": "pendiente de enviar",
   "guest.status.inLine": "n.º {position} en espera",
   "guest.status.waiting": "en espera",
   "guest.status.inQueue": "n.º {position} en la cola",
