@@ -731,8 +731,9 @@ export class RoomlogClient {
         this._tokenRetry = true;
         this._setState(this._everConnected ? "reconnecting" : "connecting");
         this._renew().then((ok) => {
+          if (this._closed) return; // closed meanwhile (close() ends a renewal too)
           if (!ok) this._stop(code, reason, { code: "UNAUTHORIZED", message: "token refused" });
-          else if (!this._closed) this._scheduleReconnect(0);
+          else this._scheduleReconnect(0);
         });
       } else {
         this._stop(code, reason, { code: "UNAUTHORIZED", message: reason || "unauthorized" });
@@ -996,6 +997,7 @@ export class RoomlogClient {
       if (this.getToken && !this._tokenRetry) {
         this._tokenRetry = true;
         this._renew().then((ok) => {
+          if (this._closed) return;
           if (ok) this._sendConnect();
           else this._stop(4001, frame.message, { code: "UNAUTHORIZED", message: frame.message });
         });
