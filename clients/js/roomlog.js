@@ -307,7 +307,6 @@ export class RoomlogClient {
     this._tokenRetry = false; // a fresh token was fetched after a 4001 / UNAUTHORIZED
     this._renewing = null; // the promise of a token renewal under way
     this._renewWake = null; // cuts the wait between two renewal attempts short
-    this._tokenFailures = 0;
     this._ids = 0;
     this._ns = null; // the store's key prefix: this hub and this user
     this._saving = new Map(); // room -> position waiting to be written to the store
@@ -831,7 +830,6 @@ export class RoomlogClient {
       }
       if (token) {
         this.token = token;
-        this._tokenFailures = 0;
         this._tokenChanged();
         this._setTokenState("ok");
         return true;
@@ -842,7 +840,6 @@ export class RoomlogClient {
         return false;
       }
       this._log("getToken failed, trying again", error);
-      this._tokenFailures += 1;
       this._setTokenState("renewing", error);
       await new Promise((resolve) => {
         this._renewWake = resolve;
