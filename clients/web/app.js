@@ -77,7 +77,7 @@ export async function startPage({ page, title, fields = [], hint = null }) {
   languageFooter();
   const config = await loadConfig();
   const tokenUrl = config.token_url || null;
-  let token = takeLinkToken(page) || keptToken(page);
+  const token = takeLinkToken(page) || keptToken(page);
   const last = remembered(page);
   const values = {};
   for (const f of fields) values[f.name] = params.get(f.name) || last[f.name] || "";
