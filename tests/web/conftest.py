@@ -1,4 +1,4 @@
-"""Fixtures of the browser tests: one Chromium for the session (Debian's ``chromium``,
+"""Fixtures of the browser tests: one Chromium for tests/web (Debian's ``chromium``,
 driven by Playwright for Python; ``playwright install`` is not needed), a hub per test,
 the pages a test opens (checked for console errors, page errors and failed requests),
 and a token endpoint."""
@@ -15,7 +15,9 @@ from tests.e2e.support import ROOT, Server
 from tests.web.support import CHROMIUM, Pages, TokenEndpoint, playwright_api
 
 
-@pytest.fixture(scope="session")
+# One Chromium for the package, not the session: Playwright's sync API holds an event
+# loop of its own while it runs, and asyncio tests collected after tests/web would fail.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if playwright_api is None:
         pytest.fail("pip install playwright (the test extra); `playwright install` is not "
