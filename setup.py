@@ -1,8 +1,8 @@
 """The build step that puts the web app into the wheel (everything else is in
 pyproject.toml).
 
-The pages (``clients/web/``) and the browser client (``clients/js/roomlog.js`` and its
-``.d.ts``) stay where their authors edit them; ``build_py`` copies them into the built
+The pages (``clients/web/``) and the browser client (``clients/js/roomlog.js``, its
+offline store ``store.js``, and their ``.d.ts``) stay where their authors edit them; ``build_py`` copies them into the built
 package as ``roomlog/_clients/{web,js}``, where ``roomlog.webapp`` finds them in an
 installed wheel. Tests and notes under those directories are left out. An editable
 install copies nothing: the app serves ``clients/`` of the source tree itself.
@@ -18,7 +18,7 @@ from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).parent
 CLIENTS = ROOT / "clients"
-SHIPPED_JS = ("roomlog.js", "roomlog.d.ts")
+SHIPPED_JS = ("roomlog.js", "roomlog.d.ts", "store.js", "store.d.ts")
 _SKIP = shutil.ignore_patterns("test", "tests", "__pycache__", "*.md", "node_modules", ".*")
 
 

@@ -193,7 +193,7 @@ def create_app(settings: Settings, services: Services | None = None, *,
             await s.revocation.close()
             await s.log.close()
 
-    routes += [*extra_routes, *web_mounts(settings.web_dir)]
+    routes += [*extra_routes, *web_mounts(settings.web_dir, settings.web_token_url)]
     app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(RequestContext, stats=s.stats)],
                     exception_handlers={HTTPException: _http_error})

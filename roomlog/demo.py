@@ -152,9 +152,9 @@ def token_routes(tokens: Tokens, ttl: float) -> list[BaseRoute]:
     * ``POST /demo/token`` with ``{"page": "guest" | "dj" | "customer" | "technician",
       "user"?}`` (the page's person by default), as the web app's ``getToken`` sends it
       (clients/README.md, "Tokens for the pages");
-    * ``GET /config.json``: ``{"token_url": "/demo/token"}``, read by the pages.
-
-    Each answers ``{"token", "expires"}`` (Unix seconds), for the four page roles only.
+    The demo's settings name it to the pages (``web_token_url``, served at
+    ``/config.json``). Each answers ``{"token", "expires"}`` (Unix seconds), for the
+    four page roles only.
     """
 
     def grant(user: str, role: str) -> Response:
@@ -182,11 +182,7 @@ def token_routes(tokens: Tokens, ttl: float) -> list[BaseRoute]:
         user = body.get("user")
         return grant(user if isinstance(user, str) and user else who.user, who.role.value)
 
-    async def config(request: Request) -> Response:
-        return JSONResponse({"token_url": TOKEN_PATH}, headers={"cache-control": "no-store"})
-
-    return [Route(TOKEN_PATH, get, methods=["GET"]), Route(TOKEN_PATH, post, methods=["POST"]),
-            Route("/config.json", config, methods=["GET"])]
+    return [Route(TOKEN_PATH, get, methods=["GET"]), Route(TOKEN_PATH, post, methods=["POST"])]
 
 
 @dataclass
@@ -203,7 +199,8 @@ def links(base: str, tokens: Tokens, ttl: float) -> list[tuple[str, str]]:
     out = []
     for what, page, who, query in PAGES:
         token = tokens.issue(who.user, who.role, ttl=ttl)
-        out.append((what, f"{base}/{page}?{urlencode({**query, 'token': token})}"))
+        # In the fragment: never sent to a server, so never in an access log.
+        out.append((what, f"{base}/{page}?{urlencode(query)}#{urlencode({'token': token})}"))
     return out
 
 
@@ -218,7 +215,8 @@ def prepare(settings: Settings, args: argparse.Namespace) -> Plan:
     secret = read_secret(settings.secret, str(home / ".roomlog-secret"))
     settings = settings.replace(
         database_url=f"sqlite+aiosqlite:///{home / 'roomlog.db'}", auto_migrate="auto",
-        secret=secret.value, media_dir=str(home / "media"), redis_url="")
+        secret=secret.value, media_dir=str(home / "media"), redis_url="",
+        web_token_url=TOKEN_PATH)
     seeded = asyncio.run(seed(settings))
     tokens = Tokens(secret.value)
     ttl = float(args.ttl)

@@ -123,6 +123,9 @@ class Settings:
     # Web app
     web_dir: str = _doc("", "directory served at / (the web app) and /client/ (the browser "
                             "client); empty: clients/ of this source tree, if present")
+    web_token_url: str = _doc("", "the operator's token endpoint the pages renew their tokens "
+                                  "from (clients/README.md, 'Tokens for the pages'); served to "
+                                  "them in /config.json; empty: tokens come with the link")
 
     # Repair rooms
     media_dir: str = _doc("media", "directory of uploaded repair photos (one folder per room)")

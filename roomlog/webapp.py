@@ -9,6 +9,10 @@ A web directory holds ``web/`` (the pages) and ``js/`` (``roomlog.js``). In orde
 
 A configured directory that is missing, or a build without the web app, is logged
 as a warning at start naming the paths: the hub then serves its API and no pages.
+
+``/config.json`` tells the pages what the operator configured for them: the token
+endpoint they renew their tokens at (``ROOMLOG_WEB_TOKEN_URL``; clients/README.md,
+"Tokens for the pages").
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from starlette.routing import BaseRoute, Mount
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 __all__ = ["PACKAGED", "SOURCE", "web_mounts", "web_root"]
@@ -51,10 +57,17 @@ def web_root(web_dir: str) -> Path | None:
     return None
 
 
-def web_mounts(web_dir: str) -> list[BaseRoute]:
-    """The mounts of the web app at ``/`` and the browser client at ``/client/``."""
+def web_mounts(web_dir: str, token_url: str = "") -> list[BaseRoute]:
+    """The pages' settings at ``/config.json``, and the mounts of the web app at ``/``
+    and the browser client at ``/client/``."""
+    config = {"token_url": token_url or None}
+
+    async def web_config(request: Request) -> Response:
+        return JSONResponse(config, headers={"cache-control": "no-store"})
+
+    routes: list[BaseRoute] = [Route("/config.json", web_config, methods=["GET"])]
     root = web_root(web_dir)
     if root is None:
-        return []
-    return [Mount("/client", StaticFiles(directory=root / "js")),
+        return routes
+    return [*routes, Mount("/client", StaticFiles(directory=root / "js")),
             Mount("/", StaticFiles(directory=root / "web", html=True))]

@@ -30,6 +30,8 @@ export type ErrorCode =
   | "CAPACITY_EXCEEDED" | "TOO_MANY_ACTIVE" | "QUEUE_CLOSED" | "DENIED"
   /** the client stopped (close(), or a stop close code) before the write was answered */
   | "CLOSED"
+  /** a write restored from the store was older than `outboxTtl`: dropped unsent */
+  | "EXPIRED"
   | (string & {});
 
 /** What a rejected write (or a refused subscription, or an HTTP call) rejects with. */
@@ -132,6 +134,11 @@ export interface SubscribeOptions<D = any, S = any> {
   presence?: boolean;
   /** a reset of a room without state also delivers the messages still kept (default true) */
   backfill?: boolean;
+  /**
+   * keep this room's position in the client's `store`; the next client (a reloaded page)
+   * resumes from it and gets what it missed, once each, instead of starting at the head
+   */
+  persist?: boolean;
   /** every message, exactly once, in seq order, whatever the transport */
   onMessage?(frame: MessageFrame<D>): void;
   /** domain rooms: the initial state, and the state of every reset; replace yours */
@@ -158,6 +165,15 @@ export declare class Subscription<D = any, S = any> {
 
 // -- the client --------------------------------------------------------------------------
 
+/** Where the client keeps positions and unanswered writes (see store.d.ts). */
+export interface Store {
+  readonly kind?: string;
+  get(key: string): Promise<any>;
+  set(key: string, value: unknown): Promise<void>;
+  delete(key: string): Promise<void>;
+  entries(prefix?: string): Promise<Array<[string, any]>>;
+}
+
 /** Encode and decode MessagePack (e.g. from @msgpack/msgpack); none is bundled. */
 export interface Codec {
   encode(value: unknown): Uint8Array;
@@ -179,8 +195,20 @@ export interface ClientOptions {
   /** the WebSocket URL (default: derived from `url`, path /ws) */
   wsUrl?: string;
   token?: string;
-  /** a fresh token: before the current one expires, and after a 4001 / 401 */
-  getToken?: () => string | Promise<string>;
+  /**
+   * a fresh token: at the start when there is no `token`, at 80 % of a token's life, and
+   * after a 4001 / 401. Throw an error with `status` 401 or 403 (or `permanent: true`),
+   * or return null, when the user must sign in again: the client stops. Any other error
+   * (the network, a 5xx) is retried on the backoff schedule.
+   */
+  getToken?: () => string | null | Promise<string | null>;
+  /**
+   * where positions (`persist` rooms) and unanswered writes are kept across reloads:
+   * `openStore()` of store.js (IndexedDB, else memory), or any `Store`
+   */
+  store?: Store | Promise<Store>;
+  /** ms a kept write may wait for a new page before it is dropped (default 12 h) */
+  outboxTtl?: number;
   /** MessagePack on the WebSocket (HTTP stays JSON) */
   codec?: Codec;
   /** ms between application pings (default 15000) */
@@ -218,8 +246,25 @@ export interface StateEvent {
   reason?: string;
 }
 
+export type TokenState =
+  | "ok"        // the token is valid (as far as the client knows)
+  | "renewing"  // getToken fails for now (network, 5xx): retried on the backoff schedule
+  | "refused";  // getToken said no (sign in again): the client stops when the token ends
+
+/** A write is answered for good (also writes restored from the store). */
+export interface SettledEvent {
+  id: string;
+  frame: PendingWrite;
+  /** it came from the store: written by an earlier page */
+  restored: boolean;
+  ack?: Ack | null;
+  error?: RoomlogError | null;
+}
+
 export interface ClientEvents {
   state: StateEvent;
+  token: { state: TokenState; error: unknown };
+  settled: SettledEvent;
   connected: { user: string; role: string; expires: number };
   transport: { transport: Transport | null };
   closed: { code: number; reason: string };
@@ -246,6 +291,11 @@ export declare class RoomlogClient {
   readonly token: string | null;
   /** writes not acknowledged yet, oldest first */
   readonly pending: PendingWrite[];
+  readonly tokenState: TokenState;
+  /** the store in use, once ready (null: none) */
+  readonly store: Store | null;
+  /** resolves once the token and the store are ready, with the writes restored from it */
+  readonly ready: Promise<PendingWrite[]>;
 
   on<K extends keyof ClientEvents>(event: K, listener: (detail: ClientEvents[K]) => void):
     () => void;
@@ -269,9 +319,10 @@ export declare class RoomlogClient {
   /** publish to a room; resolves with its ack, rejects with a RoomlogError */
   publish(room: string, data: unknown, options?: { id?: string }): Promise<Ack>;
 
-  /** an HTTP call to the hub with the current token (JSON unless raw) */
+  /** an HTTP call to the hub with the current token (JSON unless raw; `as: "blob"`: bytes) */
   request<T = any>(method: string, path: string, body?: unknown,
-    options?: { headers?: Record<string, string>; raw?: boolean }): Promise<T>;
+    options?: { headers?: Record<string, string>; raw?: boolean; as?: "json" | "blob" }):
+    Promise<T>;
   /** `/v1/rooms/{room}`, encoded */
   roomPath(room: string): string;
 }
@@ -289,6 +340,13 @@ export declare function closeAction(code: number): "stop" | "token" | "now" | "r
 /** ms before reconnect attempt `attempt` (0-based): 1, 2, 4, 8, 16, then 30 s, ± jitter. */
 export declare function backoffDelay(attempt: number,
   options?: BackoffOptions & { random?: () => number }): number;
+
+/** The claims of a JWT (`sub`, `role`, `exp`...), read without verifying; null if not one. */
+export declare function tokenClaims(token: string | null | undefined):
+  ({ sub?: string; role?: string; exp?: number; [claim: string]: unknown }) | null;
+
+/** Whether a getToken failure is final (401, 403, permanent, no token) or worth a retry. */
+export declare function tokenRefusal(error: unknown): boolean;
 
 /** ms before a rejected write is sent again, or null: reject it. */
 export declare function retryDelay(code: string, retryAfter: number | null | undefined,

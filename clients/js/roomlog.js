@@ -3,7 +3,8 @@
 // next to this file.
 //
 //   import { RoomlogClient } from "/client/roomlog.js";
-//   const rt = new RoomlogClient({ token, getToken: () => fetchFreshToken() });
+//   import { openStore } from "/client/store.js";   // optional: survive reloads
+//   const rt = new RoomlogClient({ getToken: () => fetchFreshToken(), store: openStore() });
 //   rt.on("state", ({ state }) => badge.textContent = state);
 //   const sub = rt.subscribe("queue:club42-set1", {
 //     onState: (state) => render(state),          // initial state and every reset
@@ -12,8 +13,8 @@
 //   await rt.command("queue:club42-set1", "request.submit", { song_id, title, artist });
 //
 // The pure parts (frame flattening, close-code policy, backoff, the per-room cursor
-// that deduplicates and detects gaps, the retry policy of rejected writes) are exported
-// as well so they can be tested without a browser (`node --test clients/js/test`).
+// that deduplicates and detects gaps, the retry policy of rejected writes, token claims)
+// are exported as well so they can be tested without a browser (`node --test`).
 
 /** Connection states, in the order a client usually meets them. */
 export const STATES = Object.freeze(["connecting", "connected", "reconnecting", "polling",
@@ -29,6 +30,13 @@ export const RETRY_CODES = Object.freeze([1000, 1001, 1005, 1006, 1011, 1012, 40
 
 /** Error codes a write is retried after (same id), the rest reject it at once. */
 const RETRY_ERRORS = new Set(["UNAVAILABLE", "RATE_LIMITED", "INTERNAL"]);
+
+/** Room kinds that have no state (`GET .../state` is 404 for them): not asked. */
+const PLAIN_KINDS = new Set(["chat", "feed", "user", "repairs"]);
+
+/** Writes kept in a store longer than this are dropped unsent (below the hub's 24 h
+ * idempotency_ttl: a write resent after the hub forgot its id could apply twice). */
+const OUTBOX_TTL = 12 * 3600 * 1000;
 
 // ---------------------------------------------------------------------------
 // Pure helpers
@@ -196,6 +204,38 @@ function httpError(response, json) {
     { details: e.details ?? null, retryAfter: e.retry_after ?? null, status: response.status });
 }
 
+/**
+ * The claims of a JWT (`sub`, `role`, `exp`, ...), read without verifying it (the hub
+ * verifies; the client only wants to know whose it is and when it expires), or null.
+ */
+export function tokenClaims(token) {
+  if (typeof token !== "string") return null;
+  const part = token.split(".")[1];
+  if (!part) return null;
+  try {
+    const b64 = part.replace(/-/g, "+").replace(/_/g, "/");
+    const bin = atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4));
+    const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    return claims && typeof claims === "object" ? claims : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether a failure of `getToken` is final (the backend says no: the user is signed
+ * out or not allowed) rather than a passing one (the network, a 5xx) worth retrying.
+ * `getToken` says so by throwing an error with `permanent: true`, an HTTP `status` of
+ * 401 or 403, or a `code` of UNAUTHORIZED or FORBIDDEN; returning no token is final too.
+ */
+export function tokenRefusal(err) {
+  if (!err) return true;
+  if (err.permanent === true) return true;
+  if (err.status === 401 || err.status === 403) return true;
+  return err.code === "UNAUTHORIZED" || err.code === "FORBIDDEN";
+}
+
 function newId(prefix) {
   const c = globalThis.crypto;
   if (c && typeof c.randomUUID === "function") return `${prefix}-${c.randomUUID()}`;
@@ -221,6 +261,8 @@ export class RoomlogClient {
     this.wsUrl = o.wsUrl || this.base.replace(/^http/, "ws") + "/ws";
     this.token = o.token || null;
     this.getToken = o.getToken || null;
+    this.store = null; // set once `o.store` (a store or a promise of one) is ready
+    this.outboxTtl = o.outboxTtl ?? OUTBOX_TTL;
     this.codec = o.codec || null; // {encode(obj) -> Uint8Array, decode(Uint8Array) -> obj}
     this.pingInterval = o.pingInterval ?? 15000;
     this.pongTimeout = o.pongTimeout ?? 5000;
@@ -243,6 +285,7 @@ export class RoomlogClient {
     this.role = null;
     this.expires = null;
     this.closeCode = null;
+    this.tokenState = "ok"; // "ok", "renewing" (getToken fails for now: retried), "refused"
 
     this._listeners = new Map();
     this._rooms = new Map(); // room -> Subscription
@@ -262,7 +305,12 @@ export class RoomlogClient {
     this._refreshTimer = null;
     this._drainUntil = null; // set by a `reconnect` frame
     this._tokenRetry = false; // a fresh token was fetched after a 4001 / UNAUTHORIZED
+    this._renewing = null; // the promise of a token renewal under way
+    this._renewWake = null; // cuts the wait between two renewal attempts short
     this._ids = 0;
+    this._ns = null; // the store's key prefix: this hub and this user
+    this._saving = new Map(); // room -> position waiting to be written to the store
+    this._saveTimer = null;
 
     this._onOnline = () => this._online();
     this._onOffline = () => this._offline();
@@ -276,7 +324,99 @@ export class RoomlogClient {
     if (this._document && this._document.addEventListener) {
       this._document.addEventListener("visibilitychange", this._onVisibility);
     }
+    /** Resolves once the store (if any) is loaded: restored writes are in `pending`. */
+    this.ready = this._prepare(o.store);
     if (o.autoConnect !== false) this._defer(() => this.connect(), 0);
+  }
+
+  // -- start: a token, then what the store kept -------------------------------------
+
+  async _prepare(store) {
+    if (!this.token && this.getToken) await this._renew();
+    this._tokenChanged();
+    if (!store) return [];
+    try {
+      this.store = await store;
+    } catch (err) {
+      this._log("no store", err);
+      return [];
+    }
+    if (!this.store) return [];
+    const claims = tokenClaims(this.token) || {};
+    this._ns = `${this.base}|${claims.sub ?? ""}|`;
+    try {
+      return await this._restore();
+    } catch (err) {
+      this._log("the store could not be read", err);
+      return [];
+    }
+  }
+
+  /** Writes and positions a previous page left in the store, before anything is sent. */
+  async _restore() {
+    const now = Date.now();
+    const restored = [];
+    const kept = new Map();
+    // In the order they were written (keys are ids: their order means nothing).
+    const entries = (await this.store.entries(`${this._ns}out/`))
+      .sort(([, a], [, b]) => ((a && a.at) || 0) - ((b && b.at) || 0) || ((a && a.n) || 0)
+        - ((b && b.n) || 0));
+    for (const [key, entry] of entries) {
+      const frame = entry && entry.frame;
+      if (!frame || typeof frame.id !== "string") continue;
+      if (this._outbox.has(frame.id)) continue;
+      if (now - (entry.at || 0) > this.outboxTtl) {
+        this._forget(frame.id);
+        this._emit("settled", { id: frame.id, frame, restored: true,
+          error: new RoomlogError("EXPIRED", "kept unsent for too long; not sent") });
+        continue;
+      }
+      const p = this._entry(frame, () => {}, () => {});
+      p.restored = true;
+      p.at = entry.at;
+      p.n = entry.n || 0;
+      kept.set(frame.id, p);
+      restored.push({ ...frame });
+      this._log("restored write", key);
+    }
+    // Older than anything written since the page started: they go first. Writes made
+    // while the store was loading are saved now.
+    for (const p of this._outbox.values()) this._keep(p);
+    this._outbox = new Map([...kept, ...this._outbox]);
+    for (const sub of this._rooms.values()) await sub._load();
+    if (restored.length) this._flush();
+    return restored;
+  }
+
+  _key(kind, name) {
+    return `${this._ns}${kind}/${name}`;
+  }
+
+  _keep(p) {
+    if (!this.store || !this._ns) return;
+    this.store.set(this._key("out", p.id), { frame: p.frame, at: p.at, n: p.n })
+      .catch((err) => this._log("store write failed", err));
+  }
+
+  _forget(id) {
+    if (!this.store || !this._ns) return;
+    this.store.delete(this._key("out", id)).catch((err) => this._log("store delete failed", err));
+  }
+
+  /** A persisted room moved: written to the store soon (one write per room per turn). */
+  _savePosition(sub) {
+    if (!this.store || !this._ns || !sub.position) return;
+    this._saving.set(sub.room, sub.position);
+    if (this._saveTimer) return;
+    this._saveTimer = setTimeout(() => {
+      this._saveTimer = null;
+      const batch = [...this._saving];
+      this._saving.clear();
+      for (const [room, position] of batch) {
+        this.store.set(this._key("pos", room), position)
+          .catch((err) => this._log("store write failed", err));
+      }
+    }, 0);
   }
 
   // -- events ---------------------------------------------------------------
@@ -345,12 +485,18 @@ export class RoomlogClient {
   /** Start (or restart after `closed`). Called by the constructor unless autoConnect. */
   connect() {
     this._closed = false;
-    if (this._ws || this._retryTimer) return;
-    if (!this._isOnline) {
-      this._setState("offline");
-      return;
-    }
-    this._openSocket();
+    this.ready.then(() => {
+      if (this._closed || this._ws || this._retryTimer || this._polling) return;
+      if (this.tokenState === "refused") {
+        this._stop(4001, "no token", { code: "UNAUTHORIZED", message: "no token" });
+        return;
+      }
+      if (!this._isOnline) {
+        this._setState("offline");
+        return;
+      }
+      this._openSocket();
+    });
   }
 
   /** Close for good: no reconnect; unsent writes are rejected with code CLOSED. */
@@ -368,6 +514,7 @@ export class RoomlogClient {
   /** Replace the token (it is sent on the open connection too, as a refresh). */
   setToken(token) {
     this.token = token;
+    this._tokenChanged();
     if (this._wsReady) this._send({ type: "connect", token, id: this._nextId("t") });
   }
 
@@ -382,7 +529,8 @@ export class RoomlogClient {
     if (old) old._detach();
     const sub = new Subscription(this, room, handlers);
     this._rooms.set(room, sub);
-    this._begin(sub);
+    if (sub._persist) this.ready.then(() => sub._load());
+    else this._begin(sub);
     return sub;
   }
 
@@ -412,6 +560,7 @@ export class RoomlogClient {
   /** Check the link now (a page that becomes visible, a user's "retry" button). */
   checkNow() {
     if (this._closed) return;
+    if (this._renewWake) this._renewWake();
     if (this._wsReady) {
       this._ping();
       return;
@@ -424,8 +573,11 @@ export class RoomlogClient {
     if (this._polling) this._kickPollers();
   }
 
-  /** Make an HTTP request to the hub with the current token (JSON in and out). */
-  async request(method, path, body, { headers = {}, raw = false } = {}) {
+  /**
+   * Make an HTTP request to the hub with the current token: JSON in and out (`raw`: the
+   * body as it is, e.g. a photo; `as: "blob"`: the answer's bytes, e.g. an image).
+   */
+  async request(method, path, body, { headers = {}, raw = false, as = "json" } = {}) {
     const h = { ...headers };
     if (this.token) h.authorization = `Bearer ${this.token}`;
     let payload = body;
@@ -434,6 +586,7 @@ export class RoomlogClient {
       payload = JSON.stringify(body);
     }
     const response = await this._fetch(this.base + path, { method, headers: h, body: payload });
+    if (as === "blob" && response.ok) return response.blob();
     const text = await response.text();
     let json = null;
     try {
@@ -554,7 +707,6 @@ export class RoomlogClient {
     this._wsReady = false;
     this._pingTimer = this._cancel(this._pingTimer);
     this._pongTimer = this._cancel(this._pongTimer);
-    this._refreshTimer = this._cancel(this._refreshTimer);
     for (const sub of this._rooms.values()) sub._linkLost();
     for (const p of this._outbox.values()) if (p.via === "websocket") p.via = null;
     this.closeCode = code;
@@ -576,9 +728,11 @@ export class RoomlogClient {
     if (action === "token") {
       if (this.getToken && !this._tokenRetry) {
         this._tokenRetry = true;
-        this._refreshToken().then((ok) => {
+        this._setState(this._everConnected ? "reconnecting" : "connecting");
+        this._renew().then((ok) => {
+          if (this._closed) return; // closed meanwhile (close() ends a renewal too)
           if (!ok) this._stop(code, reason, { code: "UNAUTHORIZED", message: "token refused" });
-          else if (!this._closed) this._scheduleReconnect(0);
+          else this._scheduleReconnect(0);
         });
       } else {
         this._stop(code, reason, { code: "UNAUTHORIZED", message: reason || "unauthorized" });
@@ -622,6 +776,7 @@ export class RoomlogClient {
   _stop(code, reason, error) {
     this._closed = true;
     this.closeCode = code;
+    if (this._renewWake) this._renewWake();
     this._retryTimer = this._cancel(this._retryTimer);
     for (const t of this._timers) clearTimeout(t);
     this._timers.clear();
@@ -639,6 +794,7 @@ export class RoomlogClient {
       }
     }
     for (const sub of this._rooms.values()) sub._linkLost();
+    // The callers are told; what the store keeps is sent by the next client (same ids).
     const pending = [...this._outbox.values()];
     this._outbox.clear();
     for (const p of pending) p.reject(new RoomlogError(error.code, error.message));
@@ -647,28 +803,82 @@ export class RoomlogClient {
     this._emit("closed", { code, reason });
   }
 
-  async _refreshToken() {
-    if (!this.getToken) return false;
-    try {
-      const token = await this.getToken();
-      if (!token) return false;
-      this.token = token;
-      return true;
-    } catch (err) {
-      this._log("getToken failed", err);
-      return false;
+  // -- tokens -------------------------------------------------------------------------
+
+  /**
+   * A fresh token from `getToken`: true once there is one. A passing failure (the
+   * network, a 5xx of the token endpoint) is retried on the backoff schedule, the
+   * state says "renewing" meanwhile; a final one (see `tokenRefusal`) gives false.
+   * Concurrent callers share one renewal.
+   */
+  _renew() {
+    if (!this.getToken) return Promise.resolve(false);
+    if (!this._renewing) {
+      this._renewing = this._renewLoop().finally(() => { this._renewing = null; });
     }
+    return this._renewing;
   }
 
+  async _renewLoop() {
+    for (let attempt = 0; !(this._closed && this.state === "closed"); attempt++) {
+      let token = null;
+      let error = null;
+      try {
+        token = await this.getToken();
+      } catch (err) {
+        error = err;
+      }
+      if (token) {
+        this.token = token;
+        this._tokenChanged();
+        this._setTokenState("ok");
+        return true;
+      }
+      if (tokenRefusal(error)) {
+        this._log("getToken refused", error);
+        this._setTokenState("refused", error);
+        return false;
+      }
+      this._log("getToken failed, trying again", error);
+      this._setTokenState("renewing", error);
+      await new Promise((resolve) => {
+        this._renewWake = resolve;
+        this._defer(resolve, backoffDelay(Math.min(attempt, 5), this.backoff));
+      });
+      this._renewWake = null;
+    }
+    return false;
+  }
+
+  _setTokenState(state, error = null) {
+    if (this.tokenState === state && state === "ok") return;
+    this.tokenState = state;
+    this._emit("token", { state, error });
+  }
+
+  /** A new token is in use: learn its expiry and plan its renewal. */
+  _tokenChanged() {
+    const claims = tokenClaims(this.token);
+    if (claims && typeof claims.exp === "number") this.expires = claims.exp;
+    this._scheduleTokenRefresh();
+  }
+
+  /**
+   * Renew the token once 80 % of its remaining life has passed, whatever the transport:
+   * on a WebSocket the fresh token goes out as another `connect` (subscriptions stay);
+   * long-polls and writes over HTTP simply use it from then on.
+   */
   _scheduleTokenRefresh() {
     this._refreshTimer = this._cancel(this._refreshTimer);
-    if (!this.getToken || !this.expires) return;
+    if (!this.getToken || !this.expires || this._closed) return;
     const left = this.expires * 1000 - Date.now();
     const ms = Math.max(1000, Math.min(left * 0.8, 2 ** 31 - 1));
     this._refreshTimer = this._defer(async () => {
       this._refreshTimer = null;
-      if (await this._refreshToken()) {
-        this._send({ type: "connect", token: this.token, id: this._nextId("refresh") });
+      if (await this._renew()) {
+        if (this._wsReady) {
+          this._send({ type: "connect", token: this.token, id: this._nextId("refresh") });
+        }
       }
     }, ms);
   }
@@ -747,8 +957,9 @@ export class RoomlogClient {
     const first = !this._wsReady;
     this.user = frame.user;
     this.role = frame.role;
-    this.expires = frame.expires ?? null;
+    this.expires = frame.expires ?? this.expires;
     this._tokenRetry = false;
+    this._setTokenState("ok");
     this._scheduleTokenRefresh();
     if (!first) return; // a token refresh on the same connection
     this._wsReady = true;
@@ -767,9 +978,7 @@ export class RoomlogClient {
 
   _onAck(frame) {
     const p = this._outbox.get(frame.id);
-    if (!p) return;
-    this._outbox.delete(frame.id);
-    p.resolve(frame);
+    if (p) this._settle(p, frame, null);
   }
 
   _onError(frame) {
@@ -784,7 +993,8 @@ export class RoomlogClient {
       // The token was refused. One fresh token, then give up.
       if (this.getToken && !this._tokenRetry) {
         this._tokenRetry = true;
-        this._refreshToken().then((ok) => {
+        this._renew().then((ok) => {
+          if (this._closed) return;
           if (ok) this._sendConnect();
           else this._stop(4001, frame.message, { code: "UNAUTHORIZED", message: frame.message });
         });
@@ -810,7 +1020,7 @@ export class RoomlogClient {
 
   /** (Re)start a subscription on the current transport. */
   _begin(sub) {
-    if (sub._closed || this._closed) return;
+    if (sub._closed || this._closed || !sub._loaded) return;
     if (sub._fromStart && !sub.cursor.position) {
       if (sub._starting) return;
       sub._starting = true;
@@ -857,11 +1067,25 @@ export class RoomlogClient {
         existing.reject = (e) => { j0(e); reject(e); };
         return;
       }
-      const p = { id: frame.id, frame, resolve, reject, attempts: 0, netFailures: 0, via: null,
-        timer: null };
+      const p = this._entry(frame, resolve, reject);
       this._outbox.set(frame.id, p);
+      this._keep(p);
       this._sendWrite(p);
     });
+  }
+
+  _entry(frame, resolve, reject) {
+    return { id: frame.id, frame, resolve, reject, attempts: 0, netFailures: 0, via: null,
+      timer: null, at: Date.now(), n: ++this._ids, restored: false };
+  }
+
+  /** A write is answered for good: out of the outbox and the store, its caller told. */
+  _settle(p, ack, error) {
+    this._outbox.delete(p.id);
+    this._forget(p.id);
+    this._emit("settled", { id: p.id, frame: p.frame, restored: p.restored, ack, error });
+    if (error) p.reject(error);
+    else p.resolve(ack);
   }
 
   _flush() {
@@ -905,11 +1129,11 @@ export class RoomlogClient {
       : { id: f.id, data: f.data };
     try {
       const json = await this.request("POST", path, body);
-      if (!this._outbox.has(p.id)) return;
-      this._outbox.delete(p.id);
-      p.resolve({ type: "ack", ...json });
+      this._httpWorked();
+      if (this._outbox.get(p.id) !== p) return;
+      this._settle(p, { type: "ack", ...json }, null);
     } catch (err) {
-      if (!this._outbox.has(p.id)) return;
+      if (this._outbox.get(p.id) !== p) return;
       if (!(err instanceof RoomlogError)) { // the network: keep it for later
         this._retryLater(p, backoffDelay(Math.min(p.netFailures++, 4), this.backoff));
         return;
@@ -917,7 +1141,7 @@ export class RoomlogClient {
       if (err.code === "UNAUTHORIZED" && this.getToken && p.attempts < 1) {
         p.attempts += 1;
         p.via = null;
-        if (await this._refreshToken()) this._sendWrite(p);
+        if (await this._renew()) this._sendWrite(p);
         return;
       }
       this._writeFailed(p, { code: err.code, message: err.message, details: err.details,
@@ -934,8 +1158,7 @@ export class RoomlogClient {
       this._retryLater(p, delay);
       return;
     }
-    this._outbox.delete(p.id);
-    p.reject(new RoomlogError(frame.code, frame.message,
+    this._settle(p, null, new RoomlogError(frame.code, frame.message,
       { details: frame.details ?? null, retryAfter: frame.retry_after ?? null }));
   }
 
@@ -946,9 +1169,24 @@ export class RoomlogClient {
     this._polling = true;
     this._log("WebSocket failed", this._failures, "times: long-polling");
     this._setTransport("polling");
-    this._setState(this._isOnline ? "polling" : "offline");
+    // "polling" once a read over HTTP worked: a network where nothing gets through (a
+    // tunnel the browser still calls online) is not shown as live.
+    if (!this._isOnline) this._setState("offline");
+    else if (this._rooms.size === 0) this._setState("polling");
+    else this._setState(this._everConnected ? "reconnecting" : "connecting");
     for (const sub of this._rooms.values()) this._begin(sub);
     this._flush();
+  }
+
+  /** A long-poll (or a write over HTTP) got an answer: polling works. */
+  _httpWorked() {
+    if (this._polling && !this._closed && this.state !== "polling") this._setState("polling");
+  }
+
+  /** A long-poll failed on the network: not live until one works again. */
+  _httpFailed() {
+    if (!this._polling || this._closed || this.state !== "polling") return;
+    this._setState(this._isOnline ? "reconnecting" : "offline");
   }
 
   _stopPolling() {
@@ -964,9 +1202,9 @@ export class RoomlogClient {
   _online() {
     if (this._closed) return;
     this._log("online");
+    if (this._renewWake) this._renewWake();
     if (this._polling) {
-      this._setState("polling");
-      this._kickPollers();
+      this._kickPollers(); // the first answer says "polling" again
       this._flush();
     }
     if (this._wsReady) {
@@ -1001,6 +1239,11 @@ export class Subscription {
     this.handlers = handlers;
     this.cursor = new RoomCursor(handlers.since || null);
     this._fromStart = Boolean(handlers.fromStart) && !handlers.since;
+    // persist: the position is kept in the client's store and the next page resumes
+    // from it (the messages it missed, once each) instead of starting at the head.
+    this._persist = Boolean(handlers.persist) && !handlers.since;
+    this._loaded = !this._persist;
+    this._loading = null;
     this._closed = false;
     this._live = false; // frames of the current transport are taken
     this._subscribeId = null;
@@ -1009,7 +1252,29 @@ export class Subscription {
     this._pollAbort = null;
     this._pollSerial = 0;
     this._pollFailures = 0;
-    this._noState = false;
+    this._noState = PLAIN_KINDS.has(room.split(":", 1)[0]);
+  }
+
+  /** Take the position the store kept (persist), then start. */
+  _load() {
+    if (!this._loading) {
+      this._loading = (async () => {
+        const c = this.client;
+        if (c.store && c._ns) {
+          try {
+            const pos = await c.store.get(c._key("pos", this.room));
+            if (pos && typeof pos.epoch === "string" && Number.isInteger(pos.seq)) {
+              this.cursor.start(pos.epoch, pos.seq);
+            }
+          } catch (err) {
+            c._log("store read failed", err);
+          }
+        }
+        this._loaded = true;
+        c._begin(this);
+      })();
+    }
+    return this._loading;
   }
 
   /** The last (epoch, seq) delivered, or null before the first. */
@@ -1049,6 +1314,7 @@ export class Subscription {
 
   _onSubscribed(frame, via) {
     const fresh = this.cursor.start(frame.epoch, frame.seq ?? frame.head);
+    if (fresh && this._persist) this.client._savePosition(this);
     this._call("onSubscribed", frame);
     if (fresh && frame.state !== undefined) {
       this._call("onState", frame.state, { epoch: frame.epoch, seq: frame.seq ?? frame.head,
@@ -1057,6 +1323,7 @@ export class Subscription {
   }
 
   _deliver(frames) {
+    if (frames.length && this._persist) this.client._savePosition(this);
     for (const f of frames) {
       if (this._closed) return;
       if (f.type === "message") this._call("onMessage", f);
@@ -1169,12 +1436,14 @@ export class Subscription {
           this._take(page.frames);
         }
         this._pollFailures = 0;
+        c._httpWorked();
       } catch (err) {
         if (!alive()) return;
+        if (!(err instanceof RoomlogError)) c._httpFailed();
         if (err instanceof RoomlogError && err.code === "UNAUTHORIZED" && c.getToken
             && this._pollFailures === 0) {
           this._pollFailures += 1;
-          if (await c._refreshToken()) continue;
+          if (await c._renew()) continue;
         }
         if (err instanceof RoomlogError && err.status && err.status < 500
             && err.status !== 429 && err.status !== 408) {

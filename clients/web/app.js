@@ -1,217 +1,312 @@
-// Shared parts of the web app's pages: setup (token and room from the URL or a form),
-// the client, the connection badge, messages, optimistic changes with rollback, and a
-// tiny DOM builder. No build step: plain ES modules served by the hub.
+// What every page of the web app shares: the frame (header, the notice that says why
+// actions are off, the footer with the language switch), the session (token, client,
+// store), the connection badge, messages for people, optimistic changes with rollback,
+// following a domain room, and the "not available to you" page.
+//
+// A page:  const page = await startPage({ page: "guest", title: "guest.title", fields });
+//          if (page) { const { client, gate } = page; ... }
+// New pages (an operator console, say) use the same calls and bring their texts in the
+// catalogues (messages/*.js) or with i18n.extend().
 
-import { RoomlogClient } from "/client/roomlog.js";
+import { RoomlogClient, tokenClaims } from "/client/roomlog.js";
+import { openStore } from "/client/store.js";
+import { describeError } from "./errors.js";
+import { LANGUAGES, initLanguage, language, onLanguage, setLanguage, t } from "./i18n.js";
+import {
+  dropToken, keepToken, keptToken, loadConfig, remember, remembered, takeLinkToken,
+  tokenEndpoint,
+} from "./session.js";
+import { T, el, fill, relabel, toast } from "./ui.js";
+
+export * from "./ui.js";
+export * from "./i18n.js";
+export { describeError } from "./errors.js";
 
 export const params = new URLSearchParams(location.search);
 
-/** The claims of a JWT, unverified (for display: who am I, which role). */
-export function tokenClaims(token) {
-  try {
-    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    return JSON.parse(atob(part + "=".repeat((4 - (part.length % 4)) % 4)));
-  } catch {
+// -- the frame -------------------------------------------------------------------------
+
+let pageTitle = null;
+onLanguage(() => { if (pageTitle) document.title = `${String(pageTitle)} · roomlog`; });
+
+/** Title and subtitle in the header (Text or strings), and the document's title. */
+export function header(title, subtitle = null) {
+  const node = document.querySelector("header .title");
+  if (node) {
+    fill(node, el("h1", {}, title), subtitle ? el("span", { class: "muted" }, subtitle) : null);
+  }
+  pageTitle = title;
+  document.title = `${String(title)} · roomlog`;
+}
+
+/** The footer: the language switch (what the browser asked for is chosen at first). */
+export function languageFooter() {
+  const select = el("select", { id: "lang", "data-testid": "language",
+    onchange: () => setLanguage(select.value) },
+  Object.entries(LANGUAGES).map(([code, [name]]) => el("option", { value: code, lang: code,
+    selected: code === language() }, name)));
+  const node = el("footer", {}, el("label", { class: "inline", for: "lang" },
+    T("common.language")), select);
+  document.body.append(node);
+  onLanguage((lang) => { select.value = lang; });
+}
+
+function noticeArea() {
+  let node = document.querySelector("#gate");
+  if (!node) {
+    node = el("div", { id: "gate", class: "gate", role: "status", "data-testid": "gate",
+      hidden: true });
+    document.querySelector("header").append(node); // a row of the sticky header
+  }
+  return node;
+}
+
+// -- the session ---------------------------------------------------------------------------
+
+/**
+ * Start a page: language, frame, token and client. `fields`: the page's parameters
+ * ([{name, label, placeholder}], e.g. the queue) from the link, else from the last
+ * visit (an installed app opens without them), else asked for. Returns null when a
+ * form asks for what is missing; else {client, gate, values, me, claims, config}.
+ */
+export async function startPage({ page, title, fields = [], hint = null }) {
+  initLanguage();
+  relabel(document);
+  header(T(title));
+  noticeArea();
+  languageFooter();
+  const config = await loadConfig();
+  const tokenUrl = config.token_url || null;
+  const token = takeLinkToken(page) || keptToken(page);
+  const last = remembered(page);
+  const values = {};
+  for (const f of fields) values[f.name] = params.get(f.name) || last[f.name] || "";
+  const missing = fields.some((f) => !values[f.name]);
+  if (missing || (!token && !tokenUrl)) {
+    setupForm({ page, fields, values, needToken: !token && !tokenUrl, hint });
     return null;
   }
-}
-
-/** `el("button", {class: "x", onclick}, "text", child)`: an element. */
-export function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs || {})) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key.startsWith("on") && typeof value === "function") {
-      node.addEventListener(key.slice(2), value);
-    } else if (key === "class") {
-      node.className = value;
-    } else if (key === "dataset") {
-      Object.assign(node.dataset, value);
-    } else if (key === "style" && typeof value === "object") {
-      Object.assign(node.style, value);
-    } else if (key in node && typeof value !== "string") {
-      node[key] = value;
-    } else {
-      node.setAttribute(key, value === true ? "" : String(value));
-    }
+  remember(page, values);
+  if (fields.some((f) => params.get(f.name) !== values[f.name])) {
+    const url = new URL(location.href);
+    for (const f of fields) url.searchParams.set(f.name, values[f.name]);
+    history.replaceState(history.state, "", url.href);
   }
-  for (const child of children.flat(Infinity)) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
-
-/** Replace the children of `node` with `children`. */
-export function fill(node, ...children) {
-  node.replaceChildren();
-  for (const child of children.flat(Infinity)) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
+  const request = { page, ...values };
+  const getToken = tokenUrl ? tokenEndpoint(tokenUrl, request) : null;
+  const client = createClient({ token, getToken, page });
+  const gate = new Gate(client, { page, tokenUrl });
+  connectionBadge(client);
+  await client.ready; // a token (from the endpoint, when there was none) and the store
+  const claims = tokenClaims(client.token) || {};
+  return { client, gate, values, me: claims.sub ?? null, claims, config };
 }
 
 /**
- * The token and the named parameters from the URL; when one is missing, a small form
- * asks for them (and reloads the page with them in the URL). Returns null then.
- * `fields`: [{name, label, placeholder, value}] besides the token.
+ * The page's client, keeping positions and unsent writes in IndexedDB. URL knobs for
+ * tests and demos: `backoff=<ms>` (first reconnect delay; the cap becomes 10x it),
+ * `transport=polling` (long-poll only), `debug`.
  */
-export function setup(fields, { hint = "" } = {}) {
-  const values = { token: params.get("token") || sessionStorage.getItem("roomlog.token") };
-  for (const f of fields) values[f.name] = params.get(f.name) || f.value || "";
-  const missing = !values.token || fields.some((f) => f.required !== false && !values[f.name]);
-  if (!missing) {
-    sessionStorage.setItem("roomlog.token", values.token);
-    values.claims = tokenClaims(values.token) || {};
-    return values;
-  }
-  const form = el("form", { class: "card setup", "data-testid": "setup" },
-    el("h2", {}, "Connect"),
-    hint ? el("p", { class: "muted" }, hint) : null,
-    el("label", {}, "Token",
-      el("textarea", { name: "token", rows: 3, required: true,
-        placeholder: "roomlog token --user u1 --role guest" }, values.token || "")),
-    fields.map((f) => el("label", {}, f.label,
-      el("input", { name: f.name, value: values[f.name] || "", placeholder: f.placeholder || "",
-        required: f.required !== false }))),
-    el("button", { type: "submit", class: "primary" }, "Open"));
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    const data = new FormData(form);
-    const next = new URLSearchParams(params);
-    for (const [key, value] of data) if (String(value).trim()) next.set(key, String(value).trim());
-    location.search = next.toString();
-  });
-  fill(document.querySelector("main"), form);
-  const badge = document.querySelector("#conn");
-  if (badge) badge.hidden = true; // nothing to connect yet
-  return null;
-}
-
-/**
- * The page's client. URL knobs for tests and demos: `backoff=<ms>` (first reconnect
- * delay; the cap becomes 10x it), `transport=polling` (long-poll only).
- */
-export function createClient(token) {
+export function createClient({ token, getToken, page }) {
   const backoff = Number(params.get("backoff"));
-  const options = { token, debug: params.has("debug") };
+  const options = { token, getToken, debug: params.has("debug"), store: openStore("roomlog") };
   if (backoff > 0) options.backoff = { base: backoff, max: backoff * 10 };
   if (params.get("transport") === "polling") options.transports = ["polling"];
   const client = new RoomlogClient(options);
+  client.on("closed", ({ code }) => {
+    if (code === 4001 || code === 4003) dropToken(page);
+  });
   window.roomlogClient = client; // for the console (and the browser tests)
   return client;
 }
 
-const STATE_LABELS = {
-  connecting: "Connecting…",
-  connected: "Live",
-  reconnecting: "Reconnecting…",
-  polling: "Live (fallback)",
-  offline: "Offline",
-  closed: "Disconnected",
-};
+/** A form for what the link did not carry; the token goes to sessionStorage, not the URL. */
+function setupForm({ page, fields, values, needToken, hint }) {
+  const token = el("textarea", { id: "setup-token", name: "token", rows: 3,
+    required: needToken, spellcheck: "false", placeholder: "eyJhbGciOi…" });
+  const form = el("form", { class: "card setup", "data-testid": "setup" },
+    el("h2", {}, T("setup.title")),
+    hint ? el("p", { class: "muted" }, T(hint)) : null,
+    needToken ? el("label", { for: "setup-token" }, T("setup.token")) : null,
+    needToken ? token : null,
+    fields.map((f) => [el("label", { for: `setup-${f.name}` }, T(f.label)),
+      el("input", { id: `setup-${f.name}`, name: f.name, value: values[f.name] || "",
+        placeholder: f.placeholder || "", required: true, autocomplete: "off" })]),
+    el("button", { type: "submit", class: "primary" }, T("setup.open")));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    const next = new URL(location.href);
+    next.search = "";
+    for (const [key, value] of data) {
+      const v = String(value).trim();
+      if (!v) continue;
+      if (key === "token") keepToken(page, v);
+      else next.searchParams.set(key, v);
+    }
+    for (const keep of ["backoff", "transport", "debug"]) {
+      if (params.has(keep)) next.searchParams.set(keep, params.get(keep));
+    }
+    location.href = next.href;
+  });
+  fill(document.querySelector("main"), form);
+  const badge = document.querySelector("#conn");
+  if (badge) badge.hidden = true; // nothing to connect yet
+}
+
+// -- the connection badge and the gate -------------------------------------------------------
 
 /** The connection badge in the header: green, yellow or red, with unsent writes. */
 export function connectionBadge(client, node = document.querySelector("#conn")) {
   const update = () => {
     const pending = client.pending.length;
     node.dataset.state = client.state;
-    node.title = `connection: ${client.state}${client.transport ? ` (${client.transport})` : ""}`;
-    fill(node, el("span", { class: "dot" }), STATE_LABELS[client.state] || client.state,
-      pending ? el("small", { class: "unsent" }, ` · ${pending} unsent`) : null);
+    node.title = t("conn.title", { state: t(`conn.${client.state}`) });
+    fill(node, el("span", { class: "dot", "aria-hidden": "true" }), t(`conn.${client.state}`),
+      pending ? el("small", { class: "unsent" }, ` · ${t("conn.unsent", { count: pending })}`)
+        : null);
   };
   client.on("state", update);
-  client.on("closed", ({ code, reason }) => {
-    if (code === 4001 || code === 4003) sessionStorage.removeItem("roomlog.token");
-    const why = { 4001: "your token was refused or has expired",
-      4003: "you were disconnected by an administrator",
-      4002: "the client sent too many bad frames" }[code] || reason || `code ${code}`;
-    toast(`Disconnected: ${why}. Reload with a new token.`, "error", 0);
-  });
+  client.on("settled", update);
+  onLanguage(update);
   update();
   setInterval(update, 1000);
   return update;
 }
 
-/** A short message at the bottom of the screen; `ms` 0 keeps it until clicked. */
-export function toast(text, kind = "info", ms = 6000) {
-  let box = document.querySelector("#toasts");
-  if (!box) {
-    box = el("div", { id: "toasts", role: "status", "aria-live": "polite" });
-    document.body.append(box);
-  }
-  const node = el("div", { class: `toast ${kind}`, "data-testid": `toast-${kind}` }, text);
-  node.addEventListener("click", () => node.remove());
-  box.append(node);
-  if (ms) setTimeout(() => node.remove(), ms);
-  return node;
-}
-
-const READABLE = {
-  DUPLICATE_REQUEST: "You already requested this song.",
-  TOO_MANY_ACTIVE: "You have as many open requests as allowed: wait until one is played.",
-  QUEUE_CLOSED: "The DJ is not taking requests right now.",
-  CAPACITY_EXCEEDED: "The queue is full for this hour.",
-  RATE_LIMITED: "Slow down a little.",
-  FORBIDDEN: "You are not allowed to do that.",
-  NOT_FOUND: "It is gone.",
-  CONFLICT: "Someone changed it first.",
-  INVALID_TRANSITION: "That is not possible any more.",
-  INVALID_ARGS: "Please check what you entered.",
-  UNAUTHORIZED: "Your session has expired.",
-  UNAVAILABLE: "The server is busy. Please try again.",
-  CLOSED: "Not sent: the connection is closed.",
-};
-
-/** A sentence for a person, from a RoomlogError. */
-export function describeError(err, action = "") {
-  const head = READABLE[err && err.code] || "That did not work.";
-  let tail = "";
-  if (err && err.retryAfter) tail = ` Try again in ${Math.ceil(err.retryAfter)} s.`;
-  const detail = err && err.message && !READABLE[err.code] ? ` (${err.message})` : "";
-  return `${action ? `${action}: ` : ""}${head}${tail}${detail}`;
-}
-
 /**
- * Follow a domain room: rebuild the page's model from every state the room sends
- * (subscribed, reset) with `load(state, seq)`, fold each event in with
- * `apply(data, message)`, settle optimistic changes as their seqs arrive (skips too),
- * redraw, and say it when the room cannot be followed (`what`).
+ * Whether the page's actions can be used now, and why not. Actions are off while the
+ * client is not connected (connecting, reconnecting, offline: the page's view may be
+ * stale and nothing would be sent), and for good once it stopped (the token is over, an
+ * administrator disconnected it). The reason is shown under the header; buttons point to
+ * it (aria-describedby="gate"). Writes already made are kept and sent when it is back.
  */
-export function followRoom(client, room, optimistic, { load, apply, render, what }) {
-  let loaded = false;
-  client.subscribe(room, {
-    onState(state, { seq }) {
-      load(state, seq);
-      loaded = true;
-      optimistic.restart(seq);
-      render();
-    },
-    onMessage(m) {
-      if (!loaded) return;
-      apply(m.data, m);
-      optimistic.reached(m.seq);
-      render();
-    },
-    onSkip(f) {
-      optimistic.reached(f.seq);
-    },
-    onError(err) {
-      toast(describeError(err, what), "error", 0);
-    },
-  });
+export class Gate {
+  constructor(client, { page, tokenUrl }) {
+    this.client = client;
+    this.page = page;
+    this.tokenUrl = tokenUrl;
+    this.loginUrl = null;
+    this.listeners = new Set();
+    this.node = noticeArea();
+    const update = () => this.update();
+    client.on("state", update);
+    client.on("token", (e) => {
+      if (e.error && e.error.loginUrl) this.loginUrl = e.error.loginUrl;
+      update();
+    });
+    onLanguage(update);
+    this.update();
+  }
+
+  /** True while actions must stay disabled. */
+  get off() {
+    return !["connected", "polling"].includes(this.client.state);
+  }
+
+  /** `fn()` whenever the gate opens or closes. */
+  watch(fn) {
+    this.listeners.add(fn);
+  }
+
+  /** What to say: {kind, key, action} or null. */
+  get notice() {
+    const c = this.client;
+    if (c.state === "closed") {
+      if (c.closeCode === 4003) return { kind: "bad", key: "gate.banned", action: "reload" };
+      if (c.closeCode === 4001 || c.tokenState === "refused") {
+        if (this.tokenUrl) return { kind: "bad", key: "gate.signedOut", action: "signin" };
+        return { kind: "bad", key: "gate.expired", action: "token" };
+      }
+      return { kind: "bad", key: "gate.closed", action: "reload" };
+    }
+    if (c.tokenState === "renewing") return { kind: "warn", key: "gate.renewing", action: "retry" };
+    if (c.state === "offline") return { kind: "warn", key: "gate.offline", action: null };
+    if (c.state === "reconnecting") return { kind: "warn", key: "gate.reconnecting", action: "retry" };
+    if (c.state === "connecting") return { kind: "info", key: "gate.connecting", action: null };
+    return null;
+  }
+
+  update() {
+    const notice = this.notice;
+    const key = notice ? `${notice.key}|${language()}` : null;
+    if (key !== this._shown) {
+      this._shown = key;
+      this.node.hidden = !notice;
+      if (notice) {
+        this.node.dataset.kind = notice.kind;
+        this.node.dataset.reason = notice.key.slice(5);
+        fill(this.node, el("span", {}, t(notice.key)), this.actionButton(notice.action));
+      }
+    }
+    const off = this.off;
+    if (off !== this._off) {
+      this._off = off;
+      for (const fn of this.listeners) fn(off);
+    }
+  }
+
+  actionButton(action) {
+    if (action === "retry") {
+      return el("button", { type: "button", class: "small", onclick: () => this.client.checkNow() },
+        t("gate.retry"));
+    }
+    if (action === "reload") {
+      return el("button", { type: "button", class: "small", onclick: () => location.reload() },
+        t("gate.reload"));
+    }
+    if (action === "signin") {
+      return this.loginUrl ? el("a", { class: "button small", href: this.loginUrl }, t("gate.signIn"))
+        : el("button", { type: "button", class: "small", onclick: () => location.reload() },
+          t("gate.signIn"));
+    }
+    if (action === "token") {
+      return el("button", { type: "button", class: "small", onclick: () => {
+        dropToken(this.page);
+        location.reload();
+      } }, t("gate.newToken"));
+    }
+    return null;
+  }
+
+  /** Attributes of a new action button: disabled (and why) while the gate is off. */
+  lock(disabled = false) {
+    const off = this.off;
+    return { disabled: off || disabled, "aria-describedby": off ? "gate" : null };
+  }
+
+  /** The same for a button that stays on the page (a form's submit button). */
+  apply(node, disabled = false) {
+    const off = this.off;
+    node.disabled = off || disabled;
+    if (off) node.setAttribute("aria-describedby", "gate");
+    else node.removeAttribute("aria-describedby");
+    return node;
+  }
 }
 
+// -- messages for people ---------------------------------------------------------------------
+
+/** Show a RoomlogError as a red toast. */
+export function showError(err, options = {}) {
+  const { text, detail } = describeError(err, options);
+  return toast(text, { kind: "error", detail });
+}
+
+// -- optimistic changes -------------------------------------------------------------------------
+
 /**
- * Optimistic changes. `run({apply, send, label})` shows `apply(model)` at once, sends,
- * and keeps the change until the room has delivered the events the ack names (so the
- * view never flickers back); a rejection removes it and says why. `overlay(model)` is
- * the model the page draws: the confirmed one with the changes still in flight.
+ * Optimistic changes. `run({apply, send, label, onError})` shows `apply(model)` at once,
+ * sends, and keeps the change until the room has delivered the events the ack names (so
+ * the view never flickers back); a rejection removes it and says why (`onError(err)`
+ * gets it first, to put a form back; return true there to say it yourself).
+ * `overlay(model)` is what the page draws: the confirmed model with changes in flight.
  */
 export class Optimistic {
-  constructor(rerender) {
+  constructor(rerender, { staff = false, labels = {} } = {}) {
     this.rerender = rerender;
+    this.staff = staff;
+    this.labels = labels;
     this.ops = new Map();
     this.serial = 0;
     this.seq = 0; // the last seq of the room the page has applied
@@ -251,8 +346,10 @@ export class Optimistic {
     } catch (err) {
       this.ops.delete(key);
       this.rerender();
-      if (onError) onError(err);
-      else toast(describeError(err, label), "error");
+      const handled = onError ? onError(err) : false;
+      if (!handled && !(err && err.code === "CLOSED")) {
+        showError(err, { action: label, staff: this.staff, labels: this.labels });
+      }
       return null;
     }
   }
@@ -272,34 +369,57 @@ export class Optimistic {
   }
 }
 
-/** Run `fn` once for a burst of calls (not requestAnimationFrame: hidden tabs skip it). */
-export function throttled(fn) {
-  let queued = false;
-  return () => {
-    if (queued) return;
-    queued = true;
-    setTimeout(() => {
-      queued = false;
-      fn();
-    }, 10);
-  };
+/**
+ * Writes an earlier page left unanswered (kept in the store), for this room: handed to
+ * `resume(frame)`, which shows them again as in flight (the client sends them, same ids).
+ */
+export function resumeWrites(client, room, resume) {
+  for (const frame of client.pending) {
+    if (frame.room === room && frame.type === "command") resume(frame);
+  }
 }
 
-export function timeAgo(ms) {
-  if (!ms) return "";
-  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
-  if (s < 45) return "just now";
-  if (s < 3600) return `${Math.round(s / 60)} min ago`;
-  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
-  return new Date(ms).toLocaleDateString();
+/**
+ * Follow a domain room: rebuild the page's model from every state the room sends
+ * (subscribed, reset) with `load(state, seq)`, fold each event in with
+ * `apply(data, message)`, settle optimistic changes as their seqs arrive (skips too),
+ * redraw. A room that is not the reader's, or does not exist, goes to `unavailable(err)`
+ * (FORBIDDEN and NOT_FOUND look the same on purpose); other errors are shown.
+ */
+export function followRoom(client, room, optimistic, { load, apply, render, what, unavailable }) {
+  let loaded = false;
+  return client.subscribe(room, {
+    onState(state, { seq }) {
+      load(state, seq);
+      loaded = true;
+      optimistic.restart(seq);
+      render();
+    },
+    onMessage(m) {
+      if (!loaded) return;
+      apply(m.data, m);
+      optimistic.reached(m.seq);
+      render();
+    },
+    onSkip(f) {
+      optimistic.reached(f.seq);
+    },
+    onError(err) {
+      if (unavailable && (err.code === "FORBIDDEN" || err.code === "NOT_FOUND")) unavailable(err);
+      else showError(err, { action: what });
+    },
+  });
 }
 
-export function clock(ms) {
-  return ms ? new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
-}
-
-export function header(title, subtitle) {
-  const h = document.querySelector("header .title");
-  if (h) fill(h, el("strong", {}, title), subtitle ? el("span", { class: "muted" }, subtitle) : null);
-  document.title = `${title} · roomlog`;
+/**
+ * One clear page for "not yours" and "not found" (the hub may answer either, and a person
+ * should not learn which): what it means and what to do next.
+ */
+export function notAvailable(main, { title, body, again = null }) {
+  fill(main, el("section", { class: "card unavailable", "data-testid": "not-available" },
+    el("div", { class: "big-icon", "aria-hidden": "true" }, "?"),
+    el("h2", {}, T(title)),
+    el("p", {}, T(body)),
+    again ? el("button", { type: "button", class: "primary", onclick: again },
+      T("unavailable.again")) : null));
 }

@@ -1,64 +1,65 @@
 // DJ console: pending requests by votes (accept / veto, one by one or in a batch), the
 // accepted queue (drag, or the arrows, to reorder; play, played, veto), now playing,
-// open / close, live counters. ?token=<dj token>&room=queue:<id>
+// open / close, live counters. A set runs for hours: the token is renewed from the
+// operator's token endpoint (config.json) without a reload.
+// Link: dj.html?room=queue:<id>#token=<dj token>
 
 import {
-  Optimistic, connectionBadge, createClient, describeError, el, fill, followRoom, header,
-  setup, throttled, timeAgo, toast,
+  Optimistic, T, el, fill, followRoom, number, onLanguage, resumeWrites, showError, startPage, t,
+  throttled, timeAgo, toast,
 } from "./app.js";
 import { applyEvent, fromState, view } from "./queue-model.js";
 
-const cfg = setup([{ name: "room", label: "Queue", placeholder: "queue:club42-set1" }],
-  { hint: "A DJ token (roomlog token --user dj1 --role dj) and the queue of your set." });
-if (cfg) start(cfg);
 
-function start({ token, room: rawRoom, claims }) {
-  const room = rawRoom.includes(":") ? rawRoom : `queue:${rawRoom}`;
-  header("DJ console", `${room} · ${claims.sub}`);
-  const client = createClient(token);
-  const badge = connectionBadge(client);
+function run({ client, gate, values, me }) {
+  const room = values.room.includes(":") ? values.room : `queue:${values.room}`;
   let model = null;
   const selected = new Set();
 
-  const stats = el("section", { class: "stats", "data-testid": "counters" });
+  const stats = el("section", { class: "stats", "data-testid": "counters",
+    "aria-label": T("dj.counters") });
   const nowCard = el("section", { class: "card now", "data-testid": "now-playing" });
   const pendingList = el("ul", { class: "list", "data-testid": "pending" });
   const pendingCount = el("span", { class: "count" });
   const queueList = el("ol", { class: "list", "data-testid": "queue" });
   const queueCount = el("span", { class: "count" });
-  const reason = el("input", { type: "text", placeholder: "Veto reason (optional)",
-    maxlength: 280 });
-  const batchLabel = el("span", { class: "muted" });
-  const batchAccept = el("button", { class: "good small", "data-testid": "batch-accept",
-    onclick: () => batch("accept") }, "Accept selected");
-  const batchVeto = el("button", { class: "bad small", "data-testid": "batch-veto",
-    onclick: () => batch("veto") }, "Veto selected");
-  const selectAll = el("input", { type: "checkbox", title: "Select all",
+  const reason = el("input", { id: "veto-reason", type: "text", maxlength: 280,
+    placeholder: T("dj.reasonHint"), "data-testid": "veto-reason", autocomplete: "off" });
+  const batchAccept = el("button", { type: "button", class: "good small",
+    "data-testid": "batch-accept", onclick: () => batch("accept") }, T("dj.batchAccept"));
+  const batchVeto = el("button", { type: "button", class: "bad small", "data-testid": "batch-veto",
+    onclick: () => batch("veto") }, T("dj.batchVeto"));
+  const selectAll = el("input", { id: "select-all", type: "checkbox",
     onchange: () => {
       const v = model && view(optimistic.overlay(model));
       selected.clear();
       if (selectAll.checked && v) v.pending.forEach((r) => selected.add(r.id));
       render();
     } });
-  const openToggle = el("button", { class: "small", "data-testid": "open-toggle",
+  const selectLabel = el("label", { class: "inline", for: "select-all" });
+  const openToggle = el("button", { type: "button", class: "small", "data-testid": "open-toggle",
     onclick: () => toggleOpen() });
 
   fill(document.querySelector("main"),
     stats, nowCard,
     el("div", { class: "cols" },
-      el("section", { class: "card" },
-        el("h2", {}, "Requests", pendingCount),
-        el("div", { class: "batch" }, el("label", { class: "inline", style: { margin: 0 } },
-          selectAll, batchLabel), batchAccept, batchVeto, reason),
+      el("section", { class: "card", "aria-labelledby": "pending-heading" },
+        el("h2", { id: "pending-heading" }, T("dj.pending.heading"), pendingCount),
+        el("div", { class: "batch" },
+          el("div", { class: "select" }, selectAll, selectLabel),
+          el("div", { class: "actions" }, batchAccept, batchVeto),
+          el("label", { class: "reason", for: "veto-reason" }, T("dj.reason")), reason),
         pendingList),
-      el("section", { class: "card" },
-        el("h2", {}, "Queue", queueCount, el("span", { style: { flex: 1 } }), openToggle),
-        el("p", { class: "muted", style: { margin: "0 0 .6rem", fontSize: ".85rem" } },
-          "Drag to reorder, or use the arrows."),
+      el("section", { class: "card", "aria-labelledby": "queue-heading" },
+        el("div", { class: "card-head" },
+          el("h2", { id: "queue-heading" }, T("dj.queue.heading"), queueCount), openToggle),
+        el("p", { class: "muted hint" }, T("dj.queue.hint")),
         queueList)));
 
-  const optimistic = new Optimistic(() => render());
+  const optimistic = new Optimistic(() => render(), { staff: true });
   const render = throttled(draw);
+  gate.watch(render);
+  onLanguage(render); // the lists are drawn in the language of the moment
 
   function stat(n, label, extra) {
     return el("div", { class: "stat" }, el("div", { class: "n" }, n),
@@ -66,79 +67,104 @@ function start({ token, room: rawRoom, claims }) {
   }
 
   function draw() {
-    badge();
-    if (!model) return;
+    gate.apply(openToggle, !model);
+    if (!model) {
+      fill(openToggle, t("dj.close"));
+      fill(pendingList, el("li", { class: "empty" }, t("common.loading")));
+      gate.apply(batchAccept, true);
+      gate.apply(batchVeto, true);
+      return;
+    }
     const v = view(optimistic.overlay(model));
     for (const id of [...selected]) if (!v.pending.some((r) => r.id === id)) selected.delete(id);
     const c = v.counters;
     const cap = c.cap || 0;
     fill(stats,
-      stat(c.pending, "waiting"),
-      stat(c.accepted, "in the queue"),
-      stat(c.played, "played"),
-      stat(`${c.requestsLastHour}${cap ? ` / ${cap}` : ""}`, "requests this hour",
-        cap ? el("div", { class: "bar" }, el("span", {
+      stat(number(c.pending), t("dj.stat.pending")),
+      stat(number(c.accepted), t("dj.stat.queue")),
+      stat(number(c.played), t("dj.stat.played")),
+      stat(cap ? t("dj.stat.ofCap", { n: c.requestsLastHour, cap }) : number(c.requestsLastHour),
+        t("dj.stat.hour"),
+        cap ? el("div", { class: "bar", role: "progressbar", "aria-valuemin": 0,
+          "aria-valuemax": cap, "aria-valuenow": c.requestsLastHour,
+          "aria-label": t("dj.stat.hour") }, el("span", {
           style: { width: `${Math.min(100, (100 * c.requestsLastHour) / cap)}%` } })) : null),
-      stat(v.open ? "open" : "closed", "new requests"));
-    fill(openToggle, v.open ? "Close requests" : "Open requests");
+      stat(t(v.open ? "dj.stat.open" : "dj.stat.closed"), t("dj.stat.requests")));
+    fill(openToggle, t(v.open ? "dj.close" : "dj.open"));
 
-    if (v.nowPlaying) {
-      const r = v.nowPlaying;
-      fill(nowCard, el("div", { class: "eq" }, "♫"),
-        el("div", { style: { flex: 1 } }, el("div", { class: "label" }, "Now playing"),
-          el("div", { class: "song" }, r.title), el("div", {}, `${r.artist} · for ${r.user}`)),
-        el("button", { onclick: () => act("request.played", r, "Mark played") }, "Done"));
-    } else {
-      fill(nowCard, el("div", { class: "eq" }, "♫"),
-        el("div", {}, el("div", { class: "label" }, "Now playing"),
-          el("div", { class: "song" }, "Nothing")));
-    }
+    const r = v.nowPlaying;
+    fill(nowCard, el("div", { class: "eq", "aria-hidden": "true" }, "♫"),
+      el("div", { class: "grow" }, el("div", { class: "label" }, t("common.nowPlaying")),
+        el("div", { class: "song" }, r ? r.title : t("dj.nothing")),
+        r ? el("div", {}, t("dj.forGuest", { artist: r.artist, user: r.user })) : null),
+      r ? el("button", { type: "button", ...gate.lock(), dataset: { key: "done" },
+        onclick: () => act("request.played", r) }, t("dj.done")) : null);
 
     fill(pendingCount, String(v.pending.length));
-    fill(batchLabel, selected.size ? `${selected.size} selected` : "Select");
-    batchAccept.disabled = batchVeto.disabled = selected.size === 0;
+    fill(selectLabel, selected.size ? t("dj.selected", { count: selected.size }) : t("dj.selectAll"));
+    gate.apply(batchAccept, selected.size === 0);
+    gate.apply(batchVeto, selected.size === 0);
     selectAll.checked = v.pending.length > 0 && selected.size === v.pending.length;
-    fill(pendingList, v.pending.length ? v.pending.map((r) => el("li", {
-      class: `item${r.sending ? " sending" : ""}`, dataset: { requestId: r.id, status: r.status } },
-    el("input", { type: "checkbox", checked: selected.has(r.id), title: "Select",
-      onchange: (e) => { if (e.target.checked) selected.add(r.id); else selected.delete(r.id); render(); } }),
-    el("div", { class: "grow" }, el("div", { class: "song" }, r.title),
-      el("div", { class: "sub" }, `${r.artist} · ${r.user} · ${timeAgo(r.submitted_ms)}`,
-        r.note ? ` · “${r.note}”` : "")),
-    el("span", { class: "chip", title: "votes" }, `▲ ${r.votes}`),
+    fill(pendingList, v.pending.length ? v.pending.map((q) => el("li", {
+      class: `item wide${q.sending ? " sending" : ""}`, dataset: { requestId: q.id, status: q.status } },
+    el("input", { type: "checkbox", checked: selected.has(q.id), dataset: { key: `select:${q.id}` },
+      "aria-label": t("dj.select", { title: q.title }),
+      onchange: (e) => { if (e.target.checked) selected.add(q.id); else selected.delete(q.id); render(); } }),
+    el("div", { class: "grow" }, el("div", { class: "song", "data-testid": "title" }, q.title),
+      el("div", { class: "sub" }, `${q.artist} · ${q.user} · ${timeAgo(q.submitted_ms)}`,
+        q.note ? ` · “${q.note}”` : "")),
+    el("span", { class: "chip votes", "aria-label": t("common.votes", { count: q.votes }) },
+      `▲ ${number(q.votes)}`),
     el("div", { class: "actions" },
-      el("button", { class: "good small", "data-testid": "accept",
-        onclick: () => act("request.accept", r, "Accept") }, "Accept"),
-      el("button", { class: "bad small", "data-testid": "veto",
-        onclick: () => act("request.veto", r, "Veto") }, "Veto"))))
-      : el("li", { class: "empty" }, "No requests waiting."));
+      el("button", { type: "button", class: "good small", "data-testid": "accept", ...gate.lock(),
+        dataset: { key: `accept:${q.id}` },
+        "aria-label": t("dj.acceptLabel", { title: q.title }),
+        onclick: () => act("request.accept", q) }, t("dj.accept")),
+      el("button", { type: "button", class: "bad small", "data-testid": "veto", ...gate.lock(),
+        dataset: { key: `veto:${q.id}` },
+        "aria-label": t("dj.vetoLabel", { title: q.title }),
+        onclick: () => act("request.veto", q) }, t("dj.veto")))))
+      : el("li", { class: "empty" }, t("dj.pending.empty")));
 
     fill(queueCount, String(v.queue.length));
-    fill(queueList, v.queue.length ? v.queue.map((r, i) => {
-      const li = el("li", { class: "item", draggable: "true",
-        dataset: { requestId: r.id, status: r.status } },
-      el("span", { class: "pos" }, r.position),
-      el("div", { class: "grow" }, el("div", { class: "song" }, r.title),
-        el("div", { class: "sub" }, `${r.artist} · ${r.user} · ▲ ${r.votes}`)),
+    fill(queueList, v.queue.length ? v.queue.map((q, i) => {
+      const li = el("li", { class: "item wide", draggable: "true",
+        dataset: { requestId: q.id, status: q.status } },
+      el("span", { class: "pos", "aria-hidden": "true" }, q.position),
+      el("div", { class: "grow" }, el("div", { class: "song", "data-testid": "title" }, q.title),
+        el("div", { class: "sub" }, `${q.artist} · ${q.user} · ▲ ${number(q.votes)}`)),
       el("div", { class: "actions" },
-        el("button", { class: "small icon", title: "Move up", disabled: i === 0,
-          onclick: () => reorder(r, r.position - 1) }, "↑"),
-        el("button", { class: "small icon", title: "Move down", disabled: i === v.queue.length - 1,
-          onclick: () => reorder(r, r.position + 1) }, "↓"),
-        el("button", { class: "good small", "data-testid": "play",
-          onclick: () => act("request.play", r, "Play") }, "Play"),
-        el("button", { class: "small", title: "Played without announcing",
-          onclick: () => act("request.played", r, "Mark played") }, "Played"),
-        el("button", { class: "bad small", onclick: () => act("request.veto", r, "Veto") }, "Veto")));
-      dragAndDrop(li, r);
+        el("button", { type: "button", class: "small icon", ...gate.lock(i === 0),
+          dataset: { key: `up:${q.id}` },
+          "aria-label": t("dj.upLabel", { title: q.title }),
+          onclick: () => reorder(q, q.position - 1) }, "↑"),
+        el("button", { type: "button", class: "small icon", ...gate.lock(i === v.queue.length - 1),
+          dataset: { key: `down:${q.id}` },
+          "aria-label": t("dj.downLabel", { title: q.title }),
+          onclick: () => reorder(q, q.position + 1) }, "↓"),
+        el("button", { type: "button", class: "good small", "data-testid": "play", ...gate.lock(),
+          dataset: { key: `play:${q.id}` },
+          "aria-label": t("dj.playLabel", { title: q.title }),
+          onclick: () => act("request.play", q) }, t("dj.play")),
+        el("button", { type: "button", class: "small", ...gate.lock(),
+          dataset: { key: `played:${q.id}` }, "aria-label": t("dj.playedLabel", { title: q.title }),
+          onclick: () => act("request.played", q) }, t("dj.played")),
+        el("button", { type: "button", class: "bad small", ...gate.lock(),
+          dataset: { key: `qveto:${q.id}` }, "aria-label": t("dj.vetoLabel", { title: q.title }),
+          onclick: () => act("request.veto", q) }, t("dj.veto"))));
+      dragAndDrop(li, q);
       return li;
-    }) : el("li", { class: "empty" }, "Accept requests to line them up."));
+    }) : el("li", { class: "empty" }, t("dj.queue.empty")));
   }
 
-  // -- drag and drop reordering ---------------------------------------------------------
+  // -- drag and drop reordering (the arrows do the same from the keyboard) --------------
   let dragged = null;
   function dragAndDrop(li, r) {
     li.addEventListener("dragstart", (e) => {
+      if (gate.off) {
+        e.preventDefault();
+        return;
+      }
       dragged = r;
       li.classList.add("dragging");
       e.dataTransfer.effectAllowed = "move";
@@ -181,28 +207,43 @@ function start({ token, room: rawRoom, claims }) {
       m.queue = m.queue.filter((q) => q !== id);
     },
   };
+  const LABELS = { "request.accept": "dj.action.accept", "request.veto": "dj.action.veto",
+    "request.play": "dj.action.play", "request.played": "dj.action.played" };
 
-  function act(name, r, label) {
+  /** The veto reason is used once: taken out of the field, put back if refused. */
+  function takeReason() {
+    const why = reason.value.trim();
+    reason.value = "";
+    return {
+      why,
+      giveBack: () => {
+        if (why && !reason.value) reason.value = why;
+      },
+    };
+  }
+
+  function act(name, r, id = undefined) {
     const args = { request_id: r.id };
-    const why = name === "request.veto" && reason.value.trim();
-    if (why) args.reason = why;
+    const used = name === "request.veto" ? takeReason() : { why: "", giveBack: () => {} };
+    if (used.why) args.reason = used.why;
     selected.delete(r.id);
-    optimistic.run({
-      label: `${label} “${r.title}”`,
-      apply: (m) => { if (m.requests[r.id]) OPTIMISTIC[name](m, r.id, why); },
-      send: () => client.command(room, name, args),
+    return optimistic.run({
+      label: t(LABELS[name], { title: r.title }),
+      apply: (m) => { if (m.requests[r.id]) OPTIMISTIC[name](m, r.id, used.why); },
+      send: () => client.command(room, name, args, { id }),
+      onError: () => used.giveBack(),
     });
   }
 
-  function reorder(r, position) {
-    optimistic.run({
-      label: `Move “${r.title}”`,
+  function reorder(r, position, id = undefined) {
+    return optimistic.run({
+      label: t("dj.action.move", { title: r.title }),
       apply: (m) => {
-        const q = m.queue.filter((id) => id !== r.id);
+        const q = m.queue.filter((x) => x !== r.id);
         q.splice(Math.max(0, Math.min(q.length, position - 1)), 0, r.id);
         m.queue = q;
       },
-      send: () => client.command(room, "queue.reorder", { request_id: r.id, position }),
+      send: () => client.command(room, "queue.reorder", { request_id: r.id, position }, { id }),
     });
   }
 
@@ -210,40 +251,54 @@ function start({ token, room: rawRoom, claims }) {
     const ids = [...selected];
     if (!ids.length) return;
     selected.clear();
-    const why = action === "veto" && reason.value.trim();
+    const used = action === "veto" ? takeReason() : { why: "", giveBack: () => {} };
     const args = { action, request_ids: ids };
-    if (why) args.reason = why;
+    if (used.why) args.reason = used.why;
     const ack = await optimistic.run({
-      label: `${action === "accept" ? "Accept" : "Veto"} ${ids.length} requests`,
+      label: t(action === "accept" ? "dj.action.acceptMany" : "dj.action.vetoMany",
+        { count: ids.length }),
       apply: (m) => {
-        for (const id of ids) if (m.requests[id]) OPTIMISTIC[`request.${action}`](m, id, why);
+        for (const id of ids) if (m.requests[id]) OPTIMISTIC[`request.${action}`](m, id, used.why);
       },
       send: () => client.command(room, "request.batch", args),
+      onError: () => used.giveBack(),
     });
     const result = ack && ack.result;
     if (result && result.failed) {
-      const failed = result.results.filter((x) => !x.ok)
-        .map((x) => `${model.requests[x.request_id]?.title || x.request_id}: ${describeError(x)}`);
-      toast(`${result.succeeded} of ${ids.length} done. ${failed.join("; ")}`, "error");
+      const failed = result.results.filter((x) => !x.ok);
+      toast(t("dj.batchPartly", { done: result.succeeded, count: ids.length }), {
+        kind: "warn",
+        detail: failed.map((x) => `${model.requests[x.request_id]?.title || x.request_id}: `
+          + `${t(`error.${x.code}`)}`).join("; "),
+      });
     }
   }
 
-  function toggleOpen() {
+  function toggleOpen(id = undefined) {
     const open = model && view(optimistic.overlay(model)).open;
-    optimistic.run({
-      label: open ? "Close requests" : "Open requests",
+    return optimistic.run({
+      label: t(open ? "dj.close" : "dj.open"),
       apply: (m) => { m.open = !open; },
-      send: () => client.command(room, open ? "queue.close" : "queue.open", {}),
+      send: () => client.command(room, open ? "queue.close" : "queue.open", {}, { id }),
     });
   }
 
   // -- live -------------------------------------------------------------------------
   followRoom(client, room, optimistic, {
-    load: (state, seq) => { model = fromState(state, claims.sub, seq); },
+    load: (state, seq) => { model = fromState(state, me, seq); },
     apply: (data, m) => applyEvent(model, data, m),
     render,
-    what: "Cannot follow the queue",
+    what: t("dj.follow"),
+  });
+  // Writes an earlier page left unanswered: sent by the client; shown until answered.
+  resumeWrites(client, room, (frame) => {
+    client.command(room, frame.name, frame.args, { id: frame.id })
+      .catch((err) => showError(err, { staff: true }));
   });
   setInterval(render, 30000); // "2 min ago", the hourly counter
   render();
 }
+
+const page = await startPage({ page: "dj", title: "dj.title", hint: "dj.setupHint",
+  fields: [{ name: "room", label: "setup.queue", placeholder: "queue:club42-set1" }] });
+if (page) run(page);

@@ -1,79 +1,99 @@
 // Guest page: request a song (title, artist, note), follow "my requests" live with
-// their position, upvote what others asked for. ?token=<guest token>&room=queue:<id>
+// their position, upvote what others asked for, personal notices. An installable app
+// (guest.webmanifest, sw.js): it opens on the last queue, offline too.
+// Link: guest.html?room=queue:<id>#token=<guest token>  (or a token endpoint: config.json)
 
 import {
-  Optimistic, connectionBadge, createClient, el, fill, followRoom, header, setup, throttled,
+  Optimistic, T, el, fill, followRoom, number, onLanguage, resumeWrites, startPage, t, throttled,
   toast,
 } from "./app.js";
+import { registerWorker } from "./pwa.js";
 import { applyEvent, fromState, songId, view } from "./queue-model.js";
 
-const cfg = setup([{ name: "room", label: "Queue", placeholder: "queue:club42-set1" }],
-  { hint: "Paste the token you were given and the queue of the event." });
-if (cfg) start(cfg);
 
 function queueRoom(name) {
   return name.includes(":") ? name : `queue:${name}`;
 }
 
-const STATUS = {
-  pending: (r) => (r.position ? `#${r.position} in line` : "waiting"),
-  accepted: (r) => (r.position ? `#${r.position} in the queue` : "accepted"),
-  playing: () => "playing now",
-  played: () => "played",
-  vetoed: (r) => (r.reason ? `declined: ${r.reason}` : "declined"),
-  cancelled: () => "cancelled",
-};
+function statusText(r) {
+  if (r.sending) return t("guest.sending");
+  if (r.status === "pending") return r.position ? t("guest.status.inLine", { position: r.position })
+    : t("guest.status.waiting");
+  if (r.status === "accepted") return r.position ? t("guest.status.inQueue", { position: r.position })
+    : t("guest.status.accepted");
+  if (r.status === "vetoed") return r.reason ? t("guest.status.declinedWhy", { reason: r.reason })
+    : t("guest.status.declined");
+  return t(`guest.status.${r.status}`);
+}
 
-function start({ token, room: rawRoom, claims }) {
-  const room = queueRoom(rawRoom);
-  const me = claims.sub;
-  header("Song requests", `${room} · you are ${me}`);
-  const client = createClient(token);
-  const badge = connectionBadge(client);
+function run({ client, gate, values, me }) {
+  const room = queueRoom(values.room);
+  const main = document.querySelector("main");
   let model = null;
 
   // -- layout (the form stays put; the lists are redrawn) --------------------------
-  const nowCard = el("section", { class: "card now", "data-testid": "now-playing", hidden: true });
-  const closedNote = el("p", { class: "muted", hidden: true, "data-testid": "closed" },
-    "The DJ is not taking requests right now.");
-  const title = el("input", { name: "title", required: true, maxlength: 200,
-    placeholder: "Song title", autocomplete: "off" });
-  const artist = el("input", { name: "artist", required: true, maxlength: 200,
-    placeholder: "Artist", autocomplete: "off" });
-  const note = el("input", { name: "note", maxlength: 280, placeholder: "A note for the DJ (optional)",
-    autocomplete: "off" });
-  const submit = el("button", { type: "submit", class: "primary" }, "Request it");
-  const form = el("form", { class: "card", "data-testid": "request-form" },
-    el("h2", {}, "Request a song"), closedNote,
-    el("div", { class: "row" }, el("label", {}, "Title", title), el("label", {}, "Artist", artist)),
-    el("label", {}, "Note", note), submit);
+  const nowCard = el("section", { class: "card now", "data-testid": "now-playing", hidden: true,
+    "aria-live": "polite" });
+  const closedNote = el("p", { class: "note-line warn", hidden: true, "data-testid": "closed" },
+    T("guest.closed"));
+  const field = (name, label, attrs) => [
+    el("label", { for: `f-${name}` }, T(label)),
+    el("input", { id: `f-${name}`, name, autocomplete: "off", ...attrs })];
+  const [titleLabel, title] = field("title", "guest.form.title", { required: true,
+    maxlength: 200, placeholder: T("guest.form.titleHint") });
+  const [artistLabel, artist] = field("artist", "guest.form.artist", { required: true,
+    maxlength: 200, placeholder: T("guest.form.artistHint") });
+  const [noteLabel, note] = field("note", "guest.form.note", { maxlength: 280,
+    placeholder: T("guest.form.noteHint") });
+  const submit = el("button", { type: "submit", class: "primary", "data-testid": "submit" },
+    T("guest.form.submit"));
+  const form = el("form", { class: "card", "data-testid": "request-form",
+    "aria-labelledby": "request-heading" },
+  el("h2", { id: "request-heading" }, T("guest.form.heading")), closedNote,
+  el("div", { class: "row" }, el("div", {}, titleLabel, title), el("div", {}, artistLabel, artist)),
+  noteLabel, note, submit);
   const mineList = el("ul", { class: "list", "data-testid": "mine" });
   const mineCount = el("span", { class: "count" });
   const othersList = el("ul", { class: "list", "data-testid": "others" });
   const upNext = el("ol", { class: "list", "data-testid": "up-next" });
-  fill(document.querySelector("main"),
-    nowCard,
+  fill(main, nowCard,
     el("div", { class: "cols" },
-      el("div", { style: { display: "grid", gap: "1rem" } }, form,
-        el("section", { class: "card" }, el("h2", {}, "My requests", mineCount), mineList)),
-      el("div", { style: { display: "grid", gap: "1rem" } },
-        el("section", { class: "card" }, el("h2", {}, "Vote for the next songs"), othersList),
-        el("section", { class: "card" }, el("h2", {}, "Up next"), upNext))));
+      el("div", { class: "stack" }, form,
+        el("section", { class: "card" }, el("h2", {}, T("guest.mine.heading"), mineCount),
+          mineList)),
+      el("div", { class: "stack" },
+        el("section", { class: "card" }, el("h2", {}, T("guest.others.heading")), othersList),
+        el("section", { class: "card" }, el("h2", {}, T("guest.upNext.heading")), upNext))));
 
   const optimistic = new Optimistic(() => render());
   const render = throttled(draw);
+  gate.watch(render);
+  onLanguage(render); // the lists are drawn in the language of the moment
+  let submitting = 0;
 
   function draw() {
-    badge();
-    if (!model) return;
-    const v = view(optimistic.overlay(model));
-    closedNote.hidden = v.open;
-    submit.disabled = !v.open;
+    const v = model && view(optimistic.overlay(model));
+    const open = v ? v.open : true;
+    closedNote.hidden = open;
+    gate.apply(submit, !model || !open || submitting > 0);
+    fill(submit, submitting ? t("guest.form.sending") : t("guest.form.submit"));
+    if (!v) {
+      // Not read from the hub yet (offline after a reload): what this phone still has to
+      // send is known, from the store.
+      const unsent = client.pending.filter((f) => f.room === room && f.name === "request.submit");
+      fill(mineList, unsent.length ? unsent.map((f) => el("li", { class: "item wide sending" },
+        el("div", { class: "grow" }, el("div", { class: "song" }, f.args.title),
+          el("div", { class: "sub" }, f.args.artist)),
+        el("div", { class: "actions" }, el("span", { class: "chip sending",
+          "data-testid": "status" }, t("guest.unsent")))))
+        : el("li", { class: "empty" }, t("common.loading")));
+      return;
+    }
 
     nowCard.hidden = !v.nowPlaying;
     if (v.nowPlaying) {
-      fill(nowCard, el("div", { class: "eq" }, "♫"),
-        el("div", {}, el("div", { class: "label" }, "Now playing"),
+      fill(nowCard, el("div", { class: "eq", "aria-hidden": "true" }, "♫"),
+        el("div", { class: "grow" }, el("div", { class: "label" }, t("common.nowPlaying")),
           el("div", { class: "song" }, v.nowPlaying.title),
           el("div", {}, v.nowPlaying.artist)));
     }
@@ -81,104 +101,150 @@ function start({ token, room: rawRoom, claims }) {
     const mine = v.mine.filter((r) => r.status !== "cancelled");
     fill(mineCount, mine.length ? String(mine.length) : "");
     fill(mineList, mine.length ? mine.map((r) => el("li", {
-      class: `item${r.sending ? " sending" : ""}`, dataset: { requestId: r.id, status: r.status },
-    },
+      class: `item wide${r.sending ? " sending" : ""}`,
+      dataset: { requestId: r.id, status: r.status } },
     el("div", { class: "grow" }, el("div", { class: "song" }, r.title),
-      el("div", { class: "sub" }, r.artist, r.votes ? ` · ${r.votes} vote${r.votes > 1 ? "s" : ""}` : "")),
-    el("span", { class: `chip ${r.sending ? "sending" : r.status}`, "data-testid": "status" },
-      r.sending ? "sending…" : (STATUS[r.status] || (() => r.status))(r)),
-    r.status === "pending" && !r.sending
-      ? el("button", { class: "small", title: "Cancel this request",
-        onclick: () => cancel(r) }, "Cancel") : null))
-      : el("li", { class: "empty" }, "Nothing requested yet."));
+      el("div", { class: "sub" }, r.artist,
+        r.votes ? ` · ${t("common.votes", { count: r.votes })}` : "")),
+    el("div", { class: "actions" },
+      el("span", { class: `chip ${r.sending ? "sending" : r.status}`, "data-testid": "status" },
+        statusText(r)),
+      r.status === "pending" && !r.sending
+        ? el("button", { type: "button", class: "small", ...gate.lock(),
+          dataset: { key: `cancel:${r.id}` }, "aria-label": t("guest.cancelLabel", { title: r.title }),
+          onclick: () => send("request.cancel", { request_id: r.id }, r) }, t("guest.cancel"))
+        : null)))
+      : el("li", { class: "empty" }, t("guest.mine.empty")));
 
     const others = v.pending.filter((r) => r.user !== me);
     fill(othersList, others.length ? others.map((r) => el("li", {
       class: "item", dataset: { requestId: r.id } },
-    el("span", { class: "pos" }, r.position),
+    el("span", { class: "pos", "aria-label": t("common.position", { position: r.position }) },
+      r.position),
     el("div", { class: "grow" }, el("div", { class: "song" }, r.title),
       el("div", { class: "sub" }, r.artist, r.note ? ` · “${r.note}”` : "")),
     v.settings.voting === false ? null : el("button", {
-      class: "vote", "aria-pressed": String(Boolean(r.voted)), "data-testid": "vote",
-      title: r.voted ? "Take your vote back" : "Vote for it", onclick: () => vote(r),
-    }, el("span", {}, "▲"), el("small", {}, r.votes))))
-      : el("li", { class: "empty" }, "No other requests waiting."));
+      type: "button", class: "vote", "aria-pressed": String(Boolean(r.voted)),
+      "data-testid": "vote", ...gate.lock(), dataset: { key: `vote:${r.id}` },
+      title: t(r.voted ? "guest.unvoteHint" : "guest.voteHint"),
+      onclick: () => send(r.voted ? "request.unvote" : "request.vote", { request_id: r.id }, r),
+    }, el("span", { "aria-hidden": "true" }, "▲"), el("small", {}, number(r.votes)),
+    // The name starts with what is seen (the count); pressed says it is my vote.
+    el("span", { class: "sr-only" }, ` ${t("guest.voteName", { count: r.votes, title: r.title })}`))))
+      : el("li", { class: "empty" }, t("guest.others.empty")));
 
     fill(upNext, v.queue.length ? v.queue.map((r) => el("li", { class: "item",
       dataset: { requestId: r.id } },
-    el("span", { class: "pos" }, r.position),
+    el("span", { class: "pos", "aria-hidden": "true" }, r.position),
     el("div", { class: "grow" }, el("div", { class: "song" }, r.title),
       el("div", { class: "sub" }, r.artist))))
-      : el("li", { class: "empty" }, "The DJ has not lined anything up yet."));
+      : el("li", { class: "empty" }, t("guest.upNext.empty")));
   }
 
   // -- commands, optimistic -----------------------------------------------------------
-  form.addEventListener("submit", (event) => {
+  // Each command shows at once (apply), is sent with its id, and is taken back with a
+  // message when refused. Writes a previous page left unanswered come back here too.
+  const ACTIONS = {
+    "request.submit": {
+      label: (a) => `“${a.title}”`,
+      apply: (a, id) => (m) => {
+        // Once the room has delivered it (the ack may come after the event), or when
+        // this song is already requested, the server's row is the one to show.
+        const known = Object.values(m.requests).some((r) => r.user === me && !r.sending
+          && r.song_id === a.song_id && ["pending", "accepted", "playing"].includes(r.status));
+        if (known) return;
+        m.requests[`tmp-${id}`] = { id: `tmp-${id}`, user: me, song_id: a.song_id, title: a.title,
+          artist: a.artist, note: a.note || null, status: "pending", votes: 0, voted: false,
+          submitted_ms: Date.now(), sending: true };
+      },
+    },
+    "request.cancel": {
+      label: (a, r) => t("guest.action.cancel", { title: r ? r.title : a.request_id }),
+      apply: (a) => (m) => { if (m.requests[a.request_id]) m.requests[a.request_id].status = "cancelled"; },
+    },
+    "request.vote": {
+      label: (a, r) => t("guest.action.vote", { title: r ? r.title : a.request_id }),
+      apply: (a) => (m) => vote(m, a.request_id, true),
+    },
+    "request.unvote": {
+      label: (a, r) => t("guest.action.unvote", { title: r ? r.title : a.request_id }),
+      apply: (a) => (m) => vote(m, a.request_id, false),
+    },
+  };
+
+  function vote(m, id, up) {
+    const x = m.requests[id]; // idempotent: the event may already be in
+    if (x && Boolean(x.voted) !== up) Object.assign(x, { votes: x.votes + (up ? 1 : -1), voted: up });
+  }
+
+  function send(name, args, row = null, { id = undefined, onError } = {}) {
+    const action = ACTIONS[name];
+    if (!action) return Promise.resolve(null);
+    const writeId = id || `c-${crypto.randomUUID()}`;
+    return optimistic.run({
+      label: action.label(args, row),
+      apply: action.apply(args, writeId),
+      send: () => client.command(room, name, args, { id: writeId }),
+      onError,
+    });
+  }
+
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    if (gate.off || submitting) return;
     const args = { song_id: songId(title.value, artist.value), title: title.value.trim(),
       artist: artist.value.trim() };
     if (note.value.trim()) args.note = note.value.trim();
     if (!args.title || !args.artist) return;
-    const temp = `tmp-${Date.now()}`;
-    form.reset();
-    optimistic.run({
-      label: `“${args.title}”`,
-      apply: (m) => {
-        // Once the room has delivered it (the ack may come after the event), or when
-        // this song is already requested, the server's row is the one to show.
-        const known = Object.values(m.requests).some((r) => r.user === me && !r.sending
-          && r.song_id === args.song_id && ["pending", "accepted", "playing"].includes(r.status));
-        if (known) return;
-        m.requests[temp] = { id: temp, user: me, song_id: args.song_id, title: args.title,
-          artist: args.artist, note: args.note || null, status: "pending", votes: 0,
-          voted: false, submitted_ms: Date.now(), sending: true };
-      },
-      send: () => client.command(room, "request.submit", args),
-    });
+    const typed = [title.value, artist.value, note.value];
+    submitting += 1;
+    render();
+    // The form keeps what was typed until the hub took it: a refusal leaves it there.
+    const ack = await send("request.submit", args, null, { onError: () => {
+      title.focus();
+      return false;
+    } });
+    submitting -= 1;
+    if (ack && [title.value, artist.value, note.value].join("\n") === typed.join("\n")) {
+      form.reset();
+    }
+    render();
   });
-
-  function cancel(r) {
-    optimistic.run({
-      label: `Cancel “${r.title}”`,
-      apply: (m) => { if (m.requests[r.id]) m.requests[r.id].status = "cancelled"; },
-      send: () => client.command(room, "request.cancel", { request_id: r.id }),
-    });
-  }
-
-  function vote(r) {
-    const up = !r.voted;
-    optimistic.run({
-      label: up ? `Vote for “${r.title}”` : `Unvote “${r.title}”`,
-      apply: (m) => {
-        const x = m.requests[r.id]; // idempotent: the event may already be in
-        if (x && Boolean(x.voted) !== up) Object.assign(x, { votes: x.votes + (up ? 1 : -1), voted: up });
-      },
-      send: () => client.command(room, up ? "request.vote" : "request.unvote",
-        { request_id: r.id }),
-    });
-  }
 
   // -- live -------------------------------------------------------------------------
   followRoom(client, room, optimistic, {
     load: (state, seq) => { model = fromState(state, me, seq); },
     apply: (data, m) => applyEvent(model, data, m),
     render,
-    what: "Cannot follow the queue",
+    what: t("guest.follow"),
   });
+  resumeWrites(client, room, (frame) => send(frame.name, frame.args, null, { id: frame.id }));
 
-  // Personal notices (durable: a phone that slept gets them when it comes back).
+  // Personal notices (durable: a phone that slept or reloaded gets each once).
   const NOTICE = {
-    "request.accepted": (d) => `The DJ accepted “${d.title}”${d.position ? ` (#${d.position} in the queue)` : ""}.`,
-    "request.vetoed": (d) => `The DJ declined “${d.title}”${d.reason ? `: ${d.reason}` : "."}`,
-    "request.playing": (d) => `“${d.title}” is playing now!`,
-    "request.next": (d) => `“${d.title}” is next.`,
-    "request.moved": (d) => `“${d.title}” moved to #${d.position}.`,
+    "request.accepted": ["ok", (d) => d.position ? "notice.acceptedAt" : "notice.accepted"],
+    "request.vetoed": ["warn", (d) => d.reason ? "notice.vetoedWhy" : "notice.vetoed"],
+    "request.playing": ["ok", () => "notice.playing"],
+    "request.next": ["info", () => "notice.next"],
+    "request.moved": ["info", () => "notice.moved"],
   };
-  client.subscribe(`user:${me}`, {
-    onMessage(m) {
-      const d = m.data || {};
-      if (d.room === room && NOTICE[d.notice]) toast(NOTICE[d.notice](d), "ok");
-    },
-  });
+  if (me) {
+    client.subscribe(`user:${me}`, {
+      persist: true,
+      onMessage(m) {
+        const d = m.data || {};
+        const notice = NOTICE[d.notice];
+        if (d.room === room && notice) {
+          toast(t(notice[1](d), { title: d.title, position: d.position, reason: d.reason }),
+            { kind: notice[0] });
+        }
+      },
+    });
+  }
   render();
 }
+
+registerWorker();
+const page = await startPage({ page: "guest", title: "guest.title", hint: "guest.setupHint",
+  fields: [{ name: "room", label: "setup.queue", placeholder: "queue:club42-set1" }] });
+if (page) run(page);

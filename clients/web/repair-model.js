@@ -9,17 +9,8 @@
 export const WORKFLOW = ["received", "diagnosing", "awaiting_approval", "repairing",
   "quality_check", "ready_for_pickup", "collected"];
 
-export const STATUS_LABELS = {
-  received: "Received",
-  diagnosing: "Diagnosing",
-  awaiting_approval: "Waiting for your approval",
-  repairing: "Repairing",
-  quality_check: "Quality check",
-  ready_for_pickup: "Ready for pickup",
-  collected: "Collected",
-  on_hold: "On hold",
-  cancelled: "Cancelled",
-};
+/** Every status a ticket can have (the pages name them in the reader's language). */
+export const STATUSES = [...WORKFLOW, "on_hold", "cancelled"];
 
 /** A model from a state view at `seq` (a deep copy: the model is mutated by the fold). */
 export function fromState(state, seq = 0) {
@@ -119,7 +110,10 @@ export function applyEvent(model, data, { ts = Date.now(), by = null, seq = null
   return model;
 }
 
-/** The workflow steps with done / current / todo, for a timeline. */
+/**
+ * The workflow steps with done / current / todo, for a timeline; `quote` says how the
+ * approval step ended (approved, declined) once it is done.
+ */
 export function steps(model) {
   const status = model.status === "on_hold" ? model.held_from : model.status;
   const reached = new Set((model.history || []).map((h) => h.status));
@@ -131,34 +125,25 @@ export function steps(model) {
   return path.map((s, i) => {
     const state = over ? (reached.has(s) ? "done" : "todo")
       : i < index ? "done" : i === index ? "current" : "todo";
-    let label = STATUS_LABELS[s];
-    if (s === "awaiting_approval" && state === "done") {
-      label = { approved: "Quote approved", declined: "Quote declined" }[quote] || "Quote";
-    }
     return {
-      status: s, label, state,
+      status: s, state, quote: s === "awaiting_approval" && state === "done" ? quote || null
+        : null,
       ts: [...(model.history || [])].reverse().find((h) => h.status === s)?.ts ?? null,
     };
   });
 }
 
-/** Where a photo's image is: an upload of the hub (with the token: it is an <img>) or a URL. */
-export function photoSrc(room, photo, token) {
-  if (photo.localUrl) return photo.localUrl; // being uploaded
+/**
+ * Where a photo is: {local} while being uploaded, {upload} (a hub path, read with the
+ * token in a header: never in the URL) or {url} (a link the event carried).
+ */
+export function photoSource(room, photo) {
+  if (photo.localUrl) return { local: photo.localUrl };
   if (photo.upload_id) {
-    return `/v1/rooms/${encodeURIComponent(room)}/photos/${encodeURIComponent(photo.upload_id)}`
-      + `?token=${encodeURIComponent(token)}`;
+    return { upload: `/v1/rooms/${encodeURIComponent(room)}/photos/`
+      + `${encodeURIComponent(photo.upload_id)}` };
   }
-  return photo.url;
-}
-
-/** Money as the customer reads it. */
-export function money(amount, currency) {
-  try {
-    return new Intl.NumberFormat(undefined, { style: "currency", currency }).format(amount);
-  } catch {
-    return `${amount} ${currency}`;
-  }
+  return { url: photo.url };
 }
 
 /**

@@ -1,158 +1,208 @@
 // Repair, customer view: status timeline, progress, ETA, photos, notes, and the quote
-// to approve or decline. ?token=<customer token>&ticket=<ticket id>
+// to approve or decline. An installable app (repair.webmanifest, sw.js).
+// Link: repair.html?ticket=<ticket id>#token=<customer token>
 
 import {
-  Optimistic, clock, connectionBadge, createClient, el, fill, followRoom, header, setup,
-  throttled, timeAgo,
+  Optimistic, T, clock, dateTime, el, fill, followRoom, money, notAvailable, onLanguage, percent,
+  resumeWrites, startPage, t, throttled, timeAgo,
 } from "./app.js";
-import {
-  STATUS_LABELS, applyEvent, fromState, money, photoSrc, steps,
-} from "./repair-model.js";
+import { registerWorker } from "./pwa.js";
+import { photos as photoLoader } from "./photos.js";
+import { applyEvent, fromState, steps } from "./repair-model.js";
+import { forget } from "./session.js";
 
-const cfg = setup([{ name: "ticket", label: "Ticket", placeholder: "t-2026-0042" }],
-  { hint: "The token and ticket number from your repair shop's message." });
-if (cfg) start(cfg);
 
-function start({ token, ticket, claims }) {
-  const room = ticket.startsWith("repair:") ? ticket : `repair:${ticket}`;
-  header("Your repair", `${room.slice(7)} · ${claims.sub}`);
-  const client = createClient(token);
-  const badge = connectionBadge(client);
+const status = (s) => t(`status.${s}`);
+
+function run({ client, gate, values }) {
+  const room = values.ticket.startsWith("repair:") ? values.ticket : `repair:${values.ticket}`;
+  const main = document.querySelector("main");
   let model = null;
+  let gone = false;
+  const photos = photoLoader(client, () => render());
 
   const summary = el("section", { class: "card", "data-testid": "summary" });
-  const quoteCard = el("section", { class: "card quote", "data-testid": "quote", hidden: true });
+  const quoteCard = el("section", { class: "card quote", "data-testid": "quote", hidden: true,
+    "aria-labelledby": "quote-heading" });
   const timeline = el("ol", { class: "timeline", "data-testid": "timeline" });
-  const photos = el("div", { class: "photos", "data-testid": "photos" });
+  const photoGrid = el("div", { class: "photos", "data-testid": "photos" });
   const notes = el("div", { "data-testid": "notes" });
-  const noteText = el("textarea", { rows: 2, maxlength: 2000, placeholder: "Ask or tell the shop something" });
-  const noteForm = el("form", {}, el("label", {}, "Add a note", noteText),
-    el("button", { type: "submit", class: "primary" }, "Send note"));
-  const declineReason = el("input", { type: "text", placeholder: "Reason (optional)", maxlength: 280 });
+  const noteText = el("textarea", { id: "note-text", rows: 2, maxlength: 2000,
+    placeholder: T("repair.noteHint") });
+  const noteSend = el("button", { type: "submit", class: "primary" }, T("repair.sendNote"));
+  const noteForm = el("form", {}, el("label", { for: "note-text" }, T("repair.addNote")),
+    noteText, noteSend);
+  const declineReason = el("input", { id: "decline-reason", type: "text", maxlength: 280,
+    placeholder: T("repair.declineHint") });
+  const approve = el("button", { type: "button", class: "primary", "data-testid": "approve",
+    onclick: () => decide(true) }, T("repair.approve"));
+  const decline = el("button", { type: "button", class: "bad", "data-testid": "decline",
+    onclick: () => decide(false) }, T("repair.decline"));
+  const quoteBody = el("div");
+  quoteCard.append(el("h2", { id: "quote-heading" }, T("repair.quoteHeading")), quoteBody,
+    el("div", { class: "actions" }, approve, decline),
+    el("label", { for: "decline-reason", class: "spaced" }, T("repair.declineReason")),
+    declineReason);
 
-  fill(document.querySelector("main"),
+  fill(main,
     summary, quoteCard,
     el("div", { class: "cols" },
-      el("section", { class: "card" }, el("h2", {}, "Status"), timeline),
-      el("div", { style: { display: "grid", gap: "1rem" } },
-        el("section", { class: "card" }, el("h2", {}, "Photos"), photos),
-        el("section", { class: "card" }, el("h2", {}, "Notes"), notes, noteForm))));
+      el("section", { class: "card" }, el("h2", {}, T("repair.status")), timeline),
+      el("div", { class: "stack" },
+        el("section", { class: "card" }, el("h2", {}, T("repair.photos")), photoGrid),
+        el("section", { class: "card" }, el("h2", {}, T("repair.notes")), notes, noteForm))));
 
   const optimistic = new Optimistic(() => render());
   const render = throttled(draw);
+  gate.watch(render);
+  onLanguage(render); // the lists are drawn in the language of the moment
+
+  function unavailable() {
+    gone = true;
+    notAvailable(main, { title: "unavailable.repair.title", body: "unavailable.repair.body",
+      again: () => {
+        forget("customer");
+        location.href = "repair.html";
+      } });
+  }
 
   function draw() {
-    badge();
-    if (!model) return;
-    const m = optimistic.overlay(model);
-    if (!m.exists) {
-      fill(summary, el("p", { class: "empty" }, "This ticket does not exist (yet)."));
+    if (gone) return;
+    gate.apply(noteSend, !model);
+    if (!model) {
+      fill(summary, el("p", { class: "empty" }, t("common.loading")));
       return;
     }
-    const label = STATUS_LABELS[m.status] || m.status;
+    const m = optimistic.overlay(model);
+    if (!m.exists) { // not created (yet), or not this customer's: the same page
+      unavailable();
+      return;
+    }
     fill(summary,
       el("div", { class: "muted" }, m.device),
       el("div", { class: "big-status", "data-testid": "status", dataset: { status: m.status } },
-        label, m.status === "on_hold" && m.held_from ? el("small", { class: "muted" },
-          ` (was ${STATUS_LABELS[m.held_from] || m.held_from})`) : null,
-        m.outcome === "unrepaired" ? el("small", { class: "muted" }, " · not repaired") : null),
+        status(m.status), m.status === "on_hold" && m.held_from ? el("small", { class: "muted" },
+          ` (${t("repair.wasStatus", { status: status(m.held_from) })})`) : null,
+        m.outcome === "unrepaired" ? el("small", { class: "muted" }, ` · ${t("repair.unrepaired")}`)
+          : null),
       el("div", { class: "progress", "data-testid": "progress", dataset: { value: m.progress },
-        role: "progressbar", "aria-valuenow": m.progress, "aria-valuemin": 0, "aria-valuemax": 100 },
+        role: "progressbar", "aria-valuenow": m.progress || 0, "aria-valuemin": 0,
+        "aria-valuemax": 100, "aria-label": t("repair.progress") },
       el("span", { style: { width: `${m.progress || 0}%` } })),
-      el("div", { class: "row", style: { marginTop: ".5rem" } },
-        el("small", {}, `${m.progress || 0}% done`),
-        m.eta_ms ? el("small", { style: { textAlign: "right" }, "data-testid": "eta" },
-          `Estimated ready: ${new Date(m.eta_ms).toLocaleString([], { weekday: "short",
-            month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" })}`) : null),
-      el("p", { class: "muted", style: { marginBottom: 0 } }, `Problem: ${m.problem}`));
+      el("div", { class: "row spread" },
+        el("small", {}, t("repair.done", { percent: percent(m.progress || 0) })),
+        m.eta_ms ? el("small", { "data-testid": "eta" },
+          t("repair.eta", { when: dateTime(m.eta_ms) })) : null),
+      m.milestones.length ? el("ul", { class: "milestones", "aria-label": t("repair.milestones"),
+        "data-testid": "milestones" },
+      m.milestones.map((x) => el("li", {}, `${x.title} — ${percent(x.percent)} `,
+        el("span", { class: "when" }, clock(x.ts))))) : null,
+      el("p", { class: "muted" }, t("repair.problem", { problem: m.problem })));
 
     const q = m.quote;
     const waiting = m.status === "awaiting_approval" && q && q.status === "pending";
     quoteCard.hidden = !waiting;
     if (waiting) {
-      fill(quoteCard,
-        el("h2", {}, "Your approval is needed"),
-        el("div", { class: "amount" }, money(q.amount, q.currency)),
-        q.description ? el("p", {}, q.description) : null,
-        el("div", { class: "actions" },
-          el("button", { class: "primary", "data-testid": "approve",
-            disabled: Boolean(q.sending), onclick: () => decide(true) }, "Approve and repair"),
-          el("button", { class: "bad", "data-testid": "decline", disabled: Boolean(q.sending),
-            onclick: () => decide(false) }, "Decline")),
-        el("label", { style: { marginTop: ".6rem" } }, "If you decline", declineReason));
+      fill(quoteBody, el("div", { class: "amount" }, money(q.amount, q.currency)),
+        q.description ? el("p", {}, q.description) : null);
+      gate.apply(approve, Boolean(q.sending));
+      gate.apply(decline, Boolean(q.sending));
     }
 
     const history = m.history || [];
-    const flow = steps(m);
     const extra = history.filter((h) => h.status === "on_hold" || h.status === "cancelled");
-    fill(timeline, flow.map((s) => el("li", { class: s.state, dataset: { status: s.status } },
-      el("strong", {}, s.label), s.ts ? el("span", { class: "when" }, clock(s.ts)) : null,
+    fill(timeline, steps(m).map((s) => el("li", { class: s.state, dataset: { status: s.status } },
+      el("strong", {}, s.quote ? t(`repair.quote.${s.quote}`) : s.state === "done"
+        && s.status === "awaiting_approval" ? t("repair.quote.done") : status(s.status)),
+      s.ts ? el("span", { class: "when" }, clock(s.ts)) : null,
       s.state === "current" ? reasonOf(history, s.status) : null)),
     extra.map((h) => el("li", { class: h === history.at(-1) ? "current" : "done" },
-      el("strong", {}, STATUS_LABELS[h.status]), el("span", { class: "when" }, clock(h.ts)),
-      h.reason ? el("div", { class: "muted" }, h.reason) : null)),
-    m.milestones.length ? el("li", { class: "done" }, el("strong", {}, "Progress"),
-      el("ul", { class: "muted", style: { margin: ".3rem 0 0", paddingLeft: "1.1rem" } },
-        m.milestones.map((x) => el("li", {}, `${x.title} — ${x.percent}% `,
-          el("span", { class: "when" }, clock(x.ts)))))) : null);
+      el("strong", {}, status(h.status)), el("span", { class: "when" }, clock(h.ts)),
+      h.reason ? el("div", { class: "muted" }, h.reason) : null)));
 
-    fill(photos, m.photos.length ? m.photos.map((p) => el("figure", {},
-      el("a", { href: photoSrc(room, p, token), target: "_blank", rel: "noopener" },
-        el("img", { src: photoSrc(room, p, token), alt: p.caption, loading: "lazy" })),
-      el("figcaption", {}, el("strong", {}, p.category), ` · ${p.caption}`)))
-      : el("p", { class: "empty" }, "No photos yet."));
+    fill(photoGrid, m.photos.length ? m.photos.map((p) => {
+      const src = photos.src(room, p);
+      return el("figure", {},
+        src ? el("a", { href: src, target: "_blank", rel: "noopener" },
+          el("img", { src, alt: p.caption, loading: "lazy" }))
+          : el("div", { class: "img-wait", role: "img", "aria-label": p.caption }),
+        el("figcaption", {}, el("strong", {}, t(`photo.${p.category}`)), ` · ${p.caption}`));
+    }) : el("p", { class: "empty" }, t("repair.noPhotos")));
 
     fill(notes, m.notes.length ? m.notes.map((n) => el("div", {
       class: `note ${n.from_customer ? "customer" : ""} ${n.priority}${n.sending ? " sending" : ""}`,
       dataset: { noteId: n.id } },
     el("div", {}, n.text),
-    el("div", { class: "meta" }, n.from_customer ? "you" : "the shop", " · ",
-      n.sending ? "sending…" : timeAgo(n.ts), n.priority === "urgent" ? " · urgent" : "")))
-      : el("p", { class: "empty" }, "No notes yet."));
+    el("div", { class: "meta" }, n.from_customer ? t("repair.fromYou") : t("repair.fromShop"),
+      " · ", n.sending ? t("common.sending") : timeAgo(n.ts),
+      n.priority === "urgent" ? ` · ${t("priority.urgent")}` : "")))
+      : el("p", { class: "empty" }, t("repair.noNotes")));
   }
 
-  function reasonOf(history, status) {
-    const h = [...history].reverse().find((x) => x.status === status);
+  function reasonOf(history, s) {
+    const h = [...history].reverse().find((x) => x.status === s);
     return h && h.reason ? el("div", { class: "muted" }, h.reason) : null;
   }
 
-  function decide(approve) {
+  // -- commands ---------------------------------------------------------------------------
+  function decide(yes, id = undefined) {
     const args = {};
-    if (!approve && declineReason.value.trim()) args.reason = declineReason.value.trim();
-    optimistic.run({
-      label: approve ? "Approve the quote" : "Decline the quote",
+    const why = yes ? "" : declineReason.value.trim();
+    if (why) args.reason = why;
+    return optimistic.run({
+      label: t(yes ? "repair.action.approve" : "repair.action.decline"),
       apply: (m) => {
         if (!m.quote) return;
-        m.quote.status = approve ? "approved" : "declined";
-        m.status = approve ? "repairing" : "ready_for_pickup";
-        if (!approve) m.outcome = "unrepaired";
-        m.history.push({ status: m.status, ts: Date.now(), reason: args.reason || null });
+        m.quote.status = yes ? "approved" : "declined";
+        m.status = yes ? "repairing" : "ready_for_pickup";
+        if (!yes) m.outcome = "unrepaired";
+        m.history.push({ status: m.status, ts: Date.now(), reason: why || null });
       },
-      send: () => client.command(room, approve ? "quote.approve" : "quote.decline", args),
+      send: () => client.command(room, yes ? "quote.approve" : "quote.decline", args, { id }),
+    }).then((ack) => {
+      if (ack && !yes) declineReason.value = "";
+      return ack;
     });
   }
 
-  noteForm.addEventListener("submit", (event) => {
-    event.preventDefault();
-    const text = noteText.value.trim();
-    if (!text) return;
-    noteForm.reset();
-    optimistic.run({
-      label: "Your note",
+  function addNote(text, id = undefined) {
+    return optimistic.run({
+      label: t("repair.action.note"),
       apply: (m) => {
         m.notes.push({ id: "tmp", text, priority: "normal", visibility: "customer",
           from_customer: true, ts: Date.now(), sending: true });
       },
-      send: () => client.command(room, "note.add", { text, priority: "normal" }),
+      send: () => client.command(room, "note.add", { text, priority: "normal" }, { id }),
     });
+  }
+
+  noteForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const text = noteText.value.trim();
+    if (!text || gate.off) return;
+    // The note stays in the field until the shop has it; a refusal leaves it there.
+    const ack = await addNote(text);
+    if (ack && noteText.value.trim() === text) noteText.value = "";
   });
 
   followRoom(client, room, optimistic, {
     load: (state, seq) => { model = fromState(state, seq); },
     apply: (data, m) => applyEvent(model, data, m),
     render,
-    what: "Cannot follow this repair",
+    what: t("repair.follow"),
+    unavailable,
+  });
+  resumeWrites(client, room, (frame) => {
+    if (frame.name === "note.add") addNote(frame.args.text, frame.id);
+    else if (frame.name === "quote.approve" || frame.name === "quote.decline") {
+      decide(frame.name === "quote.approve", frame.id);
+    }
   });
   setInterval(render, 30000);
   render();
 }
+
+registerWorker();
+const page = await startPage({ page: "customer", title: "repair.title", hint: "repair.setupHint",
+  fields: [{ name: "ticket", label: "setup.ticket", placeholder: "t-2026-0042" }] });
+if (page) run(page);

@@ -1,38 +1,42 @@
 // Technician console: my tickets, live from the staff feed repairs:{me}; the selected
 // ticket (repair:{ticket}) with status moves, progress, ETA, photos (upload, then
-// photo.add), QA and notes; and a form to open a new ticket.
-// ?token=<technician token>[&ticket=<ticket id>]
+// photo.add), QA and notes; and a form to open a new ticket. Staff wording throughout.
+// Link: tech.html[?ticket=<ticket id>]#token=<technician token>
 
 import {
-  Optimistic, clock, connectionBadge, createClient, describeError, el, fill, header, params,
-  setup, throttled, timeAgo, toast,
+  Optimistic, T, clock, dateTime, el, fill, has, money, onLanguage, params, percent, showError,
+  startPage, t, throttled, timeAgo, toast,
 } from "./app.js";
-import {
-  STATUS_LABELS, applyEvent, applyFeed, fromState, money, photoSrc,
-} from "./repair-model.js";
+import { photos as photoLoader } from "./photos.js";
+import { STATUSES, applyEvent, applyFeed, fromState } from "./repair-model.js";
 
-const cfg = setup([], { hint: "A technician token: roomlog token --user tech1 --role technician" });
-if (cfg) start(cfg);
 
-function start({ token, claims }) {
-  const me = claims.sub;
-  header("Technician console", `repairs:${me}`);
-  const client = createClient(token);
-  const badge = connectionBadge(client);
+/** Status names as staff say them ("waiting for the customer's approval"). */
+const status = (s) => t(has(`status.${s}.staff`) ? `status.${s}.staff` : `status.${s}`);
+const labels = () => Object.fromEntries(STATUSES.map((s) => [s, status(s)]));
+// A ticket id as room names allow it ([A-Za-z0-9][A-Za-z0-9._@-]{0,127}). Browsers compile
+// `pattern` with the `v` flag, where a "-" in a class must be escaped.
+const TICKET_PATTERN = "[A-Za-z0-9][A-Za-z0-9._@\\-]{0,127}";
+
+function run({ client, gate, me }) {
   const tickets = {};
-  let current = null; // {room, sub, model, optimistic}
+  let current = null; // {room, sub, model, optimistic, gone}
   let refresh = null;
+  const photos = photoLoader(client, () => render());
 
   const list = el("ul", { class: "list tickets", "data-testid": "tickets" });
-  const detail = el("div", { style: { display: "grid", gap: "1rem" }, "data-testid": "detail" });
+  const detail = el("div", { class: "stack", "data-testid": "detail" });
   const newForm = newTicketForm();
   fill(document.querySelector("main"),
     el("div", { class: "cols wide-right" },
-      el("div", { style: { display: "grid", gap: "1rem" } },
-        el("section", { class: "card" }, el("h2", {}, "My tickets"), list), newForm),
+      el("div", { class: "stack" },
+        el("section", { class: "card", "aria-labelledby": "mine-heading" },
+          el("h2", { id: "mine-heading" }, T("tech.mine")), list), newForm),
       detail));
 
   const render = throttled(draw);
+  gate.watch(render);
+  onLanguage(render); // the lists are drawn in the language of the moment
 
   // -- the feed: every event of my tickets, from the start of the retained log -------
   client.subscribe(`repairs:${me}`, {
@@ -40,7 +44,7 @@ function start({ token, claims }) {
     onMessage(m) {
       applyFeed(tickets, m.data, m);
       if (current && m.data.event === "ticket.unassigned" && m.data.room === current.room) {
-        toast(`You are no longer assigned to ${m.data.ticket}.`, "error");
+        toast(t("tech.unassigned", { ticket: m.data.ticket }), { kind: "warn" });
       }
       render();
     },
@@ -48,23 +52,25 @@ function start({ token, claims }) {
       render();
     },
     onError(err) {
-      toast(describeError(err, "Cannot follow your tickets"), "error", 0);
+      showError(err, { action: t("tech.follow"), staff: true });
     },
   });
 
   function draw() {
-    badge();
     const rows = Object.values(tickets).sort((a, b) => (b.updated_ms || 0) - (a.updated_ms || 0));
-    fill(list, rows.length ? rows.map((t) => el("li", {
-      class: `item${current && current.room === t.room ? " selected" : ""}`,
-      dataset: { ticket: t.ticket, status: t.status || "" },
-      onclick: () => open(t.ticket) },
-    el("div", { class: "top" }, el("strong", {}, t.ticket),
-      el("span", { class: `chip ${t.status}` }, STATUS_LABELS[t.status] || t.status || "…")),
-    el("div", { class: "sub" }, `${t.device} · ${t.customer_id}`),
-    el("div", { class: "bar" }, el("span", { style: { width: `${t.progress || 0}%` } })),
-    el("small", { class: "muted" }, `${(t.last || "").replace(".", " ")} · ${timeAgo(t.updated_ms)}`)))
-      : el("li", { class: "empty" }, "No tickets assigned to you yet."));
+    fill(list, rows.length ? rows.map((x) => el("li", {
+      dataset: { ticket: x.ticket, status: x.status || "" } },
+    el("button", { type: "button", class: `item ticket${current && current.room === x.room
+      ? " selected" : ""}`, "aria-current": current && current.room === x.room ? "true" : null,
+    dataset: { key: `ticket:${x.ticket}` },
+    onclick: () => open(x.ticket) },
+    el("span", { class: "top" }, el("strong", {}, x.ticket),
+      el("span", { class: `chip ${x.status}` }, x.status ? status(x.status) : "…")),
+    el("span", { class: "sub" }, `${x.device} · ${x.customer_id}`),
+    el("span", { class: "bar", "aria-hidden": "true" },
+      el("span", { style: { width: `${x.progress || 0}%` } })),
+    el("small", { class: "muted" }, `${x.last ? t(`event.${x.last}`) : ""} · ${timeAgo(x.updated_ms)}`))))
+      : el("li", { class: "empty" }, t("tech.noTickets")));
     drawDetail();
   }
 
@@ -73,11 +79,11 @@ function start({ token, claims }) {
     const room = ticket.startsWith("repair:") ? ticket : `repair:${ticket}`;
     if (current && current.room === room) return;
     if (current) current.sub.close();
-    const next = new URLSearchParams(params);
-    next.set("ticket", room.slice(7));
-    history.replaceState(null, "", `?${next}`);
-    const entry = { room, model: null, optimistic: null, sub: null };
-    entry.optimistic = new Optimistic(() => render());
+    const next = new URL(location.href);
+    next.searchParams.set("ticket", room.slice(7));
+    history.replaceState(history.state, "", next.href);
+    const entry = { room, model: null, optimistic: null, sub: null, gone: false };
+    entry.optimistic = new Optimistic(() => render(), { staff: true, labels: labels() });
     entry.sub = client.subscribe(room, {
       onState(state, { seq }) {
         entry.model = fromState(state, seq);
@@ -92,13 +98,13 @@ function start({ token, claims }) {
         render();
       },
       onError(err) {
-        toast(describeError(err, `Ticket ${room.slice(7)}`), "error");
-        if (current === entry) current = null;
+        if (err.code === "FORBIDDEN" || err.code === "NOT_FOUND") entry.gone = true;
+        else showError(err, { action: t("tech.ticketLabel", { ticket: room.slice(7) }), staff: true });
         render();
       },
     });
     current = entry;
-    forms = makeForms();
+    forms = null;
     render();
   }
 
@@ -119,71 +125,97 @@ function start({ token, claims }) {
   }
 
   let forms = null;
+  function input(id, attrs) {
+    return el("input", { id, autocomplete: "off", ...attrs });
+  }
+  function labelled(id, key, control, cls = "") {
+    return el("div", { class: `field ${cls}` }, el("label", { for: id }, T(key)), control);
+  }
   function makeForms() {
     const f = {};
-    f.reason = el("input", { type: "text", placeholder: "Reason the customer sees (optional)" });
-    f.internalReason = el("input", { type: "text", placeholder: "Internal reason (staff only)" });
-    f.amount = el("input", { type: "number", min: 0, step: "0.01", placeholder: "Amount" });
-    f.currency = el("input", { type: "text", value: "EUR", maxlength: 3 });
-    f.quoteText = el("input", { type: "text", placeholder: "What the quote covers" });
-    f.milestone = el("input", { type: "text", placeholder: "What was done", "data-testid": "milestone-title" });
-    f.percent = el("input", { type: "number", min: 0, max: 100, step: 5, "data-testid": "milestone-percent" });
-    f.eta = el("input", { type: "datetime-local" });
-    f.file = el("input", { type: "file", accept: "image/jpeg,image/png,image/webp", "data-testid": "photo-file" });
-    f.category = el("select", {}, ["before", "during", "after", "damage", "part"].map((c) =>
-      el("option", { value: c }, c)));
-    f.caption = el("input", { type: "text", placeholder: "Caption", "data-testid": "photo-caption" });
-    f.photoVisibility = el("select", {}, el("option", { value: "customer" }, "customer sees it"),
-      el("option", { value: "internal" }, "internal"));
-    f.qaItem = el("input", { type: "text", placeholder: "Check, e.g. touch screen" });
-    f.qaPassed = el("input", { type: "checkbox", checked: true });
-    f.qaNote = el("input", { type: "text", placeholder: "Note (optional)" });
-    f.note = el("textarea", { rows: 2, placeholder: "Note", "data-testid": "note-text" });
-    f.priority = el("select", {}, ["normal", "low", "high", "urgent"].map((p) =>
-      el("option", { value: p }, p)));
-    f.noteVisibility = el("select", { "data-testid": "note-visibility" },
-      el("option", { value: "internal" }, "internal"),
-      el("option", { value: "customer" }, "customer sees it"));
+    f.reason = input("t-reason", { type: "text", placeholder: T("tech.reasonHint") });
+    f.internalReason = input("t-internal", { type: "text", placeholder: T("tech.internalHint") });
+    f.amount = input("t-amount", { type: "number", min: 0, step: "0.01", inputmode: "decimal" });
+    f.currency = input("t-currency", { type: "text", value: "EUR", maxlength: 3 });
+    f.quoteText = input("t-quote", { type: "text" });
+    f.milestone = input("t-milestone", { type: "text", "data-testid": "milestone-title" });
+    f.percent = input("t-percent", { type: "number", min: 0, max: 100, step: 5,
+      "data-testid": "milestone-percent" });
+    f.eta = input("t-eta", { type: "datetime-local" });
+    f.file = input("t-file", { type: "file", accept: "image/jpeg,image/png,image/webp",
+      "data-testid": "photo-file" });
+    f.category = el("select", { id: "t-category" }, ["before", "during", "after", "damage",
+      "part"].map((c) => el("option", { value: c }, T(`photo.${c}`))));
+    f.caption = input("t-caption", { type: "text", "data-testid": "photo-caption" });
+    f.photoVisibility = el("select", { id: "t-photo-vis" },
+      el("option", { value: "customer" }, T("tech.visible.customer")),
+      el("option", { value: "internal" }, T("tech.visible.internal")));
+    f.qaItem = input("t-qa", { type: "text", placeholder: T("tech.qaHint"), "data-testid": "qa-item" });
+    f.qaPassed = input("t-qa-passed", { type: "checkbox", checked: true, "data-testid": "qa-passed" });
+    f.qaNote = input("t-qa-note", { type: "text" });
+    f.note = el("textarea", { id: "t-note", rows: 2, "data-testid": "note-text" });
+    f.priority = el("select", { id: "t-priority" }, ["normal", "low", "high", "urgent"].map((p) =>
+      el("option", { value: p }, T(`priority.${p}`))));
+    f.noteVisibility = el("select", { id: "t-note-vis", "data-testid": "note-visibility" },
+      el("option", { value: "internal" }, T("tech.visible.internal")),
+      el("option", { value: "customer" }, T("tech.visible.customer")));
     f.moves = el("div", { class: "actions", "data-testid": "moves" });
     f.summary = el("section", { class: "card", "data-testid": "ticket" });
     f.photos = el("div", { class: "photos", "data-testid": "photos" });
     f.qa = el("ul", { class: "list", "data-testid": "qa" });
     f.notes = el("div", { "data-testid": "notes" });
     f.timeline = el("ol", { class: "timeline" });
+    f.submits = [];
     const form = (onsubmit, ...children) => {
       const node = el("form", {}, ...children);
-      node.addEventListener("submit", (e) => { e.preventDefault(); onsubmit(); });
+      node.addEventListener("submit", (e) => {
+        e.preventDefault();
+        if (!gate.off) onsubmit();
+      });
       return node;
+    };
+    const submit = (key, attrs = {}) => {
+      const b = el("button", { type: "submit", ...attrs }, T(key));
+      f.submits.push(b);
+      return b;
     };
     f.cards = [
       f.summary,
-      el("section", { class: "card" }, el("h2", {}, "Status"), f.moves,
-        el("div", { class: "row", style: { marginTop: ".6rem" } }, f.reason, f.internalReason),
-        el("details", {}, el("summary", { class: "muted" }, "Quote (to ask for approval)"),
-          el("div", { class: "row", style: { marginTop: ".5rem" } }, f.amount, f.currency, f.quoteText))),
+      el("section", { class: "card", "aria-labelledby": "moves-heading" },
+        el("h2", { id: "moves-heading" }, T("tech.status")), f.moves,
+        el("div", { class: "row spaced" }, labelled("t-reason", "tech.reason", f.reason),
+          labelled("t-internal", "tech.internalReason", f.internalReason)),
+        el("details", {}, el("summary", { class: "muted" }, T("tech.quote")),
+          el("div", { class: "row spaced" }, labelled("t-amount", "tech.amount", f.amount),
+            labelled("t-currency", "tech.currency", f.currency, "narrow"),
+            labelled("t-quote", "tech.quoteText", f.quoteText)))),
       el("div", { class: "cols" },
-        el("section", { class: "card" }, el("h2", {}, "Progress"),
-          form(addMilestone, el("div", { class: "row" }, f.milestone,
-            el("div", { class: "shrink", style: { width: "6rem" } }, f.percent)),
-          el("button", { type: "submit", style: { marginTop: ".5rem" }, "data-testid": "milestone-add" },
-            "Add milestone")),
-          form(setEta, el("label", { style: { marginTop: ".8rem" } }, "Estimated ready", f.eta),
-            el("button", { type: "submit" }, "Set ETA"))),
-        el("section", { class: "card" }, el("h2", {}, "Quality check"), f.qa,
-          form(recordQa, el("div", { class: "row", style: { marginTop: ".6rem" } }, f.qaItem,
-            el("label", { class: "inline shrink", style: { margin: 0 } }, f.qaPassed, "passed")),
-          f.qaNote, el("button", { type: "submit", style: { marginTop: ".5rem" } }, "Record")))),
-      el("section", { class: "card" }, el("h2", {}, "Photos"), f.photos,
-        form(addPhoto, el("div", { class: "row", style: { marginTop: ".6rem" } }, f.file),
-          el("div", { class: "row", style: { marginTop: ".5rem" } }, f.category, f.caption,
-            f.photoVisibility),
-          el("button", { type: "submit", style: { marginTop: ".5rem" }, "data-testid": "photo-add" },
-            "Upload photo"))),
-      el("section", { class: "card" }, el("h2", {}, "Notes"), f.notes,
-        form(addNote, f.note, el("div", { class: "row", style: { marginTop: ".5rem" } },
-          f.priority, f.noteVisibility,
-          el("button", { type: "submit", class: "primary shrink", "data-testid": "note-add" }, "Add note")))),
-      el("section", { class: "card" }, el("h2", {}, "History"), f.timeline),
+        el("section", { class: "card" }, el("h2", {}, T("tech.progress")),
+          form(addMilestone, el("div", { class: "row" },
+            labelled("t-milestone", "tech.milestone", f.milestone),
+            labelled("t-percent", "tech.percent", f.percent, "narrow")),
+          submit("tech.addMilestone", { "data-testid": "milestone-add" })),
+          form(setEta, labelled("t-eta", "tech.eta", f.eta, "spaced"), submit("tech.setEta"))),
+        el("section", { class: "card" }, el("h2", {}, T("tech.qa")), f.qa,
+          form(recordQa, el("div", { class: "row spaced" },
+            labelled("t-qa", "tech.qaItem", f.qaItem),
+            el("div", { class: "inline check" }, f.qaPassed,
+              el("label", { for: "t-qa-passed" }, T("tech.passed")))),
+          labelled("t-qa-note", "tech.qaNote", f.qaNote),
+          submit("tech.record", { "data-testid": "qa-record" })))),
+      el("section", { class: "card" }, el("h2", {}, T("tech.photos")), f.photos,
+        form(addPhoto, el("div", { class: "row spaced" }, labelled("t-file", "tech.file", f.file)),
+          el("div", { class: "row" }, labelled("t-category", "tech.category", f.category),
+            labelled("t-caption", "tech.caption", f.caption),
+            labelled("t-photo-vis", "tech.visibility", f.photoVisibility)),
+          submit("tech.upload", { "data-testid": "photo-add" }))),
+      el("section", { class: "card" }, el("h2", {}, T("tech.notes")), f.notes,
+        form(addNote, labelled("t-note", "tech.note", f.note),
+          el("div", { class: "row" }, labelled("t-priority", "tech.priority", f.priority),
+            labelled("t-note-vis", "tech.visibility", f.noteVisibility),
+            el("div", { class: "field shrink" },
+              submit("tech.addNote", { class: "primary", "data-testid": "note-add" }))))),
+      el("section", { class: "card" }, el("h2", {}, T("tech.history")), f.timeline),
     ];
     fill(detail, f.cards);
     return f;
@@ -191,81 +223,104 @@ function start({ token, claims }) {
 
   function drawDetail() {
     if (!current) {
-      fill(detail, el("section", { class: "card" }, el("p", { class: "empty" },
-        "Pick a ticket, or open a new one.")));
+      fill(detail, el("section", { class: "card" }, el("p", { class: "empty" }, t("tech.pick"))));
       forms = null;
+      return;
+    }
+    if (current.gone) {
+      forms = null;
+      fill(detail, el("section", { class: "card unavailable", "data-testid": "not-available" },
+        el("h2", {}, t("tech.unavailable.title", { ticket: current.room.slice(7) })),
+        el("p", {}, t("tech.unavailable.body"))));
       return;
     }
     if (!forms) forms = makeForms();
     const f = forms;
+    for (const b of f.submits) gate.apply(b, !current.model);
     if (!current.model) {
-      fill(f.summary, el("p", { class: "empty" }, "Loading…"));
+      fill(f.summary, el("p", { class: "empty" }, t("common.loading")));
       return;
     }
     const m = current.optimistic.overlay(current.model);
     if (!m.exists) {
       fill(f.summary, el("h2", {}, current.room.slice(7)),
-        el("p", { class: "empty" }, "This ticket does not exist yet: create it below."));
+        el("p", { class: "empty" }, t("tech.notYet")));
       fill(f.moves);
       return;
     }
     fill(f.summary,
-      el("div", { class: "top", style: { display: "flex", justifyContent: "space-between" } },
-        el("h2", { style: { margin: 0 } }, `${m.ticket} · ${m.device}`),
-        el("span", { class: `chip ${m.status}`, "data-testid": "ticket-status" },
-          STATUS_LABELS[m.status] || m.status)),
-      el("p", { class: "muted", style: { margin: ".3rem 0" } },
-        `${m.problem} · customer ${m.customer_id} · technicians ${m.technicians.join(", ")}`),
-      el("div", { class: "progress", dataset: { value: m.progress } },
-        el("span", { style: { width: `${m.progress || 0}%` } })),
-      el("small", {}, `${m.progress || 0}%`, m.eta_ms ? ` · ETA ${new Date(m.eta_ms).toLocaleString()}` : ""),
-      m.quote ? el("p", { style: { margin: ".4rem 0 0" } }, "Quote ",
-        el("strong", {}, money(m.quote.amount, m.quote.currency)), ` · ${m.quote.status}`) : null,
+      el("div", { class: "card-head" },
+        el("h2", {}, `${m.ticket} · ${m.device}`),
+        el("span", { class: `chip ${m.status}`, "data-testid": "ticket-status" }, status(m.status))),
+      el("p", { class: "muted" }, t("tech.summary", { problem: m.problem, customer: m.customer_id,
+        technicians: m.technicians.join(", ") })),
+      el("div", { class: "progress", dataset: { value: m.progress }, role: "progressbar",
+        "aria-valuenow": m.progress || 0, "aria-valuemin": 0, "aria-valuemax": 100,
+        "aria-label": t("tech.progress") },
+      el("span", { style: { width: `${m.progress || 0}%` } })),
+      el("small", {}, percent(m.progress || 0),
+        m.eta_ms ? ` · ${t("tech.etaIs", { when: dateTime(m.eta_ms) })}` : ""),
+      m.quote ? el("p", {}, t("tech.quoteIs", { amount: money(m.quote.amount, m.quote.currency),
+        state: t(`quote.${m.quote.status}`) })) : null,
       m.internal && Object.keys(m.internal).length
-        ? el("p", { class: "muted" }, `Internal: ${JSON.stringify(m.internal)}`) : null);
+        ? el("p", { class: "muted" }, t("tech.internal", { data: JSON.stringify(m.internal) })) : null);
     const moves = m.moves || [];
     fill(f.moves, moves.length ? moves.map((to) => el("button", {
-      class: to === "cancelled" ? "bad small" : "good small", dataset: { move: to },
-      onclick: () => setStatus(to) }, `→ ${STATUS_LABELS[to] || to}`))
-      : el("span", { class: "muted" }, "No moves for you from here."));
+      type: "button", class: to === "cancelled" ? "bad small" : "good small",
+      dataset: { move: to, key: `move:${to}` },
+      ...gate.lock(), onclick: () => setStatus(to) }, t("tech.moveTo", { status: status(to) })))
+      : el("span", { class: "muted" }, t("tech.noMoves")));
     if (f.percent.value === "") f.percent.value = String(Math.min(100, (m.progress || 0) + 10));
 
-    fill(f.photos, m.photos.length ? m.photos.map((p) => el("figure", { class: p.sending ? "sending" : "" },
-      el("img", { src: photoSrc(m.room, p, token), alt: p.caption }),
-      el("figcaption", {}, el("strong", {}, p.category), ` · ${p.caption}`,
-        p.visibility === "internal" ? " · internal" : "", p.sending ? " · uploading…" : "")))
-      : el("p", { class: "empty" }, "No photos yet."));
+    fill(f.photos, m.photos.length ? m.photos.map((p) => {
+      const src = photos.src(m.room, p);
+      return el("figure", { class: p.sending ? "sending" : "" },
+        src ? el("img", { src, alt: p.caption })
+          : el("div", { class: "img-wait", role: "img", "aria-label": p.caption }),
+        el("figcaption", {}, el("strong", {}, t(`photo.${p.category}`)), ` · ${p.caption}`,
+          p.visibility === "internal" ? ` · ${t("tech.visible.internal")}` : "",
+          p.sending ? ` · ${t("tech.uploading")}` : ""));
+    }) : el("p", { class: "empty" }, t("tech.noPhotos")));
 
     const qa = m.qa || {};
     fill(f.qa, (qa.items || []).length ? qa.items.map((i) => el("li", { class: "item" },
-      el("span", { class: `chip ${i.passed ? "playing" : "vetoed"}` }, i.passed ? "pass" : "fail"),
+      el("span", { class: `chip ${i.passed ? "playing" : "vetoed"}` },
+        t(i.passed ? "tech.pass" : "tech.fail")),
       el("div", { class: "grow" }, i.item, i.note ? el("div", { class: "sub" }, i.note) : null)))
-      .concat(el("li", { class: "muted" }, qa.ready ? "Ready for pickup check: passes."
-        : `Blocking: ${(qa.failed || []).join(", ") || "nothing recorded yet"}`))
-      : el("li", { class: "empty" }, "Nothing recorded."));
+      .concat(el("li", { class: "muted" }, qa.ready ? t("tech.qaReady")
+        : t("tech.qaBlocking", { items: (qa.failed || []).join(", ") || t("tech.qaNothing") })))
+      : el("li", { class: "empty" }, t("tech.qaEmpty")));
 
     fill(f.notes, m.notes.length ? m.notes.map((n) => el("div", {
       class: `note ${n.visibility} ${n.priority}` },
     el("div", {}, n.text),
-    el("div", { class: "meta" }, `${n.from_customer ? "customer" : n.by || "staff"} · ${n.visibility}`
-      + ` · ${n.priority} · ${n.sending ? "sending…" : timeAgo(n.ts)}`)))
-      : el("p", { class: "empty" }, "No notes yet."));
+    el("div", { class: "meta" }, [n.from_customer ? t("tech.byCustomer") : n.by || t("tech.staff"),
+      t(`tech.visible.${n.visibility}`), t(`priority.${n.priority}`),
+      n.sending ? t("common.sending") : timeAgo(n.ts)].join(" · "))))
+      : el("p", { class: "empty" }, t("tech.noNotes")));
 
     fill(f.timeline, [...(m.history || [])].reverse().map((h, i) => el("li", {
       class: i === 0 ? "current" : "done" },
-    el("strong", {}, STATUS_LABELS[h.status] || h.status),
+    el("strong", {}, status(h.status)),
     el("span", { class: "when" }, `${clock(h.ts)} · ${h.by || ""}`),
     h.reason ? el("div", { class: "muted" }, h.reason) : null,
-    h.internal_reason ? el("div", { class: "muted" }, `internal: ${h.internal_reason}`) : null)));
+    h.internal_reason ? el("div", { class: "muted" },
+      t("tech.internalReasonIs", { reason: h.internal_reason })) : null)));
   }
 
   // -- commands ------------------------------------------------------------------------
-  function run(label, name, args, apply) {
+  function command(label, name, args, apply, { id, onError } = {}) {
     const entry = current;
     return entry.optimistic.run({
-      label, apply: apply || (() => {}),
-      send: () => client.command(entry.room, name, args),
+      label, apply: apply || (() => {}), onError,
+      send: () => client.command(entry.room, name, args, { id }),
     });
+  }
+
+  /** Clear `fields` once the write is taken, if nobody typed meanwhile; keep them if not. */
+  function clearOnSuccess(ack, fields) {
+    if (!ack) return;
+    for (const [node, value] of fields) if (node.value === value) node.value = "";
   }
 
   function setStatus(to) {
@@ -277,54 +332,58 @@ function start({ token, claims }) {
       args.quote = { amount: Number(f.amount.value), currency: f.currency.value.trim().toUpperCase() };
       if (f.quoteText.value.trim()) args.quote.description = f.quoteText.value.trim();
     }
-    run(`Move to ${STATUS_LABELS[to] || to}`, "status.set", args, (m) => {
+    const typed = [[f.reason, f.reason.value], [f.internalReason, f.internalReason.value]];
+    command(t("tech.action.move", { status: status(to) }), "status.set", args, (m) => {
       m.history.push({ status: to, ts: Date.now(), reason: args.reason || null });
       m.status = to;
       m.moves = [];
-    }).then((ack) => { if (ack) { f.reason.value = ""; f.internalReason.value = ""; } });
+    }).then((ack) => clearOnSuccess(ack, typed));
   }
 
-  function addMilestone() {
+  async function addMilestone() {
     const f = forms;
     const title = f.milestone.value.trim();
-    const percent = Number(f.percent.value);
+    const pct = Number(f.percent.value);
     if (!title) return;
-    f.milestone.value = "";
-    run("Progress", "milestone.add", { title, percent }, (m) => {
-      m.milestones.push({ id: "tmp", title, percent, ts: Date.now() });
-      m.progress = percent;
-    });
+    const ack = await command(t("tech.action.milestone"), "milestone.add", { title, percent: pct },
+      (m) => {
+        m.milestones.push({ id: "tmp", title, percent: pct, ts: Date.now() });
+        m.progress = pct;
+      });
+    clearOnSuccess(ack, [[f.milestone, f.milestone.value]]);
   }
 
   function setEta() {
     const value = forms.eta.value;
     const at = value ? new Date(value).getTime() : null;
-    run("ETA", "eta.set", { at }, (m) => { m.eta_ms = at; });
+    command(t("tech.action.eta"), "eta.set", { at }, (m) => { m.eta_ms = at; });
   }
 
-  function recordQa() {
+  async function recordQa() {
     const f = forms;
     const item = f.qaItem.value.trim();
     if (!item) return;
     const args = { item, passed: f.qaPassed.checked };
     if (f.qaNote.value.trim()) args.note = f.qaNote.value.trim();
-    f.qaItem.value = f.qaNote.value = "";
-    run("QA", "qa.record", args, (m) => {
+    const typed = [[f.qaItem, f.qaItem.value], [f.qaNote, f.qaNote.value]];
+    const ack = await command(t("tech.action.qa"), "qa.record", args, (m) => {
       const items = (m.qa.items || []).filter((i) => i.item.toLowerCase() !== item.toLowerCase());
       items.push({ item, passed: args.passed, note: args.note || null, required: true });
       m.qa.items = items;
     });
+    clearOnSuccess(ack, typed);
   }
 
-  function addNote() {
+  async function addNote() {
     const f = forms;
     const text = f.note.value.trim();
     if (!text) return;
     const args = { text, priority: f.priority.value, visibility: f.noteVisibility.value };
-    f.note.value = "";
-    run("Note", "note.add", args, (m) => {
+    const typed = [[f.note, f.note.value]];
+    const ack = await command(t("tech.action.note"), "note.add", args, (m) => {
       m.notes.push({ id: "tmp", ...args, from_customer: false, by: me, ts: Date.now(), sending: true });
     });
+    clearOnSuccess(ack, typed);
   }
 
   async function addPhoto() {
@@ -332,17 +391,15 @@ function start({ token, claims }) {
     const entry = current;
     const file = f.file.files[0];
     if (!file) {
-      toast("Choose a photo first.", "error");
+      toast(t("tech.choosePhoto"), { kind: "warn" });
       return;
     }
     const caption = f.caption.value.trim() || file.name;
     const category = f.category.value;
     const visibility = f.photoVisibility.value;
-    f.file.value = "";
-    f.caption.value = "";
     const localUrl = URL.createObjectURL(file);
-    await entry.optimistic.run({
-      label: "Photo",
+    const ack = await entry.optimistic.run({
+      label: t("tech.action.photo"),
       apply: (m) => {
         m.photos.push({ id: "tmp", category, caption, visibility, localUrl, sending: true });
       },
@@ -353,39 +410,59 @@ function start({ token, claims }) {
           { category, caption, upload_id: upload.upload_id, visibility });
       },
     });
+    if (ack) {
+      f.file.value = "";
+      clearOnSuccess(ack, [[f.caption, f.caption.value]]);
+    }
     setTimeout(() => URL.revokeObjectURL(localUrl), 60000);
   }
 
   // -- a new ticket ----------------------------------------------------------------------
   function newTicketForm() {
-    const id = el("input", { required: true, placeholder: "t-2026-0042", pattern: "[A-Za-z0-9][A-Za-z0-9._@-]*",
-      "data-testid": "new-ticket" });
-    const customer = el("input", { required: true, placeholder: "customer user id", "data-testid": "new-customer" });
-    const device = el("input", { required: true, placeholder: "iPhone 12", "data-testid": "new-device" });
-    const problem = el("input", { required: true, placeholder: "Cracked screen", "data-testid": "new-problem" });
-    const node = el("details", { class: "card" }, el("summary", {}, el("strong", {}, "Open a new ticket")),
-      el("form", { style: { marginTop: ".8rem" } },
-        el("label", {}, "Ticket", id), el("label", {}, "Customer", customer),
-        el("label", {}, "Device", device), el("label", {}, "Problem", problem),
-        el("button", { type: "submit", class: "primary", "data-testid": "create" }, "Create")));
+    const id = input("n-ticket", { required: true, placeholder: "t-2026-0042",
+      pattern: TICKET_PATTERN, maxlength: 128, "data-testid": "new-ticket" });
+    const customer = input("n-customer", { required: true, "data-testid": "new-customer" });
+    const device = input("n-device", { required: true, placeholder: "iPhone 12",
+      "data-testid": "new-device" });
+    const problem = input("n-problem", { required: true, "data-testid": "new-problem" });
+    const create = el("button", { type: "submit", class: "primary", "data-testid": "create" },
+      T("tech.create"));
+    const node = el("details", { class: "card" }, el("summary", {}, el("strong", {},
+      T("tech.newTicket"))),
+    el("form", { class: "spaced" },
+      labelled("n-ticket", "tech.ticket", id), labelled("n-customer", "tech.customer", customer),
+      labelled("n-device", "tech.device", device), labelled("n-problem", "tech.problem", problem),
+      create));
+    gate.watch(() => gate.apply(create));
+    gate.apply(create);
     node.querySelector("form").addEventListener("submit", async (e) => {
       e.preventDefault();
-      const room = `repair:${id.value.trim()}`;
+      if (gate.off) return;
+      const ticket = id.value.trim();
+      const room = `repair:${ticket}`;
       try {
         await client.command(room, "ticket.create", { customer_id: customer.value.trim(),
           device: device.value.trim(), problem: problem.value.trim(), technicians: [me] });
-        toast(`Ticket ${id.value.trim()} opened.`, "ok");
+        toast(t("tech.opened", { ticket }), { kind: "ok" });
         e.target.reset();
         node.open = false;
         open(room);
       } catch (err) {
-        toast(describeError(err, "New ticket"), "error");
+        showError(err, { action: t("tech.newTicket"), staff: true }); // the form keeps its input
       }
     });
     return node;
   }
 
+  // Writes an earlier page left unanswered: the client sends them; failures are shown.
+  for (const frame of client.pending.filter((x) => x.type === "command")) {
+    client.command(frame.room, frame.name, frame.args, { id: frame.id })
+      .catch((err) => showError(err, { staff: true, labels: labels() }));
+  }
   const initial = params.get("ticket");
   if (initial) open(initial);
   render();
 }
+
+const page = await startPage({ page: "technician", title: "tech.title", hint: "tech.setupHint" });
+if (page) run(page);

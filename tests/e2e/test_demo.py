@@ -79,7 +79,7 @@ class Demo:
         return "".join(self.stdout) + "".join(self.stderr)
 
     def token(self, page: str) -> str:
-        return parse_qs(urlsplit(self.links[page]).query)["token"][0]
+        return parse_qs(urlsplit(self.links[page]).fragment)["token"][0]
 
     def headers(self, page: str) -> dict[str, str]:
         return {"authorization": f"Bearer {self.token(page)}"}

@@ -10,6 +10,7 @@ import { test } from "node:test";
 import {
   RoomlogClient, RoomCursor, backoffDelay, closeAction, flattenFrames, retryDelay,
 } from "../roomlog.js";
+import { tick, until } from "./helpers.mjs";
 
 // ---------------------------------------------------------------------------
 // pure helpers
@@ -139,17 +140,6 @@ class FakeSocket {
   }
 }
 
-const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
-
-async function until(check, what, ms = 2000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = check();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await tick(2);
-  }
-}
 
 function fakeFetch(routes) {
   const calls = [];
@@ -529,5 +519,28 @@ test("client: writes go in order; one told to wait holds back the next", async (
     ws.serverSend({ type: "ack", id: f.id, room: "chat:a", seq: 1 });
   }
   await Promise.all([a, b]);
+  rt.close();
+});
+
+test("client: polling is shown as live only once a long-poll got an answer", async () => {
+  let down = true; // a network the browser calls online, where nothing gets through
+  const fetch = async (url) => {
+    await tick(2);
+    if (down) throw new TypeError("Failed to fetch");
+    const body = { frames: [], head: 0, next: 0, epoch: "E" };
+    return { ok: true, status: 200, json: async () => body, text: async () => JSON.stringify(body) };
+  };
+  FakeSocket.all = [];
+  const rt = makeClient({ fetch, pollWait: 0, transports: ["polling"] });
+  const states = [];
+  rt.on("state", (e) => states.push(e.state));
+  rt.subscribe("chat:a", { since: { epoch: "E", seq: 0 } });
+  await tick(60);
+  assert.equal(rt.transport, "polling");
+  assert.notEqual(rt.state, "polling", "nothing answered: not live");
+  down = false;
+  await until(() => rt.state === "polling", "live once a poll is answered", 3000);
+  down = true;
+  await until(() => rt.state === "reconnecting", "not live when polls fail again", 3000);
   rt.close();
 });

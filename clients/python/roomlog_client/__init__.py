@@ -20,7 +20,9 @@ from roomlog_client.errors import (
     ClientError,
     ClientStopped,
     CommandError,
+    ConnectFailed,
     ServerError,
+    SubscriptionClosed,
     SubscriptionError,
     reconnects,
 )
@@ -38,6 +40,7 @@ __all__ = [
     "ClientError",
     "ClientStopped",
     "CommandError",
+    "ConnectFailed",
     "ConnectionState",
     "Event",
     "Message",
@@ -46,6 +49,7 @@ __all__ = [
     "Reset",
     "ServerError",
     "Subscription",
+    "SubscriptionClosed",
     "SubscriptionError",
     "reconnects",
 ]

@@ -33,6 +33,7 @@ from roomlog_client.errors import (
     ClientError,
     ClientStopped,
     CommandError,
+    ConnectFailed,
     ServerError,
     reconnects,
     retry_delay,
@@ -78,6 +79,12 @@ class Client:
     atomically) so that a new client with the same file resumes every room and
     sends unanswered writes again with their ids. Positions are written at most
     every ``save_interval`` seconds (and at ``close()``); new writes at once.
+
+    ``fail_fast``: ``start()`` (and ``async with``) waits for the first connection and
+    raises ``ConnectFailed`` (``ClientStopped`` for a refused token) if it does not
+    work, instead of retrying for ever: for scripts, tools and a first try, where a
+    wrong URL should be an error. Outages after the first connection are waited out
+    as always. Either way the first failed attempt is logged as a warning.
     """
 
     def __init__(
@@ -91,8 +98,11 @@ class Client:
         backfill: bool = True, max_frame_bytes: int = 1_048_576,
         state_file: str | None = None, save_interval: float = 0.5,
         on_state: StateCallback | None = None, on_settled: Settled | None = None,
+        fail_fast: bool = False,
     ) -> None:
         self.url = url
+        self.fail_fast = fail_fast
+        self._first: asyncio.Future[None] | None = None  # fail_fast: the first connection
         self._auth = Auth(token, token_provider)
         self._codec = Codec(format)
         self._backoff = Backoff(backoff, jitter=jitter)
@@ -142,10 +152,15 @@ class Client:
         await self.close()
 
     async def start(self) -> None:
-        """Start connecting (in the background); returns at once."""
+        """Start connecting (in the background); returns at once, or with ``fail_fast``
+        once connected (raising ``ConnectFailed`` or ``ClientStopped`` if that failed)."""
         if self._task is None and not self._closed:
-            self._task = asyncio.get_running_loop().create_task(self._run(),
-                                                                name="roomlog-client")
+            loop = asyncio.get_running_loop()
+            if self.fail_fast:
+                self._first = loop.create_future()
+            self._task = loop.create_task(self._run(), name="roomlog-client")
+        if self._first is not None:
+            await asyncio.shield(self._first)
 
     async def close(self) -> None:
         """Close the link and stop. Subscriptions end; callers still waiting for a
@@ -168,6 +183,9 @@ class Client:
         """Stop for good: the state file is written, everyone waiting is told."""
         if self.stop_reason is None:
             self.stop_reason = reason
+        if self._first is not None and not self._first.done():
+            self._first.set_exception(self.stop_reason)
+            self._first.exception()  # retrieved: start() may be gone (close() first)
         self._save(final=True)
         end = None if isinstance(reason, ClientClosed) else reason
         for room in self.rooms.values():
@@ -398,7 +416,13 @@ class Client:
                     link = await self.open()
                 except OpenFailed as failed:
                     attempts += 1
-                    logger.info("WebSocket attempt %d failed: %s", attempts, failed)
+                    if self.fail_fast and not self._ever_up:
+                        raise ConnectFailed(self.url, failed.detail, failed.code) from None
+                    # The first failure of an outage is said out loud: a wrong URL
+                    # must not look like a client that is quietly waiting.
+                    log = logger.warning if attempts == 1 else logger.info
+                    log("cannot connect to %s (attempt %d): %s; trying again", self.url,
+                        attempts, failed)
                     if failed.kind == "unreachable":  # the network, not the WebSocket
                         self._set_state(ConnectionState.OFFLINE)
                     else:
@@ -453,6 +477,8 @@ class Client:
         session = WsSession(self, link)
         self._session = session
         self._set_state(ConnectionState.CONNECTED)
+        if self._first is not None and not self._first.done():
+            self._first.set_result(None)
         try:
             return await session.run()
         finally:
@@ -461,11 +487,26 @@ class Client:
     async def _run_polling(self) -> Link:
         polling = Polling(self)
         self._polling = polling
-        self._set_state(ConnectionState.POLLING)
+        # POLLING once a read over HTTP worked (polling_works): a network where nothing
+        # gets through is not shown as live.
+        if not self.rooms:
+            self._set_state(ConnectionState.POLLING)
         try:
             return await polling.run()
         finally:
             self._polling = None
+
+    def polling_works(self, works: bool) -> None:
+        """A long-poll (or a write over HTTP) got an answer, or failed on the network."""
+        if self._polling is None:
+            return
+        if works:
+            self._ever_up = True
+            self._set_state(ConnectionState.POLLING)
+            if self._first is not None and not self._first.done():
+                self._first.set_result(None)
+        elif self._state is ConnectionState.POLLING:
+            self._set_state(self._trying())
 
     async def pause(self, delay: float, *, probe: bool = False) -> None:
         """Wait ``delay`` seconds, or less: :meth:`reconnect_now`, or (``probe``, after

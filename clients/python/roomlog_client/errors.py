@@ -6,8 +6,10 @@ The tree::
      ├── ServerError               the server refused something: code, message, details
      │    ├── CommandError         a publish or command was finally rejected: roll back
      │    └── SubscriptionError    a room cannot be (or is no longer) read
+     ├── SubscriptionClosed       ``sub.next()`` on a subscription that was closed
      └── ClientStopped            the client stopped: closed by the application, or a
           │                        close code / HTTP status that means "stop"
+          ├── ConnectFailed        ``fail_fast``: the first connection did not work
           └── ClientClosed         closed by the application (``close()``)
 
 Close codes (``docs/protocol.md``, "Close codes"): :data:`STOP_CODES` mean stop
@@ -27,7 +29,9 @@ __all__ = [
     "ClientError",
     "ClientStopped",
     "CommandError",
+    "ConnectFailed",
     "ServerError",
+    "SubscriptionClosed",
     "SubscriptionError",
     "reconnects",
     "retry_delay",
@@ -124,6 +128,15 @@ class SubscriptionError(ServerError):
     is wrong (``INVALID_ROOM``), or too many rooms (``LIMIT_EXCEEDED``)."""
 
 
+class SubscriptionClosed(ClientError):
+    """The subscription was closed (``close()``, ``unsubscribe``, the client closed):
+    ``next()`` has nothing more to give. Iterating it simply ends instead."""
+
+    def __init__(self, room: str) -> None:
+        super().__init__(f"the subscription to {room} is closed")
+        self.room = room
+
+
 class ClientStopped(ClientError):
     """The client stopped and will not reconnect by itself.
 
@@ -142,3 +155,14 @@ class ClientClosed(ClientStopped):
 
     def __init__(self) -> None:
         super().__init__("the client was closed")
+
+
+class ConnectFailed(ClientStopped):
+    """``fail_fast=True`` and the first connection did not work: the URL is wrong (no
+    server there, or no hub at that path), the network is down, or the hub refused the
+    handshake. ``url`` is where it tried; ``close_code`` the HTTP status or close code
+    when there was one. Nothing is retried: fix the cause and start a new client."""
+
+    def __init__(self, url: str, reason: str, close_code: int | None = None) -> None:
+        super().__init__(f"cannot connect to {url}: {reason}", close_code)
+        self.url = url

@@ -103,6 +103,7 @@ class Polling:
                         await c.reader.apply(room, frame)
                 attempt = 0
                 c.auth.accepted()
+                c.polling_works(True)
                 continue
             except HttpRefused as refused:
                 if refused.status == 401:
@@ -118,6 +119,8 @@ class Polling:
             except (TransportError, Resync) as exc:
                 delay = None
                 logger.info("polling %s: %r", room.name, exc)
+                if isinstance(exc, TransportError):
+                    c.polling_works(False)
             except Exception:  # a bug or a body that is not ours: log, back off, go on
                 delay = None
                 logger.exception("polling %s failed", room.name)
@@ -157,4 +160,5 @@ class Polling:
                 attempt += 1
                 continue
             outbox.resolve(entry.id, ack)
+            c.polling_works(True)
             attempt = 0

@@ -20,6 +20,7 @@ import collections
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from roomlog_client.errors import SubscriptionClosed
 from roomlog_client.events import Event, Position
 
 if TYPE_CHECKING:
@@ -127,6 +128,17 @@ class Subscription:
                 continue
             self._on_progress()
             return event
+
+    async def next(self) -> Event:
+        """The next event (waiting for it), as one step of ``async for``: for scripts
+        and tests that take events one at a time. Bound the wait with
+        ``asyncio.timeout()`` if you need to (a cancelled wait loses nothing: ask
+        again). Raises what the iteration raises (``SubscriptionError``,
+        ``ClientStopped``) and ``SubscriptionClosed`` once the subscription was closed."""
+        try:
+            return await self.__anext__()
+        except StopAsyncIteration:
+            raise SubscriptionClosed(self.room) from None
 
     def close(self) -> None:
         """Stop this consumer; the client unsubscribes the room when it was the last."""

@@ -106,8 +106,9 @@ test("repair: the customer's ticket follows status, quote, progress, photos, not
   assert.deepEqual(steps.filter((s) => s.state === "done").map((s) => s.status),
     ["received", "diagnosing", "awaiting_approval"]);
   assert.equal(steps.find((s) => s.state === "current").status, "repairing");
-  assert.equal(repair.photoSrc("repair:t1", m.photos[0], "tok"),
-    "/v1/rooms/repair%3At1/photos/u.png?token=tok");
+  assert.equal(steps.find((s) => s.status === "awaiting_approval").quote, "approved");
+  assert.deepEqual(repair.photoSource("repair:t1", m.photos[0]),
+    { upload: "/v1/rooms/repair%3At1/photos/u.png" }, "no token in the URL");
 });
 
 test("repair: a declined quote skips the repair steps", () => {
