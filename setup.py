@@ -2,10 +2,11 @@
 pyproject.toml).
 
 The pages (``clients/web/``) and the browser client (``clients/js/roomlog.js``, its
-offline store ``store.js``, and their ``.d.ts``) stay where their authors edit them; ``build_py`` copies them into the built
-package as ``roomlog/_clients/{web,js}``, where ``roomlog.webapp`` finds them in an
-installed wheel. Tests and notes under those directories are left out. An editable
-install copies nothing: the app serves ``clients/`` of the source tree itself.
+offline store ``store.js``, and their ``.d.ts``) stay where their authors edit them;
+``build_py`` copies them into the built package as ``roomlog/_clients/{web,js}``,
+where ``roomlog.webapp`` finds them in an installed wheel. Tests and notes under those
+directories are left out. An editable install copies nothing: the app serves
+``clients/`` of the source tree itself.
 """
 
 from __future__ import annotations

@@ -18,11 +18,12 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from tests.ports import free_port
 
 START_TIMEOUT = 30.0
 
@@ -36,17 +37,11 @@ def _bindir() -> Path:
     return Path(initdb).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class PgServer:
     def __init__(self) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="roomlog-pg-"))
         self.data = self.workdir / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self._bin = _bindir()
         self._as_postgres = os.geteuid() == 0

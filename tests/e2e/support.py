@@ -44,6 +44,7 @@ from websockets.uri import parse_uri
 from roomlog.auth import Tokens
 from roomlog.identity import Role
 from tests.conftest import SECRET
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 15.0  # upper bound for one expected frame; only a broken server reaches it
@@ -68,12 +69,6 @@ def bearer(user: str = "alice", role: Role = Role.GUEST) -> dict[str, str]:
 
 def unique_room(kind: str = "chat") -> str:
     return f"{kind}:e2e-{secrets.token_hex(6)}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ---------------------------------------------------------------------------

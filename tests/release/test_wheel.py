@@ -24,7 +24,7 @@ import pytest
 
 from tests.e2e.support import ROOT, START_TIMEOUT, TIMEOUT, free_port
 from tests.e2e.test_demo import Demo
-from tests.web.test_browser import browser, expect  # noqa: F401  (browser: a fixture)
+from tests.web.support import expect
 
 INSTALL_TIMEOUT = 600  # seconds: pip downloads what its cache lacks
 _SOURCE = ["roomlog", "clients", "pyproject.toml", "setup.py", "MANIFEST.in", "README.md"]
@@ -115,7 +115,7 @@ def demo(venv: Path, tmp_path: Path) -> Iterator[Demo]:
     assert code == 130 and "Traceback" not in run_.output, run_.output
 
 
-def test_the_wheel_s_demo_gives_four_working_pages(demo: Demo, browser: Any) -> None:  # noqa: F811
+def test_the_wheel_s_demo_gives_four_working_pages(demo: Demo, browser: Any) -> None:
     tabs = {}
     errors: list[str] = []
     for page, url in demo.links.items():
