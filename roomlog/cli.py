@@ -151,6 +151,7 @@ def run_server(settings: Settings, args: argparse.Namespace, *,
         ws_per_message_deflate=settings.ws_compression,
         timeout_graceful_shutdown=max(1, int(settings.drain_timeout)),
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         lifespan="on",
     )
     # Long-lived connection state makes full collections frequent and slow (measured:
@@ -173,7 +174,8 @@ def _serve_reloading(settings: Settings, host: str, port: int,
                 log_config=_log_config(settings, args), log_level=_log_level(settings, args),
                 ws_max_size=settings.max_frame_bytes,
                 ws_ping_interval=settings.ping_interval,
-                ws_ping_timeout=settings.ping_timeout, proxy_headers=True, lifespan="on")
+                ws_ping_timeout=settings.ping_timeout, proxy_headers=True,
+                forwarded_allow_ips=settings.forwarded_allow_ips, lifespan="on")
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> None:

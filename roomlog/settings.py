@@ -73,6 +73,27 @@ class Settings:
                                       "at 254")
     max_subscriptions: int = _doc(100, "rooms one connection may subscribe to")
     max_bad_frames: int = _doc(20, "bad frames a connection may send before close 4002")
+    max_connections_per_user: int = _doc(16, "WebSockets, SSE streams and waiting long-polls "
+                                              "one user may hold on an instance "
+                                              "(LIMIT_EXCEEDED, close 4029 above; 0: no limit)")
+    max_connections_per_address: int = _doc(1000, "connections one client address may hold "
+                                                  "on an instance, before any token is read "
+                                                  "(0: no limit)")
+    forwarded_allow_ips: str = _doc("127.0.0.1", "trusted proxies, comma-separated ('*': any): "
+                                                 "from them X-Forwarded-For names the client "
+                                                 "address the per-address limit counts")
+    subscribe_rate: float = _doc(20.0, "subscribes and unsubscribes per second per user "
+                                       "(RATE_LIMITED beyond)")
+    subscribe_burst: int = _doc(250, "subscribe and unsubscribe burst per user")
+    presence_rate: float = _doc(5.0, "presence queries per second per user")
+    presence_burst: int = _doc(20, "presence query burst per user")
+    read_rate: float = _doc(20.0, "HTTP reads (long-polls, SSE opens, state, room info, "
+                                  "analytics, photos) per second per user")
+    read_burst: int = _doc(100, "HTTP read burst per user")
+    staff_limit_factor: float = _doc(10.0, "services and admins get this many times every "
+                                           "per-user limit (0: no limits for them)")
+    max_rate_strikes: int = _doc(100, "RATE_LIMITED answers a WebSocket may get (one more per "
+                                      "second) before it is closed with 4029 (0: never closed)")
     ws_compression: bool = _doc(False, "permessage-deflate (costs CPU per send on fan-out)")
     websockets: bool = _doc(True, "accept WebSockets; off: /ws refuses every handshake (HTTP "
                                   "403), as a hostile proxy would, and clients poll instead")
@@ -83,8 +104,10 @@ class Settings:
     coalesce_max_frames: int = _doc(512, "frames joined into one WebSocket frame at most")
 
     # Publishing
-    publish_rate: float = _doc(200.0, "publishes per second per connection (token bucket)")
-    publish_burst: int = _doc(400, "publish burst per connection")
+    publish_rate: float = _doc(200.0, "publishes and commands per second per user, over every "
+                                      "connection and transport (and every instance, with "
+                                      "Redis): RATE_LIMITED beyond")
+    publish_burst: int = _doc(400, "publish and command burst per user")
     max_inflight: int = _doc(256, "unacknowledged publishes per connection before reads pause")
     commit_batch: int = _doc(500, "publishes or commands committed in one transaction at most")
     snapshot_every: int = _doc(100, "events between state snapshots of a domain room")
