@@ -140,7 +140,7 @@ def run_server(settings: Settings, args: argparse.Namespace, *,
 
     config = uvicorn.Config(
         create_app(settings, services, extra_routes=extra_routes),
-        ws=DirectSendProtocol,
+        ws=DirectSendProtocol.configured(settings.ws_close_timeout),
         host=host,
         port=port,
         log_config=log_config,

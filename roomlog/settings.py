@@ -65,6 +65,9 @@ class Settings:
     connect_timeout: float = _doc(10.0, "seconds a new WebSocket has to send `connect`")
     ping_interval: float = _doc(15.0, "seconds between server WebSocket pings")
     ping_timeout: float = _doc(10.0, "seconds without a pong before a link is closed as dead")
+    ws_close_timeout: float = _doc(5.0, "seconds a closing WebSocket has to take its last frames "
+                                        "and close frame (4008 included) before its TCP "
+                                        "connection is aborted")
     max_frame_bytes: int = _doc(1_048_576, "largest inbound WebSocket frame (close 1009 above)")
     max_data_bytes: int = _doc(65_536, "largest message data, JSON-encoded (PAYLOAD_TOO_LARGE)")
     max_nesting_depth: int = _doc(64, "deepest nesting of arrays and objects in message data "
