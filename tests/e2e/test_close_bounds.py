@@ -87,6 +87,7 @@ async def test_a_slow_client_that_reads_again_gets_its_backlog_then_4008(
     srv = await make_server(outbox_max_messages=100, outbox_max_bytes=200_000,
                             ws_close_timeout=60, publish_rate=100_000, publish_burst=100_000)
     slow, _ = await drop_slow_reader(srv, http)
+    await asyncio.sleep(3)  # a phone back from a tunnel: longer than any flush wait
     frames, code = await slow.until_closed(within=60)
     slow.close()
     assert code == 4008
@@ -98,5 +99,5 @@ async def test_a_slow_client_that_reads_again_gets_its_backlog_then_4008(
 async def test_an_oversize_frame_gets_close_1009(server: Server) -> None:
     for _ in range(8):
         client = await open_client(server.ws_url, user="big")
-        await client.send_raw("x" * (1_048_576 + 100_000))
+        await client.send_raw("x" * 8_388_608)  # still sending when the server refuses
         assert await client.closed() == 1009
