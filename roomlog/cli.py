@@ -111,6 +111,7 @@ def run_server(settings: Settings, args: argparse.Namespace, *,
 
     from roomlog.app import build_services, create_app
     from roomlog.drain import drain
+    from roomlog.transports.uvicorn_http import BoundedHttpProtocol
     from roomlog.transports.uvicorn_ws import DirectSendProtocol
 
     _check_database(settings)
@@ -141,6 +142,7 @@ def run_server(settings: Settings, args: argparse.Namespace, *,
     config = uvicorn.Config(
         create_app(settings, services, extra_routes=extra_routes),
         ws=DirectSendProtocol.configured(settings.ws_close_timeout),
+        http=BoundedHttpProtocol.configured(settings.max_header_bytes, settings.header_timeout),
         host=host,
         port=port,
         log_config=log_config,
@@ -171,6 +173,7 @@ def _serve_reloading(settings: Settings, host: str, port: int,
     uvicorn.run("roomlog.app:app_from_env", factory=True, reload=True,
                 reload_dirs=[str(Path(__file__).parent)], host=host, port=port,
                 ws="roomlog.transports.uvicorn_ws:DirectSendProtocol",
+                http="roomlog.transports.uvicorn_http:BoundedHttpProtocol",
                 log_config=_log_config(settings, args), log_level=_log_level(settings, args),
                 ws_max_size=settings.max_frame_bytes,
                 ws_ping_interval=settings.ping_interval,

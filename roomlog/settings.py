@@ -62,6 +62,10 @@ class Settings:
                                    "request_id and conn; `--log-format`)")
 
     # Connections
+    max_header_bytes: int = _doc(65_536, "largest HTTP request head (request line and headers; "
+                                         "431 above), WebSocket handshakes included")
+    header_timeout: float = _doc(10.0, "seconds a client has to send a request head once it "
+                                       "started (408 after)")
     connect_timeout: float = _doc(10.0, "seconds a new WebSocket has to send `connect`")
     ping_interval: float = _doc(15.0, "seconds between server WebSocket pings")
     ping_timeout: float = _doc(10.0, "seconds without a pong before a link is closed as dead")
