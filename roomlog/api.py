@@ -4,7 +4,6 @@ presence, disconnects, health and metrics."""
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from typing import Any
 
 from starlette.requests import Request
@@ -14,10 +13,10 @@ from roomlog.commands import call_of
 from roomlog.drain import disconnect_here
 from roomlog.errors import CloseCode, ErrorCode, ProtocolError, RoomlogError
 from roomlog.identity import Principal, Role
+from roomlog.limits import Kind
 from roomlog.log import Append
 from roomlog.metrics import Exporter
 from roomlog.protocol import encode_data, parse_command, parse_id
-from roomlog.ratelimit import TokenBucket
 from roomlog.rooms.domain import Event, Meta
 from roomlog.rooms.queue_analytics import summarize, to_csv
 from roomlog.rooms.repair import can_open_upload
@@ -35,7 +34,6 @@ from roomlog.transports.http import (
 
 __all__ = ["Api"]
 
-_MAX_BUCKETS = 10_000  # HTTP publishers whose rate is tracked; the least recent go first
 # An uploaded file is served as what we checked it is, and nothing in it may run
 # if a browser opens it as a page: no type sniffing, no scripts, no plugins, no
 # frames, and a sandbox (an opaque origin: no cookies, no storage of ours).
@@ -48,23 +46,15 @@ class Api:
 
     def __init__(self, services: Services) -> None:
         self._s = services
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self._metrics = Exporter(services)
 
-    def _rate_limit(self, who: Principal) -> None:
-        """``publish_rate``/``publish_burst`` per user over HTTP (per connection on
-        the WebSocket): RATE_LIMITED, with Retry-After, when spent."""
-        settings = self._s.settings
-        bucket = self._buckets.pop(who.user, None) or TokenBucket(
-            settings.publish_rate, settings.publish_burst, self._s.clock)
-        self._buckets[who.user] = bucket
-        if len(self._buckets) > _MAX_BUCKETS:
-            self._buckets.popitem(last=False)
-        wait = bucket.take()
-        if wait:
-            self._s.stats.rate_limited["http"] += 1
-            raise RoomlogError(ErrorCode.RATE_LIMITED, "sending too fast",
-                                retry_after=round(wait, 3))
+    async def _rate_limit(self, who: Principal) -> None:
+        """The user's write bucket, shared with its WebSockets (``roomlog.limits``):
+        RATE_LIMITED, with Retry-After, when spent."""
+        await self._s.limits.write(who, "http")
+
+    def _read(self, who: Principal) -> None:
+        self._s.limits.check(Kind.READ, who, "http")
 
     @handles_errors
     async def publish(self, request: Request) -> Response:
@@ -72,7 +62,7 @@ class Api:
         who = authenticate(request, self._s)
         room = room_of(request)
         room.check_publish(who)
-        self._rate_limit(who)
+        await self._rate_limit(who)
         settings = self._s.settings
         body = await json_body(request, settings.max_frame_bytes)
         ident = parse_id(body.get("id"))
@@ -90,7 +80,7 @@ class Api:
         """``POST /v1/rooms/{room}/commands`` with ``{"name", "args", "id", "expected_seq"?}``."""
         who = authenticate(request, self._s)
         room = room_of(request)
-        self._rate_limit(who)
+        await self._rate_limit(who)
         settings = self._s.settings
         frame = parse_command(await json_body(request, settings.max_frame_bytes), room,
                               max_depth=settings.max_nesting_depth)
@@ -103,6 +93,7 @@ class Api:
     async def state(self, request: Request) -> Response:
         """``GET /v1/rooms/{room}/state``: a domain room's state as the caller may see it."""
         who = authenticate(request, self._s)
+        self._read(who)
         room = room_of(request)
         await self._s.check_read(room, who)
         runner = self._s.publisher.runners.get(room.kind)
@@ -118,6 +109,7 @@ class Api:
         """``GET /v1/rooms/{room}/analytics?from=&to=&format=json|csv`` (staff):
         computed from the room's retained log; ``from``/``to`` are ms timestamps."""
         who = authenticate(request, self._s)
+        self._read(who)
         room = room_of(request)
         runner = self._s.publisher.runners.get(room.kind)
         if room.kind != "queue" or runner is None:
@@ -136,6 +128,7 @@ class Api:
     async def room_info(self, request: Request) -> Response:
         """``GET /v1/rooms/{room}``: epoch, head and the oldest retained seq."""
         who = authenticate(request, self._s)
+        self._read(who)
         room = room_of(request)
         await self._s.check_read(room, who)
         info = await self._s.log.info(str(room))
@@ -156,6 +149,7 @@ class Api:
     async def presence(self, request: Request) -> Response:
         """``GET /v1/rooms/{room}/presence``: who is in the room, on every instance."""
         who = authenticate(request, self._s)
+        self._s.limits.check(Kind.PRESENCE, who, "http")
         room = room_of(request)
         await self._s.check_read(room, who)
         return JSONResponse(await self._s.presence.list(str(room)))
@@ -199,7 +193,7 @@ class Api:
         runner = self._s.publisher.runners[room.kind]
         if not await runner.read(self._s.log, str(room), lambda state: state.exists):
             raise RoomlogError(ErrorCode.NOT_FOUND, f"no ticket {room.id!r}: create it first")
-        self._rate_limit(who)
+        await self._rate_limit(who)
         body = await read_body(request, self._s.settings.max_upload_bytes)
         upload_id = await self._s.media.save(str(room), request.headers.get("content-type", ""),
                                              body)
@@ -211,6 +205,7 @@ class Api:
         """``GET /v1/rooms/repair:{ticket}/photos/{upload_id}`` (Bearer or ``?token=``,
         for ``<img>``): for those who see the photo in the ticket."""
         who = authenticate(request, self._s, allow_query=True)
+        self._read(who)
         room = room_of(request)
         upload_id = request.path_params["upload_id"]
         runner = self._s.publisher.runners.get(room.kind)
@@ -231,6 +226,7 @@ class Api:
         """``GET /v1/repairs/stats?from=&to=&format=json|csv`` (admin, service):
         from the ``repairs:all`` feed, which holds every ticket's events."""
         who = authenticate(request, self._s)
+        self._read(who)
         if not who.is_operator:
             raise RoomlogError(ErrorCode.FORBIDDEN, "repair statistics are for admins")
         start, end = _time_range(request)

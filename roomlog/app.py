@@ -32,6 +32,7 @@ from roomlog.hooks.caller import Hooks
 from roomlog.hooks.gate import Gate
 from roomlog.hub import Hub
 from roomlog.identity import Principal
+from roomlog.limits import Limits
 from roomlog.log import Log
 from roomlog.log.bans import SqlBans
 from roomlog.log.sql import SqlLog
@@ -45,6 +46,7 @@ from roomlog.rooms import DOMAINS, queue, repair
 from roomlog.services import Services
 from roomlog.settings import Settings
 from roomlog.stats import Stats
+from roomlog.transports.addresses import AddressLimit
 from roomlog.transports.context import RequestContext
 from roomlog.transports.http import error_response
 from roomlog.transports.longpoll import long_poll
@@ -116,7 +118,8 @@ def build_services(settings: Settings, *, log: Log | None = None, bus: Bus | Non
     media = MediaStore(settings.media_dir, settings.max_upload_bytes)
     revocation = Revocation(bans, bus, reload_interval=settings.ban_reload_interval)
     services = Services(settings, log, bus, hub, publisher, cluster, presence, tokens, stats,
-                        media, revocation, time.monotonic, gate)
+                        media, revocation, time.monotonic, gate,
+                        Limits(settings, bus, stats, time.monotonic))
     revocation.enforce = lambda: end_banned(services)
     cluster.on_control = lambda payload: on_control(services, payload)
     return services
@@ -195,7 +198,8 @@ def create_app(settings: Settings, services: Services | None = None, *,
 
     routes += [*extra_routes, *web_mounts(settings.web_dir, settings.web_token_url)]
     app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(RequestContext, stats=s.stats)],
+                    middleware=[Middleware(RequestContext, stats=s.stats),
+                                Middleware(AddressLimit, limits=s.limits)],
                     exception_handlers={HTTPException: _http_error})
     app.state.stats = s.stats  # for what every endpoint counts (handles_errors)
     return app

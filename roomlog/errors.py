@@ -100,6 +100,7 @@ class CloseCode(enum.IntEnum):
     PROTOCOL = 4002  # the client broke the protocol (too many bad frames): stop
     FORBIDDEN = 4003  # banned (BANNED) or disconnected by an admin: stop
     SLOW = 4008  # outbox overflowed, the client could not keep up: reconnect, resume
+    LIMITED = 4029  # too many connections, or rate limits exceeded again and again: back off
 
     @property
     def reconnects(self) -> bool:
@@ -107,7 +108,8 @@ class CloseCode(enum.IntEnum):
 
 
 _RECONNECT = frozenset(
-    {CloseCode.GOING_AWAY, CloseCode.INTERNAL, CloseCode.SERVICE_RESTART, CloseCode.SLOW})
+    {CloseCode.GOING_AWAY, CloseCode.INTERNAL, CloseCode.SERVICE_RESTART, CloseCode.SLOW,
+     CloseCode.LIMITED})
 
 
 class RoomlogError(Exception):

@@ -144,10 +144,11 @@ def _labelled(stats: Stats) -> Iterator[Metric]:
         refused.add_metric([reason], count)
     yield refused
     limited = CounterMetricFamily("roomlog_rate_limited",
-                                  "Writes refused with RATE_LIMITED, by transport",
-                                  labels=["transport"])
-    for transport, count in sorted(stats.rate_limited.items()):
-        limited.add_metric([transport], count)
+                                  "Requests refused with RATE_LIMITED, by transport and "
+                                  "kind (write, subscribe, presence, read)",
+                                  labels=["transport", "kind"])
+    for (transport, kind), count in sorted(stats.rate_limited.items()):
+        limited.add_metric([transport, kind], count)
     yield limited
 
 

@@ -13,6 +13,7 @@ from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.hooks.gate import Gate
 from roomlog.hub import Hub
 from roomlog.identity import Principal, Role
+from roomlog.limits import Limits
 from roomlog.log import Log
 from roomlog.media import MediaStore
 from roomlog.outbox import Flusher
@@ -46,6 +47,7 @@ class Services:
     revocation: Revocation  # the bans in force here, and changing them
     clock: Callable[[], float]  # monotonic seconds, for timers and rate limits
     gate: Gate  # every publish and command goes in here (command hooks, then the publisher)
+    limits: Limits  # connections and rates per user and per client address
     flusher: Flusher = field(default_factory=Flusher)  # one flush of all outboxes per loop turn
     sessions: set[Session] = field(default_factory=set)  # open WebSocket sessions
     streams: set[Stream] = field(default_factory=set)  # open SSE streams

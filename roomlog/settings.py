@@ -62,9 +62,16 @@ class Settings:
                                    "request_id and conn; `--log-format`)")
 
     # Connections
+    max_header_bytes: int = _doc(65_536, "largest HTTP request head (request line and headers; "
+                                         "431 above), WebSocket handshakes included")
+    header_timeout: float = _doc(10.0, "seconds a client has to send a request head once it "
+                                       "started (408 after)")
     connect_timeout: float = _doc(10.0, "seconds a new WebSocket has to send `connect`")
     ping_interval: float = _doc(15.0, "seconds between server WebSocket pings")
     ping_timeout: float = _doc(10.0, "seconds without a pong before a link is closed as dead")
+    ws_close_timeout: float = _doc(5.0, "seconds a closing WebSocket has to take its last frames "
+                                        "and close frame (4008 included) before its TCP "
+                                        "connection is aborted")
     max_frame_bytes: int = _doc(1_048_576, "largest inbound WebSocket frame (close 1009 above)")
     max_data_bytes: int = _doc(65_536, "largest message data, JSON-encoded (PAYLOAD_TOO_LARGE)")
     max_nesting_depth: int = _doc(64, "deepest nesting of arrays and objects in message data "
@@ -73,6 +80,27 @@ class Settings:
                                       "at 254")
     max_subscriptions: int = _doc(100, "rooms one connection may subscribe to")
     max_bad_frames: int = _doc(20, "bad frames a connection may send before close 4002")
+    max_connections_per_user: int = _doc(16, "WebSockets, SSE streams and waiting long-polls "
+                                              "one user may hold on an instance "
+                                              "(LIMIT_EXCEEDED, close 4029 above; 0: no limit)")
+    max_connections_per_address: int = _doc(1000, "connections one client address may hold "
+                                                  "on an instance, before any token is read "
+                                                  "(0: no limit)")
+    forwarded_allow_ips: str = _doc("127.0.0.1", "trusted proxies, comma-separated ('*': any): "
+                                                 "from them X-Forwarded-For names the client "
+                                                 "address the per-address limit counts")
+    subscribe_rate: float = _doc(20.0, "subscribes and unsubscribes per second per user "
+                                       "(RATE_LIMITED beyond)")
+    subscribe_burst: int = _doc(250, "subscribe and unsubscribe burst per user")
+    presence_rate: float = _doc(5.0, "presence queries per second per user")
+    presence_burst: int = _doc(20, "presence query burst per user")
+    read_rate: float = _doc(20.0, "HTTP reads (long-polls, SSE opens, state, room info, "
+                                  "analytics, photos) per second per user")
+    read_burst: int = _doc(100, "HTTP read burst per user")
+    staff_limit_factor: float = _doc(10.0, "services and admins get this many times every "
+                                           "per-user limit (0: no limits for them)")
+    max_rate_strikes: int = _doc(100, "RATE_LIMITED answers a WebSocket may get (one more per "
+                                      "second) before it is closed with 4029 (0: never closed)")
     ws_compression: bool = _doc(False, "permessage-deflate (costs CPU per send on fan-out)")
     websockets: bool = _doc(True, "accept WebSockets; off: /ws refuses every handshake (HTTP "
                                   "403), as a hostile proxy would, and clients poll instead")
@@ -83,8 +111,10 @@ class Settings:
     coalesce_max_frames: int = _doc(512, "frames joined into one WebSocket frame at most")
 
     # Publishing
-    publish_rate: float = _doc(200.0, "publishes per second per connection (token bucket)")
-    publish_burst: int = _doc(400, "publish burst per connection")
+    publish_rate: float = _doc(200.0, "publishes and commands per second per user, over every "
+                                      "connection and transport (and every instance, with "
+                                      "Redis): RATE_LIMITED beyond")
+    publish_burst: int = _doc(400, "publish and command burst per user")
     max_inflight: int = _doc(256, "unacknowledged publishes per connection before reads pause")
     commit_batch: int = _doc(500, "publishes or commands committed in one transaction at most")
     snapshot_every: int = _doc(100, "events between state snapshots of a domain room")

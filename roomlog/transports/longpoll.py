@@ -25,6 +25,7 @@ from roomlog import params
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.hub import stale, wire
 from roomlog.identity import Grant
+from roomlog.limits import Kind
 from roomlog.log import Page, RoomInfo
 from roomlog.protocol import Format, Since
 from roomlog.rooms import RoomName
@@ -63,9 +64,9 @@ def long_poll(services: Services) -> object:
     async def endpoint(request: Request) -> Response:
         grant = grant_of(request, services)
         who = grant.principal
+        services.limits.check(Kind.READ, who, "http")
         room = room_of(request)
         await services.check_read(room, who)
-        name = str(room)
         limit = query_int(request, "limit", settings.page_size, low=1,
                           high=settings.max_page_size)
         after = query_int(request, "after", -1, low=0, high=2**62)
@@ -74,41 +75,54 @@ def long_poll(services: Services) -> object:
                                                             high=settings.max_wait)
         wait = min(wait, max(0.0, grant.expires - time.time()))  # ends with the token
         epoch = request.query_params.get("epoch") or None
-        async with services.hub.watch(name) as changed:
-            poll = Poll(grant, changed)
-            services.polls.add(poll)
-            try:
-                if after < 0:  # no cursor: where is the head now?
-                    info = await services.log.info(name)
-                    return _reply(Page(info, info.head, []), [])
-                page = await services.log.read(name, after, limit)
-                # Without an `epoch` the cursor is taken to belong to the log as first
-                # read, so a reset during the wait below still comes back as a reset.
-                since = Since(epoch or page.info.epoch, after)
-                waited = False
-                while True:
-                    reason = stale(since, page.info) or ("trimmed" if page.trimmed else None)
-                    if reason is not None:
-                        await _still_allowed(services, poll, room, waited)
-                        reset = await services.hub.reset_frame(name, page.info, reason, who)
-                        info = RoomInfo(name, reset["epoch"],
-                                        max(page.info.head, reset["seq"]), page.info.trimmed)
-                        return _reply(Page(info, reset["seq"], []), [orjson.dumps(reset)])
-                    if (page.messages or wait <= 0 or waited or services.draining
-                            or poll.revoked is not None):
-                        break
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(changed.wait(), wait)
-                    waited = True
-                    if poll.revoked is None:
-                        page = await services.log.read(name, after, limit)
-                await _still_allowed(services, poll, room, waited)
-            finally:
-                services.polls.discard(poll)
-        lens = services.hub.lens(name, who)
-        return _reply(page, [wire(m, Format.JSON, lens) for m in page.messages])
+        # A poll that may wait holds a connection of its user meanwhile.
+        release = services.limits.open_user(who) if wait > 0 else None
+        try:
+            return await _answer(services, grant, room, after, limit, wait, epoch)
+        finally:
+            if release is not None:
+                release()
 
     return endpoint
+
+
+async def _answer(services: Services, grant: Grant, room: RoomName, after: int, limit: int,
+                  wait: float, epoch: str | None) -> Response:
+    who = grant.principal
+    name = str(room)
+    async with services.hub.watch(name) as changed:
+        poll = Poll(grant, changed)
+        services.polls.add(poll)
+        try:
+            if after < 0:  # no cursor: where is the head now?
+                info = await services.log.info(name)
+                return _reply(Page(info, info.head, []), [])
+            page = await services.log.read(name, after, limit)
+            # Without an `epoch` the cursor is taken to belong to the log as first
+            # read, so a reset during the wait below still comes back as a reset.
+            since = Since(epoch or page.info.epoch, after)
+            waited = False
+            while True:
+                reason = stale(since, page.info) or ("trimmed" if page.trimmed else None)
+                if reason is not None:
+                    await _still_allowed(services, poll, room, waited)
+                    reset = await services.hub.reset_frame(name, page.info, reason, who)
+                    info = RoomInfo(name, reset["epoch"],
+                                    max(page.info.head, reset["seq"]), page.info.trimmed)
+                    return _reply(Page(info, reset["seq"], []), [orjson.dumps(reset)])
+                if (page.messages or wait <= 0 or waited or services.draining
+                        or poll.revoked is not None):
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), wait)
+                waited = True
+                if poll.revoked is None:
+                    page = await services.log.read(name, after, limit)
+            await _still_allowed(services, poll, room, waited)
+        finally:
+            services.polls.discard(poll)
+    lens = services.hub.lens(name, who)
+    return _reply(page, [wire(m, Format.JSON, lens) for m in page.messages])
 
 
 async def _still_allowed(services: Services, poll: Poll, room: RoomName, waited: bool) -> None:

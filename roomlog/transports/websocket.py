@@ -104,7 +104,11 @@ class _Connection:
         closer = asyncio.create_task(self._close_requested.wait())
         try:
             await asyncio.wait({reader, writer, closer}, return_when=asyncio.FIRST_COMPLETED)
-            if closer.done() and self._closing is not None:
+            failed = reader.exception() if reader.done() and not reader.cancelled() else None
+            if failed is not None:  # a bug in handling a frame: say so, on both ends
+                logger.error("WebSocket reader failed", exc_info=failed)
+                await self._close(writer, CloseCode.INTERNAL, "internal error")
+            elif closer.done() and self._closing is not None:
                 await self._close(writer, *self._closing)
             elif writer.done() and writer.exception() is not None:
                 logger.debug("send failed: %s", writer.exception())
