@@ -22,6 +22,7 @@ from roomlog.revocation import Revocation
 from roomlog.rooms import RoomName
 from roomlog.settings import Settings
 from roomlog.stats import Stats
+from roomlog.webhooks.manager import Webhooks
 
 if TYPE_CHECKING:
     from roomlog.session import Session
@@ -46,6 +47,7 @@ class Services:
     revocation: Revocation  # the bans in force here, and changing them
     clock: Callable[[], float]  # monotonic seconds, for timers and rate limits
     gate: Gate  # every publish and command goes in here (command hooks, then the publisher)
+    webhooks: Webhooks  # endpoints, and the deliveries this instance holds the lease of
     flusher: Flusher = field(default_factory=Flusher)  # one flush of all outboxes per loop turn
     sessions: set[Session] = field(default_factory=set)  # open WebSocket sessions
     streams: set[Stream] = field(default_factory=set)  # open SSE streams
