@@ -33,9 +33,10 @@ from roomlog.hooks.gate import Gate
 from roomlog.hub import Hub
 from roomlog.identity import Principal
 from roomlog.limits import Limits
-from roomlog.log import Log
+from roomlog.log import Append, Log
 from roomlog.log.bans import SqlBans
 from roomlog.log.sql import SqlLog
+from roomlog.log.webhooks import SqlLeases, SqlWebhooks
 from roomlog.media import MediaStore
 from roomlog.outbound.httpx_adapter import HttpxOutbound
 from roomlog.periodic import every
@@ -53,6 +54,11 @@ from roomlog.transports.longpoll import long_poll
 from roomlog.transports.sse import server_sent_events
 from roomlog.transports.websocket import WebSocketEndpoint
 from roomlog.webapp import web_mounts
+from roomlog.webhooks.core import Retry
+from roomlog.webhooks.delivery import Tuning
+from roomlog.webhooks.manager import Webhooks
+from roomlog.webhooks.store import Leases, LocalLeases
+from roomlog.webhooks_api import WebhookApi
 
 __all__ = ["app_from_env", "build_services", "create_app"]
 
@@ -117,12 +123,39 @@ def build_services(settings: Settings, *, log: Log | None = None, bus: Bus | Non
                 max_per_user=settings.hook_max_per_user)
     media = MediaStore(settings.media_dir, settings.max_upload_bytes)
     revocation = Revocation(bans, bus, reload_interval=settings.ban_reload_interval)
+    webhooks = _webhooks(settings, log, bus, publisher)
+    cluster.on_commit = webhooks.committed
     services = Services(settings, log, bus, hub, publisher, cluster, presence, tokens, stats,
                         media, revocation, time.monotonic, gate,
-                        Limits(settings, bus, stats, time.monotonic))
+                        Limits(settings, bus, stats, time.monotonic), webhooks)
     revocation.enforce = lambda: end_banned(services)
     cluster.on_control = lambda payload: on_control(services, payload)
     return services
+
+
+def _webhooks(settings: Settings, log: Log, bus: Bus, publisher: Publisher) -> Webhooks:
+    """Webhook endpoints in the log's database; leases there too, except on SQLite (one
+    process: it delivers every endpoint)."""
+    sql = _sql(log)
+    leases: Leases = LocalLeases() if settings.is_sqlite else SqlLeases(sql)
+    tuning = Tuning(timeout=settings.webhook_timeout,
+                    retry=Retry(settings.webhook_retry_base, settings.webhook_retry_max,
+                                settings.webhook_horizon),
+                    page_size=settings.page_size, max_in_flight=settings.webhook_max_in_flight,
+                    flush_interval=settings.webhook_cursor_flush,
+                    poll_interval=settings.webhook_poll_interval,
+                    keep_attempts=settings.webhook_attempts_kept)
+
+    async def notify(room: str, raw: bytes) -> object:
+        return await publisher.publish(room, Append("roomlog", raw))
+
+    return Webhooks(SqlWebhooks(sql), leases, log,
+                    outbound=lambda: HttpxOutbound(
+                        allow_private=settings.webhook_allow_private,
+                        max_connections=settings.webhook_max_in_flight,
+                        user_agent="roomlog-webhooks"),
+                    tuning=tuning, instance=bus.instance, lease_ttl=settings.webhook_lease_ttl,
+                    fenced=not settings.is_sqlite, notify=notify)
 
 
 def _sql(log: Log) -> SqlLog:
@@ -152,6 +185,7 @@ def create_app(settings: Settings, services: Services | None = None, *,
     s = services or build_services(settings)
     api = Api(s)
     bans = BanApi(s)
+    hooks = WebhookApi(s)
     routes: list[BaseRoute] = [
         WebSocketRoute("/ws", WebSocketEndpoint(s)),
         Route("/v1/rooms/{room}/messages", long_poll(s), methods=["GET"]),  # type: ignore[arg-type]
@@ -171,6 +205,14 @@ def create_app(settings: Settings, services: Services | None = None, *,
         Route("/v1/admin/bans", bans.listing, methods=["GET"]),
         Route("/v1/admin/bans/{ban_id:int}", bans.details, methods=["GET"]),
         Route("/v1/admin/bans/{ban_id:int}", bans.lift, methods=["DELETE"]),
+        Route("/v1/admin/webhooks", hooks.create, methods=["POST"]),
+        Route("/v1/admin/webhooks", hooks.listing, methods=["GET"]),
+        Route("/v1/admin/webhooks/{webhook_id}", hooks.details, methods=["GET"]),
+        Route("/v1/admin/webhooks/{webhook_id}", hooks.update, methods=["PATCH"]),
+        Route("/v1/admin/webhooks/{webhook_id}", hooks.delete, methods=["DELETE"]),
+        Route("/v1/admin/webhooks/{webhook_id}/rotate", hooks.rotate, methods=["POST"]),
+        Route("/v1/admin/webhooks/{webhook_id}/redeliver", hooks.redeliver, methods=["POST"]),
+        Route("/v1/admin/webhooks/{webhook_id}/attempts", hooks.attempts, methods=["GET"]),
         Route("/health/live", api.live, methods=["GET"]),
         Route("/health/ready", api.ready, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
@@ -181,6 +223,7 @@ def create_app(settings: Settings, services: Services | None = None, *,
         await s.log.open()
         await s.revocation.start()
         await s.cluster.start()
+        await s.webhooks.start()
         sweeper = asyncio.create_task(_retention(s))
         logger.info("roomlog ready: log %s, bus %s (instance %s)",
                     logs.redact(str(getattr(s.log, "url", s.log))),  # without its password
@@ -191,6 +234,7 @@ def create_app(settings: Settings, services: Services | None = None, *,
             sweeper.cancel()
             await drain(s, 0.0)  # after SIGTERM the server's drain has done this already
             await s.publisher.close()
+            await s.webhooks.close()  # after the last commits: their deliveries are saved
             await s.gate.close()
             await s.cluster.close()
             await s.revocation.close()

@@ -23,6 +23,7 @@ from roomlog.revocation import Revocation
 from roomlog.rooms import RoomName
 from roomlog.settings import Settings
 from roomlog.stats import Stats
+from roomlog.webhooks.manager import Webhooks
 
 if TYPE_CHECKING:
     from roomlog.session import Session
@@ -48,6 +49,7 @@ class Services:
     clock: Callable[[], float]  # monotonic seconds, for timers and rate limits
     gate: Gate  # every publish and command goes in here (command hooks, then the publisher)
     limits: Limits  # connections and rates per user and per client address
+    webhooks: Webhooks  # endpoints, and the deliveries this instance holds the lease of
     flusher: Flusher = field(default_factory=Flusher)  # one flush of all outboxes per loop turn
     sessions: set[Session] = field(default_factory=set)  # open WebSocket sessions
     streams: set[Stream] = field(default_factory=set)  # open SSE streams

@@ -169,6 +169,32 @@ class Settings:
                                      "once (services and admins: no limit); more are "
                                      "RATE_LIMITED")
 
+    # Webhooks (docs/backends.md#webhooks)
+    webhook_timeout: float = _doc(5.0, "seconds a webhook receiver has to answer 2xx; later is "
+                                       "a failure, retried")
+    webhook_retry_base: float = _doc(1.0, "seconds before a failed webhook delivery's first "
+                                          "retry; doubled per failure, with jitter")
+    webhook_retry_max: float = _doc(300.0, "longest wait between two attempts of a webhook "
+                                           "delivery (also caps a receiver's Retry-After)")
+    webhook_horizon: float = _doc(86400.0, "seconds a webhook room may keep failing before "
+                                           "its endpoint is disabled and operators are told")
+    webhook_allow_private: bool = _doc(False, "allow webhook URLs that resolve to loopback, "
+                                              "link-local or private addresses")
+    webhook_lease_ttl: float = _doc(10.0, "seconds an instance's lease on a webhook endpoint "
+                                          "lasts unrenewed: how soon another takes over from "
+                                          "a dead one (PostgreSQL)")
+    webhook_poll_interval: float = _doc(1.0, "seconds between scans for rooms a webhook is "
+                                             "behind in: how late commits of other instances "
+                                             "may be delivered")
+    webhook_cursor_flush: float = _doc(0.2, "seconds between writes of webhook cursors: what a "
+                                            "crash may deliver again")
+    webhook_batch_max: int = _doc(1, "messages per webhook delivery for endpoints that do not "
+                                     "set batch_max (1: one message, one webhook-id)")
+    webhook_max_in_flight: int = _doc(32, "deliveries (rooms) of one webhook endpoint in "
+                                          "flight at once")
+    webhook_attempts_kept: int = _doc(100, "recent attempts kept per webhook endpoint for "
+                                           "operators")
+
     # Retention and idempotency
     retention_max_messages: int = _doc(100_000, "messages kept per room (0: no limit)")
     retention_max_age: float = _doc(7 * 86400.0, "seconds a message is kept (0: forever)")

@@ -40,6 +40,7 @@ KINDS: dict[str, RoomKind] = {
     "feed": plain.Feed(),
     "user": plain.UserInbox(),
     "repairs": plain.RepairFeed(),
+    "admin": plain.AdminRoom(),
     **DOMAINS,
 }
 
