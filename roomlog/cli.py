@@ -220,10 +220,15 @@ def _token(settings: Settings, args: argparse.Namespace) -> None:
               "it.", file=sys.stderr)
 
 
+def settings_table() -> str:
+    """Every setting as a Markdown table: what ``roomlog settings`` prints, and the
+    README's table (``python -m tools.settings_table`` rewrites it)."""
+    rows = [f"| `{name}` | `{default}` | {help} |\n" for name, default, help in Settings.describe()]
+    return "| variable | default | meaning |\n| --- | --- | --- |\n" + "".join(rows)
+
+
 def _settings(settings: Settings, args: argparse.Namespace) -> None:
-    print("| variable | default | meaning |\n| --- | --- | --- |")
-    for name, default, help in Settings.describe():
-        print(f"| `{name}` | `{default}` | {help} |")
+    print(settings_table(), end="")
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> None:
