@@ -109,8 +109,9 @@ class BanApi:
 
 
 def _ban_id(request: Request) -> int:
-    """The path's ban id (digits, by the route); NOT_FOUND beyond what ids reach."""
-    ban_id = int(request.path_params["ban_id"])
-    if ban_id > 2**62:
+    """The path's ban id; NOT_FOUND for anything but digits, and beyond what ids reach
+    (the route takes any segment: a malformed id is a missing ban, not another route)."""
+    raw = request.path_params["ban_id"]
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > 2**62:
         raise RoomlogError(ErrorCode.NOT_FOUND, "no such ban")
-    return ban_id
+    return int(raw)

@@ -14,6 +14,7 @@ from typing import Any
 from roomlog.errors import ErrorCode
 from roomlog.identity import Role
 from roomlog.openapi.operation import Param, Reply, Schema
+from roomlog.rooms import KINDS
 
 __all__ = ["COMPONENTS", "ROOM", "json_reply", "obj", "ref"]
 
@@ -49,10 +50,10 @@ EPOCH: Schema = {"type": "string", "description": "names this room's log; a new 
                                                   "a reset"}
 ROLE: Schema = {"type": "string", "enum": [r.value for r in Role]}
 
-ROOM = Param("room", "path", {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}:"
-                                                           "[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"},
-             "the room, `kind:id`: kinds chat, feed, user, repairs, queue, repair "
-             "(another kind is 400 INVALID_ROOM)", required=True)
+_ROOM_PATTERN = f"^({'|'.join(KINDS)}):[A-Za-z0-9][A-Za-z0-9._@-]{{0,127}}$"
+ROOM = Param("room", "path", {"type": "string", "pattern": _ROOM_PATTERN},
+             f"the room, `kind:id`, of kind {', '.join(KINDS)} (another kind is 400 "
+             "INVALID_ROOM)", required=True)
 
 _PRINCIPAL = obj({"user": STRING, "role": ROLE})
 

@@ -51,7 +51,15 @@ _OPERATION = Operation(
                   "also send `presence_diff` events"),
             Param("Last-Event-ID", "header", {"type": "string", "pattern": "^[0-9]+$"},
                   "sent by `EventSource` when it reconnects")),
-    replies={200: Reply("the stream", {"text/event-stream": {"type": "string"}})},
+    replies={200: Reply("the stream: one event per frame", {"text/event-stream": {
+        "type": "object", "required": ["data"],
+        "description": "an event (keep-alive comments aside)",
+        "properties": {
+            "event": {"type": "string", "description": "the frame's type: `message`, "
+                      "`subscribed`, `reset`, `skip`, `presence_diff`, `error`"},
+            "data": {"type": "string", "contentMediaType": "application/json",
+                     "description": "the frame, as on a WebSocket"},
+            "id": {"type": "string", "description": "the seq, on `message` events"}}}})},
     errors=(400, 404, 503))
 
 
