@@ -26,6 +26,7 @@ from roomlog.bus import Bus
 from roomlog.bus.memory import MemoryBus
 from roomlog.cluster import Cluster
 from roomlog.commands import CommandRunner
+from roomlog.cors import cors_middleware
 from roomlog.drain import drain, end_banned, on_control
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.hooks.caller import Hooks
@@ -202,7 +203,8 @@ def create_app(settings: Settings, services: Services | None = None, *,
         logger.warning("routes missing from /openapi.json (no roomlog.openapi Operation): %s",
                        ", ".join(missing))
     app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(RequestContext, stats=s.stats)],
+                    middleware=[Middleware(RequestContext, stats=s.stats),
+                                cors_middleware(settings.cors_origins, settings.cors_max_age)],
                     exception_handlers={HTTPException: _http_error})
     app.state.stats = s.stats  # for what every endpoint counts (handles_errors)
     return app
