@@ -16,6 +16,8 @@ from roomlog.identity import Principal, Role
 from roomlog.limits import Kind
 from roomlog.log import Append
 from roomlog.metrics import Exporter
+from roomlog.openapi.operation import Auth, Body, Operation, Param, Reply, describe
+from roomlog.openapi.schemas import ROOM, json_reply, ref
 from roomlog.protocol import encode_data, parse_command, parse_id
 from roomlog.rooms.domain import Event, Meta
 from roomlog.rooms.queue_analytics import summarize, to_csv
@@ -40,6 +42,17 @@ __all__ = ["Api"]
 _INERT = {"x-content-type-options": "nosniff",
           "content-security-policy": "default-src 'none'; sandbox"}
 
+# What the endpoints below say about themselves in /openapi.json (roomlog.openapi).
+_ROOMS, _ADMIN, _HEALTH = ("rooms",), ("admin",), ("health",)
+_RANGE = (Param("from", "query", {"type": "integer", "minimum": 0},
+                "earliest submission time, ms since the Unix epoch"),
+          Param("to", "query", {"type": "integer", "minimum": 0},
+                "latest submission time, ms since the Unix epoch"),
+          Param("format", "query", {"type": "string", "enum": ["json", "csv"]},
+                "`csv`: one flat table"))
+_CSV = {"text/csv": {"type": "string"}}
+_JSON_BODY = (400, 413)  # not a JSON object; above the size limit
+
 
 class Api:
     """Endpoints as bound methods; ``app.py`` lists them in its routes."""
@@ -56,6 +69,14 @@ class Api:
     def _read(self, who: Principal) -> None:
         self._s.limits.check(Kind.READ, who, "http")
 
+    @describe(Operation(
+        "Publish a message to a room", tags=_ROOMS, params=(ROOM,),
+        description="Plain rooms; stored, then delivered on every transport. Retrying "
+                    "with the same `id` stores nothing new (200, `duplicate: true`).",
+        body=Body({"application/json": ref("PublishBody")}),
+        replies={201: json_reply("stored", ref("Published")),
+                 200: json_reply("a duplicate `id`: the first message", ref("Published"))},
+        errors=(*_JSON_BODY, 404, 409, 429, 503)))
     @handles_errors
     async def publish(self, request: Request) -> Response:
         """``POST /v1/rooms/{room}/messages`` with ``{"data": ..., "id": "..."}``."""
@@ -75,6 +96,13 @@ class Api:
                              "epoch": result.epoch, "duplicate": result.duplicate},
                             status_code=200 if result.duplicate else 201)
 
+    @describe(Operation(
+        "Run a command in a domain room", tags=_ROOMS, params=(ROOM,),
+        description="Queue and repair rooms (docs/queue.md, docs/repair.md). The answer is "
+                    "the WebSocket `ack`; a retried `id` returns the first outcome.",
+        body=Body({"application/json": ref("CommandBody")}),
+        replies={200: json_reply("done (or the first outcome of this id)", ref("CommandAck"))},
+        errors=(*_JSON_BODY, 404, 409, 429, 503)))
     @handles_errors
     async def command(self, request: Request) -> Response:
         """``POST /v1/rooms/{room}/commands`` with ``{"name", "args", "id", "expected_seq"?}``."""
@@ -89,6 +117,10 @@ class Api:
         outcome = await self._s.gate.command(str(room), call)
         return JSONResponse(outcome.frame(str(room), frame.id))
 
+    @describe(Operation(
+        "A domain room's state, as the caller may see it", tags=_ROOMS, params=(ROOM,),
+        replies={200: json_reply("the state at `seq`", ref("RoomState"))},
+        errors=(400, 404, 503)))
     @handles_errors
     async def state(self, request: Request) -> Response:
         """``GET /v1/rooms/{room}/state``: a domain room's state as the caller may see it."""
@@ -104,6 +136,11 @@ class Api:
             raise RoomlogError(ErrorCode.FORBIDDEN, f"{who.user} may not read {room}")
         return JSONResponse({"room": str(room), "epoch": epoch, "seq": seq, "state": view})
 
+    @describe(Operation(
+        "Queue analytics (the room's DJ, admins, services)", tags=_ROOMS,
+        params=(ROOM, *_RANGE),
+        replies={200: Reply("the report", {"application/json": ref("Analytics"), **_CSV})},
+        errors=(400, 404, 503)))
     @handles_errors
     async def analytics(self, request: Request) -> Response:
         """``GET /v1/rooms/{room}/analytics?from=&to=&format=json|csv`` (staff):
@@ -124,6 +161,9 @@ class Api:
             return Response(to_csv(report), media_type="text/csv; charset=utf-8")
         return JSONResponse(report)
 
+    @describe(Operation(
+        "A room's epoch, head and oldest retained seq", tags=_ROOMS, params=(ROOM,),
+        replies={200: json_reply("the room", ref("RoomInfo"))}, errors=(400, 404, 503)))
     @handles_errors
     async def room_info(self, request: Request) -> Response:
         """``GET /v1/rooms/{room}``: epoch, head and the oldest retained seq."""
@@ -136,6 +176,10 @@ class Api:
                              "trimmed": info.trimmed,
                              "subscribers": self._s.hub.subscriber_count(info.room)})
 
+    @describe(Operation(
+        "Reset a room: drop its log, start a new epoch (admin, service)", tags=_ROOMS,
+        params=(ROOM,), replies={200: json_reply("the new epoch", ref("RoomReset"))},
+        errors=(400, 404, 503)))
     @handles_errors
     async def reset_room(self, request: Request) -> Response:
         """``DELETE /v1/rooms/{room}`` (admin): drop the log, start a new epoch."""
@@ -145,6 +189,9 @@ class Api:
         info = await self._s.publisher.reset(str(room_of(request)))
         return JSONResponse({"room": info.room, "epoch": info.epoch, "head": info.head})
 
+    @describe(Operation(
+        "Who is in a room, on every instance", tags=_ROOMS, params=(ROOM,),
+        replies={200: json_reply("the members", ref("Presence"))}, errors=(400, 404, 503)))
     @handles_errors
     async def presence(self, request: Request) -> Response:
         """``GET /v1/rooms/{room}/presence``: who is in the room, on every instance."""
@@ -154,6 +201,11 @@ class Api:
         await self._s.check_read(room, who)
         return JSONResponse(await self._s.presence.list(str(room)))
 
+    @describe(Operation(
+        "Close a user's or a connection's sockets on every instance (admin, service)",
+        tags=_ADMIN, body=Body({"application/json": ref("DisconnectBody")}),
+        replies={200: json_reply("closed here, and told the others", ref("Disconnected"))},
+        errors=_JSON_BODY))
     @handles_errors
     async def disconnect(self, request: Request) -> Response:
         """``POST /v1/admin/disconnect`` (admin, service) with ``{"user"}`` or
@@ -178,6 +230,14 @@ class Api:
         closed = disconnect_here(self._s, payload)
         return JSONResponse({"closed_here": closed, "broadcast": True})
 
+    @describe(Operation(
+        "Upload a repair photo (staff)", tags=_ROOMS, params=(ROOM,),
+        description="JPEG, PNG or WebP, checked from signature to end; then `photo.add` "
+                    "with the `upload_id`.",
+        body=Body({t: {"type": "string", "contentMediaType": t}
+                   for t in ("image/jpeg", "image/png", "image/webp")}),
+        replies={201: json_reply("stored", ref("Upload"))},
+        errors=(*_JSON_BODY, 404, 429, 503)))
     @handles_errors
     async def upload_photo(self, request: Request) -> Response:
         """``POST /v1/rooms/repair:{ticket}/photos``: the image as the body, with its
@@ -200,6 +260,12 @@ class Api:
         return JSONResponse({"room": str(room), "upload_id": upload_id, "bytes": len(body),
                              "url": f"/v1/rooms/{room}/photos/{upload_id}"}, status_code=201)
 
+    @describe(Operation(
+        "A repair photo, for those who see it in the ticket", tags=_ROOMS,
+        auth=Auth.BEARER_OR_QUERY,
+        params=(ROOM, Param("upload_id", "path", {"type": "string"}, "from the upload")),
+        replies={200: Reply("the image, as checked at upload", {"image/*": {}})},
+        errors=(400, 404, 503)))
     @handles_errors
     async def open_photo(self, request: Request) -> Response:
         """``GET /v1/rooms/repair:{ticket}/photos/{upload_id}`` (Bearer or ``?token=``,
@@ -221,6 +287,11 @@ class Api:
         return FileResponse(path, media_type=content_type, headers=_INERT | {
             "cache-control": "private, max-age=3600"})
 
+    @describe(Operation(
+        "Repair statistics from the `repairs:all` feed (admin, service)", tags=_ROOMS,
+        params=_RANGE,
+        replies={200: Reply("the report", {"application/json": ref("RepairStats"), **_CSV})},
+        errors=(400, 503)))
     @handles_errors
     async def repair_stats(self, request: Request) -> Response:
         """``GET /v1/repairs/stats?from=&to=&format=json|csv`` (admin, service):
@@ -247,9 +318,17 @@ class Api:
                         for m in page.messages]
             after = page.messages[-1].seq
 
+    @describe(Operation(
+        "Liveness: the process serves requests", tags=_HEALTH, auth=Auth.NONE,
+        replies={200: json_reply("alive", ref("Live"))}))
     async def live(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    @describe(Operation(
+        "Readiness: a write transaction commits now", tags=_HEALTH, auth=Auth.NONE,
+        replies={200: json_reply("ready (`degraded`: the bus is down, the log is polled)",
+                                 ref("Ready")),
+                 503: json_reply("draining, or the database cannot commit", ref("Ready"))}))
     async def ready(self, request: Request) -> Response:
         """200 while this instance can serve (the bus may be degraded: it then polls
         the log); 503 when the instance is draining or a write transaction cannot
@@ -275,6 +354,9 @@ class Api:
         return JSONResponse(body | {"status": "ok" if bus == "ok" else "degraded",
                                     "database": "ok"})
 
+    @describe(Operation(
+        "Prometheus metrics", tags=_HEALTH, auth=Auth.NONE,
+        replies={200: Reply("the text exposition format", {"text/plain": {"type": "string"}})}))
     async def metrics(self, request: Request) -> Response:
         """``GET /metrics``: Prometheus text format."""
         await self._metrics.probe()

@@ -26,6 +26,7 @@ from roomlog.bus import Bus
 from roomlog.bus.memory import MemoryBus
 from roomlog.cluster import Cluster
 from roomlog.commands import CommandRunner
+from roomlog.cors import cors_middleware
 from roomlog.drain import drain, end_banned, on_control
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.hooks.caller import Hooks
@@ -38,6 +39,8 @@ from roomlog.log.bans import SqlBans
 from roomlog.log.sql import SqlLog
 from roomlog.log.webhooks import SqlLeases, SqlWebhooks
 from roomlog.media import MediaStore
+from roomlog.openapi.generate import undocumented
+from roomlog.openapi.served import docs_routes
 from roomlog.outbound.httpx_adapter import HttpxOutbound
 from roomlog.periodic import every
 from roomlog.presence import Presence
@@ -203,8 +206,8 @@ def create_app(settings: Settings, services: Services | None = None, *,
         Route("/v1/admin/disconnect", api.disconnect, methods=["POST"]),
         Route("/v1/admin/bans", bans.create, methods=["POST"]),
         Route("/v1/admin/bans", bans.listing, methods=["GET"]),
-        Route("/v1/admin/bans/{ban_id:int}", bans.details, methods=["GET"]),
-        Route("/v1/admin/bans/{ban_id:int}", bans.lift, methods=["DELETE"]),
+        Route("/v1/admin/bans/{ban_id}", bans.details, methods=["GET"]),
+        Route("/v1/admin/bans/{ban_id}", bans.lift, methods=["DELETE"]),
         Route("/v1/admin/webhooks", hooks.create, methods=["POST"]),
         Route("/v1/admin/webhooks", hooks.listing, methods=["GET"]),
         Route("/v1/admin/webhooks/{webhook_id}", hooks.details, methods=["GET"]),
@@ -240,9 +243,15 @@ def create_app(settings: Settings, services: Services | None = None, *,
             await s.revocation.close()
             await s.log.close()
 
-    routes += [*extra_routes, *web_mounts(settings.web_dir, settings.web_token_url)]
+    routes += [*docs_routes(), *extra_routes,
+               *web_mounts(settings.web_dir, settings.web_token_url)]
+    missing = undocumented(routes)
+    if missing:  # tests/openapi/test_coverage.py fails on this; a deployment only warns
+        logger.warning("routes missing from /openapi.json (no roomlog.openapi Operation): %s",
+                       ", ".join(missing))
     app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(RequestContext, stats=s.stats),
+                                cors_middleware(settings.cors_origins, settings.cors_max_age),
                                 Middleware(AddressLimit, limits=s.limits)],
                     exception_handlers={HTTPException: _http_error})
     app.state.stats = s.stats  # for what every endpoint counts (handles_errors)

@@ -157,6 +157,12 @@ class Settings:
                                   "from (clients/README.md, 'Tokens for the pages'); served to "
                                   "them in /config.json; empty: tokens come with the link")
 
+    # Browsers on other origins (roomlog/cors.py)
+    cors_origins: str = _doc("", "origins whose pages may call the HTTP API from a browser "
+                                 "(CORS), comma-separated scheme://host[:port]; `*`: any "
+                                 "page; empty: none (only the hub's own pages)")
+    cors_max_age: int = _doc(600, "seconds a browser may cache a CORS preflight answer")
+
     # Repair rooms
     media_dir: str = _doc("media", "directory of uploaded repair photos (one folder per room)")
     max_upload_bytes: int = _doc(5_242_880, "largest photo upload (PAYLOAD_TOO_LARGE above)")

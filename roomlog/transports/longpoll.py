@@ -27,6 +27,8 @@ from roomlog.hub import stale, wire
 from roomlog.identity import Grant
 from roomlog.limits import Kind
 from roomlog.log import Page, RoomInfo
+from roomlog.openapi.operation import Operation, Param, describe
+from roomlog.openapi.schemas import ROOM, json_reply, ref
 from roomlog.protocol import Format, Since
 from roomlog.rooms import RoomName
 from roomlog.services import Services
@@ -57,9 +59,27 @@ class Poll:
         return True
 
 
+_OPERATION = Operation(
+    "Read a room's log: history and long-polling", tags=("rooms",),
+    description="The frames a WebSocket subscriber gets, after the cursor `after`; with "
+                "`wait`, held open until something is committed. Without `after`: the head "
+                "only. A `reset` frame says the cursor is void (docs/protocol.md).",
+    params=(ROOM,
+            Param("after", "query", {"type": "integer", "minimum": 0},
+                  "the last seq the client has"),
+            Param("epoch", "query", {"type": "string"}, "the epoch `after` belongs to"),
+            Param("limit", "query", {"type": "integer", "minimum": 1},
+                  "at most this many messages (up to `max_page_size`)"),
+            Param("wait", "query", {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"},
+                  "seconds to wait when nothing is new (up to `max_wait`)")),
+    replies={200: json_reply("a page of the log", ref("Page"))},
+    errors=(400, 404, 503))
+
+
 def long_poll(services: Services) -> object:
     settings = services.settings
 
+    @describe(_OPERATION)
     @handles_errors
     async def endpoint(request: Request) -> Response:
         grant = grant_of(request, services)

@@ -27,6 +27,8 @@ from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.hub import Subscription
 from roomlog.identity import Grant
 from roomlog.limits import Kind, Release
+from roomlog.openapi.operation import Auth, Operation, Param, Reply, describe
+from roomlog.openapi.schemas import ROOM
 from roomlog.outbox import Outbox
 from roomlog.protocol import Format, Since, encode, error_frame
 from roomlog.services import Services
@@ -37,7 +39,33 @@ __all__ = ["Stream", "server_sent_events"]
 _KEEPALIVE = b": keepalive\n\n"
 
 
+_OPERATION = Operation(
+    "Subscribe to a room as Server-Sent Events", tags=("rooms",), auth=Auth.BEARER_OR_QUERY,
+    description="Replay after the position, then live, until the client leaves, the token "
+                "expires (an `error` event) or the instance drains. `message` events carry "
+                "`id: <seq>`, so `EventSource` resumes through `Last-Event-ID`.",
+    params=(ROOM,
+            Param("after", "query", {"type": "integer", "minimum": 0},
+                  "the last seq the client has (`Last-Event-ID` wins)"),
+            Param("epoch", "query", {"type": "string"}, "the epoch the position belongs to"),
+            Param("presence", "query", {"type": "string", "enum": ["1", "true"]},
+                  "also send `presence_diff` events"),
+            Param("Last-Event-ID", "header", {"type": "string", "pattern": "^[0-9]+$"},
+                  "sent by `EventSource` when it reconnects")),
+    replies={200: Reply("the stream: one event per frame", {"text/event-stream": {
+        "type": "object", "required": ["data"],
+        "description": "an event (keep-alive comments aside)",
+        "properties": {
+            "event": {"type": "string", "description": "the frame's type: `message`, "
+                      "`subscribed`, `reset`, `skip`, `presence_diff`, `error`"},
+            "data": {"type": "string", "contentMediaType": "application/json",
+                     "description": "the frame, as on a WebSocket"},
+            "id": {"type": "string", "description": "the seq, on `message` events"}}}})},
+    errors=(400, 404, 503))
+
+
 def server_sent_events(services: Services) -> object:
+    @describe(_OPERATION)
     @handles_errors
     async def endpoint(request: Request) -> Response:
         grant = grant_of(request, services, allow_query=True)

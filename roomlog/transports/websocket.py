@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from roomlog import logs
 from roomlog.errors import CloseCode
+from roomlog.openapi.operation import Auth, Operation, Reply, attach
 from roomlog.protocol import SUBPROTOCOLS, Format
 from roomlog.services import Services
 from roomlog.session import Session
@@ -28,6 +29,14 @@ __all__ = ["WebSocketEndpoint"]
 logger = logging.getLogger(__name__)
 
 _FLUSH_BEFORE_CLOSE = 2.0  # seconds to deliver a final error frame before closing
+
+
+_OPERATION = Operation(
+    "The WebSocket (upgrade)", tags=("websocket",), auth=Auth.NONE,
+    description="Upgrade with subprotocol `roomlog.v1.json` or `roomlog.v1.msgpack`, then "
+                "send `connect` with a token: the frames are in docs/protocol.md (OpenAPI "
+                "does not describe them). A plain HTTP request, without the upgrade, is 404.",
+    replies={101: Reply("Switching Protocols: the WebSocket is open")}, errors=(403, 404))
 
 
 class WebSocketEndpoint:
@@ -138,3 +147,6 @@ class _Connection:
                 _FLUSH_BEFORE_CLOSE)
         except Exception:  # the client is already gone, or not reading
             logger.debug("close frame not sent", exc_info=True)
+
+
+attach(WebSocketEndpoint, _OPERATION)  # /openapi.json lists /ws with this
