@@ -32,6 +32,17 @@ from starlette.responses import JSONResponse, Response
 
 from roomlog.errors import ErrorCode, ProtocolError, RoomlogError
 from roomlog.identity import Principal
+from roomlog.openapi.operation import Body, Operation, Param, describe
+from roomlog.openapi.schemas import (
+    INT,
+    MS,
+    NULLABLE_MS,
+    NULLABLE_STRING,
+    SEQ,
+    STRING,
+    json_reply,
+    obj,
+)
 from roomlog.outbound.httpx_adapter import blocked_address
 from roomlog.rooms import parse_room
 from roomlog.services import Services
@@ -46,6 +57,27 @@ _MAX_BODY = 16_384
 _GRACE = 86_400.0  # seconds an old secret keeps signing after a rotation, by default
 _MAX_GRACE = 30 * 86_400.0
 _MAX_SECRETS = 5
+
+
+_TAGS = ("admin", "webhooks")
+_ID = Param("webhook_id", "path", {"type": "string"}, "the webhook's id (`wh_...`)",
+            required=True)
+_STRINGS = {"type": "array", "items": STRING}
+_SECRET = obj({"created": MS, "expires": NULLABLE_MS}, {"secret": STRING, "prefix": STRING})
+_WEBHOOK = obj({"id": STRING, "url": STRING, "description": STRING, "rooms": _STRINGS,
+                "events": _STRINGS, "secrets": {"type": "array", "items": _SECRET},
+                "enabled": {"type": "boolean"}, "batch_max": INT, "created": MS,
+                "updated": MS, "version": INT, "disabled": NULLABLE_MS,
+                "disabled_reason": NULLABLE_STRING},
+               description="docs/backends.md#webhooks; `secrets[].secret` only in the "
+                           "answers of create and rotate")
+_FIELDS = {"url": STRING, "description": STRING, "rooms": _STRINGS, "events": _STRINGS,
+           "enabled": {"type": "boolean"}, "batch_max": INT}
+_ONE = obj({"webhook": _WEBHOOK})
+_ATTEMPT = obj({"ts": MS, "room": STRING, "webhook_id": STRING, "first_seq": SEQ,
+                "last_seq": SEQ, "status": {"type": ["integer", "null"]},
+                "latency_ms": {"type": ["number", "null"]}, "error": NULLABLE_STRING,
+                "ok": {"type": "boolean"}})
 
 
 class WebhookApi:
@@ -80,6 +112,13 @@ class WebhookApi:
     def _changed(self) -> None:
         self._s.webhooks.changed()
 
+    @describe(Operation(
+        "Create a webhook endpoint", tags=_TAGS,
+        description="Delivered from the head of each matching room on; the answer is the "
+                    "only one besides a rotation that shows the secret.",
+        body=Body({"application/json": obj({"url": STRING, "rooms": _STRINGS},
+                                           {**_FIELDS, "secret": STRING})}),
+        replies={201: json_reply("created, with its secret", _ONE)}, errors=(400, 413, 503)))
     @handles_errors
     async def create(self, request: Request) -> Response:
         """201 ``{"webhook": {...}}`` with the secret."""
@@ -96,12 +135,22 @@ class WebhookApi:
         self._changed()
         return JSONResponse({"webhook": endpoint.to_json(reveal=True)}, status_code=201)
 
+    @describe(Operation(
+        "The webhook endpoints", tags=_TAGS,
+        replies={200: json_reply("every endpoint", obj(
+            {"webhooks": {"type": "array", "items": _WEBHOOK}}))}, errors=(503,)))
     @handles_errors
     async def listing(self, request: Request) -> Response:
         self._operator(request)
         endpoints = await self._store.all()
         return JSONResponse({"webhooks": [e.to_json() for e in endpoints]})
 
+    @describe(Operation(
+        "One webhook endpoint", tags=_TAGS, params=(_ID,),
+        replies={200: json_reply("the endpoint; `delivery` from the instance delivering it",
+                                 obj({"webhook": _WEBHOOK, "delivery": {
+                                     "type": ["object", "null"]}}))},
+        errors=(404, 503)))
     @handles_errors
     async def details(self, request: Request) -> Response:
         """``{"webhook": {...}, "delivery": {...} | null}``: ``delivery`` when this
@@ -119,6 +168,10 @@ class WebhookApi:
                 "failed": stats.failed, "retrying": worker.retrying,
                 "lag_messages": worker.lag_messages, "lag_seconds": stats.lag_seconds}
 
+    @describe(Operation(
+        "Change a webhook endpoint", tags=_TAGS, params=(_ID,),
+        body=Body({"application/json": obj({}, _FIELDS)}),
+        replies={200: json_reply("as changed", _ONE)}, errors=(400, 404, 413, 503)))
     @handles_errors
     async def update(self, request: Request) -> Response:
         self._operator(request)
@@ -134,6 +187,9 @@ class WebhookApi:
         stored = await self._store.get(endpoint.id)
         return JSONResponse({"webhook": (stored or changed).to_json()})
 
+    @describe(Operation(
+        "Remove a webhook endpoint, its cursors and attempts", tags=_TAGS, params=(_ID,),
+        replies={200: json_reply("removed", obj({"deleted": STRING}))}, errors=(404, 503)))
     @handles_errors
     async def delete(self, request: Request) -> Response:
         self._operator(request)
@@ -142,6 +198,13 @@ class WebhookApi:
         self._changed()
         return JSONResponse({"deleted": endpoint.id})
 
+    @describe(Operation(
+        "A new secret; the old ones keep signing for `grace` seconds", tags=_TAGS,
+        params=(_ID,),
+        body=Body({"application/json": obj({}, {"grace": {"type": "number", "minimum": 0},
+                                                "secret": STRING})}),
+        replies={200: json_reply("rotated, with its secrets", _ONE)},
+        errors=(400, 404, 413, 503)))
     @handles_errors
     async def rotate(self, request: Request) -> Response:
         """``{"grace": seconds, "secret": "whsec_..."}`` (both optional): the new secret
@@ -174,6 +237,13 @@ class WebhookApi:
         stored = await self._store.get(endpoint.id)
         return JSONResponse({"webhook": (stored or rotated).to_json(reveal=True)})
 
+    @describe(Operation(
+        "Deliver a room again from a seq", tags=_TAGS, params=(_ID,),
+        body=Body({"application/json": obj({"room": STRING},
+                                           {"from": {"type": "integer", "minimum": 1}})}),
+        replies={200: json_reply("where the delivery starts again", obj(
+            {"room": STRING, "epoch": STRING, "from": SEQ, "head": SEQ}))},
+        errors=(400, 404, 409, 413, 503)))
     @handles_errors
     async def redeliver(self, request: Request) -> Response:
         """``{"room": "queue:x", "from": 1}``: deliver the room again from seq ``from``
@@ -199,6 +269,12 @@ class WebhookApi:
                              "from": max(info.trimmed, min(start - 1, info.head)) + 1,
                              "head": info.head})
 
+    @describe(Operation(
+        "The endpoint's recent delivery attempts, newest first", tags=_TAGS,
+        params=(_ID, Param("limit", "query", {"type": "integer", "minimum": 1},
+                           "default 50, at most ROOMLOG_WEBHOOK_ATTEMPTS_KEPT")),
+        replies={200: json_reply("the attempts", obj(
+            {"attempts": {"type": "array", "items": _ATTEMPT}}))}, errors=(400, 404, 503)))
     @handles_errors
     async def attempts(self, request: Request) -> Response:
         """``{"attempts": [...]}``, newest first (``limit``, default 50)."""
