@@ -160,6 +160,8 @@ class QueueDomain:
         def row(request: Request, position: int | None = None) -> dict[str, Any]:
             body = request.public()
             body["voted"] = viewer.user in request.voters
+            paid = state.payments.get(request.payment_id) if request.payment_id else None
+            body["payment"] = None if paid is None else paid.public()
             if position is not None:
                 body["position"] = position
             return body
