@@ -108,7 +108,7 @@ from roomlog.identity import Principal, Role
 from roomlog.rooms.domain import Command, Decision, Event, Meta, Notice
 from roomlog.rooms.queue_apply import apply
 from roomlog.rooms.queue_decide import COMMANDS, DuplicateRequest, can_run_dj, decide
-from roomlog.rooms.queue_pay import pay_args, required
+from roomlog.rooms.queue_pay import earnings, pay_args, required
 from roomlog.rooms.queue_state import (
     ACTIVE,
     HOUR_MS,
@@ -186,9 +186,14 @@ class QueueDomain:
             },
             "mine": [row(r) for r in requests.values() if r.user == viewer.user],
         }
+        if state.payments:
+            body["my_payments"] = [p.public() for p in state.payments.values()
+                                   if p.user == viewer.user]
         if viewer.role in _SEE_ALL:
             body["requests"] = [
                 {**row(r), "voters": sorted(r.voters)} for r in requests.values()]
+            body["payments"] = [p.to_data() for p in state.payments.values()]
+            body["earnings"] = earnings(state)
         return body
 
     def dump(self, state: QueueState) -> dict[str, Any]:

@@ -42,6 +42,7 @@ __all__ = [
     "Verified",
     "apply_payment",
     "claim",
+    "earnings",
     "new_payment",
     "pay_args",
     "refund_events",
@@ -258,6 +259,27 @@ def apply_payment(state: QueueState, kind: str, data: dict[str, Any], meta: Meta
     else:
         raise ValueError(f"unknown payment event {kind!r}")
     return [notice(state, payment, kind, meta)]
+
+
+def earnings(state: QueueState) -> dict[str, Any]:
+    """The DJ's money so far, in minor units of each currency: ``settled`` (played
+    requests and tips), ``tips`` (of which tips), ``waiting`` (verified, not played
+    yet), ``refunding`` (refund due or failed) and ``refunded``."""
+    out: dict[str, dict[str, int]] = {}
+    for p in state.payments.values():
+        sums = out.setdefault(p.currency, {"settled": 0, "tips": 0, "waiting": 0,
+                                           "refunding": 0, "refunded": 0})
+        if p.status is PaymentStatus.SETTLED:
+            sums["settled"] += p.amount
+            if p.kind == "tip":
+                sums["tips"] += p.amount
+        elif p.status is PaymentStatus.VERIFIED:
+            sums["waiting"] += p.amount
+        elif p.status is PaymentStatus.REFUNDED:
+            sums["refunded"] += p.amount
+        else:
+            sums["refunding"] += p.amount
+    return out
 
 
 PAYMENT_EVENTS = ("payment.settled", "payment.refund_due", "payment.refund_retry",

@@ -19,7 +19,8 @@ does, and can be told to misbehave:
                                        (no answer for a minute), ``fail`` (500),
                                        ``twice`` (a second capture of a captured
                                        reference under another key answers captured
-                                       again, as a buggy provider would);
+                                       again, as a buggy provider would), ``slow``
+                                       (captures, then answers a second later);
                                        ``{refunds: ok|fail}`` for refunds
 =====================================  ==============================================
 """
@@ -38,8 +39,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-MODES = ("ok", "decline", "timeout", "fail", "twice")
+MODES = ("ok", "decline", "timeout", "fail", "twice", "slow")
 _STALL = 60.0  # seconds a "timeout" capture waits before answering
+_SLOW = 1.0  # seconds a "slow" capture waits after capturing, before answering
 
 
 @dataclass
@@ -93,6 +95,8 @@ class Provider:
             return JSONResponse({"error": "amount or currency differs"}, status_code=402)
         payment.status, payment.key = "captured", str(body.get("key"))
         self.count("captured")
+        if mode == "slow":
+            await asyncio.sleep(_SLOW)
         return self._captured(payment)
 
     def _captured(self, payment: Payment) -> Response:
