@@ -139,6 +139,16 @@ class Settings:
                                      "once (services and admins: no limit); more are "
                                      "RATE_LIMITED")
 
+    # Payments of queue rooms (docs/queue.md, "Paid requests")
+    payment_refund_deadline: float = _doc(900.0, "seconds a refund may stay due or failed "
+                                                 "before the reconciler asks the backend again "
+                                                 "(payment.retry)")
+    payment_reconcile_interval: float = _doc(60.0, "seconds between reconciler runs on each "
+                                                   "instance (0: never)")
+    payment_reconcile_horizon: float = _doc(30 * 86400.0, "rooms that took a payment in the "
+                                                          "last this many seconds are "
+                                                          "reconciled and listed")
+
     # Retention and idempotency
     retention_max_messages: int = _doc(100_000, "messages kept per room (0: no limit)")
     retention_max_age: float = _doc(7 * 86400.0, "seconds a message is kept (0: forever)")

@@ -76,8 +76,10 @@ def pair(tmp_path_factory: pytest.TempPathFactory, pg_migrated: str,
     workdir = tmp_path_factory.mktemp("paid-pair")
     file = songapp.backends_file(workdir / "backends.json")
     prefix = f"pay-{secrets.token_hex(4)}:"
+    # Refunds are stuck at once, and reconciled only when a test asks (no timers).
     servers = [Server(workdir / f"instance-{i}", pg_migrated, backends_file=file,
-                      redis_url="redis://127.0.0.1:6379/0", redis_prefix=prefix)
+                      redis_url="redis://127.0.0.1:6379/0", redis_prefix=prefix,
+                      payment_refund_deadline=0, payment_reconcile_interval=0)
                for i in (1, 2)]
     try:
         for srv in servers:
@@ -315,3 +317,40 @@ async def test_vetoes_are_refunded_once_and_failed_refunds_are_retried(
             if f["data"].get("payment_id") == "p1"]
     assert told == ["payment.verified", "payment.refund_due", "payment.refund_failed",
                     "payment.refund_retry", "payment.refunded"]
+
+
+async def test_stuck_refunds_are_listed_and_reconciled_once_by_two_instances(
+        pair: tuple[Server, Server], songapp: SongApp, http: httpx.AsyncClient) -> None:
+    one, two = pair
+    room = await paid_room(http, one)
+    payer, ref = guest(), await pay(http, songapp)
+    assert (await submit(http, one, room, payer, 1, ref)).status_code == 200
+    ops = {"authorization": f"Bearer {issue_token('ops', Role.ADMIN)}"}
+    used = await http.get(f"{two.base}/v1/admin/payments/references/{ref}", headers=ops)
+    assert used.json() | {"ts": 0} == {"reference": ref, "used": True, "room": room, "ts": 0}
+    unused = await http.get(f"{two.base}/v1/admin/payments/references/nope", headers=ops)
+    assert unused.json()["used"] is False
+    forbidden = await http.get(f"{two.base}/v1/admin/payments",
+                               headers={"authorization": f"Bearer {issue_token(payer)}"})
+    assert forbidden.status_code == 403
+    await post_command(http, two, room, "request.veto", {"request_id": "r1"}, user=DJ,
+                       role=Role.DJ)
+    await control(http, songapp, refunds="fail")
+    try:
+        assert await sync(http, songapp, one, room) == {"refunded": 0, "failed": 1}
+    finally:
+        await control(http, songapp, refunds="ok")
+    listing = (await http.get(f"{one.base}/v1/admin/payments", headers=ops)).json()
+    mine = [p for p in listing["payments"] if p["room"] == room]
+    assert [(p["id"], p["status"], p["stuck"]) for p in mine] == [("p1", "refund_failed", True)]
+    assert [h["status"] for h in mine[0]["history"]] == ["verified", "refund_due",
+                                                         "refund_failed"]
+    asked = await asyncio.gather(*(
+        http.post(f"{srv.base}/v1/admin/payments/reconcile", headers=ops) for srv in pair))
+    assert all(r.status_code == 200 for r in asked)
+    state = await dj_state(http, one, room)
+    retries = [h for h in state["payments"][0]["history"] if h.get("attempt")]
+    assert len(retries) == 1  # two instances at once: one retry (one command id)
+    assert await sync(http, songapp, two, room) == {"refunded": 1, "failed": 0}
+    listing = (await http.get(f"{two.base}/v1/admin/payments", headers=ops)).json()
+    assert [p for p in listing["payments"] if p["room"] == room] == []
