@@ -71,7 +71,7 @@ class Reconciler:
         self._runner = runner
         self._run = run
         self._deadline_ms = deadline_ms
-        self._horizon_ms = horizon_ms
+        self.horizon_ms = horizon_ms
         self.retried = 0  # payment.retry commands this instance committed
         self.stuck = 0  # refunds past the deadline at the last run (a gauge)
 
@@ -79,7 +79,7 @@ class Reconciler:
         """Every payment that is not final, in paying rooms of the horizon: the record
         (history included) with ``room`` and ``stuck`` (a refund past the deadline)."""
         found: list[dict[str, Any]] = []
-        for room in await self.index.rooms(now_ms - self._horizon_ms):
+        for room in await self.index.rooms(now_ms - self.horizon_ms):
             payments = await self._runner.read(self._log, room, _open)
             for payment in payments:
                 stuck = (payment["status"] in _STUCK

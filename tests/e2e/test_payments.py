@@ -354,3 +354,16 @@ async def test_stuck_refunds_are_listed_and_reconciled_once_by_two_instances(
     assert await sync(http, songapp, two, room) == {"refunded": 1, "failed": 0}
     listing = (await http.get(f"{two.base}/v1/admin/payments", headers=ops)).json()
     assert [p for p in listing["payments"] if p["room"] == room] == []
+    # Analytics: the set's money, and every set's for operators (JSON and CSV).
+    dj = {"authorization": f"Bearer {issue_token(DJ, Role.DJ)}"}
+    report = (await http.get(f"{two.base}/v1/rooms/{room}/analytics", headers=dj)).json()
+    eur = report["payments"]["currencies"]["EUR"]
+    assert report["payments"]["requests"] == {"paid": 3, "free": 0}
+    assert (eur["earned"], eur["average_price"], eur["refunds"]) == (
+        PRICE, PRICE, {"vetoed": {"count": 2, "amount": 2 * PRICE, "refunded": 2}})
+    ops = {"authorization": f"Bearer {issue_token('ops', Role.ADMIN)}"}
+    across = (await http.get(f"{one.base}/v1/admin/payments/analytics", headers=ops)).json()
+    assert across["sets"][room] == report["payments"]
+    csv_text = (await http.get(f"{one.base}/v1/admin/payments/analytics",
+                               params={"format": "csv"}, headers=ops)).text
+    assert f"{room},refund,vetoed,EUR,2,,{2 * PRICE}" in csv_text

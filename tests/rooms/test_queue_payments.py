@@ -13,6 +13,7 @@ from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.identity import Principal, Role
 from roomlog.rooms.domain import Approval, Command, Decision, Event, Meta, Notice
 from roomlog.rooms.queue import QueueDomain, QueueState
+from roomlog.rooms.queue_pay_analytics import merge, money, money_rows
 from roomlog.rooms.queue_payment import TRANSITIONS, Payment, PaymentStatus
 
 D = QueueDomain()
@@ -351,3 +352,35 @@ def test_an_old_snapshot_without_payments_loads_as_a_free_room() -> None:
         del data["settings"][key]
     loaded = D.load(data)
     assert loaded.settings.price == 0 and loaded.payments == {}
+
+
+def test_money_report_of_a_paid_set() -> None:
+    """Earnings per hour, paid vs free, refunds by reason, tips, average price; the
+    range picks payments by creation; CSV rows of the same."""
+    room = Room(price=500, tips=True, request_cap_per_hour=2)
+    room.submit(G1, "a")                      # r1, played: settled
+    room.submit(G2, "b", approval=paid(700))  # r2, vetoed: refund
+    late = room.submit(G3, "c")               # refused (cap 2): refund
+    assert late.error is not None
+    room.run(DJ, "queue.settings", price=0, request_cap_per_hour=10)
+    room.submit(G3)                           # r3, free
+    room.run(DJ, "request.play", request_id="r1")
+    room.run(DJ, "request.played", request_id="r1")
+    room.run(G3, "request.tip", paid(300), request_id="r1",
+             payment={"reference": "t", "amount": 300})
+    room.run(DJ, "request.veto", request_id="r2")
+    room.run(SERVICE, "payment.refunded", payment_id="p2")
+    report = money(room.log)
+    assert report["requests"] == {"paid": 2, "free": 1}
+    eur = report["currencies"]["EUR"]
+    assert (eur["earned"], eur["tips"], eur["average_price"], eur["waiting"]) == (
+        800, {"count": 1, "amount": 300}, 600, 0)
+    assert eur["refunds"] == {"vetoed": {"count": 1, "amount": 700, "refunded": 1},
+                              "refused": {"count": 1, "amount": 500, "refunded": 0}}
+    assert sum(h["earned"] for h in eur["earned_per_hour"]) == 800
+    assert money(room.log, end_ms=T0)["currencies"] == {}
+    rows = money_rows(report)
+    assert ["refund", "vetoed", "EUR", 1, "", 700] in rows
+    across = merge({"queue:set1": report, "queue:set2": report})
+    assert across["totals"]["EUR"]["earned"] == 1600
+    assert across["requests"] == {"paid": 4, "free": 2}
