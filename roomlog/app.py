@@ -36,12 +36,15 @@ from roomlog.identity import Principal
 from roomlog.limits import Limits
 from roomlog.log import Append, Log
 from roomlog.log.bans import SqlBans
+from roomlog.log.claims import SqlPaymentIndex
 from roomlog.log.sql import SqlLog
 from roomlog.log.webhooks import SqlLeases, SqlWebhooks
 from roomlog.media import MediaStore
 from roomlog.openapi.generate import undocumented
 from roomlog.openapi.served import docs_routes
 from roomlog.outbound.httpx_adapter import HttpxOutbound
+from roomlog.payments import Reconciler
+from roomlog.payments_api import PaymentApi
 from roomlog.periodic import every
 from roomlog.presence import Presence
 from roomlog.publisher import Publisher
@@ -189,6 +192,8 @@ def create_app(settings: Settings, services: Services | None = None, *,
     api = Api(s)
     bans = BanApi(s)
     hooks = WebhookApi(s)
+    reconciler = _reconciler(s)
+    payments = PaymentApi(s, reconciler.index, reconciler)
     routes: list[BaseRoute] = [
         WebSocketRoute("/ws", WebSocketEndpoint(s)),
         Route("/v1/rooms/{room}/messages", long_poll(s), methods=["GET"]),  # type: ignore[arg-type]
@@ -216,6 +221,11 @@ def create_app(settings: Settings, services: Services | None = None, *,
         Route("/v1/admin/webhooks/{webhook_id}/rotate", hooks.rotate, methods=["POST"]),
         Route("/v1/admin/webhooks/{webhook_id}/redeliver", hooks.redeliver, methods=["POST"]),
         Route("/v1/admin/webhooks/{webhook_id}/attempts", hooks.attempts, methods=["GET"]),
+        Route("/v1/admin/payments", payments.listing, methods=["GET"]),
+        Route("/v1/admin/payments/references/{reference}", payments.reference,
+              methods=["GET"]),
+        Route("/v1/admin/payments/analytics", payments.analytics, methods=["GET"]),
+        Route("/v1/admin/payments/reconcile", payments.reconcile, methods=["POST"]),
         Route("/health/live", api.live, methods=["GET"]),
         Route("/health/ready", api.ready, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
@@ -228,6 +238,7 @@ def create_app(settings: Settings, services: Services | None = None, *,
         await s.cluster.start()
         await s.webhooks.start()
         sweeper = asyncio.create_task(_retention(s))
+        reconciling = asyncio.create_task(_reconcile(s, reconciler))
         logger.info("roomlog ready: log %s, bus %s (instance %s)",
                     logs.redact(str(getattr(s.log, "url", s.log))),  # without its password
                     type(s.bus).__name__, s.bus.instance)
@@ -235,6 +246,7 @@ def create_app(settings: Settings, services: Services | None = None, *,
             yield
         finally:
             sweeper.cancel()
+            reconciling.cancel()
             await drain(s, 0.0)  # after SIGTERM the server's drain has done this already
             await s.publisher.close()
             await s.webhooks.close()  # after the last commits: their deliveries are saved
@@ -287,3 +299,24 @@ async def _retention(s: Services) -> None:
         await s.log.expire_ids(now_ms - int(settings.idempotency_ttl * 1000))
 
     await every(settings.retention_interval, sweep, what="retention sweep", log=logger)
+
+
+def _reconciler(s: Services) -> Reconciler:
+    """Payments across rooms; the index reads the claims in the log's database."""
+    settings = s.settings
+    return Reconciler(SqlPaymentIndex(_sql(s.log)), s.log, s.publisher.runners["queue"],
+                      s.gate.command,
+                      deadline_ms=int(settings.payment_refund_deadline * 1000),
+                      horizon_ms=int(settings.payment_reconcile_horizon * 1000))
+
+
+async def _reconcile(s: Services, reconciler: Reconciler) -> None:
+    """Stuck refunds asked again, every payment_reconcile_interval (0: never)."""
+    interval = s.settings.payment_reconcile_interval
+    if interval <= 0:
+        return
+
+    async def run() -> None:
+        await reconciler.reconcile(int(time.time() * 1000))
+
+    await every(interval, run, what="payment reconciliation", log=logger)

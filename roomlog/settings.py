@@ -200,6 +200,15 @@ class Settings:
                                           "flight at once")
     webhook_attempts_kept: int = _doc(100, "recent attempts kept per webhook endpoint for "
                                            "operators")
+    # Payments of queue rooms (docs/queue.md, "Paid requests")
+    payment_refund_deadline: float = _doc(900.0, "seconds a refund may stay due or failed "
+                                                 "before the reconciler asks the backend again "
+                                                 "(payment.retry)")
+    payment_reconcile_interval: float = _doc(60.0, "seconds between reconciler runs on each "
+                                                   "instance (0: never)")
+    payment_reconcile_horizon: float = _doc(30 * 86400.0, "rooms that took a payment in the "
+                                                          "last this many seconds are "
+                                                          "reconciled and listed")
 
     # Retention and idempotency
     retention_max_messages: int = _doc(100_000, "messages kept per room (0: no limit)")

@@ -27,6 +27,9 @@ each adapter):
   notices, to other rooms), results and a snapshot, all written at commit.
   Other rooms are locked in name order after the room itself, so two
   transactions never wait on each other in a cycle. ``append`` is one such work.
+* ``RoomTxn.claim`` makes a key usable once ever (a payment reference funds one
+  request): of two transactions claiming one key, in any rooms, exactly one
+  commits it; the other sees it taken.
 * Messages covered by no snapshot are never trimmed from a room that has
   snapshots, so its state can always be rebuilt.
 * Failures of the database raise :class:`~roomlog.errors.Unavailable` (retry the
@@ -132,6 +135,14 @@ class RoomTxn(Protocol):
         """Buffer a message for another room (locked and appended at commit)."""
 
     def save_snapshot(self, seq: int, state: bytes) -> None: ...
+
+    async def claim(self, keys: Sequence[str], actor: str) -> set[str]:
+        """Record ``keys`` as used by this room, once ever across every room and
+        instance (a unique row per key, written now, in this transaction): return
+        the keys that were taken already (by a committed transaction, by one that
+        commits while this one waits on it, or earlier in this one). Taken keys
+        are not recorded again; the others are, and roll back with the
+        transaction."""
 
 
 class Log(Protocol):

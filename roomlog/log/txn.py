@@ -12,7 +12,7 @@ transaction made, for the caller to cache once it has committed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from roomlog.errors import Unavailable
 from roomlog.log import Prior, Snapshot
 from roomlog.log.rows import RoomRows, lock_room
-from roomlog.log.schema import dedup, messages, rooms, snapshots
+from roomlog.log.schema import claims, dedup, messages, rooms, snapshots
 from roomlog.protocol import Message
 
 __all__ = ["SqlTxn"]
@@ -129,6 +129,20 @@ class SqlTxn:
 
     def save_snapshot(self, seq: int, state: bytes) -> None:
         self._snapshot = (seq, state)
+
+    async def claim(self, keys: Sequence[str], actor: str) -> set[str]:
+        """Written now, not at the flush: on PostgreSQL a concurrent claim of the
+        same key waits for this transaction and then finds it taken (or free, if
+        this one rolled back)."""
+        if not keys:
+            return set()
+        insert = sqlite.insert(claims) if self._sqlite else postgresql.insert(claims)
+        stmt = (insert.values([dict(key=k, room=self.room, actor=actor, ts=self.now_ms)
+                               for k in dict.fromkeys(keys)])
+                .on_conflict_do_nothing(index_elements=[claims.c.key])
+                .returning(claims.c.key))
+        fresh = {row[0] for row in await self._conn.execute(stmt)}
+        return {k for k in keys if k not in fresh}
 
     # -- commit ------------------------------------------------------------------
 

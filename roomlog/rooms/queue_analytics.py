@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from roomlog.rooms.domain import Event, Meta
+from roomlog.rooms.queue_pay_analytics import money, money_rows
 from roomlog.rooms.queue_state import HOUR_MS, Status
 
 __all__ = ["CSV_COLUMNS", "summarize", "to_csv"]
@@ -140,7 +141,9 @@ def summarize(
     end_ms: int | None = None,
     top: int = 10,
 ) -> dict[str, Any]:
-    """The report of one room's log (in log order) over ``[start_ms, end_ms)``."""
+    """The report of one room's log (in log order) over ``[start_ms, end_ms)``;
+    ``payments`` is the money report (:mod:`.queue_pay_analytics`)."""
+    entries = list(entries)
     tracks = list(_collect(entries, start_ms, end_ms).values())
     decisions = Counter(t.decision for t in tracks if t.decision is not None)
     decided = decisions["accepted"] + decisions["vetoed"]
@@ -159,6 +162,7 @@ def summarize(
         "by_status": {str(s): statuses[s] for s in Status},
         "top_songs": _top_songs(tracks, top),
         "top_guests": _top_guests(tracks, top),
+        "payments": money(entries, start_ms=start_ms, end_ms=end_ms),
     }
 
 
@@ -178,6 +182,7 @@ def to_csv(report: dict[str, Any]) -> str:
     status        a status                    requests
     top_song      song_id                     label ("title - artist"), requests, votes
     top_guest     user id                     requests
+    money, ...    see :func:`.queue_pay_analytics.money_rows`
     ============  ==========================  =====================================
 
     One table (not sections with their own headers) so that a spreadsheet or
@@ -201,6 +206,7 @@ def to_csv(report: dict[str, Any]) -> str:
         writer.writerow(["top_song", song["song_id"], label, song["requests"], song["votes"], ""])
     for guest in report["top_guests"]:
         writer.writerow(["top_guest", guest["user"], "", guest["requests"], "", ""])
+    writer.writerows(money_rows(report["payments"]))
     return out.getvalue()
 
 

@@ -91,6 +91,7 @@ def test_report_of_a_whole_evening() -> None:
         ],
         "top_guests": [{"user": "ann", "requests": 2}, {"user": "bob", "requests": 2},
                        {"user": "cat", "requests": 2}],
+        "payments": {"requests": {"paid": 0, "free": 6}, "currencies": {}},
     }
     assert json.loads(json.dumps(report)) == report
 
@@ -133,7 +134,7 @@ def test_csv_is_one_flat_table() -> None:
     assert (song["label"], song["requests"], song["votes"]) == ("HEY - Band", "2", "2")
     assert by[("top_guest", "ann")]["requests"] == "2"
     assert {r["section"] for r in rows} == {"summary", "per_hour", "status", "top_song",
-                                            "top_guest"}
+                                            "top_guest", "money"}
 
 
 def test_csv_quotes_awkward_titles() -> None:
