@@ -26,6 +26,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from roomlog.errors import ErrorCode, RoomlogError
+from roomlog.openapi.operation import Operation, Param, Reply, describe
+from roomlog.openapi.schemas import MS, SEQ, STRING, json_reply, obj
 from roomlog.payments import PaymentIndex, Reconciler
 from roomlog.rooms.domain import Event, Meta
 from roomlog.rooms.queue_analytics import CSV_COLUMNS
@@ -36,6 +38,15 @@ from roomlog.transports.http import authenticate, handles_errors, query_int
 __all__ = ["PaymentApi"]
 
 _REFERENCE_MAX = 200
+
+
+_TAGS = ("admin", "payments")
+_PAYMENT = obj({"room": STRING, "status": STRING, "stuck": {"type": "boolean"},
+                "history": {"type": "array", "items": {"type": "object"}}},
+               description="a payment record (docs/queue.md#paid-requests) with its room")
+_RANGE = (Param("from", "query", {"type": "integer", "minimum": 0}, "ms since the Unix epoch"),
+          Param("to", "query", {"type": "integer", "minimum": 0}, "ms since the Unix epoch"),
+          Param("format", "query", {"type": "string", "enum": ["json", "csv"]}, "default json"))
 
 
 class PaymentApi:
@@ -50,12 +61,25 @@ class PaymentApi:
         if not authenticate(request, self._s).is_operator:
             raise RoomlogError(ErrorCode.FORBIDDEN, "only admin or service may read payments")
 
+    @describe(Operation(
+        "Every payment that is not final, with its history", tags=_TAGS,
+        replies={200: json_reply("open payments", obj(
+            {"payments": {"type": "array", "items": _PAYMENT}, "stuck": SEQ}))},
+        errors=(503,)))
     @handles_errors
     async def listing(self, request: Request) -> Response:
         self._operator(request)
         found = await self._reconciler.open_payments(_now_ms())
         return JSONResponse({"payments": found, "stuck": sum(1 for p in found if p["stuck"])})
 
+    @describe(Operation(
+        "Whether a payment reference funded a request or tip, and where", tags=_TAGS,
+        params=(Param("reference", "path", {"type": "string"}, "the provider's reference",
+                      required=True),),
+        replies={200: json_reply("used or not", obj(
+            {"reference": STRING, "used": {"type": "boolean"}},
+            {"room": {"type": ["string", "null"]}, "ts": {"oneOf": [MS, {"type": "null"}]}}))},
+        errors=(400, 503)))
     @handles_errors
     async def reference(self, request: Request) -> Response:
         self._operator(request)
@@ -67,6 +91,13 @@ class PaymentApi:
         return JSONResponse({"reference": reference, "used": used is not None,
                              "room": used and used.room, "ts": used and used.ts})
 
+    @describe(Operation(
+        "The money of every set that took payments, and totals per currency", tags=_TAGS,
+        params=_RANGE,
+        replies={200: Reply("the report (JSON), or its rows (CSV)", {
+            "application/json": obj({}, {"sets": {"type": "object"}}),
+            "text/csv": {"type": "string"}})},
+        errors=(400, 503)))
     @handles_errors
     async def analytics(self, request: Request) -> Response:
         self._operator(request)
@@ -96,6 +127,10 @@ class PaymentApi:
                         for m in page.messages]
             after = page.messages[-1].seq
 
+    @describe(Operation(
+        "Run the payment reconciler now", tags=_TAGS,
+        replies={200: json_reply("how many payments the backend was asked about again",
+                                 obj({"asked": SEQ}))}, errors=(503,)))
     @handles_errors
     async def reconcile(self, request: Request) -> Response:
         self._operator(request)
