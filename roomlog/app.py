@@ -64,7 +64,10 @@ def build_services(settings: Settings, *, log: Log | None = None, bus: Bus | Non
                         retention_max_messages=settings.retention_max_messages,
                         migrate=settings.migrates_on_start,
                         close_timeout=settings.drain_timeout,
-                        room_cache_size=settings.room_cache_size)
+                        room_cache_size=settings.room_cache_size,
+                        pool_size=settings.db_pool_size,
+                        pool_overflow=settings.db_pool_overflow,
+                        pool_timeout=settings.db_pool_timeout)
     bans = bans or SqlBans(_sql(log))  # the ban list lives in the log's database
     bus = bus or _bus(settings)
     stats = Stats(command_names={"queue": frozenset(queue.COMMANDS),
@@ -129,10 +132,38 @@ def _sql(log: Log) -> SqlLog:
     return log
 
 
+def bus_kind(settings: Settings) -> str:
+    """Which bus ``settings`` choose: memory, redis or postgres ('auto' decides by what is
+    configured). SystemExit with advice when the choice cannot work."""
+    kind = settings.bus.lower()
+    if kind == "auto":
+        kind = ("redis" if settings.redis_url else
+                "postgres" if settings.workers > 1 and not settings.is_sqlite else "memory")
+    if kind not in ("memory", "redis", "postgres"):
+        raise SystemExit(f"ROOMLOG_BUS={settings.bus!r}: choose memory, redis, postgres or auto")
+    if kind == "redis" and not settings.redis_url:
+        raise SystemExit("ROOMLOG_BUS=redis needs ROOMLOG_REDIS_URL (redis://host:6379/0)")
+    if kind == "postgres" and settings.is_sqlite:
+        raise SystemExit("ROOMLOG_BUS=postgres needs a PostgreSQL ROOMLOG_DATABASE_URL: the "
+                         "bus uses LISTEN/NOTIFY on the log's database")
+    if kind == "memory" and settings.workers > 1:
+        raise SystemExit(f"{settings.workers} workers need a bus between them: ROOMLOG_BUS="
+                         "postgres (or auto) or redis; the memory bus serves one process")
+    return kind
+
+
 def _bus(settings: Settings) -> Bus:
-    """The in-process bus, or Redis when ``redis_url`` is set (imported only then)."""
-    if not settings.redis_url:
+    """The bus of ``bus_kind``; Redis and PostgreSQL are imported only when chosen."""
+    kind = bus_kind(settings)
+    if kind == "memory":
         return MemoryBus()
+    if kind == "postgres":
+        from roomlog.bus.postgres import PostgresBus
+
+        return PostgresBus(settings.database_url, ping_interval=settings.bus_ping_interval,
+                           ping_timeout=settings.bus_ping_timeout,
+                           reconnect_max=settings.bus_reconnect_max,
+                           presence_ttl=settings.presence_ttl, outbox_max=settings.bus_outbox)
     from roomlog.bus.redis import RedisBus
 
     return RedisBus(settings.redis_url, prefix=settings.redis_prefix,
