@@ -22,6 +22,8 @@ The supervisor holds no connection and runs no event loop. It
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -41,6 +43,7 @@ logger = logging.getLogger(__name__)
 _EARLY = 10.0  # seconds: a worker that exits sooner after its start failed to start
 _BACKOFF = 1.0  # seconds before a dead worker is started again
 _POLL = 0.2  # seconds between checks of the workers
+_PR_SET_PDEATHSIG = 1  # prctl option: the signal a child gets when its parent dies
 _KILL_GRACE = 10.0  # seconds past drain_timeout before SIGKILL at shutdown
 
 
@@ -89,7 +92,8 @@ class _Supervisor:
         self.status = 0
 
     def _start(self, index: int) -> None:
-        proc = self._procs[index] = subprocess.Popen(self._argv, env=self._env)
+        proc = self._procs[index] = subprocess.Popen(self._argv, env=self._env,
+                                                     preexec_fn=_die_with_parent)
         self._started[index] = time.monotonic()
         logger.info("worker %d started (pid %d)", index, proc.pid)
 
@@ -165,6 +169,14 @@ def supervise(settings: Settings, workers: int, argv: Sequence[str], host: str,
     finally:
         if reserved is not None:
             reserved.close()
+
+
+def _die_with_parent() -> None:
+    """In a worker before it runs: SIGTERM it when the supervisor dies (Linux), so a
+    supervisor killed with SIGKILL leaves no worker holding the port."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _bus_for(settings: Settings) -> str:
