@@ -34,6 +34,7 @@ from roomlog.hub import Hub
 from roomlog.identity import Principal
 from roomlog.log import Log
 from roomlog.log.bans import SqlBans
+from roomlog.log.shared import SharedReads
 from roomlog.log.sql import SqlLog
 from roomlog.media import MediaStore
 from roomlog.outbound.httpx_adapter import HttpxOutbound
@@ -89,7 +90,10 @@ def build_services(settings: Settings, *, log: Log | None = None, bus: Bus | Non
             return True
         return await runner.can_read(log, room, viewer)
 
-    hub = Hub(log, page_size=settings.page_size, live_buffer=settings.live_buffer,
+    # Subscribers catching up read through SharedReads: a reconnect storm reads each
+    # room's page once, and never takes every pooled connection from the writers.
+    reads = SharedReads(log, concurrency=settings.read_concurrency, stats=stats)
+    hub = Hub(reads, page_size=settings.page_size, live_buffer=settings.live_buffer,
               on_first_interest=lambda room: cluster.watch(room),
               on_last_interest=lambda room: cluster.unwatch(room),
               on_live=lambda room: cluster.live(room), view=view, lenses=readers.lens,

@@ -56,6 +56,8 @@ class Stats:
     banned: int = 0  # connections ended by a ban
     http_aborted: int = 0  # HTTP requests whose client left before its body was complete
     commit_splits: int = 0  # batches split to isolate an item that fails alone
+    catch_up_reads: int = 0  # log reads of subscribers catching up (roomlog.log.shared)
+    catch_up_shared: int = 0  # such reads answered by a read another subscriber asked for
     deliver_latency: Histogram = field(default_factory=Histogram)  # commit -> outboxes
     append_latency: Histogram = field(default_factory=Histogram)  # one commit's transaction
     bus_lag: Histogram = field(default_factory=Histogram)  # commit -> arrival from the bus
