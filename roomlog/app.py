@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from roomlog import logs, readers
 from roomlog.admin_api import BanApi
+from roomlog.admission import Admission, LagMonitor
 from roomlog.api import Api
 from roomlog.auth import load_tokens, read_secret
 from roomlog.backends import read_backends
@@ -184,8 +185,12 @@ def create_app(settings: Settings, services: Services | None = None, *,
     s = services or build_services(settings)
     api = Api(s)
     bans = BanApi(s)
+    monitor = LagMonitor(stats=s.stats)
+    admission = Admission(WebSocketEndpoint(s), monitor, stats=s.stats,
+                          max_lag=settings.admission_max_lag,
+                          retry_after=settings.admission_retry_after)
     routes: list[BaseRoute] = [
-        WebSocketRoute("/ws", WebSocketEndpoint(s)),
+        WebSocketRoute("/ws", admission),
         Route("/v1/rooms/{room}/messages", long_poll(s), methods=["GET"]),  # type: ignore[arg-type]
         Route("/v1/rooms/{room}/messages", api.publish, methods=["POST"]),
         Route("/v1/rooms/{room}/events", server_sent_events(s), methods=["GET"]),  # type: ignore[arg-type]
@@ -214,6 +219,7 @@ def create_app(settings: Settings, services: Services | None = None, *,
         await s.revocation.start()
         await s.cluster.start()
         sweeper = asyncio.create_task(_retention(s))
+        monitor.start()
         logger.info("roomlog ready: log %s, bus %s (instance %s)",
                     logs.redact(str(getattr(s.log, "url", s.log))),  # without its password
                     type(s.bus).__name__, s.bus.instance)
@@ -221,6 +227,7 @@ def create_app(settings: Settings, services: Services | None = None, *,
             yield
         finally:
             sweeper.cancel()
+            await monitor.close()
             await drain(s, 0.0)  # after SIGTERM the server's drain has done this already
             await s.publisher.close()
             await s.gate.close()

@@ -285,7 +285,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="server processes on the one port, one per core (default: "
                             "ROOMLOG_WORKERS, 1); more than one needs PostgreSQL and shares "
                             "a bus (ROOMLOG_BUS)")
-    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--reuse-port", action="store_true",
+                       help="bind with SO_REUSEPORT, so that several processes share the "
+                            "port (what each worker of --workers does; the kernel spreads "
+                            "connections over them)")
     serve.set_defaults(run=_serve)
 
     demo = commands.add_parser(

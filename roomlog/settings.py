@@ -111,10 +111,10 @@ class Settings:
     max_wait: float = _doc(60.0, "longest long-poll `wait` in seconds")
     sse_keepalive: float = _doc(15.0, "seconds between SSE keep-alive comments")
     live_buffer: int = _doc(10_000, "live messages held per subscriber while it replays")
-    read_concurrency: int = _doc(4, "log reads of subscribers catching up in flight at once "
-                                    "per process; the same room and position asked again "
-                                    "while one waits shares it (a reconnect storm reads each "
-                                    "page once)")
+    read_concurrency: int = _doc(4, "log page reads (and as many head lookups) of subscribers "
+                                    "catching up in flight at once per process; the same room "
+                                    "and position asked again while one waits shares it (a "
+                                    "reconnect storm reads each page once)")
 
     # Admission: refuse handshakes quickly when saturated
     admission_max_lag: float = _doc(0.5, "event-loop lag in seconds above which new "

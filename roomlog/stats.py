@@ -58,6 +58,7 @@ class Stats:
     commit_splits: int = 0  # batches split to isolate an item that fails alone
     catch_up_reads: int = 0  # log reads of subscribers catching up (roomlog.log.shared)
     catch_up_shared: int = 0  # such reads answered by a read another subscriber asked for
+    loop_lag: float = 0.0  # seconds the event loop last ran a timer late (roomlog.admission)
     deliver_latency: Histogram = field(default_factory=Histogram)  # commit -> outboxes
     append_latency: Histogram = field(default_factory=Histogram)  # one commit's transaction
     bus_lag: Histogram = field(default_factory=Histogram)  # commit -> arrival from the bus
@@ -71,7 +72,8 @@ class Stats:
     #: connections refused before they were served, by reason ("websockets_off",
     #: "subprotocol"; the per-principal limits add theirs: "user_connections", ...)
     connections_refused: Counter[str] = field(
-        default_factory=lambda: Counter(dict.fromkeys(("websockets_off", "subprotocol"), 0)))
+        default_factory=lambda: Counter(dict.fromkeys(
+            ("websockets_off", "subprotocol", "saturated"), 0)))
     #: writes refused with RATE_LIMITED, by transport ("websocket", "http")
     rate_limited: Counter[str] = field(
         default_factory=lambda: Counter(dict.fromkeys(("websocket", "http"), 0)))

@@ -3,8 +3,9 @@
 After a deploy or a crash every client reconnects at once and resumes each of
 its rooms from its last seq. Most clients of a room saw the same last message,
 so thousands of subscriptions ask the log for the same page. :class:`SharedReads`
-wraps the log for the hub: at most ``concurrency`` reads run at once (so a
-storm never takes every pooled connection from the writers), and a read asked
+wraps the log for the hub: at most ``concurrency`` page reads and as many head
+lookups run at once (so a storm never takes every pooled connection from the
+writers), and a read asked
 for while an identical one *waits for its turn* joins it: one log read serves
 every client asking for it.
 
@@ -45,7 +46,9 @@ class SharedReads:
     def __init__(self, log: Log, *, concurrency: int, stats: Stats | None = None) -> None:
         self._log = log
         self._stats = stats or Stats()
-        self._slots = asyncio.Semaphore(max(1, concurrency))
+        # Page reads and head lookups queue apart: reads stuck on a slow page never
+        # hold up the cheap lookups that confirm new subscriptions.
+        self._slots = {kind: asyncio.Semaphore(max(1, concurrency)) for kind in ("read", "info")}
         self._pending: dict[tuple[Any, ...], _Pending] = {}
 
     @property
@@ -83,7 +86,7 @@ class SharedReads:
             raise
 
     async def _run(self, key: tuple[Any, ...], op: Callable[[], Awaitable[T]]) -> T:
-        async with self._slots:
+        async with self._slots[key[0]]:
             pending = self._pending.pop(key, None)  # from now on a new caller reads anew
             if pending is not None:
                 pending.started = True
