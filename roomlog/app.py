@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from roomlog import logs, readers
 from roomlog.admin_api import BanApi
+from roomlog.admission import Admission, LagMonitor
 from roomlog.api import Api
 from roomlog.auth import load_tokens, read_secret
 from roomlog.backends import read_backends
@@ -37,6 +38,7 @@ from roomlog.limits import Limits
 from roomlog.log import Append, Log
 from roomlog.log.bans import SqlBans
 from roomlog.log.claims import SqlPaymentIndex
+from roomlog.log.shared import SharedReads
 from roomlog.log.sql import SqlLog
 from roomlog.log.webhooks import SqlLeases, SqlWebhooks
 from roomlog.media import MediaStore
@@ -78,7 +80,10 @@ def build_services(settings: Settings, *, log: Log | None = None, bus: Bus | Non
                         retention_max_messages=settings.retention_max_messages,
                         migrate=settings.migrates_on_start,
                         close_timeout=settings.drain_timeout,
-                        room_cache_size=settings.room_cache_size)
+                        room_cache_size=settings.room_cache_size,
+                        pool_size=settings.db_pool_size,
+                        pool_overflow=settings.db_pool_overflow,
+                        pool_timeout=settings.db_pool_timeout)
     bans = bans or SqlBans(_sql(log))  # the ban list lives in the log's database
     bus = bus or _bus(settings)
     stats = Stats(command_names={"queue": frozenset(queue.COMMANDS),
@@ -100,7 +105,10 @@ def build_services(settings: Settings, *, log: Log | None = None, bus: Bus | Non
             return True
         return await runner.can_read(log, room, viewer)
 
-    hub = Hub(log, page_size=settings.page_size, live_buffer=settings.live_buffer,
+    # Subscribers catching up read through SharedReads: a reconnect storm reads each
+    # room's page once, and never takes every pooled connection from the writers.
+    reads = SharedReads(log, concurrency=settings.read_concurrency, stats=stats)
+    hub = Hub(reads, page_size=settings.page_size, live_buffer=settings.live_buffer,
               on_first_interest=lambda room: cluster.watch(room),
               on_last_interest=lambda room: cluster.unwatch(room),
               on_live=lambda room: cluster.live(room), view=view, lenses=readers.lens,
@@ -171,10 +179,38 @@ def _sql(log: Log) -> SqlLog:
     return log
 
 
+def bus_kind(settings: Settings) -> str:
+    """Which bus ``settings`` choose: memory, redis or postgres ('auto' decides by what is
+    configured). SystemExit with advice when the choice cannot work."""
+    kind = settings.bus.lower()
+    if kind == "auto":
+        kind = ("redis" if settings.redis_url else
+                "postgres" if settings.workers > 1 and not settings.is_sqlite else "memory")
+    if kind not in ("memory", "redis", "postgres"):
+        raise SystemExit(f"ROOMLOG_BUS={settings.bus!r}: choose memory, redis, postgres or auto")
+    if kind == "redis" and not settings.redis_url:
+        raise SystemExit("ROOMLOG_BUS=redis needs ROOMLOG_REDIS_URL (redis://host:6379/0)")
+    if kind == "postgres" and settings.is_sqlite:
+        raise SystemExit("ROOMLOG_BUS=postgres needs a PostgreSQL ROOMLOG_DATABASE_URL: the "
+                         "bus uses LISTEN/NOTIFY on the log's database")
+    if kind == "memory" and settings.workers > 1:
+        raise SystemExit(f"{settings.workers} workers need a bus between them: ROOMLOG_BUS="
+                         "postgres (or auto) or redis; the memory bus serves one process")
+    return kind
+
+
 def _bus(settings: Settings) -> Bus:
-    """The in-process bus, or Redis when ``redis_url`` is set (imported only then)."""
-    if not settings.redis_url:
+    """The bus of ``bus_kind``; Redis and PostgreSQL are imported only when chosen."""
+    kind = bus_kind(settings)
+    if kind == "memory":
         return MemoryBus()
+    if kind == "postgres":
+        from roomlog.bus.postgres import PostgresBus
+
+        return PostgresBus(settings.database_url, ping_interval=settings.bus_ping_interval,
+                           ping_timeout=settings.bus_ping_timeout,
+                           reconnect_max=settings.bus_reconnect_max,
+                           presence_ttl=settings.presence_ttl, outbox_max=settings.bus_outbox)
     from roomlog.bus.redis import RedisBus
 
     return RedisBus(settings.redis_url, prefix=settings.redis_prefix,
@@ -194,8 +230,12 @@ def create_app(settings: Settings, services: Services | None = None, *,
     hooks = WebhookApi(s)
     reconciler = _reconciler(s)
     payments = PaymentApi(s, reconciler.index, reconciler)
+    monitor = LagMonitor(stats=s.stats)
+    admission = Admission(WebSocketEndpoint(s), monitor, stats=s.stats,
+                          max_lag=settings.admission_max_lag,
+                          retry_after=settings.admission_retry_after)
     routes: list[BaseRoute] = [
-        WebSocketRoute("/ws", WebSocketEndpoint(s)),
+        WebSocketRoute("/ws", admission),
         Route("/v1/rooms/{room}/messages", long_poll(s), methods=["GET"]),  # type: ignore[arg-type]
         Route("/v1/rooms/{room}/messages", api.publish, methods=["POST"]),
         Route("/v1/rooms/{room}/events", server_sent_events(s), methods=["GET"]),  # type: ignore[arg-type]
@@ -239,6 +279,7 @@ def create_app(settings: Settings, services: Services | None = None, *,
         await s.webhooks.start()
         sweeper = asyncio.create_task(_retention(s))
         reconciling = asyncio.create_task(_reconcile(s, reconciler))
+        monitor.start()
         logger.info("roomlog ready: log %s, bus %s (instance %s)",
                     logs.redact(str(getattr(s.log, "url", s.log))),  # without its password
                     type(s.bus).__name__, s.bus.instance)
@@ -247,6 +288,7 @@ def create_app(settings: Settings, services: Services | None = None, *,
         finally:
             sweeper.cancel()
             reconciling.cancel()
+            await monitor.close()
             await drain(s, 0.0)  # after SIGTERM the server's drain has done this already
             await s.publisher.close()
             await s.webhooks.close()  # after the last commits: their deliveries are saved

@@ -99,7 +99,23 @@ def _log_config(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
-    run_server(settings, args)
+    from roomlog.workers import check_workers, supervise
+
+    workers = settings.workers if args.workers is None else args.workers
+    check_workers(settings, workers, reload=args.reload)
+    if workers == 1 or args.reuse_port:
+        run_server(settings, args)
+        return
+    settings = settings.replace(workers=workers)
+    _check_database(settings)
+    flags = [f"--log-level={_log_level(settings, args)}"]
+    if args.log_format:
+        flags.append(f"--log-format={args.log_format}")
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    status = supervise(settings, workers, flags, host, port)
+    if status:
+        raise SystemExit(status)
 
 
 def run_server(settings: Settings, args: argparse.Namespace, *,
@@ -113,6 +129,7 @@ def run_server(settings: Settings, args: argparse.Namespace, *,
     from roomlog.drain import drain
     from roomlog.transports.uvicorn_http import BoundedHttpProtocol
     from roomlog.transports.uvicorn_ws import DirectSendProtocol
+    from roomlog.workers import reuse_port_socket
 
     _check_database(settings)
     host = args.host or settings.host
@@ -121,6 +138,8 @@ def run_server(settings: Settings, args: argparse.Namespace, *,
     if getattr(args, "reload", False):
         _serve_reloading(settings, host, port, args)
         return
+    # A worker of `--workers N`: its own listening socket on the shared port.
+    sockets = [reuse_port_socket(host, port)] if getattr(args, "reuse_port", False) else None
     services = build_services(settings)
 
     class DrainingServer(uvicorn.Server):
@@ -161,7 +180,7 @@ def run_server(settings: Settings, args: argparse.Namespace, *,
     # collect the young generation far less often.
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
-    DrainingServer(config).run()
+    DrainingServer(config).run(sockets=sockets)
 
 
 def _serve_reloading(settings: Settings, host: str, port: int,
@@ -272,6 +291,14 @@ def _parser() -> argparse.ArgumentParser:
             "acknowledged, clients are told to reconnect elsewhere, within "
             "ROOMLOG_DRAIN_TIMEOUT."))
     _server_flags(serve, reload=True)
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="server processes on the one port, one per core (default: "
+                            "ROOMLOG_WORKERS, 1); more than one needs PostgreSQL and shares "
+                            "a bus (ROOMLOG_BUS)")
+    serve.add_argument("--reuse-port", action="store_true",
+                       help="bind with SO_REUSEPORT, so that several processes share the "
+                            "port (what each worker of --workers does; the kernel spreads "
+                            "connections over them)")
     serve.set_defaults(run=_serve)
 
     demo = commands.add_parser(

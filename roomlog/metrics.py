@@ -75,6 +75,17 @@ class _Collector(Collector):
                                   "Message copies handed to subscribers", value=s.hub.delivered)
         yield CounterMetricFamily("roomlog_bus_messages_in",
                                   "Messages received from other instances", value=stats.bus_in)
+        yield CounterMetricFamily("roomlog_catch_up_reads",
+                                  "Log reads of subscribers catching up (resume, replay)",
+                                  value=stats.catch_up_reads)
+        yield CounterMetricFamily("roomlog_catch_up_shared",
+                                  "Catch-up reads answered by an identical read another "
+                                  "subscriber asked for (coalesced)",
+                                  value=stats.catch_up_shared)
+        yield GaugeMetricFamily("roomlog_event_loop_lag_seconds",
+                                "How late the event loop last ran a timer (admission refuses "
+                                "handshakes above ROOMLOG_ADMISSION_MAX_LAG)",
+                                value=stats.loop_lag)
         yield GaugeMetricFamily("roomlog_bus_connected",
                                 "1 while the bus carries messages, 0 while degraded (polling)",
                                 value=1 if s.cluster.connected else 0)

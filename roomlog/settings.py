@@ -54,6 +54,17 @@ class Settings:
         "Redis for several instances: redis://host:6379/0; empty: one instance, in-process bus",
     )
     redis_prefix: str = _doc("roomlog:", "prefix of every Redis key and channel")
+    bus: str = _doc("auto", "the bus between instances and workers: 'memory' (one process), "
+                            "'redis' (redis_url), 'postgres' (LISTEN/NOTIFY on the log's "
+                            "PostgreSQL database) or 'auto': redis with a redis_url, else "
+                            "postgres with several workers, else memory")
+    workers: int = _doc(1, "server processes sharing the port (SO_REUSEPORT; `--workers`); "
+                           "more than one needs PostgreSQL")
+    db_pool_size: int = _doc(10, "database connections kept open per process (PostgreSQL)")
+    db_pool_overflow: int = _doc(10, "connections opened beyond db_pool_size under load, "
+                                     "closed when returned")
+    db_pool_timeout: float = _doc(10.0, "seconds an operation waits for a free connection "
+                                        "before it fails UNAVAILABLE (retryable)")
     host: str = _doc("127.0.0.1", "address `roomlog serve` binds")
     port: int = _doc(8000, "port `roomlog serve` binds ($PORT overrides it)")
     log_level: str = _doc("info", "logging level: debug, info, warning, error or critical "
@@ -130,6 +141,17 @@ class Settings:
     max_wait: float = _doc(60.0, "longest long-poll `wait` in seconds")
     sse_keepalive: float = _doc(15.0, "seconds between SSE keep-alive comments")
     live_buffer: int = _doc(10_000, "live messages held per subscriber while it replays")
+    read_concurrency: int = _doc(4, "log page reads (and as many head lookups) of subscribers "
+                                    "catching up in flight at once per process; the same room "
+                                    "and position asked again while one waits shares it (a "
+                                    "reconnect storm reads each page once)")
+
+    # Admission: refuse handshakes quickly when saturated
+    admission_max_lag: float = _doc(0.5, "event-loop lag in seconds above which new "
+                                         "WebSocket handshakes are refused with HTTP 503 and "
+                                         "Retry-After (0: never)")
+    admission_retry_after: int = _doc(2, "seconds a refused client is told to wait "
+                                         "(Retry-After); clients add jitter")
 
     # Several instances (with redis_url)
     reorder_wait: float = _doc(0.1, "seconds an out-of-order gap may wait for the bus before "

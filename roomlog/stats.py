@@ -56,6 +56,9 @@ class Stats:
     banned: int = 0  # connections ended by a ban
     http_aborted: int = 0  # HTTP requests whose client left before its body was complete
     commit_splits: int = 0  # batches split to isolate an item that fails alone
+    catch_up_reads: int = 0  # log reads of subscribers catching up (roomlog.log.shared)
+    catch_up_shared: int = 0  # such reads answered by a read another subscriber asked for
+    loop_lag: float = 0.0  # seconds the event loop last ran a timer late (roomlog.admission)
     deliver_latency: Histogram = field(default_factory=Histogram)  # commit -> outboxes
     append_latency: Histogram = field(default_factory=Histogram)  # one commit's transaction
     bus_lag: Histogram = field(default_factory=Histogram)  # commit -> arrival from the bus
@@ -67,10 +70,12 @@ class Stats:
     #: (method, route template, status) of every HTTP response (roomlog.transports.context)
     http_requests: Counter[tuple[str, str, int]] = field(default_factory=Counter)
     #: connections refused before they were served, by reason ("websockets_off",
-    #: "subprotocol"; roomlog.limits: "user_connections", "address_connections")
+    #: "subprotocol"; roomlog.limits: "user_connections", "address_connections";
+    #: roomlog.admission: "saturated")
     connections_refused: Counter[str] = field(
         default_factory=lambda: Counter(dict.fromkeys(
-            ("websockets_off", "subprotocol", "user_connections", "address_connections"), 0)))
+            ("websockets_off", "subprotocol", "user_connections", "address_connections",
+             "saturated"), 0)))
     #: requests refused with RATE_LIMITED, by (transport, kind): transport "websocket" or
     #: "http", kind "write", "subscribe", "presence" or "read" (roomlog.limits)
     rate_limited: Counter[tuple[str, str]] = field(

@@ -59,6 +59,8 @@ class SqlLog:
         retention_max_messages: int = 0,
         migrate: bool = False,
         pool_size: int = 10,
+        pool_overflow: int = 10,
+        pool_timeout: float = 10.0,
         close_timeout: float = 10.0,
         room_cache_size: int = 10_000,
     ) -> None:
@@ -66,6 +68,8 @@ class SqlLog:
         self._max_messages = retention_max_messages
         self._migrate = migrate
         self._pool_size = pool_size
+        self._pool_overflow = pool_overflow
+        self._pool_timeout = pool_timeout
         self._sqlite = url.startswith("sqlite")
         self._rows = RoomRows(sqlite_dialect=self._sqlite, cache_size=room_cache_size)
         # SQLite has one writer per file; queue writers here rather than in busy_timeout.
@@ -88,8 +92,8 @@ class SqlLog:
             # pre-ping: a connection cut by a database restart or failover is
             # replaced before use instead of failing the write that drew it.
             engine = create_async_engine(
-                self.url, pool_size=self._pool_size, max_overflow=self._pool_size,
-                pool_pre_ping=True,
+                self.url, pool_size=self._pool_size, max_overflow=self._pool_overflow,
+                pool_timeout=self._pool_timeout, pool_pre_ping=True,
             )
             self._writer = self._reader = engine
         try:

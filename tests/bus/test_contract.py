@@ -2,7 +2,9 @@
 
 Several buses of one adapter stand for several instances: MemoryBus instances
 sharing a MemoryBroker, RedisBus instances on a private redis-server, each test
-under a prefix of its own. Each bus reports to a :class:`Recorder`, an
+under a prefix of its own, PostgresBus instances on the session's PostgreSQL
+database (migrated), each test under a channel prefix of its own and rooms of
+its own. Each bus reports to a :class:`Recorder`, an
 ``Inbound`` that keeps every call and lets a test wait for what it expects
 (with a generous upper bound: a failure detector, never a timing assertion).
 
@@ -15,6 +17,7 @@ there too.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -23,7 +26,9 @@ import pytest
 
 from roomlog.bus import Bus
 from roomlog.bus.memory import MemoryBroker, MemoryBus
+from roomlog.bus.postgres import PostgresBus
 from roomlog.bus.redis import RedisBus
+from roomlog.log.sql import SqlLog
 from roomlog.protocol import Message
 from tests.redis_server import RedisServer
 
@@ -177,11 +182,37 @@ class RedisNet(Net):
         return RedisBus(self.server.url, prefix=self.prefix, **self.options)
 
 
-@pytest.fixture(params=["memory", "redis"])
+class PostgresNet(Net):
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__()
+        self.url = url
+        self.prefix = f"t{secrets.token_hex(4)}_"
+        self.options = REDIS_OPTIONS | options
+
+    def new_bus(self) -> PostgresBus:
+        return PostgresBus(self.url, prefix=self.prefix, **self.options)
+
+
+@pytest.fixture(scope="session")
+def pg_bus_url(pg_database: str) -> str:
+    """The session's PostgreSQL database, migrated (the bus's tables are in 0007)."""
+    async def migrate() -> None:
+        log = SqlLog(pg_database, migrate=True)
+        await log.open()
+        await log.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # set up under a running loop
+        pool.submit(asyncio.run, migrate()).result()
+    return pg_database
+
+
+@pytest.fixture(params=["memory", "redis", "postgres"])
 async def net(request: pytest.FixtureRequest) -> AsyncIterator[Net]:
     made: Net
     if request.param == "memory":
         made = MemoryNet()
+    elif request.param == "postgres":
+        made = PostgresNet(request.getfixturevalue("pg_bus_url"))
     else:
         made = RedisNet(request.getfixturevalue("redis_server"))
     yield made
