@@ -102,6 +102,12 @@ def attach(target: T, *operations: Operation) -> T:
     return target
 
 
+def operations(target: object) -> tuple[Operation, ...]:
+    """Every operation ``target`` declares (for a wrapper to declare them too)."""
+    found: tuple[Operation, ...] = getattr(target, ATTRIBUTE, ())
+    return found
+
+
 def operation_of(target: object, method: str) -> Operation | None:
     """The operation ``target`` declares for ``method``, or None."""
     found: tuple[Operation, ...] = getattr(target, ATTRIBUTE, ())

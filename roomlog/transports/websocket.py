@@ -35,8 +35,10 @@ _OPERATION = Operation(
     "The WebSocket (upgrade)", tags=("websocket",), auth=Auth.NONE,
     description="Upgrade with subprotocol `roomlog.v1.json` or `roomlog.v1.msgpack`, then "
                 "send `connect` with a token: the frames are in docs/protocol.md (OpenAPI "
-                "does not describe them). A plain HTTP request, without the upgrade, is 404.",
-    replies={101: Reply("Switching Protocols: the WebSocket is open")}, errors=(403, 404))
+                "does not describe them). A plain HTTP request, without the upgrade, is 404. "
+                "While the server is saturated the upgrade is refused with 503 and "
+                "`Retry-After` (ROOMLOG_ADMISSION_MAX_LAG).",
+    replies={101: Reply("Switching Protocols: the WebSocket is open")}, errors=(403, 404, 503))
 
 
 class WebSocketEndpoint:
