@@ -187,23 +187,37 @@ _ADVANCE = rooms.update().where(rooms.c.id == sa.bindparam("rid")).values(
 
 
 async def lock_rooms(txns: Sequence[SqlTxn]) -> None:
-    """``begin`` every transaction of one connection: the rooms whose row id is known
-    locked by one ``SELECT ... ORDER BY name FOR UPDATE`` (rows are locked in the order
-    they are returned, after the sort), then the others one by one, in name order."""
+    """``begin`` every transaction of one connection, strictly in room name order (so
+    two such transactions, in any processes, never wait on each other in a cycle):
+    each run of rooms whose row id is known is locked by one ``SELECT ... ORDER BY
+    name FOR UPDATE`` (rows are locked in the order returned, after the sort), a room
+    without a known id by its own ``begin``."""
     first = txns[0]
-    known = {t.room: t for t in txns if first._rows.cached_id(t.room) is not None}
-    if known:
-        ids = {first._rows.cached_id(name): name for name in known}
-        stmt = (sa.select(rooms.c.id, rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq,
-                          rooms.c.snapshot_seq)
-                .where(rooms.c.id.in_(list(ids))).order_by(rooms.c.name).with_for_update())
-        for room_id, epoch, head, trimmed, snap in await first._conn.execute(stmt):
-            known[ids[room_id]].begin_locked(
-                int(room_id), str(epoch), int(head), int(trimmed),
-                None if snap is None else int(snap))
+    run: dict[int, SqlTxn] = {}
     for t in sorted(txns, key=lambda t: t.room):
-        if t._main is None:
-            await t.begin()
+        room_id = first._rows.cached_id(t.room)
+        if room_id is not None:
+            run[room_id] = t
+            continue
+        await _lock_run(first._conn, run)
+        run = {}
+        await t.begin()
+    await _lock_run(first._conn, run)
+
+
+async def _lock_run(conn: AsyncConnection, run: dict[int, SqlTxn]) -> None:
+    if len(run) == 1:
+        (t,) = run.values()
+        await t.begin()
+        return
+    if not run:
+        return
+    stmt = (sa.select(rooms.c.id, rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq,
+                      rooms.c.snapshot_seq)
+            .where(rooms.c.id.in_(list(run))).order_by(rooms.c.name).with_for_update())
+    for room_id, epoch, head, trimmed, snap in await conn.execute(stmt):
+        run[room_id].begin_locked(int(room_id), str(epoch), int(head), int(trimmed),
+                                  None if snap is None else int(snap))
 
 
 async def flush_all(txns: Sequence[SqlTxn], others: dict[str, list[tuple[str, bytes]]]
