@@ -220,7 +220,9 @@ class CommandRunner:
                 raise
 
         try:
-            return await log.transact_many(list(batch), now_ms, work)
+            return await log.transact_many(
+                list(batch), now_ms, work,
+                prior={room: [c.key for c in calls] for room, calls in batch.items()})
         except BaseException:
             for room in batch:
                 self.forget(room)

@@ -45,7 +45,7 @@ each adapter):
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -166,9 +166,12 @@ class Log(Protocol):
     async def transact_many(
         self, names: Sequence[str], now_ms: int,
         work: Callable[[Sequence[RoomTxn]], Awaitable[T]],
+        prior: Mapping[str, Iterable[tuple[str, str]]] | None = None,
     ) -> tuple[T, dict[str, list[Message]]]:
         """``transact`` over the rooms ``names`` in one transaction: ``work`` gets a
-        RoomTxn per room (in the order given, duplicates once); all or nothing."""
+        RoomTxn per room (in the order given, duplicates once); all or nothing.
+        ``prior``: the (actor, client id) keys each room's work will ask ``prior``
+        about, looked up for every room at once before ``work`` runs."""
 
     async def read(self, room: str, after: int, limit: int) -> Page:
         """Messages with seq > ``after``, at most ``limit``; stores nothing."""

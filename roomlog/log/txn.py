@@ -12,7 +12,7 @@ transaction made, for the caller to cache once it has committed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -55,6 +55,8 @@ class SqlTxn:
         self._others: dict[str, list[tuple[str, bytes]]] = {} if others is None else others
         self._snapshot: tuple[int, bytes] | None = None
         self.created: dict[str, int] = {}  # rows this transaction made: room -> id
+        self._asked: set[tuple[str, str]] = set()  # keys ``prefetch`` looked up ...
+        self._known: dict[tuple[str, str], Prior] = {}  # ... and what it found
 
     async def begin(self) -> None:
         room_id = await self._rows.find_locked(self._conn, self.room)
@@ -88,6 +90,8 @@ class SqlTxn:
         wanted = set(keys)
         if not wanted or self._room_id is None:
             return {}
+        if wanted <= self._asked:  # looked up with the other rooms' (``prefetch``)
+            return {key: self._known[key] for key in wanted if key in self._known}
         stmt = sa.select(dedup.c.actor, dedup.c.client_id, dedup.c.seq, dedup.c.ts,
                          dedup.c.result).where(
             # every column of the key: the primary key's index finds each pair, where
@@ -210,14 +214,76 @@ async def _lock_run(conn: AsyncConnection, run: dict[int, SqlTxn]) -> None:
         (t,) = run.values()
         await t.begin()
         return
-    if not run:
-        return
+    for room_id, locked in (await _lock_ids(conn, list(run))).items():
+        run[room_id].begin_locked(room_id, *locked)
+
+
+async def _lock_ids(conn: AsyncConnection, ids: list[int]
+                    ) -> dict[int, tuple[str, int, int, int | None]]:
+    """Lock the rows ``ids`` in name order, in one statement: (epoch, head, trimmed,
+    snapshot seq) of each."""
+    if not ids:
+        return {}
     stmt = (sa.select(rooms.c.id, rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq,
                       rooms.c.snapshot_seq)
-            .where(rooms.c.id.in_(list(run))).order_by(rooms.c.name).with_for_update())
-    for room_id, epoch, head, trimmed, snap in await conn.execute(stmt):
-        run[room_id].begin_locked(int(room_id), str(epoch), int(head), int(trimmed),
-                                  None if snap is None else int(snap))
+            .where(rooms.c.id.in_(ids)).order_by(rooms.c.name).with_for_update())
+    return {int(room_id): (str(epoch), int(head), int(trimmed),
+                           None if snap is None else int(snap))
+            for room_id, epoch, head, trimmed, snap in await conn.execute(stmt)}
+
+
+async def _lock_others(first: SqlTxn, names: list[str]
+                       ) -> list[tuple[str, int, tuple[str, int, int, int | None]]]:
+    """Get or create and lock the rooms ``names`` (sorted) in name order: runs of rows
+    whose id is known in one statement each. (name, id, locked row) of each."""
+    conn, rows_of = first._conn, first._rows
+    locked: list[tuple[str, int, tuple[str, int, int, int | None]]] = []
+    run: list[tuple[str, int]] = []
+
+    async def lock_run() -> None:
+        found = await _lock_ids(conn, [room_id for _, room_id in run])
+        locked.extend((name, room_id, found[room_id]) for name, room_id in run)
+        run.clear()
+
+    for name in names:
+        room_id = rows_of.cached_id(name)
+        if room_id is not None:
+            run.append((name, room_id))
+            continue
+        await lock_run()
+        room_id, created = await rows_of.get_or_create(conn, name)
+        if created:
+            first.created[name] = room_id
+        locked.append((name, room_id, await lock_room(conn, room_id)))
+    await lock_run()
+    return locked
+
+
+async def prefetch(txns: Sequence[SqlTxn], keys: Mapping[str, Iterable[tuple[str, str]]]
+                   ) -> None:
+    """Look up the remembered results of ``keys`` (per room) of every transaction in
+    one query; each transaction's ``prior`` of those keys answers from it."""
+    by_id: dict[int, SqlTxn] = {}
+    actors, ids = set(), set()
+    for t in txns:
+        wanted = set(keys.get(t.room, ()))
+        if t._room_id is None or not wanted:
+            continue
+        t._asked |= wanted
+        by_id[t._room_id] = t
+        actors |= {actor for actor, _ in wanted}
+        ids |= {client_id for _, client_id in wanted}
+    if not by_id:
+        return
+    conn = txns[0]._conn
+    stmt = sa.select(dedup.c.room_id, dedup.c.actor, dedup.c.client_id, dedup.c.seq,
+                     dedup.c.ts, dedup.c.result).where(
+        dedup.c.room_id.in_(list(by_id)), dedup.c.actor.in_(actors),
+        dedup.c.client_id.in_(ids))
+    for room_id, actor, client_id, seq, ts, result in await conn.execute(stmt):
+        t = by_id[room_id]
+        if (actor, client_id) in t._asked:
+            t._known[(actor, client_id)] = Prior(seq, ts, None if result is None else bytes(result))
 
 
 async def flush_all(txns: Sequence[SqlTxn], others: dict[str, list[tuple[str, bytes]]]
@@ -227,7 +293,7 @@ async def flush_all(txns: Sequence[SqlTxn], others: dict[str, list[tuple[str, by
     after every room of ``txns``: one INSERT per table and one UPDATE of the heads,
     whatever the number of rooms."""
     first = txns[0]
-    conn, rows_of = first._conn, first._rows
+    conn = first._conn
     mains: list[_RoomWrite] = []
     for t in txns:
         await t._create_main()
@@ -235,14 +301,11 @@ async def flush_all(txns: Sequence[SqlTxn], others: dict[str, list[tuple[str, by
         mains.append(t._main)
     names = {w.room for w in mains}
     writes = list(mains)
-    for name in sorted(others):
-        if name in names:
-            raise ValueError(f"a notice to {name}, written to in this transaction; "
-                             "append() to a room itself")
-        room_id, created = await rows_of.get_or_create(conn, name)
-        if created:
-            first.created[name] = room_id
-        epoch, head, trimmed, snap = await lock_room(conn, room_id)
+    if names & others.keys():
+        raise ValueError(f"notices to {sorted(names & others.keys())}, written to in this "
+                         "transaction; append() to a room itself")
+    for name, room_id, (epoch, head, trimmed, snap) in await _lock_others(first,
+                                                                          sorted(others)):
         other = _RoomWrite(name, room_id, epoch, head, trimmed, snap)
         for actor, raw in others[name]:
             other.head += 1
