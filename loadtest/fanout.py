@@ -546,7 +546,7 @@ def say_timeline(path: Path) -> None:
 
     marks = [tuple(m) for m in orjson.loads(path.read_bytes())["marks"]]
     rows = timeline_summary(marks)  # type: ignore[arg-type]
-    say(f"   timeline of one publish, {rows[0]['count'] if rows else 0} publishes "
+    say(f"   timeline of one write, {rows[0]['count'] if rows else 0} writes "
         f"({path}):")
     for row in rows:
         say(f"     {row['stage']:<42} p50 {row['p50']:7.3f} ms   p99 {row['p99']:7.3f} ms")
