@@ -51,7 +51,7 @@ from roomlog.periodic import every
 from roomlog.presence import Presence
 from roomlog.publisher import Publisher
 from roomlog.revocation import Revocation
-from roomlog.rooms import DOMAINS, queue, repair
+from roomlog.rooms import ACROSS_ROOMS, DOMAINS, queue, repair
 from roomlog.services import Services
 from roomlog.settings import Settings
 from roomlog.stats import Stats
@@ -89,7 +89,8 @@ def build_services(settings: Settings, *, log: Log | None = None, bus: Bus | Non
     stats = Stats(command_names={"queue": frozenset(queue.COMMANDS),
                                  "repair": frozenset(repair.COMMANDS)})
     runners = {kind: CommandRunner(domain, snapshot_every=settings.snapshot_every,
-                                   cache_size=settings.state_cache_size)
+                                   cache_size=settings.state_cache_size,
+                                   across_rooms=kind in ACROSS_ROOMS)
                for kind, domain in DOMAINS.items()}
 
     async def view(room: str, viewer: Principal | None) -> tuple[int, str, dict[str, Any]] | None:

@@ -39,7 +39,7 @@ the service's user id; the user is their author and the rules apply to them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -129,9 +129,15 @@ class _Cached:
 
 
 class CommandRunner:
+    """``across_rooms``: the publisher may commit commands to several rooms of this kind
+    in one transaction (:meth:`commit_many`), for a kind whose every room writes to
+    one shared room (repair tickets to the admins' feed), where one transaction per
+    room would queue them all on that room's lock."""
+
     def __init__(self, domain: Domain[Any], *, snapshot_every: int = 100,
-                 cache_size: int = 1000) -> None:
+                 cache_size: int = 1000, across_rooms: bool = False) -> None:
         self.domain = domain
+        self.across_rooms = across_rooms
         self._snapshot_every = snapshot_every
         self._cache: Lru[str, _Cached] = Lru(cache_size)
 
@@ -202,6 +208,29 @@ class CommandRunner:
             return await log.transact(room, now_ms, work)
         except BaseException:
             self.forget(room)
+            raise
+
+    async def commit_many(self, log: Log, now_ms: int, batch: dict[str, list[Call]]
+                          ) -> tuple[dict[str, list[Outcome | RoomlogError]],
+                                     dict[str, list[Message]]]:
+        """``commit`` of the calls of several rooms (each room's in order) in one
+        transaction; if anything fails, nothing is stored and every room's cached
+        state is dropped."""
+        async def work(txns: Sequence[RoomTxn]) -> dict[str, list[Outcome | RoomlogError]]:
+            try:
+                return {txn.room: await self._run(txn, batch[txn.room]) for txn in txns}
+            except BaseException:
+                for room in batch:
+                    self.forget(room)
+                raise
+
+        try:
+            return await log.transact_many(
+                list(batch), now_ms, work,
+                prior={room: [c.key for c in calls] for room, calls in batch.items()})
+        except BaseException:
+            for room in batch:
+                self.forget(room)
             raise
 
     async def _run(self, txn: RoomTxn, calls: list[Call]) -> list[Outcome | RoomlogError]:

@@ -27,7 +27,7 @@ from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.identity import Principal
 from roomlog.log import Log, RoomInfo
 from roomlog.outbox import Outbox
-from roomlog.protocol import Format, Lens, Message, Since, encode, error_frame
+from roomlog.protocol import Format, Lens, Message, Since, batch, encode, error_frame
 
 __all__ = ["Hub", "Subscription", "stale", "wire"]
 
@@ -335,7 +335,7 @@ class Hub:
         if room is None or not messages:
             return
         first, last = messages[0], messages[-1]
-        encoded: dict[tuple[Format, str | None], tuple[list[bytes], int]] = {}
+        encoded: dict[tuple[Format, str | None], tuple[list[bytes], int, Callable[[], bytes]]] = {}
         copies = 0
         gate = None if self._gates is None else self._gates(name, messages)
         for sub in list(room.subs):
@@ -357,12 +357,12 @@ class Hub:
             run = encoded.get(key)
             if run is None:  # encode once per format and audience, not per subscriber
                 frames = [wire(m, fmt, lens) for m in messages]
-                run = encoded[key] = (frames, sum(map(len, frames)))
+                run = encoded[key] = (frames, sum(map(len, frames)), _payload(fmt, frames))
             skip = sub.cursor + 1 - first.seq
             if skip:
                 sub.outbox.extend(run[0][skip:])
-            else:
-                sub.outbox.extend(*run)
+            else:  # most often written at once (Outbox.offer), one payload for all
+                sub.outbox.offer(*run)
             copies += len(messages) - skip
             sub.cursor = last.seq
         self.delivered += copies
@@ -415,6 +415,17 @@ class Hub:
             if room is not None:
                 room.watchers.discard(event)
                 self._maybe_forget(name)
+
+
+def _payload(fmt: Format, frames: list[bytes]) -> Callable[[], bytes]:
+    """The wire payload of a run of frames, built at its first use, then shared."""
+    joined: list[bytes] = []
+
+    def payload() -> bytes:
+        if not joined:
+            joined.append(frames[0] if len(frames) == 1 else batch(fmt, frames))
+        return joined[0]
+    return payload
 
 
 def stale(since: Since | None, info: RoomInfo) -> str | None:

@@ -129,6 +129,20 @@ class Outbox:
         self._bytes += sum(map(len, items)) if nbytes is None else nbytes
         self._after_add()
 
+    def offer(self, items: Sequence[bytes], nbytes: int, payload: Callable[[], bytes]) -> None:
+        """``extend``, but when nothing is queued or being sent and the direct send can
+        take it, write ``payload()`` (``items`` as one wire payload, built once by the
+        caller for every subscriber) now: a fan-out to a thousand idle subscribers is
+        one pass of socket writes, not a pass of queueing and one of flushing at the
+        end of the loop turn. Order holds: a write happens only with nothing before it."""
+        if (self._direct is not None and not self._items and not self._sending
+                and not self._marked and not self.closed and len(items) <= self._coalesce
+                and nbytes <= self._max_bytes and self._direct(payload())):
+            self.frames_sent += 1
+            self.items_sent += len(items)
+            return
+        self.extend(items, nbytes)
+
     def fits(self, frames: int, nbytes: int) -> bool:
         """Whether ``frames`` more items of ``nbytes`` in all stay within the bound."""
         return (len(self._items) + frames <= self._max_frames
