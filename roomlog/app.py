@@ -26,6 +26,9 @@ from roomlog.bus import Bus
 from roomlog.bus.memory import MemoryBus
 from roomlog.cluster import Cluster
 from roomlog.commands import CommandRunner
+from roomlog.console.api import ConsoleApi
+from roomlog.console.instances import Reporter
+from roomlog.console.reports import Instances
 from roomlog.drain import drain, end_banned, on_control
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.hooks.caller import Hooks
@@ -34,6 +37,7 @@ from roomlog.hub import Hub
 from roomlog.identity import Principal
 from roomlog.log import Log
 from roomlog.log.bans import SqlBans
+from roomlog.log.catalog import SqlCatalog
 from roomlog.log.sql import SqlLog
 from roomlog.media import MediaStore
 from roomlog.outbound.httpx_adapter import HttpxOutbound
@@ -117,6 +121,7 @@ def build_services(settings: Settings, *, log: Log | None = None, bus: Bus | Non
     revocation = Revocation(bans, bus, reload_interval=settings.ban_reload_interval)
     services = Services(settings, log, bus, hub, publisher, cluster, presence, tokens, stats,
                         media, revocation, time.monotonic, gate)
+    services.instances = Instances(settings.console_report_interval)
     revocation.enforce = lambda: end_banned(services)
     cluster.on_control = lambda payload: on_control(services, payload)
     return services
@@ -149,13 +154,14 @@ def create_app(settings: Settings, services: Services | None = None, *,
     s = services or build_services(settings)
     api = Api(s)
     bans = BanApi(s)
+    console = ConsoleApi(s, SqlCatalog(_sql(s.log)))
     routes: list[BaseRoute] = [
         WebSocketRoute("/ws", WebSocketEndpoint(s)),
         Route("/v1/rooms/{room}/messages", long_poll(s), methods=["GET"]),  # type: ignore[arg-type]
         Route("/v1/rooms/{room}/messages", api.publish, methods=["POST"]),
         Route("/v1/rooms/{room}/events", server_sent_events(s), methods=["GET"]),  # type: ignore[arg-type]
         Route("/v1/rooms/{room}/commands", api.command, methods=["POST"]),
-        Route("/v1/rooms/{room}/state", api.state, methods=["GET"]),
+        Route("/v1/rooms/{room}/state", console.state(api.state), methods=["GET"]),
         Route("/v1/rooms/{room}/analytics", api.analytics, methods=["GET"]),
         Route("/v1/rooms/{room}", api.room_info, methods=["GET"]),
         Route("/v1/rooms/{room}", api.reset_room, methods=["DELETE"]),
@@ -168,6 +174,12 @@ def create_app(settings: Settings, services: Services | None = None, *,
         Route("/v1/admin/bans", bans.listing, methods=["GET"]),
         Route("/v1/admin/bans/{ban_id:int}", bans.details, methods=["GET"]),
         Route("/v1/admin/bans/{ban_id:int}", bans.lift, methods=["DELETE"]),
+        Route("/v1/admin/instances", console.instances, methods=["GET"]),
+        Route("/v1/admin/rooms", console.search, methods=["GET"]),
+        Route("/v1/admin/rooms/{room}", console.room, methods=["GET"]),
+        Route("/v1/admin/rooms/{room}/log", console.log, methods=["GET"]),
+        Route("/v1/admin/rooms/{room}/reset", console.reset, methods=["POST"]),
+        Route("/v1/admin/rooms/{room}/close", console.close, methods=["POST"]),
         Route("/health/live", api.live, methods=["GET"]),
         Route("/health/ready", api.ready, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
@@ -179,6 +191,7 @@ def create_app(settings: Settings, services: Services | None = None, *,
         await s.revocation.start()
         await s.cluster.start()
         sweeper = asyncio.create_task(_retention(s))
+        reporter = asyncio.create_task(Reporter(s, s.instances).run())
         logger.info("roomlog ready: log %s, bus %s (instance %s)",
                     logs.redact(str(getattr(s.log, "url", s.log))),  # without its password
                     type(s.bus).__name__, s.bus.instance)
@@ -186,6 +199,7 @@ def create_app(settings: Settings, services: Services | None = None, *,
             yield
         finally:
             sweeper.cancel()
+            reporter.cancel()
             await drain(s, 0.0)  # after SIGTERM the server's drain has done this already
             await s.publisher.close()
             await s.gate.close()

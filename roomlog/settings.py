@@ -127,6 +127,13 @@ class Settings:
                                   "from (clients/README.md, 'Tokens for the pages'); served to "
                                   "them in /config.json; empty: tokens come with the link")
 
+    # The operator's console
+    console_report_interval: float = _doc(2.0, "seconds between each instance's figures for "
+                                               "the console's overview (broadcast on the bus)")
+    console_scan_max: int = _doc(10_000, "messages one filtered page of a room's log in the "
+                                         "console looks at, at most (then it says where to "
+                                         "go on)")
+
     # Repair rooms
     media_dir: str = _doc("media", "directory of uploaded repair photos (one folder per room)")
     max_upload_bytes: int = _doc(5_242_880, "largest photo upload (PAYLOAD_TOO_LARGE above)")
