@@ -170,11 +170,12 @@ function logView(api, card, room) {
     }
     try {
       const page = await api("GET", `/v1/admin/rooms/${enc(room)}/log?${params}`);
-      const rows = page.messages.map((m) => el("tr", { dataset: { seq: m.seq } },
-        el("td", { class: "num" }, m.seq), el("td", {}, dateTime(m.ts)), el("td", {}, m.by),
-        el("td", {}, el("code", { class: "json" }, JSON.stringify(m.data)))));
-      fill(body, rows.length ? table(t("console.log.heading", { room }),
-        ["seq", "", t("console.log.by"), ""], rows) : el("p", { class: "empty" }, T("console.none")),
+      const rows = page.messages.map((m) => el("li", { class: "item", dataset: { seq: m.seq } },
+        el("div", { class: "sub" }, el("strong", {}, `#${m.seq}`), ` · ${dateTime(m.ts)} · `,
+          el("span", {}, m.by)),
+        el("code", { class: "json" }, JSON.stringify(m.data))));
+      fill(body, rows.length ? el("ul", { class: "list log" }, rows)
+        : el("p", { class: "empty" }, T("console.none")),
       el("p", { class: "muted" }, T("console.log.scanned", { scanned: page.scanned,
         after: page.after })),
       el("div", { class: "actions" },
