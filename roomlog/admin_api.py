@@ -47,8 +47,9 @@ class BanApi:
         """``POST /v1/admin/bans``: 201 ``{"ban": {...}, "closed_here": n}``."""
         who = self._operator(request)
         revocation = self._s.revocation
-        new = parse_ban(await json_body(request, _MAX_BODY), revocation.now_ms())
-        ban, closed = await revocation.ban(new, who)
+        now_ms = revocation.now_ms()  # one moment: `duration` and `created` agree
+        new = parse_ban(await json_body(request, _MAX_BODY), now_ms)
+        ban, closed = await revocation.ban(new, who, now_ms)
         seq = await record(self._s, who, "ban", _target(ban.id, revocation.json(ban)),
                            reason=ban.reason, details={"until": ban.until_ms,
                                                        "closed_here": closed})
