@@ -110,7 +110,7 @@ async def travel(s: Services, catalog: Catalog, request: Request, who: Principal
                                 details={"trimmed": info.trimmed, "oldest": oldest})
         start = (snapshot.seq, domain.load(orjson.loads(snapshot.state)))
     entries: list[tuple[Event, Meta]] = []
-    after = start[0] if start is not None else 0
+    after = 0 if start is None else max(start[0] - 1, info.trimmed)  # with its own event
     while after < at:
         page = await s.log.read(name, after, min(s.settings.max_page_size, at - after))
         if page.info.epoch != info.epoch or page.trimmed or not page.messages:

@@ -70,11 +70,14 @@ def fold(domain: Domain[Any], room_id: str, entries: Iterable[tuple[Event, Meta]
          *, start: tuple[int, Any] | None = None) -> Moment:
     """The state after every entry with seq <= ``at``, folded over ``start``
     (``(seq, state)`` of a snapshot, or the initial state at 0). Entries must be
-    contiguous from ``start``'s seq + 1 (NOT_FOUND otherwise: that history is gone)."""
+    contiguous from ``start``'s seq + 1 (NOT_FOUND otherwise: that history is gone);
+    the entry at ``start``'s own seq, when given, names the event that made it."""
     seq, state = start if start is not None else (0, domain.initial(room_id))
     last: tuple[Event, Meta] | None = None
     for event, meta in entries:
         if meta.seq <= seq:
+            if meta.seq == seq:  # the snapshot's own event: what made the start state
+                last = (event, meta)
             continue
         if meta.seq > at:
             break

@@ -10,6 +10,8 @@
   closing a queue are each recorded in ``audit:moderation`` with who did it;
   nobody but operators reads that room, nobody publishes in it.
 * The overview lists this instance with its figures.
+* Over a log retention trimmed, time travel folds from the room's snapshot; seqs
+  before it are NOT_FOUND, saying which is the oldest state kept.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import httpx
 
 from roomlog.identity import Role
+from tests.e2e.conftest import MakeServer
 from tests.e2e.support import Server, bearer, open_client, post_command, unique_room
 
 ADMIN = bearer("root", Role.ADMIN)
@@ -222,3 +225,19 @@ async def test_the_overview_lists_this_instance(http: httpx.AsyncClient,
     assert set(here) >= {"connections", "rooms", "messages_in_per_s", "messages_out_per_s",
                          "bus", "database", "stale", "age_s"}
     assert here["database"]["ok"] is True and here["bus"]["kind"] == "MemoryBus"
+
+
+async def test_time_travel_over_a_trimmed_log_starts_from_the_snapshot(
+        http: httpx.AsyncClient, make_server: MakeServer) -> None:
+    srv = await make_server(retention_max_messages=2, snapshot_every=2)
+    room = await ticket(http, srv)  # 5 events: snapshots at 1, 3, 5; trimmed up to 3
+    info = (await http.get(f"{srv.base}/v1/admin/rooms/{room}", headers=ADMIN)).json()
+    assert (info["head"], info["snapshot_seq"]) == (5, 5) and info["trimmed"] == 3
+    at_snapshot = (await travel(http, srv, room, 5, "customer")).json()
+    assert at_snapshot["state"]["status"] == "diagnosing" and MARKER not in str(at_snapshot)
+    assert at_snapshot["event"]["seq"] == 5  # the snapshot's own event is still kept
+    gone = await travel(http, srv, room, 4, "technician")
+    assert gone.status_code == 404
+    assert gone.json()["error"]["details"] == {"trimmed": 3, "oldest": 5}
+    before = (await travel(http, srv, room, 0, "technician")).json()
+    assert before["event"] is None and before["state"]["exists"] is False

@@ -121,6 +121,9 @@ def test_a_fold_from_a_snapshot_skips_what_it_covers() -> None:
     tail = log[4:]  # seqs 1..4 trimmed
     moment = fold(domain, "t1", tail, 6, start=(4, start.state))
     assert moment.seq == 6 and moment.event is not None and moment.event.type == "note.added"
+    at_start = fold(domain, "t1", log[3:], 4, start=(4, fold(domain, "t1", log, 4).state))
+    assert at_start.meta is not None and at_start.meta.seq == 4  # its own event, still kept
+    assert at_start.state.status.value == "on_hold"
 
 
 def test_gone_or_future_seqs_are_not_found() -> None:
