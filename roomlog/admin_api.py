@@ -13,10 +13,13 @@ reaches every instance.
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from roomlog.bans import parse_ban, parse_query
+from roomlog.console.audit import record
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.identity import Principal
 from roomlog.openapi.operation import Body, Operation, Param, describe
@@ -57,8 +60,11 @@ class BanApi:
         now_ms = revocation.now_ms()  # one moment: `duration` and `created` agree
         new = parse_ban(await json_body(request, _MAX_BODY), now_ms)
         ban, closed = await revocation.ban(new, who, now_ms)
-        return JSONResponse({"ban": revocation.json(ban), "closed_here": closed},
-                            status_code=201)
+        seq = await record(self._s, who, "ban", _target(ban.id, revocation.json(ban)),
+                           reason=ban.reason, details={"until": ban.until_ms,
+                                                       "closed_here": closed})
+        return JSONResponse({"ban": revocation.json(ban), "closed_here": closed,
+                             "audit_seq": seq}, status_code=201)
 
     @describe(Operation(
         "The bans, newest first", tags=_TAGS,
@@ -103,10 +109,21 @@ class BanApi:
         """``DELETE /v1/admin/bans/{id}``: lifts the ban everywhere (a ban lifted
         before stays as it was); ``{"ban": {...}}``."""
         who = self._operator(request)
+        was = await self._s.revocation.get(_ban_id(request))
         ban = await self._s.revocation.lift(_ban_id(request), who)
         if ban is None:
             raise RoomlogError(ErrorCode.NOT_FOUND, "no such ban")
-        return JSONResponse({"ban": self._s.revocation.json(ban)})
+        shown = self._s.revocation.json(ban)
+        seq = None
+        if was is not None and was.lifted_ms is None:  # lifted now, not before
+            seq = await record(self._s, who, "unban", _target(ban.id, shown),
+                               reason=ban.reason)
+        return JSONResponse({"ban": shown, "audit_seq": seq})
+
+
+def _target(ban_id: int, ban: dict[str, Any]) -> dict[str, Any]:
+    """What a ban's audit entry names: the ban and whom it covers."""
+    return {"ban": ban_id, "user": ban["user"], "role": ban["role"], "jti": ban["jti"]}
 
 
 def _ban_id(request: Request) -> int:

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from roomlog.commands import call_of
+from roomlog.console.audit import record
 from roomlog.drain import disconnect_here
 from roomlog.errors import CloseCode, ErrorCode, ProtocolError, RoomlogError
 from roomlog.identity import Principal, Role
@@ -186,8 +187,14 @@ class Api:
         who = authenticate(request, self._s)
         if not who.is_operator:
             raise RoomlogError(ErrorCode.FORBIDDEN, "only admin or service may reset a room")
-        info = await self._s.publisher.reset(str(room_of(request)))
-        return JSONResponse({"room": info.room, "epoch": info.epoch, "head": info.head})
+        name = str(room_of(request))
+        before = await self._s.log.info(name)
+        info = await self._s.publisher.reset(name)
+        seq = await record(self._s, who, "reset", {"room": name}, details={
+            "dropped": before.head - before.trimmed, "old_epoch": before.epoch,
+            "old_head": before.head, "epoch": info.epoch})
+        return JSONResponse({"room": info.room, "epoch": info.epoch, "head": info.head,
+                             "audit_seq": seq})
 
     @describe(Operation(
         "Who is in a room, on every instance", tags=_ROOMS, params=(ROOM,),
@@ -228,7 +235,11 @@ class Api:
                                   "reason": body.get("reason")}}
         self._s.bus.broadcast(payload)  # the other instances
         closed = disconnect_here(self._s, payload)
-        return JSONResponse({"closed_here": closed, "broadcast": True})
+        reason = body.get("reason")
+        seq = await record(self._s, who, "disconnect", {"user": user, "conn": conn},
+                           reason=reason if isinstance(reason, str) else None,
+                           details={"code": code, "closed_here": closed})
+        return JSONResponse({"closed_here": closed, "broadcast": True, "audit_seq": seq})
 
     @describe(Operation(
         "Upload a repair photo (staff)", tags=_ROOMS, params=(ROOM,),

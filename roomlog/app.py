@@ -27,6 +27,9 @@ from roomlog.bus import Bus
 from roomlog.bus.memory import MemoryBus
 from roomlog.cluster import Cluster
 from roomlog.commands import CommandRunner
+from roomlog.console.api import ConsoleApi
+from roomlog.console.instances import Reporter
+from roomlog.console.reports import Instances
 from roomlog.cors import cors_middleware
 from roomlog.drain import drain, end_banned, on_control
 from roomlog.errors import ErrorCode, RoomlogError
@@ -37,6 +40,7 @@ from roomlog.identity import Principal
 from roomlog.limits import Limits
 from roomlog.log import Append, Log
 from roomlog.log.bans import SqlBans
+from roomlog.log.catalog import SqlCatalog
 from roomlog.log.claims import SqlPaymentIndex
 from roomlog.log.shared import SharedReads
 from roomlog.log.sql import SqlLog
@@ -143,6 +147,7 @@ def build_services(settings: Settings, *, log: Log | None = None, bus: Bus | Non
     services = Services(settings, log, bus, hub, publisher, cluster, presence, tokens, stats,
                         media, revocation, time.monotonic, gate,
                         Limits(settings, bus, stats, time.monotonic), webhooks)
+    services.instances = Instances(settings.console_report_interval)
     revocation.enforce = lambda: end_banned(services)
     cluster.on_control = lambda payload: on_control(services, payload)
     return services
@@ -235,13 +240,14 @@ def create_app(settings: Settings, services: Services | None = None, *,
     admission = Admission(WebSocketEndpoint(s), monitor, stats=s.stats,
                           max_lag=settings.admission_max_lag,
                           retry_after=settings.admission_retry_after)
+    console = ConsoleApi(s, SqlCatalog(_sql(s.log)))
     routes: list[BaseRoute] = [
         WebSocketRoute("/ws", admission),
         Route("/v1/rooms/{room}/messages", long_poll(s), methods=["GET"]),  # type: ignore[arg-type]
         Route("/v1/rooms/{room}/messages", api.publish, methods=["POST"]),
         Route("/v1/rooms/{room}/events", server_sent_events(s), methods=["GET"]),  # type: ignore[arg-type]
         Route("/v1/rooms/{room}/commands", api.command, methods=["POST"]),
-        Route("/v1/rooms/{room}/state", api.state, methods=["GET"]),
+        Route("/v1/rooms/{room}/state", console.state(api.state), methods=["GET"]),
         Route("/v1/rooms/{room}/analytics", api.analytics, methods=["GET"]),
         Route("/v1/rooms/{room}", api.room_info, methods=["GET"]),
         Route("/v1/rooms/{room}", api.reset_room, methods=["DELETE"]),
@@ -267,6 +273,12 @@ def create_app(settings: Settings, services: Services | None = None, *,
               methods=["GET"]),
         Route("/v1/admin/payments/analytics", payments.analytics, methods=["GET"]),
         Route("/v1/admin/payments/reconcile", payments.reconcile, methods=["POST"]),
+        Route("/v1/admin/instances", console.instances, methods=["GET"]),
+        Route("/v1/admin/rooms", console.search, methods=["GET"]),
+        Route("/v1/admin/rooms/{room}", console.room, methods=["GET"]),
+        Route("/v1/admin/rooms/{room}/log", console.log, methods=["GET"]),
+        Route("/v1/admin/rooms/{room}/reset", console.reset, methods=["POST"]),
+        Route("/v1/admin/rooms/{room}/close", console.close, methods=["POST"]),
         Route("/health/live", api.live, methods=["GET"]),
         Route("/health/ready", api.ready, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
@@ -281,6 +293,7 @@ def create_app(settings: Settings, services: Services | None = None, *,
         sweeper = asyncio.create_task(_retention(s))
         reconciling = asyncio.create_task(_reconcile(s, reconciler))
         monitor.start()
+        reporter = asyncio.create_task(Reporter(s, s.instances).run())
         logger.info("roomlog ready: log %s, bus %s (instance %s)",
                     logs.redact(str(getattr(s.log, "url", s.log))),  # without its password
                     type(s.bus).__name__, s.bus.instance)
@@ -290,6 +303,7 @@ def create_app(settings: Settings, services: Services | None = None, *,
             sweeper.cancel()
             reconciling.cancel()
             await monitor.close()
+            reporter.cancel()
             await drain(s, 0.0)  # after SIGTERM the server's drain has done this already
             await s.publisher.close()
             await s.webhooks.close()  # after the last commits: their deliveries are saved

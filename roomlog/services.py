@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from roomlog.auth import Tokens
 from roomlog.bus import Bus
 from roomlog.cluster import Cluster
+from roomlog.console.reports import Instances
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.hooks.gate import Gate
 from roomlog.hub import Hub
@@ -54,6 +55,8 @@ class Services:
     sessions: set[Session] = field(default_factory=set)  # open WebSocket sessions
     streams: set[Stream] = field(default_factory=set)  # open SSE streams
     polls: set[Poll] = field(default_factory=set)  # long-polls holding a request open
+    #: every instance's latest figures (roomlog.console.instances), for the console
+    instances: Instances = field(default_factory=lambda: Instances(2.0))
     draining: bool = False  # SIGTERM: no new writes, clients told to go elsewhere
 
     async def check_command(self, room: RoomName, name: str, args: dict[str, Any],

@@ -184,6 +184,12 @@ class Settings:
                                  "(CORS), comma-separated scheme://host[:port]; `*`: any "
                                  "page; empty: none (only the hub's own pages)")
     cors_max_age: int = _doc(600, "seconds a browser may cache a CORS preflight answer")
+    # The operator's console
+    console_report_interval: float = _doc(2.0, "seconds between each instance's figures for "
+                                               "the console's overview (broadcast on the bus)")
+    console_scan_max: int = _doc(10_000, "messages one filtered page of a room's log in the "
+                                         "console looks at, at most (then it says where to "
+                                         "go on)")
 
     # Repair rooms
     media_dir: str = _doc("media", "directory of uploaded repair photos (one folder per room)")

@@ -18,6 +18,8 @@ const PAGES = [
     role: "customer" },
   { href: "tech.html", page: "technician", needs: null, icon: "tech", key: "tech",
     role: "technician" },
+  { href: "console.html", page: "console", needs: null, icon: "roomlog", key: "console",
+    role: "admin" },
 ];
 
 const token = el("textarea", { id: "token", name: "token", rows: 3, spellcheck: "false",
@@ -48,7 +50,8 @@ fill(document.querySelector("main"),
   el("section", { class: "card" }, el("h2", {}, T("index.demo.heading")),
     el("p", { class: "muted" }, T("index.demo.text")),
     el("pre", { tabindex: 0 }, PAGES.map((p) => `roomlog token --user ${p.role === "customer" ? "cust1"
-      : p.role === "technician" ? "tech1" : p.role === "dj" ? "dj1" : "u1"} --role ${p.role}`)
+      : p.role === "technician" ? "tech1" : p.role === "dj" ? "dj1" : p.role === "admin" ? "root"
+      : "u1"} --role ${p.role}`)
       .join("\n")),
     el("p", { class: "muted" }, T("index.demo.repair"))));
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.identity import Principal
 from roomlog.rooms import plain
+from roomlog.rooms.audit import Audit
 from roomlog.rooms.domain import Domain
 from roomlog.rooms.queue import QueueDomain
 from roomlog.rooms.repair import RepairDomain
@@ -45,6 +46,7 @@ KINDS: dict[str, RoomKind] = {
     "user": plain.UserInbox(),
     "repairs": plain.RepairFeed(),
     "admin": plain.AdminRoom(),
+    "audit": Audit(),  # what operators did (roomlog.console.audit)
     **DOMAINS,
 }
 

@@ -337,6 +337,8 @@ export default {
   "index.repair.text": "Customers: status, progress, photos, notes, approve the quote.",
   "index.tech.title": "Technician console",
   "index.tech.text": "Your tickets live; post status, progress, photos, checks and notes.",
+  "index.console.title": "Operator's console",
+  "index.console.text": "Admins: instances live, rooms and logs, time travel, bans and the audit trail.",
   "index.demo.heading": "Tokens for a demo",
   "index.demo.text": "Run these in the directory the hub runs in (they are signed with its secret):",
   "index.demo.repair": "A technician opens ticket t-100 for customer cust1 in the console, then the customer follows it on “My repair”.",

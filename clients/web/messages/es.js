@@ -335,6 +335,8 @@ export default {
   "index.repair.text": "Clientes: estado, avance, fotos, notas, aprobar el presupuesto.",
   "index.tech.title": "Consola del técnico",
   "index.tech.text": "Tus órdenes en directo; publica estado, avance, fotos, comprobaciones y notas.",
+  "index.console.title": "Consola de operación",
+  "index.console.text": "Administradores: instancias en directo, salas y registros, viaje en el tiempo, bloqueos y auditoría.",
   "index.demo.heading": "Tokens para una demostración",
   "index.demo.text": "Ejecuta esto en el directorio del hub (se firman con su secreto):",
   "index.demo.repair": "Un técnico abre la orden t-100 para el cliente cust1 en la consola; después el cliente la sigue en «Mi reparación».",
