@@ -21,6 +21,7 @@ from roomlog.ratelimit import TokenBucket
 from roomlog.rooms.domain import Event, Meta
 from roomlog.rooms.queue_analytics import summarize, to_csv
 from roomlog.rooms.repair import can_open_upload
+from roomlog.rooms.repair_stats import parse_sla
 from roomlog.rooms.repair_stats import summarize as repair_summary
 from roomlog.rooms.repair_stats import to_csv as repair_csv
 from roomlog.services import Services
@@ -50,6 +51,10 @@ class Api:
         self._s = services
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self._metrics = Exporter(services)
+        try:
+            self._sla = parse_sla(services.settings.repair_sla)
+        except ValueError as err:
+            raise SystemExit(f"setting repair_sla: {err}") from None
 
     def _rate_limit(self, who: Principal) -> None:
         """``publish_rate``/``publish_burst`` per user over HTTP (per connection on
@@ -115,8 +120,9 @@ class Api:
 
     @handles_errors
     async def analytics(self, request: Request) -> Response:
-        """``GET /v1/rooms/{room}/analytics?from=&to=&format=json|csv`` (staff):
-        computed from the room's retained log; ``from``/``to`` are ms timestamps."""
+        """``GET /v1/rooms/{room}/analytics?from=&to=&tz=&format=json|csv`` (staff):
+        computed from the room's retained log; ``from``/``to`` are ms timestamps,
+        ``tz`` the reader's offset in minutes east of UTC (the hour-of-day chart)."""
         who = authenticate(request, self._s)
         room = room_of(request)
         runner = self._s.publisher.runners.get(room.kind)
@@ -126,7 +132,9 @@ class Api:
         if not (who.is_operator or (who.role is Role.DJ and view.get("owner") in (None, who.user))):
             raise RoomlogError(ErrorCode.FORBIDDEN, "analytics are for the room's DJ and admins")
         start, end = _time_range(request)
-        report = summarize(await self._events(str(room)), start_ms=start, end_ms=end)
+        offset = query_int(request, "tz", 0, low=-16 * 60, high=16 * 60)
+        report = summarize(await self._events(str(room)), start_ms=start, end_ms=end,
+                           utc_offset_min=offset)
         report["room"] = str(room)
         if request.query_params.get("format") == "csv":
             return Response(to_csv(report), media_type="text/csv; charset=utf-8")
@@ -234,7 +242,8 @@ class Api:
         if not who.is_operator:
             raise RoomlogError(ErrorCode.FORBIDDEN, "repair statistics are for admins")
         start, end = _time_range(request)
-        report = repair_summary(await self._events("repairs:all"), start_ms=start, end_ms=end)
+        report = repair_summary(await self._events("repairs:all"), start_ms=start, end_ms=end,
+                                sla_ms=self._sla)
         if request.query_params.get("format") == "csv":
             return Response(repair_csv(report), media_type="text/csv; charset=utf-8")
         return JSONResponse(report)
