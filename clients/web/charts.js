@@ -99,8 +99,8 @@ export function plotChart(figure, spec, { title, seriesLabel, xFormat = String, 
         return { label: s.label, stroke: color, width: 0, paths: () => null,
           points: { show: true, size: 9, fill: color, stroke: color } };
       }
-      return { label: s.label, stroke: color, width: 2, points: { show: true, size: 5 },
-        spanGaps: true };
+      return { label: s.label, stroke: color, width: 2.5, spanGaps: true,
+        points: { show: true, size: 9, width: 2.5, stroke: color, fill: "#ffffff" } };
     })],
   };
   const plot = new uPlot(options, [x, ...series.map((s) => s.values)], plotBox);
@@ -130,10 +130,10 @@ export function barList(figure, { id, rows, title, valueLabel, extraLabel = null
     el("figcaption", {}, title),
     rows.length ? scroller(title, el("table", { class: "bars" },
       el("caption", { class: "sr-only" }, title),
-      el("thead", { class: "sr-only" }, el("tr", {},
-        el("th", { scope: "col" }, t("stats.item")),
-        el("th", { scope: "col" }, valueLabel),
-        extraLabel ? el("th", { scope: "col" }, extraLabel) : null)),
+      el("thead", { class: extraLabel ? null : "sr-only" }, el("tr", {},
+        el("th", { scope: "col" }, el("span", { class: "sr-only" }, t("stats.item"))),
+        el("th", { scope: "col", class: "num" }, valueLabel),
+        extraLabel ? el("th", { scope: "col", class: "num" }, extraLabel) : null)),
       el("tbody", {}, rows.map((r) => el("tr", { class: r.over ? "over" : null },
         el("th", { scope: "row" }, el("span", { class: "label" }, r.label),
           el("span", { class: "meter", "aria-hidden": "true", style: {
