@@ -410,6 +410,8 @@ export default {
   "repairStats.technician": "Technician",
   "repairStats.open": "Open",
   "repairStats.repaired": "Repaired",
+  "repairStats.medianRepair": "Median repair",
+  "repairStats.qaFailures": "QA failures",
   "repairStats.unavailable.title": "These statistics are not available to you",
   "repairStats.unavailable.body": "The repair statistics are for admins. Open this page with an admin token.",
   "index.analytics.title": "DJ analytics",

@@ -408,6 +408,8 @@ export default {
   "repairStats.technician": "Técnico",
   "repairStats.open": "Abiertas",
   "repairStats.repaired": "Reparadas",
+  "repairStats.medianRepair": "Reparación mediana",
+  "repairStats.qaFailures": "Fallos de control",
   "repairStats.unavailable.title": "Estas estadísticas no están disponibles para ti",
   "repairStats.unavailable.body": "Las estadísticas de reparaciones son para los administradores. Abre esta página con un token de administrador.",
   "index.analytics.title": "Estadísticas del DJ",
