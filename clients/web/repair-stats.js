@@ -158,11 +158,12 @@ function run({ client }) {
           dataset: { ticket: b.ticket, status: b.status } },
         el("th", { scope: "row" }, b.ticket, b.current ? el("span", { class: "still" },
           t("repairStats.now")) : null),
-        el("td", {}, t(repairStatusKey(b.status))),
-        el("td", { class: "num" }, dur(b.spent_ms)),
-        el("td", { class: "num" }, dur(b.limit_ms)),
-        el("td", { class: "num" }, `+${dur(b.over_ms)}`),
-        el("td", {}, b.technicians.join(", ") || "–"))))))
+        el("td", { "data-label": t("repairStats.status") }, t(repairStatusKey(b.status))),
+        el("td", { class: "num", "data-label": t("repairStats.spent") }, dur(b.spent_ms)),
+        el("td", { class: "num", "data-label": t("repairStats.limit") }, dur(b.limit_ms)),
+        el("td", { class: "num", "data-label": t("repairStats.over") }, `+${dur(b.over_ms)}`),
+        el("td", { "data-label": t("repairStats.technicians") },
+          b.technicians.join(", ") || "–"))))))
         : el("p", { class: "empty" }, t("repairStats.noBreaches")));
   }
 
@@ -177,11 +178,14 @@ function run({ client }) {
           class: i ? "num" : null }, t(k))))),
         el("tbody", {}, v.technicians.map((r) => el("tr", { "data-testid": "technician" },
           el("th", { scope: "row" }, r.technician),
-          el("td", { class: "num" }, number(r.tickets)),
-          el("td", { class: "num" }, number(r.open)),
-          el("td", { class: "num" }, number(r.repaired)),
-          el("td", { class: "num" }, dur(r.median_repair_ms)),
-          el("td", { class: "num" }, number(r.qa_failed)))))))
+          el("td", { class: "num", "data-label": t("stats.series.tickets") }, number(r.tickets)),
+          el("td", { class: "num", "data-label": t("repairStats.open") }, number(r.open)),
+          el("td", { class: "num", "data-label": t("repairStats.repaired") },
+            number(r.repaired)),
+          el("td", { class: "num", "data-label": t("repairStats.medianRepair") },
+            dur(r.median_repair_ms)),
+          el("td", { class: "num", "data-label": t("repairStats.qaFailures") },
+            number(r.qa_failed)))))))
         : el("p", { class: "empty" }, t("stats.nothing")));
   }
 
