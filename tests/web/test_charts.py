@@ -246,7 +246,7 @@ def test_repair_statistics_are_for_admins(pages: Pages) -> None:
 def test_the_numbers_follow_the_live_room(pages: Pages, hub: Server) -> None:
     room = f"queue:live-{secrets.token_hex(3)}"
     submit(hub, room, "ann", "Hey Jude", "The Beatles")
-    tab = pages.open("analytics.html", "admin1", Role.ADMIN, room=room)
+    tab = pages.open("analytics.html", "admin1", Role.ADMIN, room=room, refresh="1000")
     connected(tab)
     expect(tab.get_by_test_id("tile-requests")).to_contain_text("1")
     submit(hub, room, "bob", "Waterloo", "ABBA")  # the page reloads the report after it
