@@ -5,12 +5,13 @@ live). In one process, without sockets, with the hub's own classes:
 * a queue room of ``--requests`` requests, made by the queue domain itself (submits,
   votes, accepts, vetoes with reasons, plays: about 4 events per request), and a
   ``repairs:all`` feed of ``--tickets`` tickets (9 events each, received to collected),
-  appended to a SQL log (SQLite in a temporary file; ``--pg URL`` for PostgreSQL);
+  appended to a SQL log (``--db``: SQLite in a temporary file, a fresh PostgreSQL
+  database from ``--pg-dsn``, or both, one after the other);
 * then, ``--runs`` times: the read (every page of ``max_page_size`` messages, as
   ``Api._events`` does) and the report (``summarize`` and ``to_csv``), timed apart.
 
 It prints the median and the worst run of each, per log. Example:
-``python loadtest/analytics.py --requests 5000 --tickets 5000 --json``.
+``python loadtest/analytics.py --db both --requests 5000 --tickets 5000``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from servers import PgDatabase
 
 from roomlog.identity import Principal, Role
 from roomlog.log import Append
@@ -150,36 +152,61 @@ def repair_report(entries: list[tuple[Event, Meta]]) -> str:
     return repair_stats.to_csv(repair_stats.summarize(entries, sla_ms=limits))
 
 
-async def main(args: argparse.Namespace) -> dict[str, Any]:
+async def run(db: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Both logs in a database of their own, then the reports, timed."""
     with tempfile.TemporaryDirectory() as tmp:
-        url = args.pg or f"sqlite+aiosqlite:///{Path(tmp) / 'analytics.db'}"
+        database = PgDatabase(args.pg_dsn) if db == "postgres" else None
+        if database is not None:
+            await database.create()
+        url = database.url if database else f"sqlite+aiosqlite:///{Path(tmp) / 'analytics.db'}"
         log = SqlLog(url, migrate=True)
         await log.open()
         try:
-            queue, feed = f"queue:load-{time.time_ns()}", "repairs:all"
+            queue, feed = "queue:load", "repairs:all"
             await fill(log, queue, queue_events(args.requests))
             await fill(log, feed, feed_events(args.tickets))
-            return {"database": "postgresql" if args.pg else "sqlite", "runs": args.runs,
+            return {"db": db, "runs": args.runs,
                     "queue": {"requests": args.requests,
                               **await measure(log, queue, queue_report, args.runs)},
                     "repairs": {"tickets": args.tickets,
                                 **await measure(log, feed, repair_report, args.runs)}}
         finally:
             await log.close()
+            if database is not None:
+                await database.drop()
+
+
+def _rows(figures: dict[str, Any]) -> str:
+    return "\n".join(
+        f"{figures['db']:<10} {name:<8} {f['events']:>7} events: read "
+        f"{f['read_ms_median']:>7.1f} ms (max {f['read_ms_max']:.1f}), report "
+        f"{f['report_ms_median']:>7.1f} ms (max {f['report_ms_max']:.1f})"
+        for name, f in ((n, figures[n]) for n in ("queue", "repairs")))
+
+
+async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
+    results = []
+    for db in (["sqlite", "postgres"] if args.db == "both" else [args.db]):
+        results.append(await run(db, args))
+        if not args.json:
+            print(_rows(results[-1]), flush=True)
+    return results
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=5000)
-    parser.add_argument("--tickets", type=int, default=5000)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--pg", default="", help="a PostgreSQL URL (postgresql+asyncpg://...)")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
-    figures = asyncio.run(main(parser.parse_args()))
-    for name in ("queue", "repairs"):
-        f = figures[name]
-        print(f"{figures['database']:<10} {name:<8} {f['events']:>7} events: read "
-              f"{f['read_ms_median']:>7.1f} ms (max {f['read_ms_max']:.1f}), report "
-              f"{f['report_ms_median']:>7.1f} ms (max {f['report_ms_max']:.1f})")
-    if parser.parse_args().json:
-        print(orjson.dumps(figures).decode())
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--requests", type=int, default=5000,
+                        help="requests in the queue room (default 5000)")
+    parser.add_argument("--tickets", type=int, default=5000,
+                        help="tickets in the repairs:all feed (default 5000)")
+    parser.add_argument("--runs", type=int, default=5, help="reports timed (default 5)")
+    parser.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres",
+                        help="PostgreSQL admin DSN (loopback only); a fresh database is "
+                             "created and dropped per run")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    options = parser.parse_args()
+    rows = asyncio.run(main(options))
+    if options.json:
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
