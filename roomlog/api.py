@@ -23,6 +23,7 @@ from roomlog.protocol import encode_data, parse_command, parse_id
 from roomlog.rooms.domain import Event, Meta
 from roomlog.rooms.queue_analytics import summarize, to_csv
 from roomlog.rooms.repair import can_open_upload
+from roomlog.rooms.repair_stats import parse_sla
 from roomlog.rooms.repair_stats import summarize as repair_summary
 from roomlog.rooms.repair_stats import to_csv as repair_csv
 from roomlog.services import Services
@@ -61,6 +62,10 @@ class Api:
     def __init__(self, services: Services) -> None:
         self._s = services
         self._metrics = Exporter(services)
+        try:
+            self._sla = parse_sla(services.settings.repair_sla)
+        except ValueError as err:
+            raise SystemExit(f"setting repair_sla: {err}") from None
 
     async def _rate_limit(self, who: Principal) -> None:
         """The user's write bucket, shared with its WebSockets (``roomlog.limits``):
@@ -144,8 +149,9 @@ class Api:
         errors=(400, 404, 503)))
     @handles_errors
     async def analytics(self, request: Request) -> Response:
-        """``GET /v1/rooms/{room}/analytics?from=&to=&format=json|csv`` (staff):
-        computed from the room's retained log; ``from``/``to`` are ms timestamps."""
+        """``GET /v1/rooms/{room}/analytics?from=&to=&tz=&format=json|csv`` (staff):
+        computed from the room's retained log; ``from``/``to`` are ms timestamps,
+        ``tz`` the reader's offset in minutes east of UTC (the hour-of-day chart)."""
         who = authenticate(request, self._s)
         self._read(who)
         room = room_of(request)
@@ -156,7 +162,9 @@ class Api:
         if not (who.is_operator or (who.role is Role.DJ and view.get("owner") in (None, who.user))):
             raise RoomlogError(ErrorCode.FORBIDDEN, "analytics are for the room's DJ and admins")
         start, end = _time_range(request)
-        report = summarize(await self._events(str(room)), start_ms=start, end_ms=end)
+        offset = query_int(request, "tz", 0, low=-16 * 60, high=16 * 60)
+        report = summarize(await self._events(str(room)), start_ms=start, end_ms=end,
+                           utc_offset_min=offset)
         report["room"] = str(room)
         if request.query_params.get("format") == "csv":
             return Response(to_csv(report), media_type="text/csv; charset=utf-8")
@@ -312,7 +320,8 @@ class Api:
         if not who.is_operator:
             raise RoomlogError(ErrorCode.FORBIDDEN, "repair statistics are for admins")
         start, end = _time_range(request)
-        report = repair_summary(await self._events("repairs:all"), start_ms=start, end_ms=end)
+        report = repair_summary(await self._events("repairs:all"), start_ms=start, end_ms=end,
+                                sla_ms=self._sla)
         if request.query_params.get("format") == "csv":
             return Response(repair_csv(report), media_type="text/csv; charset=utf-8")
         return JSONResponse(report)

@@ -68,12 +68,13 @@ PAGES: list[tuple[str, str, Principal, dict[str, str]]] = [
     ("customer: follow the repair, approve the quote", "repair.html", CUSTOMER,
      {"ticket": TICKET}),
     ("technician console", "tech.html", TECHNICIAN, {"ticket": TICKET}),
+    ("DJ analytics: the queue's numbers in charts", "analytics.html", DJ, {"room": QUEUE}),
 ]
 
 _PAGE_ROLES = {Role.GUEST, Role.DJ, Role.CUSTOMER, Role.TECHNICIAN}
 # the web app's page names (clients/README.md, "Tokens for the pages"), and the files'
 _BY_PAGE = {"guest": GUEST, "dj": DJ, "customer": CUSTOMER, "technician": TECHNICIAN,
-            "repair": CUSTOMER, "tech": TECHNICIAN}
+            "repair": CUSTOMER, "tech": TECHNICIAN, "analytics": DJ}
 _TAGS = ("demo",)
 _USER_RE = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 

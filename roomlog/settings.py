@@ -194,6 +194,12 @@ class Settings:
     # Repair rooms
     media_dir: str = _doc("media", "directory of uploaded repair photos (one folder per room)")
     max_upload_bytes: int = _doc(5_242_880, "largest photo upload (PAYLOAD_TOO_LARGE above)")
+    repair_sla: str = _doc("received=86400,diagnosing=172800,repairing=259200,"
+                           "quality_check=86400",
+                           "the longest a ticket should spend in a status, as status=seconds, "
+                           "comma-separated (time on the customer's side is not named: "
+                           "awaiting_approval, ready_for_pickup); longer is an SLA breach in "
+                           "/v1/repairs/stats and on the repair statistics page; empty: none")
 
     # Command hooks (docs/backends.md)
     hook_timeout: float = _doc(5.0, "seconds a command hook has to answer (a hook may set "

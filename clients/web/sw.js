@@ -17,6 +17,8 @@ const SHELL = [
   "/client/roomlog.js", "/client/store.js",
   "console.html", "console.css", "console.js", "console-rooms.js", "console-ui.js",
   "messages/console.js",
+  "analytics.html", "analytics.js", "repair-stats.html", "repair-stats.js", "charts.js",
+  "charts.css", "stats-model.js", "vendor/uplot/uPlot.iife.min.js", "vendor/uplot/uPlot.min.css",
 ];
 const NEVER = ["/v1/", "/ws", "/health/", "/metrics"];
 
