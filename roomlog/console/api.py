@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -37,6 +38,16 @@ from roomlog.console.catalog import MAX_SEARCH, Catalog, RoomRow
 from roomlog.console.logpage import MAX_LIMIT, parse_filter, row
 from roomlog.errors import ErrorCode, ProtocolError, RoomlogError
 from roomlog.identity import Principal
+from roomlog.openapi.operation import (
+    Body,
+    Operation,
+    Param,
+    Schema,
+    attach,
+    describe,
+    operations,
+)
+from roomlog.openapi.schemas import ROOM, SEQ, STRING, json_reply, obj
 from roomlog.rooms import KINDS, RoomName
 from roomlog.rooms.domain import Command, Event, Meta
 from roomlog.rooms.travel import AUDIENCES, check_audience, state_at
@@ -123,6 +134,19 @@ async def travel(s: Services, catalog: Catalog, request: Request, who: Principal
     return JSONResponse({"room": name, "epoch": info.epoch, **body})
 
 
+_TAGS = ("admin", "console")
+_ROOM_ROW = obj({"room": STRING, "kind": STRING, "epoch": STRING, "head": SEQ,
+                 "trimmed": SEQ}, description="docs/console.md")
+_REASON: dict[str, Schema] = {"reason": {"type": "string", "maxLength": _MAX_REASON}}
+_AUDITED = ("the action, recorded in `audit:moderation` (its seq: `audit_seq`)")
+_TRAVEL = (Param("at", "query", {"type": "integer", "minimum": 0},
+                 "time travel (operators): the state after this seq (default: the head)"),
+           Param("as", "query", {"type": "string"},
+                 "time travel: the audience (admin, dj, guest; technician, customer)"),
+           Param("user", "query", {"type": "string", "maxLength": _MAX_QUERY},
+                 "time travel: the user the audience is (a guest's own requests)"))
+
+
 class ConsoleApi:
     """Endpoints as bound methods; ``app.py`` lists them in its routes."""
 
@@ -141,8 +165,18 @@ class ConsoleApi:
             who = authenticate(request, self._s)
             return await travel(self._s, self.catalog, request, who, room_of(request))
 
-        return endpoint
+        described = [replace(op, params=(*op.params, *_TRAVEL),
+                             description="With `at` or `as`: time travel, for admins and "
+                                         "services (docs/console.md).",
+                             errors=tuple(sorted({*op.errors, 409})))
+                     for op in operations(plain)]
+        return attach(endpoint, *described)
 
+    @describe(Operation(
+        "Every instance's latest figures", tags=_TAGS,
+        replies={200: json_reply("the instances", obj(
+            {"here": STRING, "interval": {"type": "number"},
+             "instances": {"type": "array", "items": {"type": "object"}}}))}))
     @handles_errors
     async def instances(self, request: Request) -> Response:
         """``GET /v1/admin/instances``: ``{"here", "interval", "instances": [...]}``."""
@@ -160,6 +194,18 @@ class ConsoleApi:
                 "subscribers_here": self._s.hub.subscriber_count(found.room),
                 "presence": None if presence is None else presence["connections"]}
 
+    @describe(Operation(
+        "Rooms by name and kind, in name order", tags=_TAGS,
+        params=(Param("q", "query", {"type": "string", "maxLength": _MAX_QUERY},
+                      "part of the name, any case"),
+                Param("kind", "query", {"type": "string", "enum": sorted(KINDS)}, "the kind"),
+                Param("after", "query", {"type": "string", "maxLength": _MAX_QUERY},
+                      "the `next` of the previous page"),
+                Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_SEARCH},
+                      "default 50")),
+        replies={200: json_reply("a page", obj(
+            {"rooms": {"type": "array", "items": _ROOM_ROW},
+             "next": {"type": ["string", "null"]}}))}, errors=(400, 503)))
     @handles_errors
     async def search(self, request: Request) -> Response:
         """``GET /v1/admin/rooms``: ``{"rooms": [...], "next": name | null}``."""
@@ -179,6 +225,9 @@ class ConsoleApi:
                                        zip(found, presences, strict=True)],
                              "next": found[-1].room if len(found) == limit else None})
 
+    @describe(Operation(
+        "One room in detail, and what a reset would lose", tags=_TAGS, params=(ROOM,),
+        replies={200: json_reply("the room", _ROOM_ROW)}, errors=(400, 404, 503)))
     @handles_errors
     async def room(self, request: Request) -> Response:
         """``GET /v1/admin/rooms/{room}``: one room in detail (NOT_FOUND if never written)."""
@@ -203,6 +252,19 @@ class ConsoleApi:
         }
         return JSONResponse(body)
 
+    @describe(Operation(
+        "A room's log, paged with filters", tags=_TAGS,
+        params=(ROOM, Param("after", "query", {"type": "integer", "minimum": 0},
+                            "from this seq on (default: the last page)"),
+                Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                      "default 50"),
+                Param("by", "query", {"type": "string"}, "only messages of this user"),
+                Param("event", "query", {"type": "string"}, "only this event or type"),
+                Param("text", "query", {"type": "string"}, "only messages containing it")),
+        replies={200: json_reply("a page", obj(
+            {"room": STRING, "epoch": STRING, "head": SEQ, "trimmed": SEQ,
+             "messages": {"type": "array", "items": {"type": "object"}}}))},
+        errors=(400, 503)))
     @handles_errors
     async def log(self, request: Request) -> Response:
         """``GET /v1/admin/rooms/{room}/log``: a page of the log, filtered."""
@@ -238,6 +300,13 @@ class ConsoleApi:
             else None,
             "filter": wanted.to_json()})
 
+    @describe(Operation(
+        "Reset a room: drop its log, start a new epoch", tags=_TAGS, params=(ROOM,),
+        description=_AUDITED,
+        body=Body({"application/json": obj({"confirm": STRING}, _REASON)}),
+        replies={200: json_reply("reset", obj(
+            {"room": STRING, "epoch": STRING, "head": SEQ, "dropped": SEQ,
+             "audit_seq": SEQ}))}, errors=(400, 404, 413, 503)))
     @handles_errors
     async def reset(self, request: Request) -> Response:
         """``POST /v1/admin/rooms/{room}/reset``: ``{"room", "epoch", "head",
@@ -259,6 +328,13 @@ class ConsoleApi:
         return JSONResponse({"room": name, "epoch": info.epoch, "head": info.head,
                              "dropped": dropped, "audit_seq": seq})
 
+    @describe(Operation(
+        "Close a queue room to new requests", tags=_TAGS, params=(ROOM,),
+        description=_AUDITED,
+        body=Body({"application/json": obj({}, _REASON)}),
+        replies={200: json_reply("closed (or already)", obj(
+            {"room": STRING, "changed": {"type": "boolean"}, "audit_seq": SEQ}))},
+        errors=(400, 404, 409, 413, 422, 429, 503)))
     @handles_errors
     async def close(self, request: Request) -> Response:
         """``POST /v1/admin/rooms/{room}/close``: close a queue room to new requests
