@@ -28,11 +28,14 @@ admin API, ``/openapi.json``):
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["EXPOSED", "HEADERS", "METHODS", "cors_middleware", "parse_origins"]
+__all__ = ["EXPOSED", "HEADERS", "METHODS", "CrossOrigin", "cors_middleware", "parse_origins"]
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 HEADERS = ("authorization", "content-type", "last-event-id", "x-request-id")
@@ -66,6 +69,37 @@ def cors_middleware(origins: str, max_age: int) -> Middleware:
         allowed = parse_origins(origins)
     except ValueError as exc:  # like a setting that cannot be read: say so, and stop
         raise SystemExit(str(exc)) from None
-    return Middleware(CORSMiddleware, allow_origins=allowed,
-                      allow_methods=METHODS, allow_headers=HEADERS, expose_headers=EXPOSED,
-                      allow_credentials=False, max_age=max_age)
+    return Middleware(CrossOrigin, origins=allowed, max_age=max_age)
+
+
+class CrossOrigin:
+    """Starlette's CORS middleware for requests from another origin only.
+
+    A request of the hub's own pages carries ``Origin`` too (module scripts, POSTs):
+    it passes untouched. CORSMiddleware would add ``Vary: Origin`` to it, and the
+    pages' service worker, whose cache honours ``Vary``, would then not find the
+    files it stored for the offline shell. Same origin is judged by the host (and
+    port) the request was sent to: a page of another scheme on the same host gets no
+    CORS headers, which the browser takes as a refusal (the safe side).
+    """
+
+    def __init__(self, app: ASGIApp, origins: Sequence[str], max_age: int) -> None:
+        self._app = app
+        self._cors = CORSMiddleware(app, allow_origins=origins, allow_methods=METHODS,
+                                    allow_headers=HEADERS, expose_headers=EXPOSED,
+                                    allow_credentials=False, max_age=max_age)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _from_elsewhere(scope):
+            await self._cors(scope, receive, send)
+        else:
+            await self._app(scope, receive, send)
+
+
+def _from_elsewhere(scope: Scope) -> bool:
+    headers = Headers(scope=scope)
+    origin = headers.get("origin")
+    if origin is None:
+        return False
+    _, _, netloc = origin.partition("://")
+    return not netloc or netloc.lower() != headers.get("host", "").lower()

@@ -8,7 +8,7 @@ import httpx
 
 from roomlog.identity import Role
 from tests.e2e.conftest import MakeServer
-from tests.e2e.support import Server, bearer, unique_room
+from tests.e2e.support import ROOT, Server, bearer, unique_room
 
 PAGE = "http://page.example:8080"
 OTHER = "https://elsewhere.example"
@@ -82,3 +82,17 @@ async def test_any_origin(make_server: MakeServer, http: httpx.AsyncClient) -> N
     read = await http.get(url, headers={"origin": OTHER, **bearer()})
     assert read.status_code == 200 and read.headers["access-control-allow-origin"] == "*"
     assert "access-control-allow-credentials" not in read.headers
+
+
+async def test_the_hub_s_own_pages_pass_untouched(make_server: MakeServer,
+                                                  http: httpx.AsyncClient) -> None:
+    """A same-origin request (module scripts and POSTs carry Origin too) gets no CORS
+    header and no ``Vary: Origin``: the pages' service worker cache honours Vary."""
+    srv = await make_server(cors_origins=PAGE, web_dir=str(ROOT / "clients"))
+    own = {"origin": srv.base}
+    for reply in (await http.get(f"{srv.base}/guest.js", headers=own),
+                  await http.get(f"{srv.base}/v1/rooms/{unique_room()}/messages",
+                                 headers={**own, **bearer()})):
+        assert reply.status_code == 200
+        assert "origin" not in reply.headers.get("vary", "").lower()
+        assert not any(h.startswith("access-control-") for h in reply.headers)

@@ -45,13 +45,17 @@ def test_every_route_is_described(app: Starlette) -> None:
         "add @describe(Operation(...)) to these endpoints (docs/openapi.md)")
 
 
-def test_a_route_without_a_description_is_named(tmp_path: Path) -> None:
+def test_a_route_without_a_description_is_named(tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
     async def secret_feature(request: Request) -> Response:
         return Response()
 
     app = _app(tmp_path, extra_routes=[Route("/v1/new/{thing:int}", secret_feature,
                                              methods=["GET", "POST"])])
     assert undocumented(app.routes) == ["GET /v1/new/{thing}", "POST /v1/new/{thing}"]
+    assert "GET /v1/new/{thing}, POST /v1/new/{thing}" in caplog.text  # said at start
+    doc = document(app.routes, title="t", version="0", description="")
+    assert "/v1/new/{thing}" not in doc["paths"]
 
 
 def test_an_operation_per_method(tmp_path: Path) -> None:
