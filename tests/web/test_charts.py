@@ -252,3 +252,12 @@ def test_the_numbers_follow_the_live_room(pages: Pages, hub: Server) -> None:
     submit(hub, room, "bob", "Waterloo", "ABBA")  # the page reloads the report after it
     expect(tab.get_by_test_id("tile-requests")).to_contain_text("2")
     expect(tab.get_by_test_id("chart-top-artists")).to_contain_text("ABBA")
+
+
+def test_repair_statistics_in_spanish(pages: Pages, tickets: dict[str, str]) -> None:
+    tab = pages.open("repair-stats.html", "admin1", Role.ADMIN, locale="es-ES")
+    expect(tab.get_by_test_id("report")).to_have_attribute("data-state", "ready")
+    expect(tab.get_by_test_id("breaches")).to_contain_text("Incumplimientos del SLA")
+    expect(tab.locator("tr.breach.current")).to_contain_text("sigue ahí")
+    expect(tab.get_by_test_id("chart-time-in-status")).to_contain_text("Recibido")
+    review(tab, "repair-stats-phone-es")
