@@ -111,6 +111,15 @@ class DirectSendProtocol(WebSocketsSansIOProtocol):
             return
         await super().send(message)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        # The parser generator's frame holds the protocol: a cycle per connection
+        # that only the collector's oldest generation would free.
+        self.conn.parser.close()
+        scope = getattr(self, "scope", None)  # and so does the scope's bound method
+        if scope is not None:
+            scope["extensions"].pop(EXTENSION, None)
+
     async def run_asgi(self) -> None:
         await super().run_asgi()
         if not self.disconnected:  # uvicorn closed the transport: bound its flush
