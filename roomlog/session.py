@@ -101,7 +101,6 @@ class Session:
             self._release_user()
             self._release_user = None
         close_transport, self._close_transport = self._close_transport, _ignore
-        self.outbox.close()
         close_transport(code, reason)
 
     @property
