@@ -298,8 +298,10 @@ async def main(args: argparse.Namespace) -> int:
         extra.setdefault("ROOMLOG_HEADER_TIMEOUT", "5")
         port = free_port()
         env = hub_env(url, **extra)
-        env.pop("ROOMLOG_PUBLISH_RATE")  # the flooders meet the real limits
-        env.pop("ROOMLOG_PUBLISH_BURST")
+        for name in ("PUBLISH_RATE", "PUBLISH_BURST", "MAX_CONNECTIONS_PER_USER",
+                     "SUBSCRIBE_RATE", "SUBSCRIBE_BURST", "READ_RATE", "READ_BURST"):
+            if "ROOMLOG_" + name not in extra:  # the attackers meet the real limits
+                env.pop("ROOMLOG_" + name, None)
         srv = Server("hub", hub_argv(port), port, workdir, env=env)
         try:
             await srv.ready()

@@ -83,9 +83,11 @@ class Settings:
     max_connections_per_user: int = _doc(16, "WebSockets, SSE streams and waiting long-polls "
                                               "one user may hold on an instance "
                                               "(LIMIT_EXCEEDED, close 4029 above; 0: no limit)")
-    max_connections_per_address: int = _doc(1000, "connections one client address may hold "
-                                                  "on an instance, before any token is read "
-                                                  "(0: no limit)")
+    max_connections_per_address: int = _doc(0, "requests and WebSockets one client address "
+                                               "may hold open on an instance, before any token "
+                                               "is read (0: no limit; set it only where the hub "
+                                               "sees client addresses: directly, or through a "
+                                               "proxy in forwarded_allow_ips)")
     forwarded_allow_ips: str = _doc("127.0.0.1", "trusted proxies, comma-separated ('*': any): "
                                                  "from them X-Forwarded-For names the client "
                                                  "address the per-address limit counts")
