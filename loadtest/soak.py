@@ -5,7 +5,8 @@ phases of ``--duration`` seconds each, in the same run:
 
 quiet
     ``--healthy`` subscribers (one user each) in one room, and a publisher (a service)
-    publishing ``--rate`` messages/s stamped with their send time.
+    publishing ``--rate`` messages/s of ``--payload`` characters, stamped with their
+    send time.
 attack
     the same, while the attackers run beside them:
 
@@ -110,7 +111,8 @@ class Healthy:
                         self.latency_ns.append(now - f["data"]["t"])
 
 
-async def publish(port: int, room: str, rate: float, stop: asyncio.Event) -> list[int]:
+async def publish(port: int, room: str, rate: float, pad: str,
+                  stop: asyncio.Event) -> list[int]:
     """Publish ``rate``/s until ``stop``; the acknowledged seqs."""
     conn = await ws(port, "soak-publisher", "service")
     acked: list[int] = []
@@ -126,7 +128,8 @@ async def publish(port: int, room: str, rate: float, stop: asyncio.Event) -> lis
     while not stop.is_set():
         n += 1
         await conn.send(orjson.dumps({"type": "publish", "room": room, "id": f"p{n}",
-                                      "data": {"t": time.perf_counter_ns()}}).decode())
+                                      "data": {"t": time.perf_counter_ns(), "pad": pad}}
+                                     ).decode())
         await asyncio.sleep(max(0.0, start + n / rate - time.perf_counter()))
     await asyncio.sleep(1.0)  # the last acks
     reader.cancel()
@@ -149,7 +152,11 @@ async def slow_reader(port: int, room: str, i: int, out: Counter[str]) -> None:
     token = hub_token(f"slow-{i}", role="guest")
     await conn.send(orjson.dumps({"type": "connect", "token": token}).decode())
     await conn.send(orjson.dumps({"type": "subscribe", "room": room}).decode())
-    await conn.wait_closed()
+    try:
+        await conn.wait_closed()
+    except asyncio.CancelledError:
+        out["still open"] += 1
+        raise
     out[str(conn.close_code)] += 1
 
 
@@ -248,7 +255,8 @@ async def run_phase(srv: Server, name: str, args: argparse.Namespace, attack: bo
             attackers.append(asyncio.create_task(
                 huge_header(srv.port, args.huge_header, outcomes["huge_header"])))
     stop = asyncio.Event()
-    publisher = asyncio.create_task(publish(srv.port, room, args.rate, stop))
+    publisher = asyncio.create_task(publish(srv.port, room, args.rate, "x" * args.payload,
+                                            stop))
     await asyncio.sleep(args.duration)
     stop.set()
     acked = await publisher
@@ -333,6 +341,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds the healthy subscribers get after the last publish")
     p.add_argument("--healthy", type=int, default=20, help="healthy subscribers")
     p.add_argument("--rate", type=float, default=100.0, help="healthy publishes per second")
+    p.add_argument("--payload", type=int, default=4000,
+                   help="padding characters per healthy message (fills slow readers' outboxes)")
     p.add_argument("--slow-readers", type=int, default=20)
     p.add_argument("--churners", type=int, default=10)
     p.add_argument("--flooders", type=int, default=10)
