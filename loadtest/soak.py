@@ -237,23 +237,14 @@ async def run_phase(srv: Server, name: str, args: argparse.Namespace, attack: bo
     for h in healthy:
         await h.conn.send(orjson.dumps({"type": "subscribe", "room": room}).decode())
         h.task = asyncio.create_task(h.read())
-    outcomes: dict[str, Counter[str]] = {k: Counter() for k in
-                                         ("slow_readers", "churners", "flooders",
-                                          "slow_headers", "huge_header")}
-    attackers: list[asyncio.Task[None]] = []
-    if attack:
-        attackers += [asyncio.create_task(slow_reader(srv.port, room, i,
-                                                      outcomes["slow_readers"]))
-                      for i in range(args.slow_readers)]
-        attackers += [asyncio.create_task(churner(srv.port, i, outcomes["churners"]))
-                      for i in range(args.churners)]
-        attackers += [asyncio.create_task(flooder(srv.port, i, outcomes["flooders"]))
-                      for i in range(args.flooders)]
-        attackers += [asyncio.create_task(slow_header(srv.port, outcomes["slow_headers"]))
-                      for _ in range(args.slow_headers)]
-        if args.huge_header:
-            attackers.append(asyncio.create_task(
-                huge_header(srv.port, args.huge_header, outcomes["huge_header"])))
+    child = None
+    if attack:  # in a process of its own: its busy loop must not delay the healthy ones
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--attacker", str(srv.port), "--room", room,
+            "--duration", str(args.duration + args.drain),
+            *(f"--{k.replace('_', '-')}={getattr(args, k)}" for k in
+              ("slow_readers", "churners", "flooders", "slow_headers", "huge_header")),
+            stdout=asyncio.subprocess.PIPE)
     stop = asyncio.Event()
     publisher = asyncio.create_task(publish(srv.port, room, args.rate, "x" * args.payload,
                                             stop))
@@ -261,9 +252,10 @@ async def run_phase(srv: Server, name: str, args: argparse.Namespace, attack: bo
     stop.set()
     acked = await publisher
     await asyncio.sleep(args.drain)
-    for task in attackers:
-        task.cancel()
-    await asyncio.gather(*attackers, return_exceptions=True)
+    outcomes: dict[str, dict[str, int]] = {}
+    if child is not None:
+        stdout, _ = await child.communicate()
+        outcomes = json.loads(stdout or b"{}")
     phase.published = len(acked)
     want = set(acked)
     latencies: list[int] = []
@@ -284,8 +276,33 @@ async def run_phase(srv: Server, name: str, args: argparse.Namespace, attack: bo
         phase.p50_ms, phase.p99_ms, phase.max_ms = pick(0.5), pick(0.99), pick(1.0)
     phase.rss_mib_end = round(srv.rss_kib() / 1024, 1)
     phase.fds_end = fds(srv.pid)
-    phase.attackers = {k: dict(v) for k, v in outcomes.items() if v}
+    phase.attackers = outcomes
     return phase
+
+
+async def attack(args: argparse.Namespace) -> None:
+    """The attacker process: run every attacker for ``--duration`` seconds, then print
+    how each kind ended as JSON."""
+    port, room = args.attacker, args.room
+    outcomes: dict[str, Counter[str]] = {k: Counter() for k in
+                                         ("slow_readers", "churners", "flooders",
+                                          "slow_headers", "huge_header")}
+    tasks = [asyncio.create_task(slow_reader(port, room, i, outcomes["slow_readers"]))
+             for i in range(args.slow_readers)]
+    tasks += [asyncio.create_task(churner(port, i, outcomes["churners"]))
+              for i in range(args.churners)]
+    tasks += [asyncio.create_task(flooder(port, i, outcomes["flooders"]))
+              for i in range(args.flooders)]
+    tasks += [asyncio.create_task(slow_header(port, outcomes["slow_headers"]))
+              for _ in range(args.slow_headers)]
+    if args.huge_header:
+        tasks.append(asyncio.create_task(huge_header(port, args.huge_header,
+                                                     outcomes["huge_header"])))
+    await asyncio.wait(tasks, timeout=args.duration)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    print(json.dumps({k: dict(v) for k, v in outcomes.items() if v}), flush=True)
 
 
 def show(p: Phase, out: Any) -> None:
@@ -304,6 +321,7 @@ async def main(args: argparse.Namespace) -> int:
         url = args.database_url or f"sqlite+aiosqlite:///{workdir}/soak.db"
         extra = {"ROOMLOG_" + k.upper(): v for k, v in (s.split("=", 1) for s in args.set)}
         extra.setdefault("ROOMLOG_HEADER_TIMEOUT", "5")
+        extra.setdefault("ROOMLOG_OUTBOX_MAX_BYTES", "2000000")  # slow readers overflow soon
         port = free_port()
         env = hub_env(url, **extra)
         for name in ("PUBLISH_RATE", "PUBLISH_BURST", "MAX_CONNECTIONS_PER_USER",
@@ -340,7 +358,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--drain", type=float, default=3.0,
                    help="seconds the healthy subscribers get after the last publish")
     p.add_argument("--healthy", type=int, default=20, help="healthy subscribers")
-    p.add_argument("--rate", type=float, default=100.0, help="healthy publishes per second")
+    p.add_argument("--rate", type=float, default=200.0, help="healthy publishes per second")
     p.add_argument("--payload", type=int, default=4000,
                    help="padding characters per healthy message (fills slow readers' outboxes)")
     p.add_argument("--slow-readers", type=int, default=20)
@@ -349,6 +367,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--slow-headers", type=int, default=1000)
     p.add_argument("--huge-header", type=int, default=96, metavar="MIB")
     p.add_argument("--database-url", default="", help="default: SQLite in a temp folder")
+    p.add_argument("--attacker", type=int, default=0, help=argparse.SUPPRESS)  # its port
+    p.add_argument("--room", default="", help=argparse.SUPPRESS)
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="a hub setting (ROOMLOG_NAME), repeatable")
     p.add_argument("--json", default="", help="write the figures to FILE ('-': stdout)")
@@ -357,6 +377,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     try:
-        sys.exit(asyncio.run(main(parse_args())))
+        options = parse_args()
+        if options.attacker:
+            asyncio.run(attack(options))
+        else:
+            sys.exit(asyncio.run(main(options)))
     finally:
         kill_children()
