@@ -34,6 +34,7 @@ sys.path.append(sys.path.pop(0))  # loadtest/queue.py must not shadow the stdlib
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -47,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from common import client_frame
 from servers import HOST, Server, free_port, hub_argv, hub_env, hub_token, kill_children
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -68,6 +70,8 @@ class Phase:
     rss_mib_start: float = 0.0
     rss_mib_end: float = 0.0
     fds_end: int = 0
+    fds_under_attack: int = 0  # the hub's open fds when the publisher stopped
+    slow_disconnects: float = 0.0  # roomlog_slow_disconnects_total by then (0: unknown)
     attackers: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
@@ -141,23 +145,29 @@ async def publish(port: int, room: str, rate: float, pad: str,
 
 
 async def slow_reader(port: int, room: str, i: int, out: Counter[str]) -> None:
-    """Subscribes, then never reads: websockets stops reading the socket once its
-    queue (one message) is full, and the small receive buffer fills at once."""
+    """Subscribes, then never reads again: a bare socket with a 4 KiB receive buffer
+    (its stream reader stops at 64 KiB), so the hub's sends back up at once."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, (HOST, port))
-    conn = await connect(f"ws://{HOST}:{port}/ws", subprotocols=[SUB],  # type: ignore[list-item]
-                         max_size=None, sock=sock, max_queue=1)
+    reader, writer = await asyncio.open_connection(sock=sock, limit=65536)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write((f"GET /ws HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {SUB}\r\n\r\n"
+                  ).encode())
+    await reader.readuntil(b"\r\n\r\n")
     token = hub_token(f"slow-{i}", role="guest")
-    await conn.send(orjson.dumps({"type": "connect", "token": token}).decode())
-    await conn.send(orjson.dumps({"type": "subscribe", "room": room}).decode())
+    for frame in ({"type": "connect", "token": token}, {"type": "subscribe", "room": room}):
+        writer.write(client_frame(orjson.dumps(frame)))
+    await writer.drain()
     try:
-        await conn.wait_closed()
+        await asyncio.Event().wait()  # never reads again
     except asyncio.CancelledError:
-        out["still open"] += 1
+        out["still open" if not writer.is_closing() else "closed"] += 1
+        writer.close()
         raise
-    out[str(conn.close_code)] += 1
 
 
 async def churner(port: int, i: int, out: Counter[str]) -> None:
@@ -251,6 +261,12 @@ async def run_phase(srv: Server, name: str, args: argparse.Namespace, attack: bo
     await asyncio.sleep(args.duration)
     stop.set()
     acked = await publisher
+    phase.fds_under_attack = fds(srv.pid)
+    try:
+        metrics = await asyncio.wait_for(srv.metrics(), 10)
+        phase.slow_disconnects = metrics.get("roomlog_slow_disconnects_total", -1.0)
+    except (OSError, RuntimeError, TimeoutError) as exc:  # a hub frozen by the attack
+        print(f"        /metrics did not answer: {exc!r}", file=sys.stderr, flush=True)
     await asyncio.sleep(args.drain)
     outcomes: dict[str, dict[str, int]] = {}
     if child is not None:
@@ -309,7 +325,8 @@ def show(p: Phase, out: Any) -> None:
     print(f"{p.name:6s}  published {p.published:6d}  to {p.healthy} healthy: lost {p.lost}, "
           f"duplicates {p.duplicates}, out of order {p.out_of_order}; latency p50 "
           f"{p.p50_ms} ms, p99 {p.p99_ms} ms, max {p.max_ms} ms; RSS {p.rss_mib_start} -> "
-          f"{p.rss_mib_end} MiB, {p.fds_end} fds", file=out, flush=True)
+          f"{p.rss_mib_end} MiB; {p.fds_under_attack} fds while attacked, "
+          f"{p.slow_disconnects:g} slow readers dropped", file=out, flush=True)
     for kind, codes in p.attackers.items():
         print(f"        {kind}: {codes}", file=out, flush=True)
 
