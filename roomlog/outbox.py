@@ -137,8 +137,9 @@ class Outbox:
     def _after_add(self) -> None:
         if len(self._items) > self._max_frames or self._bytes > self._max_bytes:
             self.overflowed = True
+            on_overflow = self._on_overflow  # close() lets go of it
             self.close()
-            self._on_overflow()
+            on_overflow()
             return
         self._empty.clear()
         if self._direct is None:
