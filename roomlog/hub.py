@@ -186,6 +186,11 @@ class Hub:
     def unsubscribe(self, sub: Subscription) -> None:
         if sub.task is not None and sub.task is not asyncio.current_task():
             sub.task.cancel()
+        # The cancelled task keeps its traceback, whose frames hold `sub`, and the
+        # owner's callback usually holds `sub` too: cycles a full collection would
+        # have to find. A subscription that ended needs neither.
+        sub.task = None
+        sub.on_drop = None
         room = self._rooms.get(sub.room)
         if room is not None:
             room.subs.discard(sub)
@@ -215,9 +220,10 @@ class Hub:
 
     def _drop(self, sub: Subscription, err: RoomlogError) -> None:
         sub.send(error_frame(err, sub.ident) | {"room": sub.room})
+        on_drop = sub.on_drop
         self.unsubscribe(sub)
-        if sub.on_drop is not None:
-            sub.on_drop()
+        if on_drop is not None:
+            on_drop()
 
     async def _catch_up(self, sub: Subscription) -> None:
         fmt = sub.outbox.format

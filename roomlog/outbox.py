@@ -151,8 +151,9 @@ class Outbox:
     def _after_add(self) -> None:
         if len(self._items) > self._max_frames or self._bytes > self._max_bytes:
             self.overflowed = True
+            on_overflow = self._on_overflow  # close() lets go of it
             self.close()
-            self._on_overflow()
+            on_overflow()
             return
         self._empty.clear()
         if self._direct is None:
@@ -164,12 +165,16 @@ class Outbox:
         # else: the writer task is mid-send and takes these next
 
     def close(self) -> None:
-        """Drop the backlog and stop the writer; later puts are ignored."""
+        """Drop the backlog and stop the writer; later puts are ignored. Lets go of
+        its owner's callbacks: a closed connection leaves no reference cycle behind
+        for the collector to find."""
         self.closed = True
         self._items.clear()
         self._bytes = 0
         self._empty.set()
         self._wake.set()
+        self._on_overflow = _nothing
+        self._direct = None
 
     async def drained(self) -> None:
         """Wait until everything queued so far has been handed to the transport."""
@@ -226,3 +231,7 @@ class Outbox:
                 self._empty.set()
             if self.closed:
                 return
+
+
+def _nothing() -> None:
+    return None

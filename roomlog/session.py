@@ -99,7 +99,9 @@ class Session:
             task.cancel()
         if self._release_user is not None:
             self._release_user()
-        self._close_transport(code, reason)
+            self._release_user = None
+        close_transport, self._close_transport = self._close_transport, _ignore
+        close_transport(code, reason)
 
     @property
     def idle(self) -> bool:
@@ -303,3 +305,7 @@ class Session:
         task = asyncio.get_running_loop().create_task(answer())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _ignore(code: CloseCode, reason: str) -> None:
+    return None

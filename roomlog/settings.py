@@ -94,9 +94,11 @@ class Settings:
     max_connections_per_user: int = _doc(16, "WebSockets, SSE streams and waiting long-polls "
                                               "one user may hold on an instance "
                                               "(LIMIT_EXCEEDED, close 4029 above; 0: no limit)")
-    max_connections_per_address: int = _doc(1000, "connections one client address may hold "
-                                                  "on an instance, before any token is read "
-                                                  "(0: no limit)")
+    max_connections_per_address: int = _doc(0, "requests and WebSockets one client address "
+                                               "may hold open on an instance, before any token "
+                                               "is read (0: no limit; set it only where the hub "
+                                               "sees client addresses: directly, or through a "
+                                               "proxy in forwarded_allow_ips)")
     forwarded_allow_ips: str = _doc("127.0.0.1", "trusted proxies, comma-separated ('*': any): "
                                                  "from them X-Forwarded-For names the client "
                                                  "address the per-address limit counts")
@@ -112,6 +114,9 @@ class Settings:
                                            "per-user limit (0: no limits for them)")
     max_rate_strikes: int = _doc(100, "RATE_LIMITED answers a WebSocket may get (one more per "
                                       "second) before it is closed with 4029 (0: never closed)")
+    gc_tuning: bool = _doc(False, "freeze the objects made at start and collect the young "
+                                  "generation less often (`roomlog serve`): fewer collector "
+                                  "pauses under heavy fan-out, see docs/decisions.md")
     ws_compression: bool = _doc(False, "permessage-deflate (costs CPU per send on fan-out)")
     websockets: bool = _doc(True, "accept WebSockets; off: /ws refuses every handshake (HTTP "
                                   "403), as a hostile proxy would, and clients poll instead")

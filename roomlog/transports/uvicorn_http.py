@@ -92,6 +92,10 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._stop_clock()
         self._in_head = False
         super().handle_websocket_upgrade()
+        # The parser calls back into this protocol and this protocol holds the
+        # parser: after the hand-over nothing else does, and the cycle would wait
+        # for a full collection.
+        self.parser = None  # type: ignore[assignment]
 
     def _too_slow(self) -> None:
         self._head_timer = None

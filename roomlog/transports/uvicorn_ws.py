@@ -21,6 +21,9 @@ Closing is bounded (``ws_close_timeout``, :meth:`DirectSendProtocol.configured`)
 * a connection still open ``ws_close_timeout`` after the close frame (or after the
   app ended) is aborted: its file descriptor and buffers are freed, whatever the
   client does;
+* a connection whose client answers no ping within ``ping_timeout`` ends for the
+  app at once (uvicorn only closed the transport, which waited for the client to
+  read, and the session kept its subscriptions), and is aborted as above;
 * a frame the protocol refuses (above ``max_frame_bytes``: 1009; not UTF-8: 1007;
   malformed: 1002) gets its close frame and a half-close, and the rest of what the
   client sends is read and dropped until it closes too. Closing the socket at once
@@ -110,6 +113,33 @@ class DirectSendProtocol(WebSocketsSansIOProtocol):
             self._abort_later()
             return
         await super().send(message)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        # The parser generator's frame holds the protocol: a cycle per connection
+        # that only the collector's oldest generation would free.
+        self.conn.parser.close()
+        scope = getattr(self, "scope", None)  # and so does the scope's bound method
+        if scope is not None:
+            scope["extensions"].pop(EXTENSION, None)
+
+    def keepalive_timeout(self) -> None:
+        """No pong in time. uvicorn closes the transport, which then waits to flush
+        what a client that stopped reading never takes, and does not tell the app.
+        Here: the close frame (1011) is queued, the app is told at once (the session
+        ends, its subscriptions go) and the connection is reset after the close
+        timeout."""
+        self.pong_timer = None
+        self.pending_ping_payload = None
+        if self.close_sent or self.transport.is_closing():
+            return
+        with contextlib.suppress(InvalidState):
+            self.conn.fail(1011, "keepalive ping timeout")
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": 1011,
+                               "reason": "keepalive ping timeout"})
+        self._abort_later()
 
     async def run_asgi(self) -> None:
         await super().run_asgi()

@@ -135,6 +135,7 @@ class _Connection:
             for task in (reader, writer, closer):
                 task.cancel()
             await asyncio.gather(reader, writer, closer, return_exceptions=True)
+            self.session.outbox.close()  # lets go of the session's callbacks (no cycle)
 
     async def _close(self, writer: asyncio.Task[None], code: CloseCode, reason: str) -> None:
         if code is not CloseCode.SLOW and not writer.done():

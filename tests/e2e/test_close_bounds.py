@@ -71,7 +71,8 @@ async def test_a_client_that_stops_reading_is_aborted_after_the_close_timeout(
     make_server: MakeServer, http: httpx.AsyncClient,
 ) -> None:
     srv = await make_server(outbox_max_messages=100, outbox_max_bytes=200_000,
-                            ws_close_timeout=1, publish_rate=100_000, publish_burst=100_000)
+                            ws_close_timeout=1, publish_rate=100_000, publish_burst=100_000,
+                            ping_interval=600)
     slow, _ = await drop_slow_reader(srv, http)
     port = slow.sock.getsockname()[1]
     deadline = time.monotonic() + 30  # an upper bound for a broken server only
@@ -85,7 +86,8 @@ async def test_a_slow_client_that_reads_again_gets_its_backlog_then_4008(
     make_server: MakeServer, http: httpx.AsyncClient,
 ) -> None:
     srv = await make_server(outbox_max_messages=100, outbox_max_bytes=200_000,
-                            ws_close_timeout=60, publish_rate=100_000, publish_burst=100_000)
+                            ws_close_timeout=60, publish_rate=100_000, publish_burst=100_000,
+                            ping_interval=600)  # it answers no pings: only 4008 may end it
     slow, _ = await drop_slow_reader(srv, http)
     await asyncio.sleep(3)  # a phone back from a tunnel: longer than any flush wait
     frames, code = await slow.until_closed(within=60)
@@ -101,3 +103,31 @@ async def test_an_oversize_frame_gets_close_1009(server: Server) -> None:
         client = await open_client(server.ws_url, user="big")
         await client.send_raw("x" * 8_388_608)  # still sending when the server refuses
         assert await client.closed() == 1009
+
+
+async def test_a_client_that_stops_reading_and_answering_pings_is_gone(
+    make_server: MakeServer, http: httpx.AsyncClient,
+) -> None:
+    """Its backlog stays under the outbox bound (it is not dropped with 4008), but it
+    answers no ping: its session ends (the subscription goes) and its socket is reset."""
+    srv = await make_server(ping_interval=1, ping_timeout=1, ws_close_timeout=1)
+    room = unique_room()
+    slow = await RawWs.open(srv.port, rcvbuf=4096)  # answers no pings, reads nothing
+    await slow.send_text({"type": "connect", "token": issue_token("silent")})
+    await slow.expect("connected")
+    await slow.send_text({"type": "subscribe", "room": room})
+    await slow.expect("subscribed")
+    pub = await open_client(srv.ws_url, user="backend", role=Role.SERVICE)
+    await pub.publish_many(room, [{"pad": PAD} for _ in range(100)])  # fills its socket
+    port = slow.sock.getsockname()[1]
+
+    async def subscribers() -> int:
+        reply = await http.get(f"{srv.base}/v1/rooms/{room}", headers=bearer())
+        return int(reply.json()["subscribers"])
+
+    deadline = time.monotonic() + 30  # an upper bound for a broken server only
+    while await subscribers() or server_holds(srv.port, port):
+        assert time.monotonic() < deadline, "the silent client is still held"
+        await asyncio.sleep(0.2)
+    slow.close()
+    await pub.close()

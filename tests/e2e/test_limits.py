@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from roomlog.identity import Role
 from tests.e2e.conftest import MakeServer
 from tests.e2e.support import (
+    RawWs,
     Server,
     WsClient,
     bearer,
@@ -40,6 +41,19 @@ async def refused_connect(srv: Server, user: str) -> tuple[dict[str, Any], int]:
     await client.send({"type": "connect", "token": issue_token(user), "id": "c"})
     error = await client.expect("error", id="c")
     return error, await client.closed()
+
+
+async def connect_when_free(srv: Server, user: str) -> WsClient:
+    """Connect as ``user`` as soon as one of its connections has been released."""
+    for _ in range(100):
+        client = await open_client(srv.ws_url, connect_frame=False)
+        await client.send({"type": "connect", "token": issue_token(user), "id": "c"})
+        frame = await client.next()
+        if frame["type"] == "connected":
+            return client
+        await client.closed()
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{user} never got a connection back")
 
 
 async def publish_all(client: WsClient, room: str, n: int) -> list[dict[str, Any]]:
@@ -65,8 +79,8 @@ async def test_connections_per_user_are_capped(make_server: MakeServer,
         assert reply.status_code == 429 and reply.json()["error"]["code"] == "LIMIT_EXCEEDED"
         other = await open_client(srv.ws_url, user="someone-else")  # others are not limited
         await other.close()
-    # the stream ended: a connection is free again
-    again = await open_client(srv.ws_url, user="greedy")
+    # the stream ended: a connection is free again (once the server saw it end)
+    again = await connect_when_free(srv, "greedy")
     await held[0].close()
     assert (await again.ping())["type"] == "pong"
     for client in (again, held[1]):
@@ -191,7 +205,8 @@ async def test_services_get_the_staff_factor(make_server: MakeServer,
 async def abused(request: pytest.FixtureRequest, make_server: MakeServer) -> Server:
     url = request.getfixturevalue("pg_migrated") if request.param == "postgresql" else None
     return await make_server(url, max_connections_per_user=4, max_rate_strikes=20,
-                             subscribe_rate=5, subscribe_burst=20)
+                             subscribe_rate=5, subscribe_burst=20, header_timeout=2,
+                             outbox_max_bytes=300_000)
 
 
 async def test_a_guest_with_many_connections_hurts_only_itself(abused: Server) -> None:
@@ -226,4 +241,62 @@ async def test_a_guest_with_many_connections_hurts_only_itself(abused: Server) -
     await healthy.ping()
     assert not [f for f in healthy.frames if f["type"] == "message"]  # nothing twice
     for client in (healthy, writer):
+        await client.close()
+
+
+async def test_slow_readers_and_hostile_heads_hurt_nobody(abused: Server) -> None:
+    """Subscribers that stop reading, a 16 MiB header and slow heads beside a healthy
+    subscriber: it gets every message, in order, once."""
+    srv = abused
+    room = unique_room()
+    healthy = await open_client(srv.ws_url, user="healthy")
+    await healthy.subscribe(room)
+    slow = []
+    for i in range(3):
+        raw = await RawWs.open(srv.port, rcvbuf=4096)
+        await raw.send_text({"type": "connect", "token": issue_token(f"slow{i}")})
+        await raw.expect("connected")
+        await raw.send_text({"type": "subscribe", "room": room})
+        await raw.expect("subscribed")
+        slow.append(raw)
+
+    async def huge_head() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        writer.write(b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(16):
+                writer.write(b"a" * 1_048_576)
+                await writer.drain()
+        with contextlib.suppress(ConnectionError):
+            await reader.read()
+        writer.close()
+
+    async def slow_head() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        with contextlib.suppress(ConnectionError):
+            for byte in b"GET / HTTP/1.1\r\nX: " + b"a" * 100:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.2)
+                if reader.at_eof():
+                    break
+        writer.close()
+
+    attack = [asyncio.create_task(huge_head()), *(asyncio.create_task(slow_head())
+                                                  for _ in range(50))]
+    pub = await open_client(srv.ws_url, user="backend", role=Role.SERVICE)
+    reading = asyncio.create_task(healthy.messages(room, 500, within=60))
+    for n in range(10):
+        await pub.publish_many(room, [{"n": n * 50 + i, "pad": "x" * 2000} for i in range(50)])
+    got = await reading
+    assert [m["data"]["n"] for m in got] == list(range(500))
+    assert [m["seq"] for m in got] == list(range(1, 501))
+    await healthy.ping()
+    assert not [f for f in healthy.frames if f["type"] == "message"]
+    for task in attack:
+        task.cancel()
+    await asyncio.gather(*attack, return_exceptions=True)
+    for raw in slow:
+        raw.close()
+    for client in (healthy, pub):
         await client.close()
