@@ -37,6 +37,7 @@ from roomlog.log.bans import SqlBans
 from roomlog.log.sql import SqlLog
 from roomlog.log.webhooks import SqlLeases, SqlWebhooks
 from roomlog.media import MediaStore
+from roomlog.outbound.http11 import Http11Outbound
 from roomlog.outbound.httpx_adapter import HttpxOutbound
 from roomlog.periodic import every
 from roomlog.presence import Presence
@@ -147,7 +148,7 @@ def _webhooks(settings: Settings, log: Log, bus: Bus, publisher: Publisher) -> W
         return await publisher.publish(room, Append("roomlog", raw))
 
     return Webhooks(SqlWebhooks(sql), leases, log,
-                    outbound=lambda: HttpxOutbound(
+                    outbound=lambda: Http11Outbound(
                         allow_private=settings.webhook_allow_private,
                         max_connections=settings.webhook_max_in_flight,
                         user_agent="roomlog-webhooks"),

@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response
 
 from roomlog.errors import ErrorCode, ProtocolError, RoomlogError
 from roomlog.identity import Principal
-from roomlog.outbound.httpx_adapter import blocked_address
+from roomlog.outbound.policy import blocked_address
 from roomlog.rooms import parse_room
 from roomlog.services import Services
 from roomlog.signing import new_secret
