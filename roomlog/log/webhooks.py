@@ -167,6 +167,9 @@ class SqlWebhooks:
                     webhook_leases.c.endpoint_id == endpoint_id).with_for_update())
                 if held != holder:
                     return False
+            elif await conn.scalar(sa.select(webhooks.c.id).where(
+                    webhooks.c.id == endpoint_id)) is None:
+                return False  # deleted meanwhile: leave no rows behind
             if rows:
                 stmt = self._insert(webhook_cursors)
                 stmt = stmt.on_conflict_do_update(

@@ -402,3 +402,20 @@ async def test_the_documented_node_receiver_verifies_and_dedupes(
     finally:
         node.kill()
         await node.wait()
+
+
+async def test_a_dead_endpoint_never_delays_another(
+        hub: Server, receiver: Backend, http: httpx.AsyncClient) -> None:
+    room = unique_room("chat")
+    stuck = Backend()
+    stuck.answer = lambda call: Reply(body={}, delay=30.0)  # past every timeout
+    stuck.start()
+    try:
+        await create(http, hub, stuck.url, rooms=[room], secret=stuck.secret)
+        await create(http, hub, receiver.url, rooms=[room], secret=receiver.secret)
+        for i in range(10):
+            await publish(http, hub, room, {"i": i})
+        assert seqs(await arrived(receiver, room, 10)) == list(range(1, 11))
+        assert set(seqs(stuck.of(room))) == {1}  # the stuck one still waits on its first
+    finally:
+        stuck.stop()
