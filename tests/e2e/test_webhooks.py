@@ -161,6 +161,10 @@ async def test_a_failing_room_holds_back_only_itself_and_retries_with_the_same_i
         await publish(http, hub, well, {"i": i})
     assert seqs(await arrived(receiver, well, 10)) == list(range(1, 11))
     assert set(seqs(receiver.of(sick))) == {1}  # never past the failing seq
+    details = await http.get(f"{hub.base}/v1/admin/webhooks/{webhook['id']}", headers=ADMIN)
+    delivery = details.json()["delivery"]
+    assert delivery["retrying"] == 1 and delivery["lag_messages"] == 3
+    assert delivery["failed"] >= 3 and delivery["delivered"] >= 10
     healed.set()
     calls = await arrived(receiver, sick, 3)
     ok = [c for c in calls if c is not calls[0]]
