@@ -128,7 +128,8 @@ class WebhookApi:
             await self._check_address(change.url)
         changed = change.apply(endpoint, self._now_ms())
         widened = change.rooms is not None and set(change.rooms) != set(endpoint.rooms)
-        if not await self._store.update(changed, widened=widened):
+        reenabled = bool(change.enabled) and not endpoint.enabled
+        if not await self._store.update(changed, widened=widened, reenabled=reenabled):
             raise RoomlogError(ErrorCode.NOT_FOUND, "no such webhook")
         self._changed()
         stored = await self._store.get(endpoint.id)

@@ -69,7 +69,8 @@ class SqlWebhooks:
 
         return await self._log.run(work, write=False)
 
-    async def update(self, endpoint: Endpoint, *, widened: bool) -> bool:
+    async def update(self, endpoint: Endpoint, *, widened: bool,
+                     reenabled: bool = False) -> bool:
         async def work(conn: AsyncConnection) -> bool:
             values = _row(endpoint)
             del values["id"]
@@ -80,6 +81,10 @@ class SqlWebhooks:
                 return False
             if widened:
                 await self._start_at_heads(conn, endpoint)
+            if reenabled:
+                await conn.execute(webhook_cursors.update().where(
+                    webhook_cursors.c.endpoint_id == endpoint.id).values(
+                    failing_since_ms=None))
             return True
 
         return await self._log.run(work, write=True)

@@ -361,6 +361,7 @@ class EndpointWorker:
             logger.warning("webhook %s: another instance holds its lease now; stopping here",
                            self.endpoint.id)
             self.lost.set()
+            self._stopping = True  # no room starts another delivery
 
     async def _flush_forever(self) -> None:
         while not self.lost.is_set():

@@ -72,6 +72,7 @@ class Webhooks:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[None]] = set()
+        self._disabling: set[str] = set()  # endpoints whose disabling runs now
 
     @property
     def round_interval(self) -> float:
@@ -196,9 +197,17 @@ class Webhooks:
     async def _expired(self, endpoint: Endpoint, room: str, cursor: Cursor) -> None:
         """Called from the room's task: the disabling runs on its own (it stops the
         worker, and with it that task)."""
-        self._spawn(self._disable(endpoint, room, cursor))
+        if endpoint.id not in self._disabling:  # several rooms may pass it at once
+            self._disabling.add(endpoint.id)
+            self._spawn(self._disable(endpoint, room, cursor))
 
     async def _disable(self, endpoint: Endpoint, room: str, cursor: Cursor) -> None:
+        try:
+            await self._disable_now(endpoint, room, cursor)
+        finally:
+            self._disabling.discard(endpoint.id)
+
+    async def _disable_now(self, endpoint: Endpoint, room: str, cursor: Cursor) -> None:
         now_ms = self._clock_ms()
         since = cursor.failing_since_ms or now_ms
         hours = (now_ms - since) / 3_600_000

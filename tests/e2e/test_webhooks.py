@@ -328,6 +328,17 @@ async def test_past_the_horizon_the_endpoint_is_disabled_and_operators_told(
         metrics = (await http.get(f"{srv.base}/metrics")).text
         assert "roomlog_webhooks_disabled_total 1.0" in metrics
         assert f'roomlog_webhook_failed_total{{endpoint="{webhook["id"]}"}}' in metrics
+
+        failing.answer = lambda call: Reply(body={})  # fixed: enabled again, it resumes
+        again = await http.patch(f"{srv.base}/v1/admin/webhooks/{webhook['id']}",
+                                 headers=ADMIN, json={"enabled": True})
+        assert again.json()["webhook"]["disabled_reason"] is None
+        await publish(http, srv, room, {"i": 2})
+        calls = await arrived(failing, room, 2)
+        assert _first_arrivals(seqs(calls)) == [1, 2]
+        read = (await http.get(f"{srv.base}/v1/admin/webhooks/{webhook['id']}",
+                               headers=ADMIN)).json()["webhook"]
+        assert read["enabled"] is True  # the horizon started over
     finally:
         failing.stop()
 
