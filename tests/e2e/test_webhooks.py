@@ -434,3 +434,15 @@ async def test_a_dead_endpoint_never_delays_another(
         assert set(seqs(stuck.of(room))) == {1}  # the stuck one still waits on its first
     finally:
         stuck.stop()
+
+
+async def test_a_slow_receiver_within_the_timeout_is_a_success(
+        hub: Server, receiver: Backend, http: httpx.AsyncClient) -> None:
+    room = unique_room("chat")
+    receiver.answer = lambda call: Reply(body={}, delay=0.2)  # the hub waits 0.5 s here
+    webhook = await create(http, hub, receiver.url, rooms=[room], secret=receiver.secret)
+    for i in range(3):
+        await publish(http, hub, room, {"i": i})
+    assert seqs(await arrived(receiver, room, 3)) == [1, 2, 3]
+    tried = await eventually(lambda: _listed(http, hub, webhook, 3), "attempts not listed")
+    assert [(a["status"], a["error"]) for a in tried] == [(200, None)] * 3
