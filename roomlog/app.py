@@ -55,7 +55,7 @@ from roomlog.transports.websocket import WebSocketEndpoint
 from roomlog.webapp import web_mounts
 from roomlog.webhooks.core import Retry
 from roomlog.webhooks.delivery import Tuning
-from roomlog.webhooks.manager import Webhooks
+from roomlog.webhooks.manager import HINT_KEY, Webhooks
 from roomlog.webhooks.store import Leases, LocalLeases
 from roomlog.webhooks_api import WebhookApi
 
@@ -127,7 +127,8 @@ def build_services(settings: Settings, *, log: Log | None = None, bus: Bus | Non
     services = Services(settings, log, bus, hub, publisher, cluster, presence, tokens, stats,
                         media, revocation, time.monotonic, gate, webhooks)
     revocation.enforce = lambda: end_banned(services)
-    cluster.on_control = lambda payload: on_control(services, payload)
+    cluster.on_control = lambda payload: (webhooks.hinted(payload) if HINT_KEY in payload
+                                          else on_control(services, payload))
     return services
 
 
@@ -153,7 +154,7 @@ def _webhooks(settings: Settings, log: Log, bus: Bus, publisher: Publisher) -> W
                         max_connections=settings.webhook_max_in_flight,
                         user_agent="roomlog-webhooks"),
                     tuning=tuning, instance=bus.instance, lease_ttl=settings.webhook_lease_ttl,
-                    fenced=not settings.is_sqlite, notify=notify)
+                    fenced=not settings.is_sqlite, notify=notify, broadcast=bus.broadcast)
 
 
 def _sql(log: Log) -> SqlLog:

@@ -164,6 +164,12 @@ class EndpointWorker:
             state.need_read = True
         self._kick(room, state)
 
+    def poke(self, room: str) -> None:
+        """Another instance committed to the room: read it from the log."""
+        state = self._room(room)
+        state.need_read = True
+        self._kick(room, state)
+
     def _room(self, room: str) -> _Room:
         state = self._rooms.get(room)
         if state is None:
