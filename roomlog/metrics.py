@@ -164,8 +164,9 @@ def _webhooks(s: Services) -> Iterator[Metric]:
                                       "to retry a failed delivery", labels=["endpoint"]),
         "lag": GaugeMetricFamily("roomlog_webhook_lag_messages", "Messages committed and not "
                                  "yet delivered (known to the deliverer)", labels=["endpoint"]),
-        "lag_seconds": GaugeMetricFamily("roomlog_webhook_lag_seconds", "Age of the oldest "
-                                         "message a webhook is delivering", labels=["endpoint"]),
+        "lag_seconds": GaugeMetricFamily("roomlog_webhook_lag_seconds", "Age (since its "
+                                         "commit) of the message a webhook delivered last; "
+                                         "0 when caught up", labels=["endpoint"]),
     }
     latency = HistogramMetricFamily("roomlog_webhook_seconds", "One webhook attempt, send to "
                                     "answer", labels=["endpoint"])

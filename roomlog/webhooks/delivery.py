@@ -74,7 +74,7 @@ class EndpointStats:
     failed: int = 0  # attempts that got no 2xx
     skipped: int = 0  # messages trimmed away before they could be delivered
     latency: Histogram = field(default_factory=Histogram)  # one attempt, send to answer
-    lag_seconds: float = 0.0  # age of the oldest message known and not yet delivered
+    lag_seconds: float = 0.0  # age of the message delivered last (0: caught up)
 
 
 class _Room:
