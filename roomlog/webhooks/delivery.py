@@ -353,7 +353,8 @@ class EndpointWorker:
         if not self._dirty and not self._attempts:
             return
         rooms, self._dirty = self._dirty, set()
-        attempts, self._attempts = self._attempts, []
+        # only the newest keep_attempts are kept: storing older ones would be waste
+        attempts, self._attempts = self._attempts[-self._t.keep_attempts:], []
         cursors = {room: self._cursors[room] for room in rooms if room in self._cursors}
         try:
             kept = await self._store.save(self.endpoint.id, cursors, attempts,
