@@ -274,22 +274,27 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                           receiver_port, workdir, ready_path="/ready",
                           core=1 if args.pin else None)
         servers.append(receiver)
-        hub = Server("hub", hub_argv(hub_port), hub_port, workdir, env=env,
-                     core=0 if args.pin else None)
+        argv = hub_argv(hub_port)
+        if args.profile:  # cProfile writes its statistics when the hub stops (SIGINT)
+            argv = [argv[0], "-m", "cProfile", "-o", args.profile, *argv[1:]]
+        hub = Server("hub", argv, hub_port, workdir, env=env, core=0 if args.pin else None)
         servers.append(hub)
         await asyncio.gather(receiver.ready(), hub.ready())
         async with httpx.AsyncClient(timeout=30.0) as http:
             bench = Bench(args, hub, receiver, http, hub_token("bench"))
             await bench.setup(secret)
-            results = [
-                await bench.latency_phase("fanout alone (webhook disabled)", enabled=False,
-                                          fail=0.0),
-                await bench.latency_phase("webhooks healthy", enabled=True, fail=0.0),
-                await bench.latency_phase("webhooks 10% failing", enabled=True, fail=0.1),
-            ]
-            for batch in args.batch:
-                for fail in (0.0, 0.1):
-                    results.append(await bench.throughput_phase(batch, fail))
+            results = []
+            if args.only != "throughput":
+                results += [
+                    await bench.latency_phase("fanout alone (webhook disabled)",
+                                              enabled=False, fail=0.0),
+                    await bench.latency_phase("webhooks healthy", enabled=True, fail=0.0),
+                    await bench.latency_phase("webhooks 10% failing", enabled=True, fail=0.1),
+                ]
+            if args.only != "latency":
+                for batch in args.batch:
+                    for fail in (0.0, 0.1):
+                        results.append(await bench.throughput_phase(batch, fail))
         return results
     finally:
         for srv in servers:
@@ -339,6 +344,10 @@ def main() -> int:
     parser.add_argument("--pin", action="store_true",
                         help="pin the hub to core 0 and the receiver to core 1")
     parser.add_argument("--json", metavar="PATH", help="write the figures as JSON")
+    parser.add_argument("--profile", metavar="PATH",
+                        help="run the hub under cProfile, its statistics written to PATH")
+    parser.add_argument("--only", choices=["latency", "throughput"],
+                        help="run only these phases")
     args = parser.parse_args()
     started = time.time()
     results = asyncio.run(run(args))
