@@ -173,6 +173,8 @@ class Webhooks:
     async def _round(self) -> None:
         endpoints = {e.id: e for e in await self.store.all()}
         self._enabled = [e for e in endpoints.values() if e.enabled]
+        for gone in set(self.stats) - set(endpoints):  # deleted: no more metrics
+            del self.stats[gone]
         for endpoint_id, running in list(self.workers.items()):
             endpoint = endpoints.get(endpoint_id)
             if endpoint is None or not endpoint.enabled or running.lost.is_set():
