@@ -82,6 +82,7 @@ class Webhooks:
         self._renewed: dict[str, float] = {}  # monotonic time of the last renewal
         self.stats: dict[str, EndpointStats] = {}  # per endpoint delivered here
         self.disabled_total = 0
+        self.disabled: dict[str, bool] = {}  # every endpoint: disabled by the horizon?
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[None]] = set()
@@ -173,6 +174,8 @@ class Webhooks:
     async def _round(self) -> None:
         endpoints = {e.id: e for e in await self.store.all()}
         self._enabled = [e for e in endpoints.values() if e.enabled]
+        self.disabled = {e.id: not e.enabled and e.disabled_ms is not None
+                         for e in endpoints.values()}
         for gone in set(self.stats) - set(endpoints):  # deleted: no more metrics
             del self.stats[gone]
         for endpoint_id, running in list(self.workers.items()):

@@ -327,6 +327,8 @@ async def test_past_the_horizon_the_endpoint_is_disabled_and_operators_told(
         assert read["enabled"] is False and "horizon" in read["disabled_reason"]
         metrics = (await http.get(f"{srv.base}/metrics")).text
         assert "roomlog_webhooks_disabled_total 1.0" in metrics
+        gauge = f'roomlog_webhook_endpoint_disabled{{endpoint="{webhook["id"]}"}}'
+        await eventually(lambda: _async(f"{gauge} 1.0" in _scrape(srv)), "no disabled gauge")
         assert f'roomlog_webhook_failed_total{{endpoint="{webhook["id"]}"}}' in metrics
 
         failing.answer = lambda call: Reply(body={})  # fixed: enabled again, it resumes
@@ -446,3 +448,7 @@ async def test_a_slow_receiver_within_the_timeout_is_a_success(
     assert seqs(await arrived(receiver, room, 3)) == [1, 2, 3]
     tried = await eventually(lambda: _listed(http, hub, webhook, 3), "attempts not listed")
     assert [(a["status"], a["error"]) for a in tried] == [(200, None)] * 3
+
+
+def _scrape(srv: Server) -> str:
+    return httpx.get(f"{srv.base}/metrics", timeout=10).text
