@@ -220,14 +220,15 @@ class SqlWebhooks:
                 return RoomInfo(room, "", 0, 0)
             epoch, head, trimmed = row
             target = min(after, head)
+            # the endpoint's row first, as every other write of it (no lock cycles)
+            await conn.execute(webhooks.update().where(webhooks.c.id == endpoint_id).values(
+                version=webhooks.c.version + 1))
             stmt = self._insert(webhook_cursors).values(
                 endpoint_id=endpoint_id, room=room, epoch=epoch, seq=target, rewind=target,
                 updated_ms=now_ms)
             await conn.execute(stmt.on_conflict_do_update(
                 index_elements=["endpoint_id", "room"],
                 set_={"rewind": target, "epoch": epoch}))
-            await conn.execute(webhooks.update().where(webhooks.c.id == endpoint_id).values(
-                version=webhooks.c.version + 1))
             return RoomInfo(room, epoch, head, trimmed)
 
         return await self._log.run(work, write=True)
