@@ -91,8 +91,11 @@ class SqlWebhooks:
 
     async def delete(self, endpoint_id: str) -> bool:
         async def work(conn: AsyncConnection) -> bool:
+            # the lease first: a cursor flush locks it before the cursors (no lock cycle)
+            await conn.execute(webhook_leases.delete().where(
+                webhook_leases.c.endpoint_id == endpoint_id))
             result = await conn.execute(webhooks.delete().where(webhooks.c.id == endpoint_id))
-            for table in (webhook_cursors, webhook_attempts, webhook_leases):
+            for table in (webhook_cursors, webhook_attempts):
                 await conn.execute(table.delete().where(table.c.endpoint_id == endpoint_id))
             return bool(result.rowcount)
 
