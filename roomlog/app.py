@@ -48,6 +48,7 @@ from roomlog.log.webhooks import SqlLeases, SqlWebhooks
 from roomlog.media import MediaStore
 from roomlog.openapi.generate import undocumented
 from roomlog.openapi.served import docs_routes
+from roomlog.outbound.http11 import Http11Outbound
 from roomlog.outbound.httpx_adapter import HttpxOutbound
 from roomlog.payments import Reconciler
 from roomlog.payments_api import PaymentApi
@@ -68,7 +69,7 @@ from roomlog.transports.websocket import WebSocketEndpoint
 from roomlog.webapp import web_mounts
 from roomlog.webhooks.core import Retry
 from roomlog.webhooks.delivery import Tuning
-from roomlog.webhooks.manager import Webhooks
+from roomlog.webhooks.manager import HINT_KEY, Webhooks
 from roomlog.webhooks.store import Leases, LocalLeases
 from roomlog.webhooks_api import WebhookApi
 
@@ -149,7 +150,8 @@ def build_services(settings: Settings, *, log: Log | None = None, bus: Bus | Non
                         Limits(settings, bus, stats, time.monotonic), webhooks)
     services.instances = Instances(settings.console_report_interval)
     revocation.enforce = lambda: end_banned(services)
-    cluster.on_control = lambda payload: on_control(services, payload)
+    cluster.on_control = lambda payload: (webhooks.hinted(payload) if HINT_KEY in payload
+                                          else on_control(services, payload))
     return services
 
 
@@ -170,12 +172,12 @@ def _webhooks(settings: Settings, log: Log, bus: Bus, publisher: Publisher) -> W
         return await publisher.publish(room, Append("roomlog", raw))
 
     return Webhooks(SqlWebhooks(sql), leases, log,
-                    outbound=lambda: HttpxOutbound(
+                    outbound=lambda: Http11Outbound(
                         allow_private=settings.webhook_allow_private,
                         max_connections=settings.webhook_max_in_flight,
                         user_agent="roomlog-webhooks"),
                     tuning=tuning, instance=bus.instance, lease_ttl=settings.webhook_lease_ttl,
-                    fenced=not settings.is_sqlite, notify=notify)
+                    fenced=not settings.is_sqlite, notify=notify, broadcast=bus.broadcast)
 
 
 def _sql(log: Log) -> SqlLog:

@@ -176,8 +176,9 @@ def _webhooks(s: Services) -> Iterator[Metric]:
                                       "to retry a failed delivery", labels=["endpoint"]),
         "lag": GaugeMetricFamily("roomlog_webhook_lag_messages", "Messages committed and not "
                                  "yet delivered (known to the deliverer)", labels=["endpoint"]),
-        "lag_seconds": GaugeMetricFamily("roomlog_webhook_lag_seconds", "Age of the oldest "
-                                         "message a webhook is delivering", labels=["endpoint"]),
+        "lag_seconds": GaugeMetricFamily("roomlog_webhook_lag_seconds", "Age (since its "
+                                         "commit) of the message a webhook delivered last; "
+                                         "0 when caught up", labels=["endpoint"]),
     }
     latency = HistogramMetricFamily("roomlog_webhook_seconds", "One webhook attempt, send to "
                                     "answer", labels=["endpoint"])
@@ -191,6 +192,12 @@ def _webhooks(s: Services) -> Iterator[Metric]:
         latency.add_metric([endpoint_id], stats.latency.cumulative(), stats.latency.sum)
     yield from families.values()
     yield latency
+    disabled = GaugeMetricFamily("roomlog_webhook_endpoint_disabled", "1 while a webhook "
+                                 "endpoint is disabled after failing past the horizon (every "
+                                 "instance reports every endpoint)", labels=["endpoint"])
+    for endpoint_id, off in sorted(hooks.disabled.items()):
+        disabled.add_metric([endpoint_id], 1 if off else 0)
+    yield disabled
     yield GaugeMetricFamily("roomlog_webhooks_delivering", "Webhook endpoints this instance "
                             "holds the lease of", value=len(hooks.workers))
     yield CounterMetricFamily("roomlog_webhooks_disabled", "Webhook endpoints this instance "

@@ -43,7 +43,7 @@ from roomlog.openapi.schemas import (
     json_reply,
     obj,
 )
-from roomlog.outbound.httpx_adapter import blocked_address
+from roomlog.outbound.policy import blocked_address
 from roomlog.rooms import parse_room
 from roomlog.services import Services
 from roomlog.signing import new_secret
@@ -181,7 +181,8 @@ class WebhookApi:
             await self._check_address(change.url)
         changed = change.apply(endpoint, self._now_ms())
         widened = change.rooms is not None and set(change.rooms) != set(endpoint.rooms)
-        if not await self._store.update(changed, widened=widened):
+        reenabled = bool(change.enabled) and not endpoint.enabled
+        if not await self._store.update(changed, widened=widened, reenabled=reenabled):
             raise RoomlogError(ErrorCode.NOT_FOUND, "no such webhook")
         self._changed()
         stored = await self._store.get(endpoint.id)

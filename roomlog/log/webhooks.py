@@ -69,7 +69,8 @@ class SqlWebhooks:
 
         return await self._log.run(work, write=False)
 
-    async def update(self, endpoint: Endpoint, *, widened: bool) -> bool:
+    async def update(self, endpoint: Endpoint, *, widened: bool,
+                     reenabled: bool = False) -> bool:
         async def work(conn: AsyncConnection) -> bool:
             values = _row(endpoint)
             del values["id"]
@@ -80,14 +81,21 @@ class SqlWebhooks:
                 return False
             if widened:
                 await self._start_at_heads(conn, endpoint)
+            if reenabled:
+                await conn.execute(webhook_cursors.update().where(
+                    webhook_cursors.c.endpoint_id == endpoint.id).values(
+                    failing_since_ms=None))
             return True
 
         return await self._log.run(work, write=True)
 
     async def delete(self, endpoint_id: str) -> bool:
         async def work(conn: AsyncConnection) -> bool:
+            # the lease first: a cursor flush locks it before the cursors (no lock cycle)
+            await conn.execute(webhook_leases.delete().where(
+                webhook_leases.c.endpoint_id == endpoint_id))
             result = await conn.execute(webhooks.delete().where(webhooks.c.id == endpoint_id))
-            for table in (webhook_cursors, webhook_attempts, webhook_leases):
+            for table in (webhook_cursors, webhook_attempts):
                 await conn.execute(table.delete().where(table.c.endpoint_id == endpoint_id))
             return bool(result.rowcount)
 
@@ -167,6 +175,9 @@ class SqlWebhooks:
                     webhook_leases.c.endpoint_id == endpoint_id).with_for_update())
                 if held != holder:
                     return False
+            elif await conn.scalar(sa.select(webhooks.c.id).where(
+                    webhooks.c.id == endpoint_id)) is None:
+                return False  # deleted meanwhile: leave no rows behind
             if rows:
                 stmt = self._insert(webhook_cursors)
                 stmt = stmt.on_conflict_do_update(
@@ -212,14 +223,15 @@ class SqlWebhooks:
                 return RoomInfo(room, "", 0, 0)
             epoch, head, trimmed = row
             target = min(after, head)
+            # the endpoint's row first, as every other write of it (no lock cycles)
+            await conn.execute(webhooks.update().where(webhooks.c.id == endpoint_id).values(
+                version=webhooks.c.version + 1))
             stmt = self._insert(webhook_cursors).values(
                 endpoint_id=endpoint_id, room=room, epoch=epoch, seq=target, rewind=target,
                 updated_ms=now_ms)
             await conn.execute(stmt.on_conflict_do_update(
                 index_elements=["endpoint_id", "room"],
                 set_={"rewind": target, "epoch": epoch}))
-            await conn.execute(webhooks.update().where(webhooks.c.id == endpoint_id).values(
-                version=webhooks.c.version + 1))
             return RoomInfo(room, epoch, head, trimmed)
 
         return await self._log.run(work, write=True)

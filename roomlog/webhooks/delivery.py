@@ -74,7 +74,7 @@ class EndpointStats:
     failed: int = 0  # attempts that got no 2xx
     skipped: int = 0  # messages trimmed away before they could be delivered
     latency: Histogram = field(default_factory=Histogram)  # one attempt, send to answer
-    lag_seconds: float = 0.0  # age of the oldest message known and not yet delivered
+    lag_seconds: float = 0.0  # age of the message delivered last (0: caught up)
 
 
 class _Room:
@@ -106,6 +106,7 @@ class EndpointWorker:
         self._clock_ms = clock_ms
         self._rand = rand
         self._cursors: dict[str, Cursor] = {}
+        self._heads: dict[str, int] = {}  # the last seq known to exist, per room (lag)
         self._rooms: dict[str, _Room] = {}
         self._dirty: set[str] = set()
         self._attempts: list[Attempt] = []
@@ -157,8 +158,16 @@ class EndpointWorker:
     def offer(self, room: str, messages: list[Message]) -> None:
         """Messages this instance committed to a room the endpoint follows."""
         state = self._room(room)
+        if messages:
+            self._heads[room] = max(self._heads.get(room, 0), messages[-1].seq)
         if not self._extend(room, state, messages):
             state.need_read = True
+        self._kick(room, state)
+
+    def poke(self, room: str) -> None:
+        """Another instance committed to the room: read it from the log."""
+        state = self._room(room)
+        state.need_read = True
         self._kick(room, state)
 
     def _room(self, room: str) -> _Room:
@@ -217,8 +226,10 @@ class EndpointWorker:
                     try:
                         async with asyncio.timeout(_IDLE):
                             await state.wake.wait()
-                    except TimeoutError:
-                        return  # idle: the next offer or scan starts a task again
+                    except TimeoutError:  # idle: the next offer or scan starts one again
+                        if not state.buffer and self._rooms.get(room) is state:
+                            del self._rooms[room]  # its cursor stays; the rest is rebuilt
+                        return
                     continue
                 await self._deliver_next(room, state)
         except asyncio.CancelledError:
@@ -243,6 +254,7 @@ class EndpointWorker:
         cursor = self._cursors.get(room)
         if cursor is None or cursor.epoch != info.epoch:  # new room, or a reset: from seq 1
             self._cursors[room] = Cursor(info.epoch, 0)
+            self._heads[room] = info.head
             self._dirty.add(room)
             state.buffer.clear()
             state.need_read = True
@@ -328,14 +340,21 @@ class EndpointWorker:
 
     @property
     def lag_messages(self) -> int:
-        """Messages known to this worker and not yet delivered (or filtered)."""
-        return sum(len(r.buffer) for r in self._rooms.values())
+        """Messages behind the head (as last seen by a commit here or a scan), over
+        every room: committed, not yet delivered (or filtered out)."""
+        lag = 0
+        for room, head in self._heads.items():
+            cursor = self._cursors.get(room)
+            if cursor is not None:
+                lag += max(0, head - cursor.seq)
+        return lag
 
     async def _flush(self) -> None:
         if not self._dirty and not self._attempts:
             return
         rooms, self._dirty = self._dirty, set()
-        attempts, self._attempts = self._attempts, []
+        # only the newest keep_attempts are kept: storing older ones would be waste
+        attempts, self._attempts = self._attempts[-self._t.keep_attempts:], []
         cursors = {room: self._cursors[room] for room in rooms if room in self._cursors}
         try:
             kept = await self._store.save(self.endpoint.id, cursors, attempts,
@@ -349,6 +368,7 @@ class EndpointWorker:
             logger.warning("webhook %s: another instance holds its lease now; stopping here",
                            self.endpoint.id)
             self.lost.set()
+            self._stopping = True  # no room starts another delivery
 
     async def _flush_forever(self) -> None:
         while not self.lost.is_set():
@@ -369,6 +389,11 @@ class EndpointWorker:
                 logger.debug("webhook %s: scan failed: %s", self.endpoint.id, err.message)
                 behind = []
             for info in behind:
+                known = self._cursors.get(info.room)
+                if known is not None and known.epoch != info.epoch:
+                    self._heads[info.room] = info.head  # a reset: the old head is void
+                else:
+                    self._heads[info.room] = max(self._heads.get(info.room, 0), info.head)
                 state = self._room(info.room)
                 known = self._known(info.room, state)
                 if known is not None and known.epoch == info.epoch and known.seq >= info.head:

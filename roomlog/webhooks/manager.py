@@ -10,6 +10,11 @@ another takes the endpoint over within ``lease_ttl`` plus one round, starting
 from the cursors it stored (nothing is lost; the last moves not yet written are
 sent again, with the same ids). A clean stop releases the leases at once.
 
+Commits on an instance that does not deliver an endpoint following the room are
+announced to every instance (``Bus.broadcast``, ``{"webhook_rooms": [...]}``, at most
+one every ``_HINT_DELAY`` per instance): the deliverer reads those rooms at once instead
+of finding them at its next scan. A lost hint only delays (the scan still runs).
+
 An instance that cannot renew a lease (its database link failed) stops that
 worker before the lease can run out, so two instances never deliver one
 endpoint for longer than a request in flight.
@@ -46,6 +51,9 @@ __all__ = ["ADMIN_ROOM", "Webhooks"]
 logger = logging.getLogger(__name__)
 
 ADMIN_ROOM = "admin:webhooks"  # where operators are told about disabled endpoints
+HINT_KEY = "webhook_rooms"  # a broadcast naming rooms with new commits
+_HINT_DELAY = 0.005  # seconds a hint waits for more rooms to name
+_HINT_MAX = 500  # rooms named by one hint (more: the scan finds them)
 
 
 class Webhooks:
@@ -53,6 +61,7 @@ class Webhooks:
                  outbound: Callable[[], Outbound], tuning: Tuning, instance: str,
                  lease_ttl: float, fenced: bool,
                  notify: Callable[[str, bytes], Awaitable[object]],
+                 broadcast: Callable[[dict[str, Any]], None] = lambda payload: None,
                  clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self.store = store
         self._leases = leases
@@ -63,15 +72,21 @@ class Webhooks:
         self._ttl_ms = int(lease_ttl * 1000)
         self._fenced = fenced
         self._notify = notify
+        self._broadcast = broadcast
+        self._enabled: list[Endpoint] = []  # as of the last round (held here or not)
+        self._hints: set[str] = set()
+        self._hint_timer: asyncio.TimerHandle | None = None
         self._clock_ms = clock_ms
         self.workers: dict[str, EndpointWorker] = {}
         self._clients: dict[str, Outbound] = {}
         self._renewed: dict[str, float] = {}  # monotonic time of the last renewal
         self.stats: dict[str, EndpointStats] = {}  # per endpoint delivered here
         self.disabled_total = 0
+        self.disabled: dict[str, bool] = {}  # every endpoint: disabled by the horizon?
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[None]] = set()
+        self._disabling: set[str] = set()  # endpoints whose disabling runs now
 
     @property
     def round_interval(self) -> float:
@@ -82,6 +97,8 @@ class Webhooks:
                                                             context=logs.detached())
 
     async def close(self) -> None:
+        if self._hint_timer is not None:
+            self._hint_timer.cancel()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -94,10 +111,33 @@ class Webhooks:
     # -- inputs ------------------------------------------------------------------
 
     def committed(self, room: str, messages: list[Message]) -> None:
-        """This instance committed these: the workers that follow the room take them."""
+        """This instance committed these: the workers that follow the room take them;
+        the deliverers elsewhere of the other endpoints following it are told."""
         for worker in self.workers.values():
             if worker.endpoint.follows(room):
                 worker.offer(room, messages)
+        if any(e.id not in self.workers and e.follows(room) for e in self._enabled):
+            self._hints.add(room)
+            if self._hint_timer is None:
+                self._hint_timer = asyncio.get_running_loop().call_later(
+                    _HINT_DELAY, self._send_hints)
+
+    def _send_hints(self) -> None:
+        self._hint_timer = None
+        rooms, self._hints = sorted(self._hints)[:_HINT_MAX], set()
+        self._broadcast({HINT_KEY: rooms})
+
+    def hinted(self, payload: dict[str, Any]) -> None:
+        """Another instance committed to these rooms: the workers here that follow them
+        read them now."""
+        rooms = payload.get(HINT_KEY)
+        if not isinstance(rooms, list):
+            return
+        for room in rooms[:_HINT_MAX]:
+            if isinstance(room, str):
+                for worker in self.workers.values():
+                    if worker.endpoint.follows(room):
+                        worker.poke(room)
 
     def changed(self) -> None:
         """An operator changed an endpoint here: look at the list now."""
@@ -133,6 +173,11 @@ class Webhooks:
 
     async def _round(self) -> None:
         endpoints = {e.id: e for e in await self.store.all()}
+        self._enabled = [e for e in endpoints.values() if e.enabled]
+        self.disabled = {e.id: not e.enabled and e.disabled_ms is not None
+                         for e in endpoints.values()}
+        for gone in set(self.stats) - set(endpoints):  # deleted: no more metrics
+            del self.stats[gone]
         for endpoint_id, running in list(self.workers.items()):
             endpoint = endpoints.get(endpoint_id)
             if endpoint is None or not endpoint.enabled or running.lost.is_set():
@@ -196,9 +241,17 @@ class Webhooks:
     async def _expired(self, endpoint: Endpoint, room: str, cursor: Cursor) -> None:
         """Called from the room's task: the disabling runs on its own (it stops the
         worker, and with it that task)."""
-        self._spawn(self._disable(endpoint, room, cursor))
+        if endpoint.id not in self._disabling:  # several rooms may pass it at once
+            self._disabling.add(endpoint.id)
+            self._spawn(self._disable(endpoint, room, cursor))
 
     async def _disable(self, endpoint: Endpoint, room: str, cursor: Cursor) -> None:
+        try:
+            await self._disable_now(endpoint, room, cursor)
+        finally:
+            self._disabling.discard(endpoint.id)
+
+    async def _disable_now(self, endpoint: Endpoint, room: str, cursor: Cursor) -> None:
         now_ms = self._clock_ms()
         since = cursor.failing_since_ms or now_ms
         hours = (now_ms - since) / 3_600_000

@@ -61,9 +61,12 @@ class WebhookStore(Protocol):
 
     async def all(self) -> list[Endpoint]: ...
 
-    async def update(self, endpoint: Endpoint, *, widened: bool) -> bool:
+    async def update(self, endpoint: Endpoint, *, widened: bool,
+                     reenabled: bool = False) -> bool:
         """Store the changed endpoint (False: it is gone); ``widened``: its room
-        patterns changed, so rooms newly followed get a cursor at their head."""
+        patterns changed, so rooms newly followed get a cursor at their head;
+        ``reenabled``: an operator enabled it again, so the horizon of its failing
+        rooms starts over."""
 
     async def delete(self, endpoint_id: str) -> bool: ...
 

@@ -10,12 +10,15 @@ for one room (the others of the endpoint are not held back).
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from standardwebhooks.webhooks import Webhook
 
@@ -24,6 +27,7 @@ from roomlog.signing import new_secret
 from tests.backend_server import Backend, Call, Reply
 from tests.e2e.conftest import MakeServer
 from tests.e2e.support import Server, bearer, open_client, post_command, unique_room
+from tests.e2e.test_minting import snippet
 from tests.ports import free_port
 
 WAIT = 20.0  # upper bound for expected deliveries; only a broken hub reaches it
@@ -157,6 +161,10 @@ async def test_a_failing_room_holds_back_only_itself_and_retries_with_the_same_i
         await publish(http, hub, well, {"i": i})
     assert seqs(await arrived(receiver, well, 10)) == list(range(1, 11))
     assert set(seqs(receiver.of(sick))) == {1}  # never past the failing seq
+    details = await http.get(f"{hub.base}/v1/admin/webhooks/{webhook['id']}", headers=ADMIN)
+    delivery = details.json()["delivery"]
+    assert delivery["retrying"] == 1 and delivery["lag_messages"] == 3
+    assert delivery["failed"] >= 3 and delivery["delivered"] >= 10
     healed.set()
     calls = await arrived(receiver, sick, 3)
     ok = [c for c in calls if c is not calls[0]]
@@ -246,10 +254,16 @@ async def test_rotation_signs_with_both_secrets_until_the_grace_ends(
     assert reply.status_code == 200, reply.text
     secrets = reply.json()["webhook"]["secrets"]
     assert secrets[1]["secret"] == receiver.secret and secrets[1]["expires"] is not None
-    await publish(http, hub, room, {"i": 1})
-    (call,) = await arrived(receiver, room, 1)  # verified with the old secret
-    raw = call.headers  # and it verifies with the new one too
-    assert len(raw["webhook-signature"].split()) == 2
+    for n in range(1, 50):  # the deliverer picks the rotation up within a round
+        await publish(http, hub, room, {"i": n})
+        calls = await arrived(receiver, room, n)  # each verified with the old secret
+        if len(calls[-1].headers["webhook-signature"].split()) == 2:
+            break
+    else:
+        raise AssertionError("no delivery signed with both secrets")
+    both = calls[-1]
+    body = orjson.dumps(both.body)  # re-encoded: check the new secret on the hub's bytes
+    assert both.headers["webhook-id"] == both.hook and body
     listed = await http.get(f"{hub.base}/v1/admin/webhooks/{webhook['id']}", headers=ADMIN)
     assert "secret" not in listed.json()["webhook"]["secrets"][0]  # shown only when made
     new = secrets[0]["secret"]
@@ -313,7 +327,20 @@ async def test_past_the_horizon_the_endpoint_is_disabled_and_operators_told(
         assert read["enabled"] is False and "horizon" in read["disabled_reason"]
         metrics = (await http.get(f"{srv.base}/metrics")).text
         assert "roomlog_webhooks_disabled_total 1.0" in metrics
+        gauge = f'roomlog_webhook_endpoint_disabled{{endpoint="{webhook["id"]}"}}'
+        await eventually(lambda: _async(f"{gauge} 1.0" in _scrape(srv)), "no disabled gauge")
         assert f'roomlog_webhook_failed_total{{endpoint="{webhook["id"]}"}}' in metrics
+
+        failing.answer = lambda call: Reply(body={})  # fixed: enabled again, it resumes
+        again = await http.patch(f"{srv.base}/v1/admin/webhooks/{webhook['id']}",
+                                 headers=ADMIN, json={"enabled": True})
+        assert again.json()["webhook"]["disabled_reason"] is None
+        await publish(http, srv, room, {"i": 2})
+        calls = await arrived(failing, room, 2)
+        assert _first_arrivals(seqs(calls)) == [1, 2]
+        read = (await http.get(f"{srv.base}/v1/admin/webhooks/{webhook['id']}",
+                               headers=ADMIN)).json()["webhook"]
+        assert read["enabled"] is True  # the horizon started over
     finally:
         failing.stop()
 
@@ -347,3 +374,81 @@ def _first_arrivals(order: list[int]) -> list[int]:
         if seq not in seen:
             seen.append(seq)
     return seen
+
+
+async def test_the_documented_node_receiver_verifies_and_dedupes(
+        hub: Server, http: httpx.AsyncClient, tmp_path: Path) -> None:
+    """docs/backends.md's Node snippet, run under ``node`` as the receiver."""
+    (tmp_path / "receiver.mjs").write_text(snippet("receiver.mjs"))
+    old, new, port = new_secret(), new_secret(), free_port()
+    out = tmp_path / "out.txt"
+    with out.open("wb") as sink:
+        node = await asyncio.create_subprocess_exec(
+            "node", "receiver.mjs", cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT,
+            env={**os.environ, "PORT": str(port), "ROOMLOG_WEBHOOK_SECRETS": f"{old} {new}"})
+    try:
+        room = unique_room("chat")
+        webhook = await create(http, hub, f"http://127.0.0.1:{port}/hook", rooms=[room],
+                               secret=new)
+        for i in range(3):
+            await publish(http, hub, room, {"type": "note", "i": i})
+
+        async def lines() -> list[str] | None:
+            found = out.read_text().splitlines()
+            return found if len(found) >= 3 else None
+
+        printed = await eventually(lines, "the Node receiver printed fewer than 3 messages")
+        epoch = printed[0].split("/")[1]
+        assert [line.split(" ", 1)[0] for line in printed] == [
+            f"{room}/{epoch}/{seq}" for seq in (1, 2, 3)]
+        again = await http.post(f"{hub.base}/v1/admin/webhooks/{webhook['id']}/redeliver",
+                                headers=ADMIN, json={"room": room, "from": 1})
+        assert again.status_code == 200
+        await publish(http, hub, room, {"type": "note", "i": 3})  # after the redelivery
+
+        async def fourth() -> list[str] | None:
+            found = out.read_text().splitlines()
+            return found if len(found) >= 4 else None
+
+        printed = await eventually(fourth, "the message after the redelivery did not arrive")
+        assert len(printed) == 4 and printed[3].startswith(f"{room}/{epoch}/4 ")  # deduped
+        tried = await eventually(lambda: _listed(http, hub, webhook, 7),
+                                 "the redelivery was not attempted")
+        assert not [a for a in tried if a["status"] == 401]  # every one verified
+        assert len(out.read_text().splitlines()) == 4  # redelivered ids were deduped
+    finally:
+        node.kill()
+        await node.wait()
+
+
+async def test_a_dead_endpoint_never_delays_another(
+        hub: Server, receiver: Backend, http: httpx.AsyncClient) -> None:
+    room = unique_room("chat")
+    stuck = Backend()
+    stuck.answer = lambda call: Reply(body={}, delay=30.0)  # past every timeout
+    stuck.start()
+    try:
+        await create(http, hub, stuck.url, rooms=[room], secret=stuck.secret)
+        await create(http, hub, receiver.url, rooms=[room], secret=receiver.secret)
+        for i in range(10):
+            await publish(http, hub, room, {"i": i})
+        assert seqs(await arrived(receiver, room, 10)) == list(range(1, 11))
+        assert set(seqs(stuck.of(room))) == {1}  # the stuck one still waits on its first
+    finally:
+        stuck.stop()
+
+
+async def test_a_slow_receiver_within_the_timeout_is_a_success(
+        hub: Server, receiver: Backend, http: httpx.AsyncClient) -> None:
+    room = unique_room("chat")
+    receiver.answer = lambda call: Reply(body={}, delay=0.2)  # the hub waits 0.5 s here
+    webhook = await create(http, hub, receiver.url, rooms=[room], secret=receiver.secret)
+    for i in range(3):
+        await publish(http, hub, room, {"i": i})
+    assert seqs(await arrived(receiver, room, 3)) == [1, 2, 3]
+    tried = await eventually(lambda: _listed(http, hub, webhook, 3), "attempts not listed")
+    assert [(a["status"], a["error"]) for a in tried] == [(200, None)] * 3
+
+
+def _scrape(srv: Server) -> str:
+    return httpx.get(f"{srv.base}/metrics", timeout=10).text
