@@ -367,3 +367,13 @@ async def test_stuck_refunds_are_listed_and_reconciled_once_by_two_instances(
     csv_text = (await http.get(f"{one.base}/v1/admin/payments/analytics",
                                params={"format": "csv"}, headers=ops)).text
     assert f"{room},refund,vetoed,EUR,2,,{2 * PRICE}" in csv_text
+    # Tips after the song: verified by the backend like a request's payment.
+    await post_command(http, one, room, "queue.settings", {"tips": True}, user=DJ,
+                       role=Role.DJ)
+    tip_ref = await pay(http, songapp, 300)
+    tipped = await post_command(http, two, room, "request.tip", {
+        "request_id": "r3", "payment": {"reference": tip_ref, "amount": 300}}, user=payers[1])
+    assert tipped.status_code == 200, tipped.text
+    state = await dj_state(http, one, room)
+    assert state["earnings"]["EUR"] | {"refunded": 0} == {
+        "settled": PRICE + 300, "tips": 300, "waiting": 0, "refunding": 0, "refunded": 0}
