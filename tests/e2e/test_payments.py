@@ -317,6 +317,29 @@ async def test_vetoes_are_refunded_once_and_failed_refunds_are_retried(
             if f["data"].get("payment_id") == "p1"]
     assert told == ["payment.verified", "payment.refund_due", "payment.refund_failed",
                     "payment.refund_retry", "payment.refunded"]
+    # Analytics: the set's money, and every set's for operators (JSON and CSV).
+    dj = {"authorization": f"Bearer {issue_token(DJ, Role.DJ)}"}
+    report = (await http.get(f"{two.base}/v1/rooms/{room}/analytics", headers=dj)).json()
+    eur = report["payments"]["currencies"]["EUR"]
+    assert report["payments"]["requests"] == {"paid": 3, "free": 0}
+    assert (eur["earned"], eur["average_price"], eur["refunds"]) == (
+        PRICE, PRICE, {"vetoed": {"count": 2, "amount": 2 * PRICE, "refunded": 2}})
+    ops = {"authorization": f"Bearer {issue_token('ops', Role.ADMIN)}"}
+    across = (await http.get(f"{one.base}/v1/admin/payments/analytics", headers=ops)).json()
+    assert across["sets"][room] == report["payments"]
+    csv_text = (await http.get(f"{one.base}/v1/admin/payments/analytics",
+                               params={"format": "csv"}, headers=ops)).text
+    assert f"{room},refund,vetoed,EUR,2,,{2 * PRICE}" in csv_text
+    # Tips after the song: verified by the backend like a request's payment.
+    await post_command(http, one, room, "queue.settings", {"tips": True}, user=DJ,
+                       role=Role.DJ)
+    tip_ref = await pay(http, songapp, 300)
+    tipped = await post_command(http, two, room, "request.tip", {
+        "request_id": "r3", "payment": {"reference": tip_ref, "amount": 300}}, user=payers[1])
+    assert tipped.status_code == 200, tipped.text
+    state = await dj_state(http, one, room)
+    assert state["earnings"]["EUR"] | {"refunded": 0} == {
+        "settled": PRICE + 300, "tips": 300, "waiting": 0, "refunding": 0, "refunded": 0}
 
 
 async def test_stuck_refunds_are_listed_and_reconciled_once_by_two_instances(
@@ -354,26 +377,3 @@ async def test_stuck_refunds_are_listed_and_reconciled_once_by_two_instances(
     assert await sync(http, songapp, two, room) == {"refunded": 1, "failed": 0}
     listing = (await http.get(f"{two.base}/v1/admin/payments", headers=ops)).json()
     assert [p for p in listing["payments"] if p["room"] == room] == []
-    # Analytics: the set's money, and every set's for operators (JSON and CSV).
-    dj = {"authorization": f"Bearer {issue_token(DJ, Role.DJ)}"}
-    report = (await http.get(f"{two.base}/v1/rooms/{room}/analytics", headers=dj)).json()
-    eur = report["payments"]["currencies"]["EUR"]
-    assert report["payments"]["requests"] == {"paid": 3, "free": 0}
-    assert (eur["earned"], eur["average_price"], eur["refunds"]) == (
-        PRICE, PRICE, {"vetoed": {"count": 2, "amount": 2 * PRICE, "refunded": 2}})
-    ops = {"authorization": f"Bearer {issue_token('ops', Role.ADMIN)}"}
-    across = (await http.get(f"{one.base}/v1/admin/payments/analytics", headers=ops)).json()
-    assert across["sets"][room] == report["payments"]
-    csv_text = (await http.get(f"{one.base}/v1/admin/payments/analytics",
-                               params={"format": "csv"}, headers=ops)).text
-    assert f"{room},refund,vetoed,EUR,2,,{2 * PRICE}" in csv_text
-    # Tips after the song: verified by the backend like a request's payment.
-    await post_command(http, one, room, "queue.settings", {"tips": True}, user=DJ,
-                       role=Role.DJ)
-    tip_ref = await pay(http, songapp, 300)
-    tipped = await post_command(http, two, room, "request.tip", {
-        "request_id": "r3", "payment": {"reference": tip_ref, "amount": 300}}, user=payers[1])
-    assert tipped.status_code == 200, tipped.text
-    state = await dj_state(http, one, room)
-    assert state["earnings"]["EUR"] | {"refunded": 0} == {
-        "settled": PRICE + 300, "tips": 300, "waiting": 0, "refunding": 0, "refunded": 0}
