@@ -4,7 +4,8 @@ operator's backend process, capturing at the test provider process.
 A guest on a phone sees the price, pays (the provider issues the reference, as its
 payment page would), submits with the reference and sees "paid, waiting for the DJ";
 the DJ on a desktop sees the paid request and vetoes it; the guest sees the refund
-coming, then refunded once the backend confirms it, also on a desktop.
+coming, then refunded once the backend confirms it, also on a desktop. The reference
+comes from the provider's payment page, as in the demo.
 """
 
 from __future__ import annotations
@@ -63,9 +64,12 @@ def test_a_guest_pays_the_dj_vetoes_the_guest_sees_the_refund(
     connected(dj)
     expect(guest.get_by_test_id("price")).to_contain_text("€5.00")
 
-    # The provider's payment page gives the guest a reference.
-    reference = httpx.post(f"{pay.url}/payments", json={"amount": 500, "currency": "EUR"},
-                           timeout=15).json()["reference"]
+    # The provider's payment page (a tab of the guest's phone) gives a reference.
+    paying = paid_pages.context(viewport=PHONE).new_page()
+    paying.goto(f"{pay.url}/?amount=500&currency=EUR")
+    paying.get_by_role("button", name="Pay").click()
+    expect(paying.locator("#out")).to_contain_text("Your payment reference: pay_")
+    reference = paying.locator("#out").inner_text().rsplit(" ", 1)[-1]
     form = guest.get_by_test_id("request-form")
     form.get_by_label("Title").fill("Dancing Queen")
     form.get_by_label("Artist").fill("ABBA")
