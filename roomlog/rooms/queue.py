@@ -43,8 +43,24 @@ request.played       DJ     FORBIDDEN; INVALID_ARGS; NOT_FOUND; INVALID_TRANSITI
 queue.reorder        DJ     FORBIDDEN; INVALID_ARGS; NOT_FOUND; INVALID_TRANSITION (not
                             accepted); INVALID_ARGS (position not in 1..len(queue))
 queue.open / close   DJ     FORBIDDEN; INVALID_ARGS (any argument). Idempotent.
-queue.settings       DJ     FORBIDDEN; INVALID_ARGS (unknown key, out of range, none given)
+queue.settings       DJ     FORBIDDEN; INVALID_ARGS (unknown key, out of range, none given,
+                            jump_price not above price)
+queue.end            DJ     FORBIDDEN; INVALID_ARGS. Closes the queue, the playing song is
+                            played, pending and accepted requests are vetoed ("the set ended")
+request.tip          any    INVALID_ARGS; FORBIDDEN (tips off); NOT_FOUND; INVALID_TRANSITION
+                            (not playing/played); then the payment checks (below)
+payment.refunded     op     FORBIDDEN (not a service or admin); INVALID_ARGS; NOT_FOUND;
+payment.refund_failed       INVALID_TRANSITION (see ``queue_payment``); a report that changes
+payment.retry               nothing succeeds with no events
 ===================  =====  ==================================================================
+
+Paid requests (``queue_pay``): in a room with a ``price`` (or with ``payment.jump``),
+``request.submit`` checks its ``payment`` first: PAYMENT_REQUIRED, PAYMENT_ALREADY_USED,
+UNAVAILABLE (nothing verifies payments, the hook failed open, or its allow did not say
+what was paid); a backend's deny gives PAYMENT_DECLINED. A verified payment that the
+room's rules then refuse is recorded refund due, and the refusal is the outcome.
+Payments move along :data:`roomlog.rooms.queue_payment.TRANSITIONS`; each move is an
+event (``payment.*``, ``tip.sent``) and a notice to the paying guest.
 
 Choices, so callers know what to expect:
 
@@ -88,6 +104,8 @@ request.played              request_id, queue
 queue.reordered             request_id, position, queue
 queue.opened / closed       (nothing)
 queue.settings_changed      changed {key: value}, settings (all of them)
+payment.settled, ...        see docs/queue.md, "Paid requests"; request.submitted
+                            carries ``payment`` for a paid request
 ==========================  =====================================================
 
 Notices are tabled in :mod:`.queue_apply`. Everyone authenticated may

@@ -18,7 +18,11 @@
   each ``payment.refund_due`` or ``payment.refund_retry`` not handled yet, refunds
   at the provider and reports ``payment.refunded`` or ``payment.refund_failed``
   to the hub. Webhooks deliver the same events; this reader stands in for them.
-* ``GET /stats``: hook calls and refunds handled.
+* ``POST /webhooks``: the hub's webhooks (``SONGAPP_WEBHOOK_SECRET``; the hub to report
+  to: ``SONGAPP_HUB``): each ``payment.refund_due`` or ``payment.refund_retry`` message
+  is refunded and reported like ``/sync`` does, deduplicated on the message ``id``.
+* ``GET /stats``: hook calls, refunds handled, and the distinct webhook message ids of
+  each payment event (``deliveries``: ``{room/payment_id: {event: [ids]}}``).
 """
 
 from __future__ import annotations
@@ -50,6 +54,12 @@ class SongApp:
     calls: dict[str, int] = field(default_factory=dict)
     handled: set[tuple[str, str, int]] = field(default_factory=set)  # (room, payment, attempt)
     cursors: dict[str, int] = field(default_factory=dict)
+    webhook_secret: str | None = None
+    hub: str | None = None
+    deliveries: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._verifier = Webhook(self.secret)  # once: it decodes the secret
 
     def count(self, what: str) -> None:
         self.calls[what] = self.calls.get(what, 0) + 1
@@ -57,7 +67,7 @@ class SongApp:
     async def hook(self, request: Request) -> Response:
         raw = await request.body()
         try:
-            body = Webhook(self.secret).verify(raw, dict(request.headers))
+            body = self._verifier.verify(raw, dict(request.headers))
         except Exception:  # any failure of the library's check is a bad signature
             self.count("bad_signature")
             return Response(status_code=401)
@@ -141,8 +151,31 @@ class SongApp:
         answer.raise_for_status()
         return "refunded" if ok else "failed"
 
+    async def webhooks(self, request: Request) -> Response:
+        raw = await request.body()
+        try:
+            body = Webhook(self.webhook_secret or "").verify(raw, dict(request.headers))
+        except Exception:  # any failure of the library's check is a bad signature
+            self.count("bad_webhook_signature")
+            return Response(status_code=401)
+        self.count("webhook")
+        auth = {"authorization": f"Bearer {self.token}"}
+        for message in body["messages"]:
+            data = message.get("data") or {}
+            event = data.get("event", "")
+            if not event.startswith("payment."):
+                continue
+            seen = self.deliveries.setdefault(f"{body['room']}/{data['payment_id']}", {})
+            seen.setdefault(event, set()).add(message["id"])
+            if event in REFUND_EVENTS and self.hub is not None:
+                await self.refund(self.hub, body["room"], data, auth)
+        return _json({})
+
     async def stats(self, request: Request) -> Response:
-        return _json({"calls": self.calls, "handled": len(self.handled)})
+        deliveries = {key: {event: sorted(ids) for event, ids in events.items()}
+                      for key, events in self.deliveries.items()}
+        return _json({"calls": self.calls, "handled": len(self.handled),
+                      "deliveries": deliveries})
 
     async def health(self, request: Request) -> Response:
         return _json({"ok": True})
@@ -156,6 +189,7 @@ def create_app(app: SongApp) -> Starlette:
     return Starlette(routes=[
         Route("/hook", app.hook, methods=["POST"]),
         Route("/sync", app.sync, methods=["POST"]),
+        Route("/webhooks", app.webhooks, methods=["POST"]),
         Route("/stats", app.stats, methods=["GET"]),
         Route("/health", app.health, methods=["GET"]),
     ])
@@ -168,7 +202,9 @@ def main() -> None:
     parser.add_argument("--provider-timeout", type=float, default=2.0)
     args = parser.parse_args()
     app = SongApp(args.provider, os.environ["SONGAPP_HOOK_SECRET"],
-                  os.environ["SONGAPP_TOKEN"], args.provider_timeout)
+                  os.environ["SONGAPP_TOKEN"], args.provider_timeout,
+                  webhook_secret=os.environ.get("SONGAPP_WEBHOOK_SECRET"),
+                  hub=os.environ.get("SONGAPP_HUB"))
     uvicorn.run(create_app(app), host="127.0.0.1", port=args.port, log_level="warning",
                 lifespan="off", timeout_graceful_shutdown=1)
 

@@ -76,7 +76,13 @@ def provider(workdir: Path) -> Proc:
 
 
 def backend(workdir: Path, provider_url: str, *, secret: str, token: str,
-            provider_timeout: float = 1.0) -> Proc:
+            provider_timeout: float = 1.0, webhook_secret: str | None = None,
+            hub: str | None = None) -> Proc:
+    """``webhook_secret`` and ``hub``: it takes the hub's webhooks and reports refunds to
+    ``hub`` (an instance's base URL)."""
+    extra = {"SONGAPP_WEBHOOK_SECRET": webhook_secret} if webhook_secret else {}
+    if hub:
+        extra["SONGAPP_HUB"] = hub
     return Proc("tests.payments.backend", workdir, "--provider", provider_url,
                 "--provider-timeout", str(provider_timeout),
-                SONGAPP_HOOK_SECRET=secret, SONGAPP_TOKEN=token)
+                SONGAPP_HOOK_SECRET=secret, SONGAPP_TOKEN=token, **extra)

@@ -14,6 +14,8 @@ does, and can be told to misbehave:
 ``POST /payments/{ref}/refund {key}``  200 ``{status: refunded, refund}`` (again: the
                                        same refund); 409 not captured
 ``GET /payments/{ref}``, ``GET /stats``  what happened (counts of captures, refunds)
+``GET /?amount=500&currency=EUR``      the payment page a guest opens: a button that
+                                       pays and shows the reference to paste
 ``POST /control``                      ``{mode}`` for every capture, or ``{reference,
                                        mode}`` for one: ``ok``, ``decline``, ``timeout``
                                        (no answer for a minute), ``fail`` (500),
@@ -36,7 +38,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 MODES = ("ok", "decline", "timeout", "fail", "twice", "slow")
@@ -143,6 +145,13 @@ class Provider:
         return JSONResponse({"mode": self.mode, "modes": self.modes,
                              "refunds": "fail" if self.refunds_fail else "ok"})
 
+    async def page(self, request: Request) -> Response:
+        """The guest's payment page (the demo's): pay, then copy the reference."""
+        amount = int(request.query_params.get("amount", "500"))
+        currency = request.query_params.get("currency", "EUR")[:3]
+        return HTMLResponse(_PAGE.replace("{amount}", str(amount)).replace(
+            "{currency}", currency).replace("{major}", f"{amount / 100:.2f}"))
+
     async def health(self, request: Request) -> Response:
         return JSONResponse({"ok": True})
 
@@ -157,7 +166,27 @@ def create_app() -> Starlette:
         Route("/stats", provider.stats, methods=["GET"]),
         Route("/control", provider.control, methods=["POST"]),
         Route("/health", provider.health, methods=["GET"]),
+        Route("/", provider.page, methods=["GET"]),
     ])
+
+
+_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Test payment provider</title></head>
+<body style="font-family: system-ui; max-width: 30rem; margin: 2rem auto; padding: 0 1rem">
+<h1>Test payment provider</h1>
+<p>Pay <strong>{major} {currency}</strong> (nothing real is charged).</p>
+<button id="pay">Pay</button>
+<p id="out" aria-live="polite"></p>
+<script>
+document.getElementById("pay").onclick = async () => {
+  const reply = await fetch("payments", {method: "POST", headers: {"content-type":
+    "application/json"}, body: JSON.stringify({amount: {amount}, currency: "{currency}"})});
+  const body = await reply.json();
+  document.getElementById("out").textContent = "Your payment reference: " + body.reference;
+};
+</script></body></html>
+"""
 
 
 def main() -> None:

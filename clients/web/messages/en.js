@@ -129,6 +129,9 @@ export default {
   "guest.form.noteHint": "A note for the DJ (optional)",
   "guest.form.submit": "Request it",
   "guest.form.sending": "Sending…",
+  "guest.form.price": "Each request costs {price}: pay on the payment page, then paste its reference.",
+  "guest.form.payment": "Payment reference",
+  "guest.form.paymentHint": "From the payment page",
   "guest.mine.heading": "My requests",
   "guest.mine.empty": "Nothing requested yet.",
   "guest.others.heading": "Vote for the next songs",
@@ -154,6 +157,11 @@ export default {
   "guest.action.cancel": "Cancel “{title}”",
   "guest.action.vote": "Vote for “{title}”",
   "guest.action.unvote": "Take back the vote for “{title}”",
+  "guest.pay.waiting": "paid {amount} · waiting for the DJ",
+  "guest.pay.paid": "paid {amount}",
+  "guest.pay.refundDue": "refund of {amount} on its way",
+  "guest.pay.refundFailed": "refund of {amount} delayed, retrying",
+  "guest.pay.refunded": "refunded {amount}",
   "notice.accepted": "The DJ accepted “{title}”.",
   "notice.acceptedAt": "The DJ accepted “{title}” (#{position} in the queue).",
   "notice.vetoed": "The DJ declined “{title}”.",
@@ -161,6 +169,8 @@ export default {
   "notice.playing": "“{title}” is playing now!",
   "notice.next": "“{title}” is next.",
   "notice.moved": "“{title}” moved to #{position}.",
+  "notice.refundDue": "Your payment of {amount} will be refunded.",
+  "notice.refunded": "Refunded: {amount}.",
 
   // -- DJ console
   "dj.title": "DJ console",
@@ -175,6 +185,7 @@ export default {
   "dj.stat.open": "open",
   "dj.stat.closed": "closed",
   "dj.stat.requests": "new requests",
+  "dj.stat.earned": "earned (tips {tips}; waiting {waiting})",
   "dj.nothing": "Nothing",
   "dj.forGuest": "{artist} · for {user}",
   "dj.done": "Done",
@@ -210,6 +221,8 @@ export default {
   "dj.action.acceptMany": { one: "Accept {count} request", other: "Accept {count} requests" },
   "dj.action.vetoMany": { one: "Veto {count} request", other: "Veto {count} requests" },
   "dj.batchPartly": "{done} of {count} done.",
+  "dj.paid": "paid {amount}",
+  "dj.paidJump": "paid {amount} · jump",
 
   // -- repair, customer
   "repair.title": "Your repair",

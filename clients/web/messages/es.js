@@ -127,6 +127,9 @@ export default {
   "guest.form.noteHint": "Una nota para el DJ (opcional)",
   "guest.form.submit": "Pedirla",
   "guest.form.sending": "Enviando…",
+  "guest.form.price": "Cada petición cuesta {price}: paga en la página de pago y pega su referencia.",
+  "guest.form.payment": "Referencia del pago",
+  "guest.form.paymentHint": "De la página de pago",
   "guest.mine.heading": "Mis peticiones",
   "guest.mine.empty": "Aún no has pedido nada.",
   "guest.others.heading": "Vota las próximas canciones",
@@ -152,6 +155,11 @@ export default {
   "guest.action.cancel": "Cancelar «{title}»",
   "guest.action.vote": "Votar «{title}»",
   "guest.action.unvote": "Retirar el voto a «{title}»",
+  "guest.pay.waiting": "pagado {amount} · esperando al DJ",
+  "guest.pay.paid": "pagado {amount}",
+  "guest.pay.refundDue": "reembolso de {amount} en camino",
+  "guest.pay.refundFailed": "reembolso de {amount} retrasado, reintentando",
+  "guest.pay.refunded": "reembolsado {amount}",
   "notice.accepted": "El DJ aceptó «{title}».",
   "notice.acceptedAt": "El DJ aceptó «{title}» (n.º {position} en la cola).",
   "notice.vetoed": "El DJ rechazó «{title}».",
@@ -159,6 +167,8 @@ export default {
   "notice.playing": "¡«{title}» está sonando!",
   "notice.next": "«{title}» es la siguiente.",
   "notice.moved": "«{title}» pasa al n.º {position}.",
+  "notice.refundDue": "Se te reembolsará el pago de {amount}.",
+  "notice.refunded": "Reembolsado: {amount}.",
 
   // -- consola del DJ
   "dj.title": "Consola del DJ",
@@ -173,6 +183,7 @@ export default {
   "dj.stat.open": "abiertas",
   "dj.stat.closed": "cerradas",
   "dj.stat.requests": "nuevas peticiones",
+  "dj.stat.earned": "ganado (propinas {tips}; pendiente {waiting})",
   "dj.nothing": "Nada",
   "dj.forGuest": "{artist} · para {user}",
   "dj.done": "Terminada",
@@ -208,6 +219,8 @@ export default {
   "dj.action.acceptMany": { one: "Aceptar {count} petición", other: "Aceptar {count} peticiones" },
   "dj.action.vetoMany": { one: "Rechazar {count} petición", other: "Rechazar {count} peticiones" },
   "dj.batchPartly": "Hechas {done} de {count}.",
+  "dj.paid": "pagado {amount}",
+  "dj.paidJump": "pagado {amount} · salta la cola",
 
   // -- reparación, cliente
   "repair.title": "Tu reparación",
