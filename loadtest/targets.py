@@ -47,7 +47,7 @@ async def start(name: str, workdir: Path, *, pg_dsn: str, core: str | None,
     port = free_port()
     pg = None
     if name == "baseline":
-        server = Server(name, baseline_argv(port, loop="asyncio"), port, workdir, core=core)
+        server = Server(name, baseline_argv(port), port, workdir, core=core)
     else:
         if name == "hub-postgres":
             pg = PgDatabase(pg_dsn)
