@@ -44,8 +44,9 @@ class BanApi:
         """``POST /v1/admin/bans``: 201 ``{"ban": {...}, "closed_here": n}``."""
         who = self._operator(request)
         revocation = self._s.revocation
-        new = parse_ban(await json_body(request, _MAX_BODY), revocation.now_ms())
-        ban, closed = await revocation.ban(new, who)
+        now_ms = revocation.now_ms()  # one moment: `duration` and `created` agree
+        new = parse_ban(await json_body(request, _MAX_BODY), now_ms)
+        ban, closed = await revocation.ban(new, who, now_ms)
         return JSONResponse({"ban": revocation.json(ban), "closed_here": closed},
                             status_code=201)
 

@@ -74,11 +74,12 @@ class Revocation:
 
     # -- changes -------------------------------------------------------------------
 
-    async def ban(self, new: NewBan, by: Principal) -> tuple[Ban, int]:
-        """Store a ban, enforce it here, tell the others; the ban and how many
-        connections this instance ended. The write is shielded: once asked, a ban
-        is committed even if the request is cancelled (the reload spreads it)."""
-        ban = await asyncio.shield(self.store.add(new, by, self._clock_ms()))
+    async def ban(self, new: NewBan, by: Principal, now_ms: int) -> tuple[Ban, int]:
+        """Store a ban made at ``now_ms`` (the moment its ``duration`` counts from),
+        enforce it here, tell the others; the ban and how many connections this
+        instance ended. The write is shielded: once asked, a ban is committed even if
+        the request is cancelled (the reload spreads it)."""
+        ban = await asyncio.shield(self.store.add(new, by, now_ms))
         return ban, self._changed(ban)
 
     async def lift(self, ban_id: int, by: Principal) -> Ban | None:
