@@ -7,8 +7,9 @@ For each target: ``--warm`` connections opened and closed (caches, pools), then
 WebSocket handshake, ``connect`` (a signed token, each for a user of its own)
 and ``subscribe`` to one of ``--rooms`` rooms, up to its ``subscribed`` frame.
 Figures: connections per second over the window, the server's CPU time per
-connection (user + system, every process of the target), and the per-connection
-time p50 / p99. The connections stay open until the window ends (a reconnect
+connection (user + system, every process of the target), the per-connection time
+p50 / p99, and handshakes refused with 503 by a saturated hub (each tried again
+after 1 s, inside the figures). The connections stay open until the window ends (a reconnect
 storm keeps them), then close.
 
 Example: ``python loadtest/connect.py --json connect.json``.
@@ -32,7 +33,7 @@ import orjson
 from common import RawClient, percentile
 from procs import tree_cpu, tree_pids
 from servers import hub_token
-from targets import raise_fd_limit, start, subscriber
+from targets import Refusals, raise_fd_limit, start, subscriber
 
 TARGETS = ("baseline", "hub-sqlite", "hub-postgres")
 
@@ -58,6 +59,7 @@ async def measure(name: str, args: argparse.Namespace, workdir: Path) -> dict[st
                                                 f"chat:c-{i % args.rooms}"))
                 took.append(time.perf_counter_ns() - t0)
 
+        refused0 = Refusals.count
         cpu0, wall0 = tree_cpu(pids), time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(args.connections)))
         wall = time.perf_counter() - wall0
@@ -71,6 +73,7 @@ async def measure(name: str, args: argparse.Namespace, workdir: Path) -> dict[st
             "per_s": round(args.connections / wall), "cpu_ms_per_connect":
             round(cpu * 1000 / args.connections, 3),
             "server_cpu_pct": round(100 * cpu / wall),
+            "refused_503": Refusals.count - refused0,
             "p50_ms": percentile(took, 0.5) / 1e6, "p99_ms": percentile(took, 0.99) / 1e6,
             "load_average": round(os.getloadavg()[0], 1)}
 
@@ -104,7 +107,8 @@ def main() -> int:
         results.append(r)
         print(f"{name:<13} {r['per_s']:>6,} connect+auth+subscribe/s, server CPU "
               f"{r['cpu_ms_per_connect']:.2f} ms each ({r['server_cpu_pct']}% of a core), "
-              f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms (load average "
+              f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['refused_503']} refused "
+              f"(503, retried after 1 s) (load average "
               f"{r['load_average']})", flush=True)
     if args.json:
         document = {"tool": "connect", "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

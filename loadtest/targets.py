@@ -23,7 +23,7 @@ from servers import (
     migrate,
 )
 
-__all__ = ["Target", "open_all", "raise_fd_limit", "start", "subscriber"]
+__all__ = ["Refusals", "Target", "open_all", "raise_fd_limit", "start", "subscriber"]
 
 SUBPROTOCOL = "roomlog.v1.json"
 
@@ -67,8 +67,29 @@ async def start(name: str, workdir: Path, *, pg_dsn: str, core: str | None,
     return target
 
 
+class Refusals:
+    """Handshakes a saturated hub refused with 503 (each retried after ``BUSY_WAIT``)."""
+
+    count = 0
+
+
+BUSY_WAIT = 1.0  # seconds before a handshake refused with 503 is tried again
+
+
 async def subscriber(port: int, token: str, room: str) -> RawClient:
-    """A client past ``connect`` and ``subscribe`` (its ``subscribed`` frame read)."""
+    """A client past ``connect`` and ``subscribe`` (its ``subscribed`` frame read); a
+    handshake refused with 503 (admission) is counted and tried again."""
+    while True:
+        try:
+            return await _subscriber(port, token, room)
+        except ConnectionError as exc:
+            if "HTTP/1.1 503" not in str(exc):
+                raise
+            Refusals.count += 1
+            await asyncio.sleep(BUSY_WAIT)
+
+
+async def _subscriber(port: int, token: str, room: str) -> RawClient:
     client = await RawClient.open(HOST, port, subprotocol=SUBPROTOCOL)
     try:
         client.send_json({"type": "connect", "token": token})
