@@ -120,8 +120,9 @@ async def held(port: int, args: argparse.Namespace, pid: int) -> dict[str, Any]:
 
 
 async def measure(workers: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    pool = {"ROOMLOG_DB_POOL_SIZE": str(args.pool), "ROOMLOG_DB_POOL_OVERFLOW": str(args.pool)}
     target = await start("hub-postgres", workdir, pg_dsn=args.pg_dsn, core=None,
-                         workers=workers)
+                         workers=workers, env=pool)
     try:
         await asyncio.sleep(1.0)
         pids = tree_pids(target.server.pid)
@@ -145,6 +146,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--hold", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--pool", type=int, default=5,
+                        help="database pool size and overflow per worker (5: a shared "
+                             "PostgreSQL with max_connections 100 holds 2 workers' pools)")
     parser.add_argument("--gen-core", type=int, default=1, help="core for this generator (1)")
     parser.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--json", metavar="PATH", help="write the options and figures as JSON")
