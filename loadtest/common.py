@@ -334,6 +334,8 @@ class RawClient(asyncio.Protocol):
             self.closed.set_result(self.close_info)
 
     def data_received(self, data: bytes) -> None:
+        if not self._open and self.handshake.done():
+            return  # the handshake was refused: what follows is no WebSocket
         buf = self._buf
         buf += data
         if not self._open:

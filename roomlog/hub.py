@@ -25,7 +25,7 @@ from typing import Any
 
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.identity import Principal
-from roomlog.log import Log, RoomInfo
+from roomlog.log import Log, Page, RoomInfo
 from roomlog.outbox import Outbox
 from roomlog.protocol import Format, Lens, Message, Since, batch, encode, error_frame
 
@@ -227,8 +227,18 @@ class Hub:
 
     async def _catch_up(self, sub: Subscription) -> None:
         fmt = sub.outbox.format
+        first: Page | None = None  # a page read already, for the loop below
         if not sub.epoch:  # first start: place the cursor and confirm the subscription
-            info = await self._log.info(sub.room)
+            if sub.since is not None:
+                # A resume reads its first page at once: the page's info places the
+                # cursor as a lookup would (one read, not two, per resuming client).
+                first = await self._log.read(sub.room, sub.since.seq, self._page_size)
+                info = first.info
+            else:
+                info = await self._log.info(sub.room)
+                # From now on: the log is read up to this head, so the first page is
+                # empty unless the cursor moves below (what arrived live is merged).
+                first = Page(info, info.head, [])
             sub.epoch, sub.cursor = info.epoch, info.head
             reason = stale(sub.since, info)
             if sub.since is not None and reason is None:
@@ -256,11 +266,16 @@ class Hub:
             sub.send(frame if sub.ident is None else frame | {"id": sub.ident})
             if reason is not None:
                 await self._send_reset(sub, info, reason)
+            if first is not None and (first.after != sub.cursor or first.info.epoch != sub.epoch):
+                first = None  # the cursor moved (a reset, a domain state, the buffer)
         while True:
             await sub.outbox.drained()  # replay at the client's pace, never past the bound
             if sub.outbox.closed:
                 return
-            page = await self._log.read(sub.room, sub.cursor, self._page_size)
+            if first is not None:
+                page, first = first, None
+            else:
+                page = await self._log.read(sub.room, sub.cursor, self._page_size)
             if not self._still_reads(sub, page.messages):
                 return
             if page.info.epoch != sub.epoch:

@@ -10,10 +10,12 @@ import asyncio
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from roomlog_client import (
     Client,
@@ -129,3 +131,24 @@ async def test_the_readme_example_runs_as_written(make_server: MakeServer,
     assert re.search(r"requested r\d+", out), out
     assert "submitted: Dancing Queen" in out, out
     assert "refused: DUPLICATE_REQUEST" in out, out
+
+
+async def test_a_saturated_server_is_waited_out_as_it_asks(make_server: MakeServer) -> None:
+    """A 503 with Retry-After (``roomlog/admission.py``) is no failure, not even for
+    ``fail_fast``: the client comes back after the time the server named."""
+    srv = await make_server(admission_max_lag=0.2, admission_retry_after=1)
+    assert srv.proc is not None
+    client = Client(srv.ws_url, token=issue_token("gina"), fail_fast=True)
+    os.kill(srv.proc.pid, signal.SIGSTOP)  # its event loop falls far behind
+    try:
+        starting = asyncio.create_task(client.start())
+        await asyncio.sleep(1.0)
+    finally:
+        os.kill(srv.proc.pid, signal.SIGCONT)
+    await asyncio.wait_for(starting, TIMEOUT)
+    assert client.state.value == "connected"
+    await client.close()
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(srv.base + "/metrics")).text
+    refused = re.search(r'roomlog_connections_refused_total\{reason="saturated"\} (\S+)', metrics)
+    assert refused is not None and float(refused[1]) >= 1

@@ -415,6 +415,11 @@ class Client:
                 try:
                     link = await self.open()
                 except OpenFailed as failed:
+                    if failed.kind == "busy":  # the server is saturated: come back as asked
+                        self._set_state(self._trying())
+                        await self.pause((failed.retry_after or self._backoff.delay(0))
+                                         + self._backoff.spread(1.0))
+                        continue
                     attempts += 1
                     if self.fail_fast and not self._ever_up:
                         raise ConnectFailed(self.url, failed.detail, failed.code) from None

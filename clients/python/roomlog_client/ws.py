@@ -32,11 +32,13 @@ MAX_MESSAGE = 64 * 1024 * 1024  # a coalesced backlog: up to 512 frames of up to
 
 
 class OpenFailed(Exception):
-    def __init__(self, kind: str, detail: str, code: int | None = None) -> None:
+    def __init__(self, kind: str, detail: str, code: int | None = None,
+                 retry_after: float | None = None) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail
         self.code = code
+        self.retry_after = retry_after  # a saturated server's 503 says when to come back
 
 
 class LinkClosed(Exception):
@@ -105,14 +107,25 @@ class Link:
         self._ws.transport.abort()
 
 
+def _seconds(value: str | None) -> float | None:
+    """A Retry-After in whole seconds; None if absent or not a number."""
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
 async def open_link(url: str, codec: Codec, token: str, *, within: float) -> Link:
     try:
         ws = await connect(url, subprotocols=[Subprotocol(codec.subprotocol)],
                            open_timeout=within, ping_interval=None, close_timeout=2.0,
                            max_size=MAX_MESSAGE)
     except InvalidStatus as exc:
-        raise OpenFailed("refused", f"HTTP {exc.response.status_code}",
-                         exc.response.status_code) from None
+        status = exc.response.status_code
+        if status == 503:  # saturated: come back after Retry-After, nothing is wrong
+            raise OpenFailed("busy", "HTTP 503", status,
+                             _seconds(exc.response.headers.get("Retry-After"))) from None
+        raise OpenFailed("refused", f"HTTP {status}", status) from None
     except OSError as exc:
         kind = "unreachable" if isinstance(exc, socket.gaierror) or exc.errno in UNREACHABLE \
             else "network"
