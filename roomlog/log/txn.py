@@ -216,6 +216,9 @@ async def _lock_run(conn: AsyncConnection, run: dict[int, SqlTxn]) -> None:
         return
     for room_id, locked in (await _lock_ids(conn, list(run))).items():
         run[room_id].begin_locked(room_id, *locked)
+    for t in run.values():  # a cached id with no row (never: rows are never deleted)
+        if t._main is None:
+            await t.begin()
 
 
 async def _lock_ids(conn: AsyncConnection, ids: list[int]
