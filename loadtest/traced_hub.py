@@ -15,10 +15,11 @@ package changes. The marks, in the order a publish meets them:
                room's lock; ``flush`` the buffered writes start; ``flushed`` they
                are written; ``committed`` COMMIT returned
 ``deliver``    the hub hands the committed messages to local subscribers (encode
-               once, queue in every outbox) until ``delivered``
-``write``      the flusher's callback at the end of that loop turn starts writing
-               the outboxes to their sockets, until ``written`` (the last socket
-               write of the message)
+               once; write at once to every idle subscriber's socket, queue for the
+               others) until ``delivered``
+``write``      the flusher's callback at the end of that loop turn writes the
+               queued outboxes (with a bus to other instances, all of them) until
+               ``written``: the last socket write of the message
 
 :func:`stages` turns the marks into per-message stage durations.
 """
@@ -52,9 +53,9 @@ STAGES = [  # (name, from mark, to mark)
     ("INSERTs + UPDATE", "flush", "flushed"),
     ("COMMIT", "flushed", "committed"),
     ("commit -> hub", "committed", "deliver"),
-    ("hub: encode + queue in outboxes", "deliver", "delivered"),
+    ("hub: encode, write idle sockets, queue", "deliver", "delivered"),
     ("wait for the loop turn's flush", "delivered", "write"),
-    ("socket writes (first to last)", "write", "written"),
+    ("flush of queued outboxes", "write", "written"),
 ]
 
 

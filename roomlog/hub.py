@@ -95,8 +95,14 @@ class Hub:
         lenses: Lenses | None = None,
         gates: Gates | None = None,
         admits: Admits | None = None,
+        write_at_once: bool = True,
     ) -> None:
+        """``write_at_once``: a delivery writes to idle subscribers' sockets at once
+        (``Outbox.offer``); False leaves every write to the flush at the end of the loop
+        turn, so that what was scheduled before (a bus's writer telling the other
+        instances) goes first."""
         self._log = log
+        self._write_at_once = write_at_once
         self._page_size = page_size
         self._live_buffer = live_buffer
         self._rooms: dict[str, _Room] = {}
@@ -382,8 +388,10 @@ class Hub:
             skip = sub.cursor + 1 - first.seq
             if skip:
                 sub.outbox.extend(run[0][skip:])
-            else:  # most often written at once (Outbox.offer), one payload for all
+            elif self._write_at_once:  # most often written now, one payload for all
                 sub.outbox.offer(*run)
+            else:
+                sub.outbox.extend(run[0], run[1])
             copies += len(messages) - skip
             sub.cursor = last.seq
         self.delivered += copies

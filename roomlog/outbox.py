@@ -137,11 +137,18 @@ class Outbox:
         end of the loop turn. Order holds: a write happens only with nothing before it."""
         if (self._direct is not None and not self._items and not self._sending
                 and not self._marked and not self.closed and len(items) <= self._coalesce
-                and nbytes <= self._max_bytes and self._direct(payload())):
+                and nbytes <= self._max_bytes and self._write_now(payload)):
             self.frames_sent += 1
             self.items_sent += len(items)
             return
         self.extend(items, nbytes)
+
+    def _write_now(self, payload: Callable[[], bytes]) -> bool:
+        assert self._direct is not None
+        try:
+            return self._direct(payload())
+        except Exception:  # never the committer's failure: queued, the flush at the
+            return False  # end of the turn meets the error where it always did
 
     def fits(self, frames: int, nbytes: int) -> bool:
         """Whether ``frames`` more items of ``nbytes`` in all stay within the bound."""

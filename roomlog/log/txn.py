@@ -184,17 +184,14 @@ class SqlTxn:
             index_elements=[snapshots.c.room_id], set_=dict(seq=seq, state=state)))
         self._main.snapshot_seq = seq
 
-    async def _trim(self, w: _RoomWrite) -> int:
-        """Count-based retention, never past the snapshot: the room's new trim point."""
-        assert w.room_id is not None
+    def _trim(self, w: _RoomWrite) -> int:
+        """Count-based retention, never past the snapshot: the room's new trim point
+        (messages up to it are deleted once the new ones are written)."""
         trimmed = w.trimmed
         if self._max_messages and w.head - self._max_messages > trimmed:
             trimmed = w.head - self._max_messages
             if w.snapshot_seq is not None:
                 trimmed = min(trimmed, w.snapshot_seq)
-            if trimmed > w.trimmed:
-                await self._conn.execute(messages.delete().where(
-                    messages.c.room_id == w.room_id, messages.c.seq <= trimmed))
             trimmed = max(trimmed, w.trimmed)
         return trimmed
 
@@ -202,6 +199,43 @@ class SqlTxn:
 _ADVANCE = rooms.update().where(rooms.c.id == sa.bindparam("rid")).values(
     head_seq=sa.bindparam("head"), trimmed_seq=sa.bindparam("trimmed"),
     snapshot_seq=sa.bindparam("snap"))
+
+
+# PostgreSQL: the messages, the remembered ids and the heads in one statement (data-
+# modifying WITH clauses run to completion whether read or not), its text the same for
+# any number of rows, so it is prepared once per connection.
+_PG_WRITE = sa.text("""
+WITH m AS (
+  INSERT INTO rt_messages (room_id, seq, ts, author, data)
+  SELECT * FROM unnest(CAST(:m_room AS BIGINT[]), CAST(:m_seq AS BIGINT[]),
+                       CAST(:m_ts AS BIGINT[]), CAST(:m_author AS VARCHAR[]),
+                       CAST(:m_data AS BYTEA[]))
+), d AS (
+  INSERT INTO rt_dedup (room_id, actor, client_id, seq, ts, result)
+  SELECT * FROM unnest(CAST(:d_room AS BIGINT[]), CAST(:d_actor AS VARCHAR[]),
+                       CAST(:d_client AS VARCHAR[]), CAST(:d_seq AS BIGINT[]),
+                       CAST(:d_ts AS BIGINT[]), CAST(:d_result AS BYTEA[]))
+)
+UPDATE rt_rooms SET head_seq = v.head, trimmed_seq = v.trimmed, snapshot_seq = v.snap
+FROM unnest(CAST(:h_room AS BIGINT[]), CAST(:h_head AS BIGINT[]),
+            CAST(:h_trimmed AS BIGINT[]), CAST(:h_snap AS BIGINT[])) AS v(id, head, trimmed, snap)
+WHERE rt_rooms.id = v.id
+""")
+
+
+def _pg_arrays(rows: list[dict[str, Any]], ids: list[dict[str, Any]],
+               heads: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The columns of ``_PG_WRITE``, one array each."""
+    return {
+        "m_room": [r["room_id"] for r in rows], "m_seq": [r["seq"] for r in rows],
+        "m_ts": [r["ts"] for r in rows], "m_author": [r["author"] for r in rows],
+        "m_data": [r["data"] for r in rows],
+        "d_room": [r["room_id"] for r in ids], "d_actor": [r["actor"] for r in ids],
+        "d_client": [r["client_id"] for r in ids], "d_seq": [r["seq"] for r in ids],
+        "d_ts": [r["ts"] for r in ids], "d_result": [r["result"] for r in ids],
+        "h_room": [h["rid"] for h in heads], "h_head": [h["head"] for h in heads],
+        "h_trimmed": [h["trimmed"] for h in heads], "h_snap": [h["snap"] for h in heads],
+    }
 
 
 async def lock_rooms(txns: Sequence[SqlTxn]) -> None:
@@ -230,6 +264,9 @@ async def _lock_run(conn: AsyncConnection, run: dict[int, SqlTxn]) -> None:
         return
     for room_id, locked in (await _lock_ids(conn, list(run))).items():
         run[room_id].begin_locked(room_id, *locked)
+    for t in run.values():  # a cached id with no row (never: rows are never deleted)
+        if t._main is None:
+            await t.begin()
 
 
 async def _lock_ids(conn: AsyncConnection, ids: list[int]
@@ -325,23 +362,34 @@ async def flush_all(txns: Sequence[SqlTxn], others: dict[str, list[tuple[str, by
             other.head += 1
             other.stored.append(Message(name, other.head, epoch, first.now_ms, actor, raw))
         writes.append(other)
-    rows = [dict(room_id=w.room_id, seq=m.seq, ts=m.ts, author=m.by, data=m.raw)
-            for w in writes for m in w.stored]
-    if rows:
-        await conn.execute(messages.insert(), rows)
-    ids = [row | {"room_id": t._room_id} for t in txns for row in t._ids]
-    if ids:
-        await conn.execute(dedup.insert(), ids)
     snapshotted = set()
     for t in txns:
         if t._snapshot is not None:
             await t._save_snapshot(*t._snapshot)
             snapshotted.add(t.room)
-    heads = []
+    rows = [dict(room_id=w.room_id, seq=m.seq, ts=m.ts, author=m.by, data=m.raw)
+            for w in writes for m in w.stored]
+    ids = [row | {"room_id": t._room_id} for t in txns for row in t._ids]
+    heads: list[dict[str, Any]] = []
+    trims: list[tuple[int, int]] = []
     for w in writes:
         if w.stored or w.room in snapshotted:
-            heads.append(dict(rid=w.room_id, head=w.head, trimmed=await first._trim(w),
+            trimmed = first._trim(w)
+            heads.append(dict(rid=w.room_id, head=w.head, trimmed=trimmed,
                               snap=w.snapshot_seq))
-    if heads:
-        await conn.execute(_ADVANCE, heads)
+            if trimmed > w.trimmed:
+                assert w.room_id is not None
+                trims.append((w.room_id, trimmed))
+    if not first._sqlite:  # one round trip for the three
+        await conn.execute(_PG_WRITE, _pg_arrays(rows, ids, heads))
+    else:
+        if rows:
+            await conn.execute(messages.insert(), rows)
+        if ids:
+            await conn.execute(dedup.insert(), ids)
+        if heads:
+            await conn.execute(_ADVANCE, heads)
+    for trimmed_id, upto in trims:
+        await conn.execute(messages.delete().where(
+            messages.c.room_id == trimmed_id, messages.c.seq <= upto))
     return {w.room: w.stored for w in writes if w.stored}
