@@ -241,3 +241,15 @@ async def test_time_travel_over_a_trimmed_log_starts_from_the_snapshot(
     assert gone.json()["error"]["details"] == {"trimmed": 3, "oldest": 5}
     before = (await travel(http, srv, room, 0, "technician")).json()
     assert before["event"] is None and before["state"]["exists"] is False
+
+
+async def test_time_travel_folds_page_by_page(http: httpx.AsyncClient,
+                                              make_server: MakeServer) -> None:
+    srv = await make_server(max_page_size=2)  # 5 events: three pages
+    room = await ticket(http, srv)
+    for at, status in ((3, "diagnosing"), (4, "on_hold"), (5, "diagnosing")):
+        body = (await travel(http, srv, room, at, "customer")).json()
+        assert (body["seq"], body["state"]["status"]) == (at, status)
+        assert body["event"]["seq"] == at and MARKER not in str(body)
+    hidden = (await travel(http, srv, room, 3, "customer")).json()
+    assert hidden["event"]["type"] == "note.added" and hidden["event"]["data"] is None
