@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from roomlog.commands import Call
-from roomlog.console.audit import record
+from roomlog.console.audit import check_resettable, record
 from roomlog.console.catalog import MAX_SEARCH, Catalog, RoomRow
 from roomlog.console.logpage import MAX_LIMIT, parse_filter, row
 from roomlog.errors import ErrorCode, ProtocolError, RoomlogError
@@ -255,6 +255,7 @@ class ConsoleApi:
                                 f"resetting drops the log: repeat the room's name in "
                                 f"'confirm' ({name!r})")
         reason = _reason(body)
+        check_resettable(name)
         before = await self._s.log.info(name)
         info = await self._s.publisher.reset(name)
         dropped = before.head - before.trimmed

@@ -200,6 +200,12 @@ async def test_every_moderation_action_is_audited(
     assert mine[0]["reason"] == "spam" and mine[3]["details"]["dropped"] == 1
     assert mine[4]["reason"] == "too loud"
 
+    for wipe in (http.delete(f"{server.base}/v1/rooms/audit:moderation", headers=ADMIN),
+                 http.post(f"{server.base}/v1/admin/rooms/audit:moderation/reset",
+                           json={"confirm": "audit:moderation"}, headers=ADMIN)):
+        refused = await wipe
+        assert refused.status_code == 403, refused.text  # the record is not wiped
+
     guest = bearer("gina", Role.GUEST)
     read = await http.get(f"{server.base}/v1/rooms/audit:moderation/messages", headers=guest)
     assert read.status_code == 403
