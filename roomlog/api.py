@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from roomlog.commands import call_of
-from roomlog.console.audit import record
+from roomlog.console.audit import check_resettable, record
 from roomlog.drain import disconnect_here
 from roomlog.errors import CloseCode, ErrorCode, ProtocolError, RoomlogError
 from roomlog.identity import Principal, Role
@@ -196,6 +196,7 @@ class Api:
         if not who.is_operator:
             raise RoomlogError(ErrorCode.FORBIDDEN, "only admin or service may reset a room")
         name = str(room_of(request))
+        check_resettable(name)
         before = await self._s.log.info(name)
         info = await self._s.publisher.reset(name)
         seq = await record(self._s, who, "reset", {"room": name}, details={

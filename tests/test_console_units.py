@@ -1,10 +1,13 @@
-"""The console's pure parts: instance reports kept and aged, log filters."""
+"""The console's pure parts: instance reports kept and aged, log filters, webhook rows."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import orjson
 import pytest
 
+from roomlog.console.instances import webhook_rows
 from roomlog.console.logpage import LogFilter, parse_filter
 from roomlog.console.reports import MAX_INSTANCES, Instances
 from roomlog.errors import ProtocolError
@@ -54,3 +57,34 @@ def test_log_filters_match_author_event_family_and_text() -> None:
 def test_a_filter_too_long_is_refused() -> None:
     with pytest.raises(ProtocolError):
         parse_filter({"text": "x" * 201})
+
+
+@dataclass
+class _Stats:
+    delivered: int
+    failed: int
+    lag_seconds: float
+
+
+@dataclass
+class _Worker:
+    retrying: int
+    lag_messages: int
+
+
+@dataclass
+class _Deliverer:
+    stats: dict[str, _Stats] = field(default_factory=dict)
+    workers: dict[str, _Worker] = field(default_factory=dict)
+
+
+def test_webhook_rows_are_the_endpoints_this_instance_delivers() -> None:
+    here = _Deliverer({"wh_b": _Stats(7, 2, 1.23456), "wh_a": _Stats(3, 0, 0.0),
+                       "wh_gone": _Stats(1, 0, 0.0)},  # its lease moved to another instance
+                      {"wh_a": _Worker(0, 0), "wh_b": _Worker(1, 4)})
+    assert webhook_rows(here) == [
+        {"endpoint": "wh_a", "delivered": 3, "failed": 0, "retrying": 0, "lag_messages": 0,
+         "lag_seconds": 0.0},
+        {"endpoint": "wh_b", "delivered": 7, "failed": 2, "retrying": 1, "lag_messages": 4,
+         "lag_seconds": 1.235}]
+

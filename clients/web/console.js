@@ -69,8 +69,10 @@ function overviewCard(api) {
     });
     const heads = ["instance", "connections", "rooms", "in", "out", "bus", "lag", "db", "seen"]
       .map((k) => t(`console.overview.${k}`));
+    const hooks = last.instances.flatMap((i) => (i.webhooks || []).map((w) => ({
+      ...w, instance: i.instance })));
     fill(body, table(t("console.overview.heading"), heads, rows),
-      last.webhooks ? webhooks(last.webhooks) : null);
+      hooks.length ? webhooks(hooks) : null);
     fill(status, t("console.updated", { when: timeAgo(updated) }));
   };
 
@@ -92,9 +94,19 @@ function overviewCard(api) {
     body, status);
 }
 
+/** The webhook endpoints each instance delivers (it holds their lease), with figures. */
 function webhooks(endpoints) {
-  return [el("h3", {}, T("console.overview.webhooks")),
-    el("pre", { tabindex: 0 }, JSON.stringify(endpoints, null, 2))];
+  const rows = endpoints.map((w) => el("tr", { dataset: { endpoint: w.endpoint } },
+    el("td", {}, el("code", {}, w.endpoint)), el("td", {}, el("code", {}, w.instance)),
+    el("td", { class: "num" }, number(w.delivered)),
+    el("td", { class: w.failed ? "num down" : "num" }, number(w.failed)),
+    el("td", { class: w.retrying ? "num down" : "num" }, number(w.retrying)),
+    el("td", { class: "num" }, number(w.lag_messages)),
+    el("td", { class: "num" }, `${number(w.lag_seconds)} s`)));
+  const heads = ["endpoint", "instance", "delivered", "failed", "retrying", "lagMessages",
+    "lagSeconds"].map((k) => t(`console.hooks.${k}`));
+  return [el("h3", { class: "spaced" }, T("console.overview.webhooks")),
+    table(t("console.overview.webhooks"), heads, rows)];
 }
 
 // -- moderation ----------------------------------------------------------------------------

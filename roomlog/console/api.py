@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from roomlog.commands import Call
-from roomlog.console.audit import record
+from roomlog.console.audit import check_resettable, record
 from roomlog.console.catalog import MAX_SEARCH, Catalog, RoomRow
 from roomlog.console.logpage import MAX_LIMIT, parse_filter, row
 from roomlog.errors import ErrorCode, ProtocolError, RoomlogError
@@ -50,7 +50,7 @@ from roomlog.openapi.operation import (
 from roomlog.openapi.schemas import ROOM, SEQ, STRING, json_reply, obj
 from roomlog.rooms import KINDS, RoomName
 from roomlog.rooms.domain import Command, Event, Meta
-from roomlog.rooms.travel import AUDIENCES, check_audience, state_at
+from roomlog.rooms.travel import AUDIENCES, Moment, check_audience, fold, show
 from roomlog.services import Services
 from roomlog.transports.http import authenticate, handles_errors, json_body, query_int, room_of
 
@@ -110,7 +110,7 @@ async def travel(s: Services, catalog: Catalog, request: Request, who: Principal
     if at > info.head:
         raise RoomlogError(ErrorCode.NOT_FOUND, f"{name} is at seq {info.head}",
                             details={"head": info.head})
-    start: tuple[int, Any] | None = None
+    moment = Moment(0, domain.initial(room.id), None, None)
     if info.trimmed > 0 and at > 0:
         snapshot = await catalog.snapshot(name)
         if snapshot is None or not info.trimmed <= snapshot.seq <= at:
@@ -119,18 +119,22 @@ async def travel(s: Services, catalog: Catalog, request: Request, who: Principal
                                 f"seqs up to {info.trimmed} were trimmed; the oldest state "
                                 f"kept is at seq {oldest}",
                                 details={"trimmed": info.trimmed, "oldest": oldest})
-        start = (snapshot.seq, domain.load(orjson.loads(snapshot.state)))
-    entries: list[tuple[Event, Meta]] = []
-    after = 0 if start is None else max(start[0] - 1, info.trimmed)  # with its own event
+        moment = Moment(snapshot.seq, domain.load(orjson.loads(snapshot.state)), None, None)
+    # Folded page by page as the pages are read: the loop serves others between pages
+    # (a fold of a long log is tens of ms per thousand events: loadtest/travel.py).
+    after = max(moment.seq - 1, info.trimmed) if moment.seq else 0  # with its own event
     while after < at:
         page = await s.log.read(name, after, min(s.settings.max_page_size, at - after))
         if page.info.epoch != info.epoch or page.trimmed or not page.messages:
             raise RoomlogError(ErrorCode.CONFLICT, f"{name} changed while it was read: "
                                 "it was reset or trimmed; ask again")
-        entries += [(Event.from_data(m.data), Meta(m.by, m.seq, m.ts)) for m in page.messages]
+        entries = [(Event.from_data(m.data), Meta(m.by, m.seq, m.ts)) for m in page.messages]
+        folded = fold(domain, room.id, entries, entries[-1][1].seq,
+                      start=(moment.seq, moment.state))
+        moment = folded if folded.event is not None else replace(folded, event=moment.event,
+                                                                   meta=moment.meta)
         after = page.messages[-1].seq
-    body = state_at(domain, room.id, entries, at, audience, user=user, start=start,
-                    head=info.head)
+    body = show(domain, moment, audience, user=user, head=info.head)
     return JSONResponse({"room": name, "epoch": info.epoch, **body})
 
 
@@ -319,6 +323,7 @@ class ConsoleApi:
                                 f"resetting drops the log: repeat the room's name in "
                                 f"'confirm' ({name!r})")
         reason = _reason(body)
+        check_resettable(name)
         before = await self._s.log.info(name)
         info = await self._s.publisher.reset(name)
         dropped = before.head - before.trimmed

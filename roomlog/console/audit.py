@@ -9,6 +9,9 @@ nobody publishes in it) as one message authored by the operator who did it::
 took effect: an action that failed is not recorded. When the entry cannot be
 written (the database failed between the two) the action stands, the failure
 is logged, and the endpoint answers ``"audit_seq": null`` so the console says so.
+
+An ``audit`` room cannot be reset (:func:`check_resettable`): the trail would end with
+no record of who ended it. Retention still applies to it like to every room.
 """
 
 from __future__ import annotations
@@ -18,12 +21,12 @@ from typing import Any
 
 import orjson
 
-from roomlog.errors import RoomlogError
+from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.identity import Principal
 from roomlog.log import Append
 from roomlog.services import Services
 
-__all__ = ["ACTIONS", "AUDIT_ROOM", "record"]
+__all__ = ["ACTIONS", "AUDIT_ROOM", "check_resettable", "record"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,3 +47,10 @@ async def record(s: Services, who: Principal, action: str, target: dict[str, Any
                      err.message, orjson.dumps(entry).decode()[:500])
         return None
     return appended.seq
+
+
+def check_resettable(room: str) -> None:
+    """FORBIDDEN for an ``audit`` room: nobody wipes the record of what operators did."""
+    if room.startswith("audit:"):
+        raise RoomlogError(ErrorCode.FORBIDDEN, f"{room} is the moderation record: it cannot "
+                            "be reset (retention trims it like any room)")

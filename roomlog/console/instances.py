@@ -4,7 +4,9 @@ Each instance measures itself every ``console_report_interval`` seconds
 (:class:`Reporter`): connections by transport, rooms with local interest,
 messages in (committed here), out (copies handed to subscribers) and from the
 bus per second over the interval, the bus's state and mean lag, and the time a
-one-row read of the database took. It keeps the report and broadcasts it on the
+one-row read of the database took, and the webhook endpoints it delivers (those
+it holds the lease of; given as ``webhooks``) with their figures. It keeps the
+report and broadcasts it on the
 bus (``{"instance_report": {...}}``), the way presence heartbeats reach every
 instance, so the console may ask any instance for all of them
 (:class:`~roomlog.console.reports.Instances`). With the in-process bus there is one instance.
@@ -19,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from roomlog import __version__
 from roomlog.console.reports import Instances
@@ -28,12 +31,38 @@ from roomlog.errors import RoomlogError
 from roomlog.periodic import every
 from roomlog.services import Services
 
-__all__ = ["Reporter"]
+__all__ = ["Reporter", "WebhookSource", "webhook_rows"]
 
 logger = logging.getLogger(__name__)
 
 _PROBE_ROOM = "audit:moderation"  # any name: info() reads one row and creates nothing
 _PROBE_TIMEOUT = 2.0
+
+
+class WebhookSource(Protocol):
+    """What the overview reads of the webhook deliverer (``roomlog.webhooks``): per
+    endpoint its counters (``delivered``, ``failed``, ``lag_seconds``) and, for the
+    endpoints this instance holds the lease of, its worker (``retrying``,
+    ``lag_messages``)."""
+
+    @property
+    def stats(self) -> Mapping[str, Any]: ...
+
+    @property
+    def workers(self) -> Mapping[str, Any]: ...
+
+
+def webhook_rows(source: WebhookSource) -> list[dict[str, Any]]:
+    """The endpoints this instance delivers, with their figures (pure)."""
+    out = []
+    for endpoint, stats in sorted(source.stats.items()):
+        worker = source.workers.get(endpoint)
+        if worker is None:
+            continue  # delivered elsewhere now: that instance reports it
+        out.append({"endpoint": endpoint, "delivered": stats.delivered, "failed": stats.failed,
+                    "retrying": worker.retrying, "lag_messages": worker.lag_messages,
+                    "lag_seconds": round(stats.lag_seconds, 3)})
+    return out
 
 
 @dataclass
@@ -49,9 +78,11 @@ class _Mark:
 class Reporter:
     """Measures this instance every interval; keeps and broadcasts the report."""
 
-    def __init__(self, services: Services, instances: Instances) -> None:
+    def __init__(self, services: Services, instances: Instances,
+                 webhooks: WebhookSource | None = None) -> None:
         self._s = services
         self._instances = instances
+        self._webhooks = webhooks
         self._started_ms = int(time.time() * 1000)
         self._last = self._mark()
 
@@ -94,6 +125,7 @@ class Reporter:
                     "reconnects": s.bus.reconnects, "dropped": s.bus.dropped},
             "database": {"ok": database_ms is not None, "latency_ms": database_ms},
             "bans_in_force": len(s.revocation.bans),
+            "webhooks": [] if self._webhooks is None else webhook_rows(self._webhooks),
         }
         self._instances.receive(report, s.clock())
         s.bus.broadcast({"instance_report": report})

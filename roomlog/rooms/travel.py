@@ -33,7 +33,7 @@ from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.identity import Principal, Role
 from roomlog.rooms.domain import Domain, Event, Meta
 
-__all__ = ["AUDIENCES", "Moment", "check_audience", "fold", "state_at", "viewer_for"]
+__all__ = ["AUDIENCES", "Moment", "check_audience", "fold", "show", "state_at", "viewer_for"]
 
 #: The audiences each domain room kind shows, in the order a console lists them.
 AUDIENCES: dict[str, tuple[str, ...]] = {
@@ -126,7 +126,14 @@ def state_at(domain: Domain[Any], room_id: str, entries: Iterable[tuple[Event, M
              start: tuple[int, Any] | None = None, head: int | None = None) -> dict[str, Any]:
     """The answer of ``GET /v1/rooms/{room}/state?at=&as=``: the room at ``at`` as
     ``audience`` saw it, and the event that made it."""
-    moment = fold(domain, room_id, entries, at, start=start)
+    return show(domain, fold(domain, room_id, entries, at, start=start), audience,
+                user=user, head=head)
+
+
+def show(domain: Domain[Any], moment: Moment, audience: str, *, user: str | None = None,
+         head: int | None = None) -> dict[str, Any]:
+    """A folded moment as ``audience`` saw it (what :func:`state_at` answers); for
+    callers that fold page by page, carrying each page's moment into the next."""
     viewer = viewer_for(domain.kind, audience, moment.state, moment, user)
     body: dict[str, Any] = {
         "seq": moment.seq, "as": audience, "viewer": viewer.user,

@@ -200,6 +200,12 @@ async def test_every_moderation_action_is_audited(
     assert mine[0]["reason"] == "spam" and mine[3]["details"]["dropped"] == 1
     assert mine[4]["reason"] == "too loud"
 
+    for wipe in (http.delete(f"{server.base}/v1/rooms/audit:moderation", headers=ADMIN),
+                 http.post(f"{server.base}/v1/admin/rooms/audit:moderation/reset",
+                           json={"confirm": "audit:moderation"}, headers=ADMIN)):
+        refused = await wipe
+        assert refused.status_code == 403, refused.text  # the record is not wiped
+
     guest = bearer("gina", Role.GUEST)
     read = await http.get(f"{server.base}/v1/rooms/audit:moderation/messages", headers=guest)
     assert read.status_code == 403
@@ -241,3 +247,15 @@ async def test_time_travel_over_a_trimmed_log_starts_from_the_snapshot(
     assert gone.json()["error"]["details"] == {"trimmed": 3, "oldest": 5}
     before = (await travel(http, srv, room, 0, "technician")).json()
     assert before["event"] is None and before["state"]["exists"] is False
+
+
+async def test_time_travel_folds_page_by_page(http: httpx.AsyncClient,
+                                              make_server: MakeServer) -> None:
+    srv = await make_server(max_page_size=2)  # 5 events: three pages
+    room = await ticket(http, srv)
+    for at, status in ((3, "diagnosing"), (4, "on_hold"), (5, "diagnosing")):
+        body = (await travel(http, srv, room, at, "customer")).json()
+        assert (body["seq"], body["state"]["status"]) == (at, status)
+        assert body["event"]["seq"] == at and MARKER not in str(body)
+    hidden = (await travel(http, srv, room, 3, "customer")).json()
+    assert hidden["event"]["type"] == "note.added" and hidden["event"]["data"] is None

@@ -122,6 +122,16 @@ def test_other_roles_get_the_page_for_administrators(pages: Pages, hub: Server) 
     expect(tab.get_by_test_id("not-available")).to_contain_text("For administrators")
 
 
+def test_the_console_in_spanish(pages: Pages, hub: Server) -> None:
+    seed_ticket(hub)
+    tab = pages.open("console.html", "root", Role.ADMIN, locale="es-ES")
+    connected(tab)
+    expect(tab.locator("#overview h2")).to_have_text("Instancias")
+    expect(tab.get_by_test_id("instances").locator("tbody tr")).to_have_count(1)
+    expect(tab.locator("#travel h2")).to_have_text("Viaje en el tiempo")
+    review(tab, "console-es-phone")
+
+
 @pytest.fixture
 def pair(tmp_path: Path, own_pg_url: str, redis_server: RedisServer) -> Iterator[list[Server]]:
     """Two hubs with the web app on one PostgreSQL database and one Redis."""
