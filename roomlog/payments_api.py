@@ -40,7 +40,7 @@ __all__ = ["PaymentApi"]
 _REFERENCE_MAX = 200
 
 
-_TAGS = ("admin", "payments")
+_TAGS = ("payments",)
 _PAYMENT = obj({"room": STRING, "status": STRING, "stuck": {"type": "boolean"},
                 "history": {"type": "array", "items": {"type": "object"}}},
                description="a payment record (docs/queue.md#paid-requests) with its room")

@@ -59,7 +59,7 @@ _MAX_GRACE = 30 * 86_400.0
 _MAX_SECRETS = 5
 
 
-_TAGS = ("admin", "webhooks")
+_TAGS = ("webhooks",)
 _ID = Param("webhook_id", "path", {"type": "string"}, "the webhook's id (`wh_...`)",
             required=True)
 _STRINGS = {"type": "array", "items": STRING}

@@ -138,7 +138,7 @@ async def travel(s: Services, catalog: Catalog, request: Request, who: Principal
     return JSONResponse({"room": name, "epoch": info.epoch, **body})
 
 
-_TAGS = ("admin", "console")
+_TAGS = ("console",)
 _ROOM_ROW = obj({"room": STRING, "kind": STRING, "epoch": STRING, "head": SEQ,
                  "trimmed": SEQ}, description="docs/console.md")
 _REASON: dict[str, Schema] = {"reason": {"type": "string", "maxLength": _MAX_REASON}}

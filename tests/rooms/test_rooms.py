@@ -21,7 +21,7 @@ def test_parses_kind_and_id() -> None:
 
 
 def test_unknown_kind_names_the_served_kinds() -> None:
-    served = "admin, chat, feed, queue, repair, repairs, user"
+    served = "admin, audit, chat, feed, queue, repair, repairs, user"
     with pytest.raises(RoomlogError, match=served) as err:
         parse_room("nope:x")
     assert err.value.code is ErrorCode.INVALID_ROOM
