@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from typing import Any
 
 import httpx
@@ -86,7 +87,9 @@ async def test_connections_per_user_are_capped(make_server: MakeServer,
     for client in (again, held[1]):
         await client.close()
     metrics = (await http.get(f"{srv.base}/metrics")).text
-    assert 'roomlog_connections_refused_total{reason="user_connections"} 2.0' in metrics
+    refused = re.search(r'roomlog_connections_refused_total\{reason="user_connections"\} (\S+)',
+                        metrics)
+    assert refused is not None and float(refused[1]) >= 2  # more if the wait above retried
 
 
 async def test_connections_per_address_are_capped_behind_a_trusted_proxy(
