@@ -149,6 +149,7 @@ def _result(db: str, phase: str, latencies: list[int], rejected: dict[str, int],
 
 async def run_paid(args: Any, db: str, workdir: Path) -> list[PaidResult]:
     """The paid step on one database (see the module docstring)."""
+    args.side_core = None if args.paid_unpinned else args.gen_core
     from roomlog.signing import new_secret
 
     secret = new_secret()
@@ -156,11 +157,11 @@ async def run_paid(args: Any, db: str, workdir: Path) -> list[PaidResult]:
     base = f"http://{HOST}:{provider_port}"
     procs = [
         Server("provider", [sys.executable, "-m", "tests.payments.provider", "--port",
-                            str(provider_port)], provider_port, workdir, core=args.gen_core,
+                            str(provider_port)], provider_port, workdir, core=args.side_core,
                ready_path="/health", env={"PYTHONPATH": str(ROOT)}),
         Server("backend", [sys.executable, "-m", "tests.payments.backend", "--port",
                            str(backend_port), "--provider", base, "--provider-timeout", "4"],
-               backend_port, workdir, core=args.gen_core, ready_path="/health",
+               backend_port, workdir, core=args.side_core, ready_path="/health",
                env={"PYTHONPATH": str(ROOT), "SONGAPP_HOOK_SECRET": secret,
                     "SONGAPP_TOKEN": hub_token("songapp", role="service")}),
     ]

@@ -864,6 +864,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "1000, the room's hourly cap; default 3)")
     parser.add_argument("--paid-guests", type=int, default=200,
                         help="guest connections of the paid step (default 200)")
+    parser.add_argument("--paid-unpinned", action="store_true",
+                        help="run the test provider and backend on any core, not pinned to "
+                             "the generator's")
     add_loop_option(parser, "event loop of the generator (default uvloop)")
     add_machine_options(
         parser, connections="guest", each="database", per="database",

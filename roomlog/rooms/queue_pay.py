@@ -245,17 +245,17 @@ def apply_payment(state: QueueState, kind: str, data: dict[str, Any], meta: Meta
     if kind == "payment.settled":
         payment.move("settle", ts=meta.ts, seq=meta.seq)
     elif kind == "payment.refund_due":
+        payment.move("refund_due", ts=meta.ts, seq=meta.seq, reason=data["reason"],
+                     code=data.get("code"))
         payment.reason, payment.code = data["reason"], data.get("code")
-        payment.move("refund_due", ts=meta.ts, seq=meta.seq, reason=payment.reason,
-                     code=payment.code)
     elif kind == "payment.refund_retry":
         payment.move("retry", ts=meta.ts, seq=meta.seq, attempt=data["attempt"])
     elif kind == "payment.refunded":
+        payment.move("refunded", ts=meta.ts, seq=meta.seq, refund=data.get("refund"))
         payment.refund = data.get("refund")
-        payment.move("refunded", ts=meta.ts, seq=meta.seq, refund=payment.refund)
     elif kind == "payment.refund_failed":
+        payment.move("refund_failed", ts=meta.ts, seq=meta.seq, error=str(data["error"]))
         payment.error = str(data["error"])
-        payment.move("refund_failed", ts=meta.ts, seq=meta.seq, error=payment.error)
     else:
         raise ValueError(f"unknown payment event {kind!r}")
     return [notice(state, payment, kind, meta)]
