@@ -45,6 +45,8 @@ async def test_clients_on_both_workers_get_every_message_in_order(
     room = unique_room()
     clients = []
     try:
+        # Ready means one worker answers: wait for both, or all clients land on one.
+        await _connections_per_worker(srv, 0)
         subscribers = [await open_client(srv.ws_url, user=f"s{i}") for i in range(SUBSCRIBERS)]
         publishers = [await open_client(srv.ws_url, user=f"p{i}") for i in range(2)]
         clients = subscribers + publishers
