@@ -155,8 +155,9 @@ class Settings:
     admission_max_lag: float = _doc(0.5, "event-loop lag in seconds above which new "
                                          "WebSocket handshakes are refused with HTTP 503 and "
                                          "Retry-After (0: never)")
-    admission_retry_after: int = _doc(2, "seconds a refused client is told to wait "
-                                         "(Retry-After); clients add jitter")
+    admission_retry_after: int = _doc(1, "seconds a refused client is told to wait at "
+                                         "least (Retry-After: this to twice this, spread); "
+                                         "clients add jitter")
 
     # Several instances (with redis_url)
     reorder_wait: float = _doc(0.1, "seconds an out-of-order gap may wait for the bus before "

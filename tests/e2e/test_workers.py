@@ -45,8 +45,7 @@ async def test_clients_on_both_workers_get_every_message_in_order(
     room = unique_room()
     clients = []
     try:
-        # Both workers listen: astart() waits for one to be ready, and a worker still
-        # starting takes no connections (the kernel gives them all to the other).
+        # Ready means one worker answers: wait for both, or all clients land on one.
         await _connections_per_worker(srv, 0)
         subscribers = [await open_client(srv.ws_url, user=f"s{i}") for i in range(SUBSCRIBERS)]
         publishers = [await open_client(srv.ws_url, user=f"p{i}") for i in range(2)]
