@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from roomlog.identity import Role
+from tests.backend_server import Backend, Reply
 from tests.e2e.support import ROOT, TIMEOUT, Server, bearer, free_port, post_command, unique_room
 
 DEPLOY = ROOT / "deploy"
@@ -81,12 +82,19 @@ def metric_names(expr: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("hub")).start()
+    receiver = Backend().start()  # a webhook endpoint, so that its metrics exist
+    receiver.answer = lambda call: Reply(body={})
+    srv = Server(tmp_path_factory.mktemp("hub"), webhook_allow_private="true").start()
     try:
         room = unique_room("queue")
 
         async def traffic() -> None:
             async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+                made = await http.post(f"{srv.base}/v1/admin/webhooks",
+                                       headers=bearer("ops", Role.ADMIN),
+                                       json={"url": receiver.url, "rooms": ["queue:*"],
+                                             "secret": receiver.secret})
+                assert made.status_code == 201, made.text
                 reply = await post_command(http, srv, room, "request.submit",
                                            {"song_id": "s", "title": "T", "artist": "A"})
                 assert reply.status_code == 200, reply.text
@@ -97,9 +105,11 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                 assert reply.status_code == 201, reply.text
 
         asyncio.run(traffic())
+        receiver.wait_calls(1)
         yield srv
     finally:
         srv.stop()
+        receiver.stop()
     srv.assert_clean_log()
 
 
@@ -216,7 +226,8 @@ def test_the_dashboard_covers_what_operators_watch() -> None:
     titles = " | ".join(p["title"].lower() for p in board["panels"])
     for topic in ("connections", "rooms", "messages in and out", "delivery latency",
                   "bus connected", "bus lag", "gap fills", "slow", "commands", "rejections",
-                  "commit latency", "requests by route"):
+                  "commit latency", "requests by route", "webhook deliveries",
+                  "webhook lag"):
         assert topic in titles, topic
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids))
