@@ -298,7 +298,7 @@ def create_app(settings: Settings, services: Services | None = None, *,
         sweeper = asyncio.create_task(_retention(s))
         reconciling = asyncio.create_task(_reconcile(s, reconciler))
         monitor.start()
-        reporter = asyncio.create_task(Reporter(s, s.instances).run())
+        reporter = asyncio.create_task(Reporter(s, s.instances, s.webhooks).run())
         logger.info("roomlog ready: log %s, bus %s (instance %s)",
                     logs.redact(str(getattr(s.log, "url", s.log))),  # without its password
                     type(s.bus).__name__, s.bus.instance)
