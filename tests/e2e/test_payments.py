@@ -79,7 +79,10 @@ def pair(tmp_path_factory: pytest.TempPathFactory, pg_migrated: str,
     # Refunds are stuck at once, and reconciled only when a test asks (no timers).
     servers = [Server(workdir / f"instance-{i}", pg_migrated, backends_file=file,
                       redis_url="redis://127.0.0.1:6379/0", redis_prefix=prefix,
-                      payment_refund_deadline=0, payment_reconcile_interval=0)
+                      payment_refund_deadline=0, payment_reconcile_interval=0,
+                      webhook_allow_private="true", webhook_poll_interval=0.2,
+                      webhook_cursor_flush=0.05, webhook_retry_base=0.05,
+                      webhook_retry_max=0.3, webhook_lease_ttl=2.0)
                for i in (1, 2)]
     try:
         for srv in servers:
@@ -390,3 +393,58 @@ async def test_stuck_refunds_are_listed_and_reconciled_once_by_two_instances(
     assert await sync(http, songapp, two, room) == {"refunded": 1, "failed": 0}
     listing = (await http.get(f"{two.base}/v1/admin/payments", headers=ops)).json()
     assert [p for p in listing["payments"] if p["room"] == room] == []
+
+
+async def test_every_veto_gives_one_refund_due_webhook_and_the_refund_closes_it(
+        pair: tuple[Server, Server], songapp: SongApp, http: httpx.AsyncClient,
+        tmp_path: Path) -> None:
+    """The operator's backend follows the room through a webhook (no log reading): each
+    veto reaches it as exactly one refund-due message id, it refunds at the provider and
+    confirms, and the payment is refunded."""
+    one, two = pair
+    room = await paid_room(http, one)
+    webhook_secret = new_secret()
+    receiver = backend(tmp_path / "receiver", songapp.provider.url, secret=songapp.secret,
+                       token=issue_token("songapp", Role.SERVICE),
+                       webhook_secret=webhook_secret, hub=two.base).start()
+    try:
+        ops = {"authorization": f"Bearer {issue_token('ops', Role.ADMIN)}"}
+        created = await http.post(f"{one.base}/v1/admin/webhooks", headers=ops, json={
+            "url": receiver.url + "/webhooks", "rooms": [room], "secret": webhook_secret,
+            "events": ["payment.refund_due", "payment.refund_retry", "payment.refunded"]})
+        assert created.status_code == 201, created.text
+        payers = [guest(i) for i in range(3)]
+        for i, payer in enumerate(payers):
+            ref = await pay(http, songapp)
+            assert (await submit(http, (one, two)[i % 2], room, payer, i, ref)).status_code == 200
+        for rid in ("r1", "r2", "r3"):
+            vetoed = await post_command(http, (one, two)[int(rid[1]) % 2], room, "request.veto",
+                                        {"request_id": rid}, user=DJ, role=Role.DJ)
+            assert vetoed.status_code == 200
+
+        async def all_refunded() -> bool:
+            state = await dj_state(http, one, room)
+            return all(p["status"] == "refunded" for p in state["payments"])
+
+        for _ in range(600):  # upper bound: deliveries come within seconds
+            if await all_refunded():
+                break
+            await asyncio.sleep(0.05)
+        assert await all_refunded()
+        stats = (await http.get(receiver.url + "/stats")).json()
+        for pid in ("p1", "p2", "p3"):
+            seen = stats["deliveries"][f"{room}/{pid}"]
+            assert len(seen["payment.refund_due"]) == 1, seen  # one message id per veto
+            assert "payment.refund_retry" not in seen
+        for _ in range(600):  # the confirmations come through the webhook too
+            stats = (await http.get(receiver.url + "/stats")).json()
+            if all("payment.refunded" in stats["deliveries"][f"{room}/{p}"]
+                   for p in ("p1", "p2", "p3")):
+                break
+            await asyncio.sleep(0.05)
+        assert all(len(stats["deliveries"][f"{room}/{p}"]["payment.refunded"]) == 1
+                   for p in ("p1", "p2", "p3"))
+        assert "bad_webhook_signature" not in stats["calls"]  # verified by standardwebhooks
+    finally:
+        receiver.kill()
+        receiver.assert_clean_log()
