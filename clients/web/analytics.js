@@ -8,7 +8,7 @@
 import {
   T, el, fill, language, notAvailable, number, onLanguage, params, showError, startPage, t,
 } from "./app.js";
-import { barList, plotChart, save } from "./charts.js";
+import { barList, plotChart, refreshWhileOpen, save } from "./charts.js";
 import {
   csvName, dayValue, duration, pickRange, queueView, rate, reportQuery,
 } from "./stats-model.js";
@@ -24,7 +24,6 @@ function run({ client, values }) {
   let report = null;
   let range = { from: null, to: null };
   let loading = 0;
-  let liveTimer = null;
   let linkSet = params.get("set") || ""; // a set named by the link: its range comes with the sets
 
   const setSelect = el("select", { id: "set", name: "set", "data-testid": "set" });
@@ -218,16 +217,8 @@ function run({ client, values }) {
   }
 
   // Live: while the range is still open, a new event refreshes the numbers.
-  client.subscribe(room, {
-    onMessage() {
-      if (range.to !== null && range.to <= Date.now()) return;
-      liveTimer ??= setTimeout(() => {
-        liveTimer = null;
-        load();
-      }, Math.max(1000, Number(params.get("refresh")) || LIVE_DELAY)); // a knob for tests
-    },
-    onError() {}, // the numbers do not need the live room: they just do not refresh
-  });
+  refreshWhileOpen(client, room, () => range, load,
+    Math.max(1000, Number(params.get("refresh")) || LIVE_DELAY)); // a knob for tests
   onLanguage(draw);
   load();
 }

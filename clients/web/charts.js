@@ -144,6 +144,24 @@ export function barList(figure, { id, rows, title, valueLabel, extraLabel = null
       : el("p", { class: "empty" }, t(empty)));
 }
 
+/** Load the numbers again after new events in `room`, at most once per `delay` ms, while
+ * the range shown (`currentRange()`) is still open. The numbers do not need the live
+ * room: when it fails they just do not refresh. */
+export function refreshWhileOpen(client, room, currentRange, load, delay) {
+  let timer = null;
+  client.subscribe(room, {
+    onMessage() {
+      const range = currentRange();
+      if (range.to !== null && range.to <= Date.now()) return;
+      timer ??= setTimeout(() => {
+        timer = null;
+        load();
+      }, delay);
+    },
+    onError() {},
+  });
+}
+
 /** Save `blob` as a file called `name` (a download the browser offers). */
 export function save(blob, name) {
   const url = URL.createObjectURL(blob);

@@ -9,7 +9,7 @@
 import {
   T, el, fill, language, notAvailable, number, onLanguage, params, showError, startPage, t,
 } from "./app.js";
-import { barList, plotChart, save, scroller } from "./charts.js";
+import { barList, plotChart, refreshWhileOpen, save, scroller } from "./charts.js";
 import {
   csvName, duration, pickRange, rate, repairStatusKey, repairView, reportQuery,
 } from "./stats-model.js";
@@ -25,7 +25,6 @@ function run({ client }) {
   let report = null;
   let range = { from: null, to: null };
   let loading = 0;
-  let liveTimer = null;
 
   const fromDay = el("input", { id: "from", name: "from", type: "date",
     value: params.get("from") || "", "data-testid": "from" });
@@ -209,16 +208,9 @@ function run({ client }) {
     }
   }
 
-  client.subscribe(FEED, {
-    onMessage() {
-      if (range.to !== null && range.to <= Date.now()) return;
-      liveTimer ??= setTimeout(() => {
-        liveTimer = null;
-        load();
-      }, Math.max(1000, Number(params.get("refresh")) || LIVE_DELAY)); // a knob for tests
-    },
-    onError() {}, // the numbers do not need the feed: they just do not refresh
-  });
+  // Live: while the range is still open, a new event refreshes the numbers.
+  refreshWhileOpen(client, FEED, () => range, load,
+    Math.max(1000, Number(params.get("refresh")) || LIVE_DELAY)); // a knob for tests
   onLanguage(draw);
   load();
 }
