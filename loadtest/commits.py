@@ -13,6 +13,10 @@ time. For each database and each in-flight count it prints:
   batch), and publish latency p50/p99 (submit to acknowledgement).
 
 Run it from the tree whose code you measure (``PYTHONPATH`` picks another one).
+``--kind repair``: ``note.add`` commands spread over ``--tickets`` repair tickets
+instead, each of which also writes the admins' feed ``repairs:all`` and its
+technician's feed (issue 13: tickets no longer queue one by one on the feed's lock).
+
 Example: ``python loadtest/commits.py --db both --json``.
 """
 
@@ -84,16 +88,80 @@ async def measure(url: str, publishes: int, inflight: int) -> dict[str, Any]:
             "p99_ms": round(percentile(latencies, 0.99) / 1e6, 2)}
 
 
+async def measure_repairs(url: str, commands: int, inflight: int, tickets: int
+                          ) -> dict[str, Any]:
+    """``commands`` ``note.add`` commands spread over ``tickets`` repair tickets (each
+    writes the ticket, repairs:all and its technician's feed), ``inflight`` at a time."""
+    from roomlog.commands import Call, CommandRunner
+    from roomlog.identity import Principal, Role
+    from roomlog.rooms.domain import Command
+    from roomlog.rooms.repair import RepairDomain
+
+    log = SqlLog(url, migrate=True)
+    await log.open()
+    stats = Stats()
+    cluster = Cluster(log, Hub(log), MemoryBus(), stats)
+    await cluster.start()
+    try:  # a tree from before issue 13 has no cross-room commits
+        runner = CommandRunner(RepairDomain(), across_rooms=True)  # type: ignore[call-arg]
+    except TypeError:
+        runner = CommandRunner(RepairDomain())
+    publisher = Publisher(log, cluster, stats, clock_ms=lambda: int(time.time() * 1000),
+                          runners={"repair": runner})
+    admin = Principal("admin-bench", Role.ADMIN)
+    run_id = secrets.token_hex(3)
+    rooms = [f"repair:commits-{run_id}-{i}" for i in range(tickets)]
+    for i, room in enumerate(rooms):
+        await publisher.command(room, Call(admin, Command("ticket.create", {
+            "customer_id": f"c{i}", "device": "Phone", "problem": "Screen",
+            "technicians": [f"tech-{i % 10}"]}), f"create-{i}"))
+    gate = asyncio.Semaphore(inflight)
+    latencies: list[int] = []
+
+    async def command(n: int) -> None:
+        async with gate:
+            started = time.perf_counter_ns()
+            await publisher.command(rooms[n % tickets], Call(admin, Command(
+                "note.add", {"text": f"note {n}", "visibility": "internal"}), f"n{n}"))
+            latencies.append(time.perf_counter_ns() - started)
+
+    try:
+        await asyncio.gather(*(command(-n) for n in range(1, WARMUP + 1)))
+        latencies.clear()
+        commits = publisher.commits
+        cpu, wall = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(command(n) for n in range(commands)))
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        commits = publisher.commits - commits
+    finally:
+        await publisher.close()
+        await cluster.close()
+        await log.close()
+    latencies.sort()
+    return {"db": url.split("+")[0], "kind": "repair", "tickets": tickets,
+            "inflight": inflight, "publishes": commands,
+            "cpu_us_per_publish": round(cpu / commands * 1e6, 1),
+            "publishes_per_s": round(commands / wall), "commits_per_s": round(commits / wall),
+            "p50_ms": round(percentile(latencies, 0.50) / 1e6, 2),
+            "p99_ms": round(percentile(latencies, 0.99) / 1e6, 2)}
+
+
 async def run(db: str, args: argparse.Namespace, inflight: int) -> dict[str, Any]:
     """One measurement on a database of its own."""
+    def one(url: str) -> Any:
+        if args.kind == "repair":
+            return measure_repairs(url, args.publishes, inflight, args.tickets)
+        return measure(url, args.publishes, inflight)
+
     if db == "sqlite":
         with tempfile.TemporaryDirectory() as tmp:
-            url = f"sqlite+aiosqlite:///{Path(tmp) / 'commits.db'}"
-            return await measure(url, args.publishes, inflight)
+            result: dict[str, Any] = await one(f"sqlite+aiosqlite:///{Path(tmp) / 'commits.db'}")
+            return result
     database = PgDatabase(args.pg_dsn)
     await database.create()
     try:
-        return await measure(database.url, args.publishes, inflight)
+        result = await one(database.url)
+        return result
     finally:
         await database.drop()
 
@@ -109,8 +177,9 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _row(r: dict[str, Any]) -> str:
+    what = "command" if r.get("kind") == "repair" else "publish"
     return (f"{r['db']:<10} inflight {r['inflight']:>4}: {r['cpu_us_per_publish']:>7.1f} us CPU"
-            f"/publish, {r['publishes_per_s']:>7,} publishes/s, {r['commits_per_s']:>6,} "
+            f"/{what}, {r['publishes_per_s']:>7,} publishes/s, {r['commits_per_s']:>6,} "
             f"commits/s, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms")
 
 
@@ -122,6 +191,12 @@ if __name__ == "__main__":
                         help="measured publishes per run (default 10000)")
     parser.add_argument("--inflight", type=int, nargs="+", default=[1, 50],
                         help="publishes in flight at a time; one run each (default 1 50)")
+    parser.add_argument("--kind", choices=["plain", "repair"], default="plain",
+                        help="plain: publishes to one chat room (default); repair: note.add "
+                             "commands spread over --tickets repair tickets (each also writes "
+                             "repairs:all and a technician's feed)")
+    parser.add_argument("--tickets", type=int, default=100,
+                        help="repair tickets for --kind repair (default 100)")
     parser.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres",
                         help="PostgreSQL admin DSN (loopback only); a fresh database is "
                              "created and dropped per run")

@@ -85,6 +85,7 @@ import asyncio
 import contextlib
 import functools
 import secrets
+import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -460,10 +461,13 @@ class Bench:
 
         return await self.phase("throughput", start, stop)
 
-    async def latency(self) -> PhaseResult:
-        pub, rate = self.publisher, self.args.rate
-        return await self.phase("latency", lambda: paced(rate, functools.partial(pub.publish, 1)),
-                                lambda: None)
+    async def latency(self, rate: int) -> PhaseResult:
+        pub = self.publisher
+        result = await self.phase("latency",
+                                  lambda: paced(rate, functools.partial(pub.publish, 1)),
+                                  lambda: None)
+        result.offered = rate * len(self.subscribers)
+        return result
 
 
 async def open_subscribers(args: argparse.Namespace, port: int, token: str, stats: Stats,
@@ -499,6 +503,11 @@ async def run_target(args: argparse.Namespace, target: str, db: str, run: int,
         else:
             env = await s.hub_env(db, f"{target}-{db}-{run}")
             argv = hub_argv(port)
+            if args.timeline:
+                timeline = Path(args.timeline) / f"timeline-{db}-{run}.json"
+                timeline.parent.mkdir(parents=True, exist_ok=True)
+                argv = [argv[0], str(Path(__file__).parent / "traced_hub.py"), *argv[3:]]
+                env["ROOMLOG_TIMELINE"] = str(timeline)
             sub_token, pub_token = hub_token("bench-sub"), hub_token("bench-pub")
         server = await s.start(f"{target}-{db}", argv, port, env)
         t0 = time.monotonic()
@@ -516,11 +525,75 @@ async def run_target(args: argparse.Namespace, target: str, db: str, run: int,
         bench = Bench(args, server, publisher, subscribers, stats, rec, target, db, run)
         results = []
         for phase in args.phases:
-            result = await (bench.throughput() if phase == "throughput" else bench.latency())
-            result.kib_per_conn = kib_per_conn
-            say_result(describe(result), result.problems)
-            results.append(result)
-        return results
+            for rate in [0] if phase == "throughput" else args.rates:
+                result = await (bench.throughput() if phase == "throughput"
+                                else bench.latency(rate))
+                result.kib_per_conn = kib_per_conn
+                say_result(describe(result), result.problems)
+                results.append(result)
+    if args.timeline and not target.startswith("baseline"):
+        say_timeline(timeline)
+    return results
+
+
+def say_timeline(path: Path) -> None:
+    """Where a message's time went in the hub (loadtest/traced_hub.py), p50 and p99
+    of each stage over every publish of the run."""
+    if not path.exists():
+        say(f"   !! no timeline at {path} (the server did not exit cleanly)")
+        return
+    from traced_hub import summary as timeline_summary
+
+    marks = [tuple(m) for m in orjson.loads(path.read_bytes())["marks"]]
+    rows = timeline_summary(marks)  # type: ignore[arg-type]
+    say(f"   timeline of one write, {rows[0]['count'] if rows else 0} writes "
+        f"({path}):")
+    for row in rows:
+        say(f"     {row['stage']:<42} p50 {row['p50']:7.3f} ms   p99 {row['p99']:7.3f} ms")
+
+
+# ---------------------------------------------------------------------------
+# The plot
+
+
+def plot(path: str, args: argparse.Namespace, results: list[PhaseResult]) -> None:
+    """Latency p50/p99 (medians over runs) and server CPU against offered deliveries/s,
+    one line per target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, dict[float, list[PhaseResult]]] = {}
+    for r in results:
+        if r.phase == "latency" and r.offered is not None:
+            label = r.target if r.db == "-" else f"{r.target}/{r.db}"
+            series.setdefault(label, {}).setdefault(r.offered, []).append(r)
+    fig, (lat, cpu) = plt.subplots(2, 1, figsize=(8, 8), sharex=True)
+    for label, by_rate in sorted(series.items()):
+        xs = sorted(by_rate)
+
+        def med(field: str, rs_of: dict[float, list[PhaseResult]] = by_rate,
+                at: list[float] = xs) -> list[float]:
+            return [statistics.median([getattr(r, field) or 0.0 for r in rs_of[x]])
+                    for x in at]
+
+        line, = lat.plot(xs, med("p99"), marker="o", label=f"{label} p99")
+        lat.plot(xs, med("p50"), marker=".", linestyle="--", color=line.get_color(),
+                 label=f"{label} p50")
+        cpu.plot(xs, med("server_cpu"), marker="o", color=line.get_color(), label=label)
+    lat.set_ylabel("publish to receipt (ms)")
+    lat.set_yscale("log")
+    lat.grid(True, which="both", alpha=0.3)
+    lat.legend(fontsize="small")
+    lat.set_title(f"{args.subscribers} subscribers of one room, server on one core")
+    cpu.set_ylabel("server CPU (% of one core)")
+    cpu.set_xlabel("offered deliveries/s (publishes/s x subscribers)")
+    cpu.grid(True, alpha=0.3)
+    cpu.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    say(f"plot written to {path}")
 
 
 # ---------------------------------------------------------------------------
@@ -546,6 +619,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=int, default=20,
                         help="publishes/s in the latency phase (default 20: 20,000 "
                              "deliveries/s at 1000 subscribers)")
+    parser.add_argument("--rates",
+                        help="comma-separated publishes/s: one latency phase per rate, "
+                             "latency against offered rate (default: --rate)")
+    parser.add_argument("--plot", metavar="PNG",
+                        help="draw latency (p50, p99) and server CPU against offered "
+                             "deliveries/s into this PNG (needs matplotlib: the loadtest extra)")
+    parser.add_argument("--timeline", metavar="DIR",
+                        help="run the hub under loadtest/traced_hub.py and print where a "
+                             "publish's time goes, stage by stage (use with --phases latency "
+                             "and one rate); the raw marks go to DIR")
     parser.add_argument("--payload", type=int, default=64,
                         help="padding characters in each message's data (default 64)")
     parser.add_argument("--sample", type=int, default=50,
@@ -572,6 +655,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, name) < 1 and not (name == "sample" and getattr(args, name) == 0):
             parser.error(f"--{name} must be positive")
     check_timing(parser, args)
+    try:
+        args.rates = [int(r) for r in args.rates.split(",")] if args.rates else [args.rate]
+    except ValueError:
+        parser.error("--rates: comma-separated whole numbers")
+    if any(r < 1 for r in args.rates):
+        parser.error("--rates must be positive")
     return args
 
 
@@ -597,6 +686,8 @@ async def main(args: argparse.Namespace) -> int:
     for line in summary(args, results):
         say(line)
     write_json(args, "fanout", results, failed)
+    if args.plot:
+        plot(args.plot, args, results)
     return finish(results, failed, lambda r: f"{r.target}/{r.db}/{r.phase}",
                   "ok: yes = subscribers got exactly subscribers x acked messages and the "
                   "sampled ones saw gapless seqs; NO = see !!; GEN = the generator's core was "

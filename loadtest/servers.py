@@ -318,13 +318,19 @@ class RedisProcess:
 
 
 def hub_env(database_url: str, **extra: str) -> dict[str, str]:
-    """The hub's settings for a load test (no rate limit, quiet log), plus ``extra``
+    """The hub's settings for a load test (no rate or connection limit, quiet log), plus ``extra``
     settings (e.g. a cluster's); pass to :class:`Server` or :func:`run_command`."""
     return {
         "ROOMLOG_DATABASE_URL": database_url,
         "ROOMLOG_SECRET": SECRET,
         "ROOMLOG_PUBLISH_RATE": "1000000",
         "ROOMLOG_PUBLISH_BURST": "1000000",
+        # thousands of connections of a few users from one address, subscribing at once
+        "ROOMLOG_MAX_CONNECTIONS_PER_USER": "0",
+        "ROOMLOG_SUBSCRIBE_RATE": "1000000",
+        "ROOMLOG_SUBSCRIBE_BURST": "1000000",
+        "ROOMLOG_READ_RATE": "1000000",
+        "ROOMLOG_READ_BURST": "1000000",
         "ROOMLOG_LOG_LEVEL": "warning",
         "PYTHONUNBUFFERED": "1",
         **extra,

@@ -13,18 +13,25 @@ reaches every instance.
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from roomlog.bans import parse_ban, parse_query
+from roomlog.console.audit import record
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.identity import Principal
+from roomlog.openapi.operation import Body, Operation, Param, describe
+from roomlog.openapi.schemas import json_reply, ref
 from roomlog.services import Services
 from roomlog.transports.http import authenticate, handles_errors, json_body
 
 __all__ = ["BanApi"]
 
 _MAX_BODY = 4096
+_TAGS = ("admin",)
+_BAN_ID = Param("ban_id", "path", {"type": "integer", "minimum": 0}, "the ban's id")
 
 
 class BanApi:
@@ -39,6 +46,12 @@ class BanApi:
             raise RoomlogError(ErrorCode.FORBIDDEN, "only admin or service may manage bans")
         return who
 
+    @describe(Operation(
+        "Ban a user, one role of a user, or one token", tags=_TAGS,
+        description="What is open for it ends on every instance; until `duration`, "
+                    "`until`, or until lifted.",
+        body=Body({"application/json": ref("BanBody")}),
+        replies={201: json_reply("banned", ref("BanCreated"))}, errors=(400, 413, 503)))
     @handles_errors
     async def create(self, request: Request) -> Response:
         """``POST /v1/admin/bans``: 201 ``{"ban": {...}, "closed_here": n}``."""
@@ -47,9 +60,24 @@ class BanApi:
         now_ms = revocation.now_ms()  # one moment: `duration` and `created` agree
         new = parse_ban(await json_body(request, _MAX_BODY), now_ms)
         ban, closed = await revocation.ban(new, who, now_ms)
-        return JSONResponse({"ban": revocation.json(ban), "closed_here": closed},
-                            status_code=201)
+        seq = await record(self._s, who, "ban", _target(ban.id, revocation.json(ban)),
+                           reason=ban.reason, details={"until": ban.until_ms,
+                                                       "closed_here": closed})
+        return JSONResponse({"ban": revocation.json(ban), "closed_here": closed,
+                             "audit_seq": seq}, status_code=201)
 
+    @describe(Operation(
+        "The bans, newest first", tags=_TAGS,
+        params=(Param("user", "query", {"type": "string"}, "only this user's"),
+                Param("jti", "query", {"type": "string"}, "only this token's"),
+                Param("status", "query", {"type": "string",
+                                          "enum": ["active", "expired", "lifted", "all"]},
+                      "default `all`"),
+                Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500},
+                      "default 100"),
+                Param("before", "query", {"type": "integer", "minimum": 0},
+                      "only bans with a lower id: the `next` of the previous page")),
+        replies={200: json_reply("a page", ref("BanList"))}, errors=(400, 503)))
     @handles_errors
     async def listing(self, request: Request) -> Response:
         """``GET /v1/admin/bans``: ``{"bans": [...], "next": id | null}``."""
@@ -60,6 +88,9 @@ class BanApi:
         return JSONResponse({"bans": [self._s.revocation.json(b) for b in found],
                              "next": found[-1].id if more else None})
 
+    @describe(Operation(
+        "One ban", tags=_TAGS, params=(_BAN_ID,),
+        replies={200: json_reply("the ban", ref("BanOne"))}, errors=(404, 503)))
     @handles_errors
     async def details(self, request: Request) -> Response:
         """``GET /v1/admin/bans/{id}``: ``{"ban": {...}}``."""
@@ -69,20 +100,36 @@ class BanApi:
             raise RoomlogError(ErrorCode.NOT_FOUND, "no such ban")
         return JSONResponse({"ban": self._s.revocation.json(ban)})
 
+    @describe(Operation(
+        "Lift a ban on every instance", tags=_TAGS, params=(_BAN_ID,),
+        replies={200: json_reply("lifted (or as it was, if lifted before)", ref("BanOne"))},
+        errors=(404, 503)))
     @handles_errors
     async def lift(self, request: Request) -> Response:
         """``DELETE /v1/admin/bans/{id}``: lifts the ban everywhere (a ban lifted
         before stays as it was); ``{"ban": {...}}``."""
         who = self._operator(request)
+        was = await self._s.revocation.get(_ban_id(request))
         ban = await self._s.revocation.lift(_ban_id(request), who)
         if ban is None:
             raise RoomlogError(ErrorCode.NOT_FOUND, "no such ban")
-        return JSONResponse({"ban": self._s.revocation.json(ban)})
+        shown = self._s.revocation.json(ban)
+        seq = None
+        if was is not None and was.lifted_ms is None:  # lifted now, not before
+            seq = await record(self._s, who, "unban", _target(ban.id, shown),
+                               reason=ban.reason)
+        return JSONResponse({"ban": shown, "audit_seq": seq})
+
+
+def _target(ban_id: int, ban: dict[str, Any]) -> dict[str, Any]:
+    """What a ban's audit entry names: the ban and whom it covers."""
+    return {"ban": ban_id, "user": ban["user"], "role": ban["role"], "jti": ban["jti"]}
 
 
 def _ban_id(request: Request) -> int:
-    """The path's ban id (digits, by the route); NOT_FOUND beyond what ids reach."""
-    ban_id = int(request.path_params["ban_id"])
-    if ban_id > 2**62:
+    """The path's ban id; NOT_FOUND for anything but digits, and beyond what ids reach
+    (the route takes any segment: a malformed id is a missing ban, not another route)."""
+    raw = request.path_params["ban_id"]
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > 2**62:
         raise RoomlogError(ErrorCode.NOT_FOUND, "no such ban")
-    return ban_id
+    return int(raw)

@@ -32,6 +32,7 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from roomlog.errors import ErrorCode
+from roomlog.openapi.operation import attach, operations
 from roomlog.stats import Stats
 
 __all__ = ["Admission", "LagMonitor"]
@@ -88,6 +89,7 @@ class Admission:
     def __init__(self, app: ASGIApp, monitor: LagMonitor, *, max_lag: float,
                  retry_after: int, stats: Stats) -> None:
         self._app = app
+        attach(self, *operations(app))  # /openapi.json describes what it wraps
         self._monitor = monitor
         self._max_lag = max_lag
         self._retry_after = max(1, retry_after)

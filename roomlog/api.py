@@ -4,23 +4,26 @@ presence, disconnects, health and metrics."""
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from roomlog.commands import call_of
+from roomlog.console.audit import check_resettable, record
 from roomlog.drain import disconnect_here
 from roomlog.errors import CloseCode, ErrorCode, ProtocolError, RoomlogError
 from roomlog.identity import Principal, Role
+from roomlog.limits import Kind
 from roomlog.log import Append
 from roomlog.metrics import Exporter
+from roomlog.openapi.operation import Auth, Body, Operation, Param, Reply, describe
+from roomlog.openapi.schemas import ROOM, json_reply, ref
 from roomlog.protocol import encode_data, parse_command, parse_id
-from roomlog.ratelimit import TokenBucket
 from roomlog.rooms.domain import Event, Meta
 from roomlog.rooms.queue_analytics import summarize, to_csv
 from roomlog.rooms.repair import can_open_upload
+from roomlog.rooms.repair_stats import parse_sla
 from roomlog.rooms.repair_stats import summarize as repair_summary
 from roomlog.rooms.repair_stats import to_csv as repair_csv
 from roomlog.services import Services
@@ -35,12 +38,22 @@ from roomlog.transports.http import (
 
 __all__ = ["Api"]
 
-_MAX_BUCKETS = 10_000  # HTTP publishers whose rate is tracked; the least recent go first
 # An uploaded file is served as what we checked it is, and nothing in it may run
 # if a browser opens it as a page: no type sniffing, no scripts, no plugins, no
 # frames, and a sandbox (an opaque origin: no cookies, no storage of ours).
 _INERT = {"x-content-type-options": "nosniff",
           "content-security-policy": "default-src 'none'; sandbox"}
+
+# What the endpoints below say about themselves in /openapi.json (roomlog.openapi).
+_ROOMS, _ADMIN, _HEALTH = ("rooms",), ("admin",), ("health",)
+_RANGE = (Param("from", "query", {"type": "integer", "minimum": 0},
+                "earliest submission time, ms since the Unix epoch"),
+          Param("to", "query", {"type": "integer", "minimum": 0},
+                "latest submission time, ms since the Unix epoch"),
+          Param("format", "query", {"type": "string", "enum": ["json", "csv"]},
+                "`csv`: one flat table"))
+_CSV = {"text/csv": {"type": "string"}}
+_JSON_BODY = (400, 413)  # not a JSON object; above the size limit
 
 
 class Api:
@@ -48,31 +61,35 @@ class Api:
 
     def __init__(self, services: Services) -> None:
         self._s = services
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self._metrics = Exporter(services)
+        try:
+            self._sla = parse_sla(services.settings.repair_sla)
+        except ValueError as err:
+            raise SystemExit(f"setting repair_sla: {err}") from None
 
-    def _rate_limit(self, who: Principal) -> None:
-        """``publish_rate``/``publish_burst`` per user over HTTP (per connection on
-        the WebSocket): RATE_LIMITED, with Retry-After, when spent."""
-        settings = self._s.settings
-        bucket = self._buckets.pop(who.user, None) or TokenBucket(
-            settings.publish_rate, settings.publish_burst, self._s.clock)
-        self._buckets[who.user] = bucket
-        if len(self._buckets) > _MAX_BUCKETS:
-            self._buckets.popitem(last=False)
-        wait = bucket.take()
-        if wait:
-            self._s.stats.rate_limited["http"] += 1
-            raise RoomlogError(ErrorCode.RATE_LIMITED, "sending too fast",
-                                retry_after=round(wait, 3))
+    async def _rate_limit(self, who: Principal) -> None:
+        """The user's write bucket, shared with its WebSockets (``roomlog.limits``):
+        RATE_LIMITED, with Retry-After, when spent."""
+        await self._s.limits.write(who, "http")
 
+    def _read(self, who: Principal) -> None:
+        self._s.limits.check(Kind.READ, who, "http")
+
+    @describe(Operation(
+        "Publish a message to a room", tags=_ROOMS, params=(ROOM,),
+        description="Plain rooms; stored, then delivered on every transport. Retrying "
+                    "with the same `id` stores nothing new (200, `duplicate: true`).",
+        body=Body({"application/json": ref("PublishBody")}),
+        replies={201: json_reply("stored", ref("Published")),
+                 200: json_reply("a duplicate `id`: the first message", ref("Published"))},
+        errors=(*_JSON_BODY, 404, 409, 429, 503)))
     @handles_errors
     async def publish(self, request: Request) -> Response:
         """``POST /v1/rooms/{room}/messages`` with ``{"data": ..., "id": "..."}``."""
         who = authenticate(request, self._s)
         room = room_of(request)
         room.check_publish(who)
-        self._rate_limit(who)
+        await self._rate_limit(who)
         settings = self._s.settings
         body = await json_body(request, settings.max_frame_bytes)
         ident = parse_id(body.get("id"))
@@ -85,12 +102,19 @@ class Api:
                              "epoch": result.epoch, "duplicate": result.duplicate},
                             status_code=200 if result.duplicate else 201)
 
+    @describe(Operation(
+        "Run a command in a domain room", tags=_ROOMS, params=(ROOM,),
+        description="Queue and repair rooms (docs/queue.md, docs/repair.md). The answer is "
+                    "the WebSocket `ack`; a retried `id` returns the first outcome.",
+        body=Body({"application/json": ref("CommandBody")}),
+        replies={200: json_reply("done (or the first outcome of this id)", ref("CommandAck"))},
+        errors=(*_JSON_BODY, 404, 409, 429, 503)))
     @handles_errors
     async def command(self, request: Request) -> Response:
         """``POST /v1/rooms/{room}/commands`` with ``{"name", "args", "id", "expected_seq"?}``."""
         who = authenticate(request, self._s)
         room = room_of(request)
-        self._rate_limit(who)
+        await self._rate_limit(who)
         settings = self._s.settings
         frame = parse_command(await json_body(request, settings.max_frame_bytes), room,
                               max_depth=settings.max_nesting_depth)
@@ -99,10 +123,15 @@ class Api:
         outcome = await self._s.gate.command(str(room), call)
         return JSONResponse(outcome.frame(str(room), frame.id))
 
+    @describe(Operation(
+        "A domain room's state, as the caller may see it", tags=_ROOMS, params=(ROOM,),
+        replies={200: json_reply("the state at `seq`", ref("RoomState"))},
+        errors=(400, 404, 503)))
     @handles_errors
     async def state(self, request: Request) -> Response:
         """``GET /v1/rooms/{room}/state``: a domain room's state as the caller may see it."""
         who = authenticate(request, self._s)
+        self._read(who)
         room = room_of(request)
         await self._s.check_read(room, who)
         runner = self._s.publisher.runners.get(room.kind)
@@ -113,11 +142,18 @@ class Api:
             raise RoomlogError(ErrorCode.FORBIDDEN, f"{who.user} may not read {room}")
         return JSONResponse({"room": str(room), "epoch": epoch, "seq": seq, "state": view})
 
+    @describe(Operation(
+        "Queue analytics (the room's DJ, admins, services)", tags=_ROOMS,
+        params=(ROOM, *_RANGE),
+        replies={200: Reply("the report", {"application/json": ref("Analytics"), **_CSV})},
+        errors=(400, 404, 503)))
     @handles_errors
     async def analytics(self, request: Request) -> Response:
-        """``GET /v1/rooms/{room}/analytics?from=&to=&format=json|csv`` (staff):
-        computed from the room's retained log; ``from``/``to`` are ms timestamps."""
+        """``GET /v1/rooms/{room}/analytics?from=&to=&tz=&format=json|csv`` (staff):
+        computed from the room's retained log; ``from``/``to`` are ms timestamps,
+        ``tz`` the reader's offset in minutes east of UTC (the hour-of-day chart)."""
         who = authenticate(request, self._s)
+        self._read(who)
         room = room_of(request)
         runner = self._s.publisher.runners.get(room.kind)
         if room.kind != "queue" or runner is None:
@@ -126,16 +162,22 @@ class Api:
         if not (who.is_operator or (who.role is Role.DJ and view.get("owner") in (None, who.user))):
             raise RoomlogError(ErrorCode.FORBIDDEN, "analytics are for the room's DJ and admins")
         start, end = _time_range(request)
-        report = summarize(await self._events(str(room)), start_ms=start, end_ms=end)
+        offset = query_int(request, "tz", 0, low=-16 * 60, high=16 * 60)
+        report = summarize(await self._events(str(room)), start_ms=start, end_ms=end,
+                           utc_offset_min=offset)
         report["room"] = str(room)
         if request.query_params.get("format") == "csv":
             return Response(to_csv(report), media_type="text/csv; charset=utf-8")
         return JSONResponse(report)
 
+    @describe(Operation(
+        "A room's epoch, head and oldest retained seq", tags=_ROOMS, params=(ROOM,),
+        replies={200: json_reply("the room", ref("RoomInfo"))}, errors=(400, 404, 503)))
     @handles_errors
     async def room_info(self, request: Request) -> Response:
         """``GET /v1/rooms/{room}``: epoch, head and the oldest retained seq."""
         who = authenticate(request, self._s)
+        self._read(who)
         room = room_of(request)
         await self._s.check_read(room, who)
         info = await self._s.log.info(str(room))
@@ -143,23 +185,43 @@ class Api:
                              "trimmed": info.trimmed,
                              "subscribers": self._s.hub.subscriber_count(info.room)})
 
+    @describe(Operation(
+        "Reset a room: drop its log, start a new epoch (admin, service)", tags=_ROOMS,
+        params=(ROOM,), replies={200: json_reply("the new epoch", ref("RoomReset"))},
+        errors=(400, 404, 503)))
     @handles_errors
     async def reset_room(self, request: Request) -> Response:
         """``DELETE /v1/rooms/{room}`` (admin): drop the log, start a new epoch."""
         who = authenticate(request, self._s)
         if not who.is_operator:
             raise RoomlogError(ErrorCode.FORBIDDEN, "only admin or service may reset a room")
-        info = await self._s.publisher.reset(str(room_of(request)))
-        return JSONResponse({"room": info.room, "epoch": info.epoch, "head": info.head})
+        name = str(room_of(request))
+        check_resettable(name)
+        before = await self._s.log.info(name)
+        info = await self._s.publisher.reset(name)
+        seq = await record(self._s, who, "reset", {"room": name}, details={
+            "dropped": before.head - before.trimmed, "old_epoch": before.epoch,
+            "old_head": before.head, "epoch": info.epoch})
+        return JSONResponse({"room": info.room, "epoch": info.epoch, "head": info.head,
+                             "audit_seq": seq})
 
+    @describe(Operation(
+        "Who is in a room, on every instance", tags=_ROOMS, params=(ROOM,),
+        replies={200: json_reply("the members", ref("Presence"))}, errors=(400, 404, 503)))
     @handles_errors
     async def presence(self, request: Request) -> Response:
         """``GET /v1/rooms/{room}/presence``: who is in the room, on every instance."""
         who = authenticate(request, self._s)
+        self._s.limits.check(Kind.PRESENCE, who, "http")
         room = room_of(request)
         await self._s.check_read(room, who)
         return JSONResponse(await self._s.presence.list(str(room)))
 
+    @describe(Operation(
+        "Close a user's or a connection's sockets on every instance (admin, service)",
+        tags=_ADMIN, body=Body({"application/json": ref("DisconnectBody")}),
+        replies={200: json_reply("closed here, and told the others", ref("Disconnected"))},
+        errors=_JSON_BODY))
     @handles_errors
     async def disconnect(self, request: Request) -> Response:
         """``POST /v1/admin/disconnect`` (admin, service) with ``{"user"}`` or
@@ -182,8 +244,20 @@ class Api:
                                   "reason": body.get("reason")}}
         self._s.bus.broadcast(payload)  # the other instances
         closed = disconnect_here(self._s, payload)
-        return JSONResponse({"closed_here": closed, "broadcast": True})
+        reason = body.get("reason")
+        seq = await record(self._s, who, "disconnect", {"user": user, "conn": conn},
+                           reason=reason if isinstance(reason, str) else None,
+                           details={"code": code, "closed_here": closed})
+        return JSONResponse({"closed_here": closed, "broadcast": True, "audit_seq": seq})
 
+    @describe(Operation(
+        "Upload a repair photo (staff)", tags=_ROOMS, params=(ROOM,),
+        description="JPEG, PNG or WebP, checked from signature to end; then `photo.add` "
+                    "with the `upload_id`.",
+        body=Body({t: {"type": "string", "contentMediaType": t}
+                   for t in ("image/jpeg", "image/png", "image/webp")}),
+        replies={201: json_reply("stored", ref("Upload"))},
+        errors=(*_JSON_BODY, 404, 429, 503)))
     @handles_errors
     async def upload_photo(self, request: Request) -> Response:
         """``POST /v1/rooms/repair:{ticket}/photos``: the image as the body, with its
@@ -199,18 +273,25 @@ class Api:
         runner = self._s.publisher.runners[room.kind]
         if not await runner.read(self._s.log, str(room), lambda state: state.exists):
             raise RoomlogError(ErrorCode.NOT_FOUND, f"no ticket {room.id!r}: create it first")
-        self._rate_limit(who)
+        await self._rate_limit(who)
         body = await read_body(request, self._s.settings.max_upload_bytes)
         upload_id = await self._s.media.save(str(room), request.headers.get("content-type", ""),
                                              body)
         return JSONResponse({"room": str(room), "upload_id": upload_id, "bytes": len(body),
                              "url": f"/v1/rooms/{room}/photos/{upload_id}"}, status_code=201)
 
+    @describe(Operation(
+        "A repair photo, for those who see it in the ticket", tags=_ROOMS,
+        auth=Auth.BEARER_OR_QUERY,
+        params=(ROOM, Param("upload_id", "path", {"type": "string"}, "from the upload")),
+        replies={200: Reply("the image, as checked at upload", {"image/*": {}})},
+        errors=(400, 404, 503)))
     @handles_errors
     async def open_photo(self, request: Request) -> Response:
         """``GET /v1/rooms/repair:{ticket}/photos/{upload_id}`` (Bearer or ``?token=``,
         for ``<img>``): for those who see the photo in the ticket."""
         who = authenticate(request, self._s, allow_query=True)
+        self._read(who)
         room = room_of(request)
         upload_id = request.path_params["upload_id"]
         runner = self._s.publisher.runners.get(room.kind)
@@ -226,15 +307,22 @@ class Api:
         return FileResponse(path, media_type=content_type, headers=_INERT | {
             "cache-control": "private, max-age=3600"})
 
+    @describe(Operation(
+        "Repair statistics from the `repairs:all` feed (admin, service)", tags=_ROOMS,
+        params=_RANGE,
+        replies={200: Reply("the report", {"application/json": ref("RepairStats"), **_CSV})},
+        errors=(400, 503)))
     @handles_errors
     async def repair_stats(self, request: Request) -> Response:
         """``GET /v1/repairs/stats?from=&to=&format=json|csv`` (admin, service):
         from the ``repairs:all`` feed, which holds every ticket's events."""
         who = authenticate(request, self._s)
+        self._read(who)
         if not who.is_operator:
             raise RoomlogError(ErrorCode.FORBIDDEN, "repair statistics are for admins")
         start, end = _time_range(request)
-        report = repair_summary(await self._events("repairs:all"), start_ms=start, end_ms=end)
+        report = repair_summary(await self._events("repairs:all"), start_ms=start, end_ms=end,
+                                sla_ms=self._sla)
         if request.query_params.get("format") == "csv":
             return Response(repair_csv(report), media_type="text/csv; charset=utf-8")
         return JSONResponse(report)
@@ -251,9 +339,17 @@ class Api:
                         for m in page.messages]
             after = page.messages[-1].seq
 
+    @describe(Operation(
+        "Liveness: the process serves requests", tags=_HEALTH, auth=Auth.NONE,
+        replies={200: json_reply("alive", ref("Live"))}))
     async def live(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    @describe(Operation(
+        "Readiness: a write transaction commits now", tags=_HEALTH, auth=Auth.NONE,
+        replies={200: json_reply("ready (`degraded`: the bus is down, the log is polled)",
+                                 ref("Ready")),
+                 503: json_reply("draining, or the database cannot commit", ref("Ready"))}))
     async def ready(self, request: Request) -> Response:
         """200 while this instance can serve (the bus may be degraded: it then polls
         the log); 503 when the instance is draining or a write transaction cannot
@@ -279,6 +375,9 @@ class Api:
         return JSONResponse(body | {"status": "ok" if bus == "ok" else "degraded",
                                     "database": "ok"})
 
+    @describe(Operation(
+        "Prometheus metrics", tags=_HEALTH, auth=Auth.NONE,
+        replies={200: Reply("the text exposition format", {"text/plain": {"type": "string"}})}))
     async def metrics(self, request: Request) -> Response:
         """``GET /metrics``: Prometheus text format."""
         await self._metrics.probe()

@@ -127,6 +127,7 @@ def run_server(settings: Settings, args: argparse.Namespace, *,
 
     from roomlog.app import build_services, create_app
     from roomlog.drain import drain
+    from roomlog.transports.uvicorn_http import BoundedHttpProtocol
     from roomlog.transports.uvicorn_ws import DirectSendProtocol
     from roomlog.workers import reuse_port_socket
 
@@ -159,7 +160,8 @@ def run_server(settings: Settings, args: argparse.Namespace, *,
 
     config = uvicorn.Config(
         create_app(settings, services, extra_routes=extra_routes),
-        ws=DirectSendProtocol,
+        ws=DirectSendProtocol.configured(settings.ws_close_timeout),
+        http=BoundedHttpProtocol.configured(settings.max_header_bytes, settings.header_timeout),
         host=host,
         port=port,
         log_config=log_config,
@@ -170,13 +172,15 @@ def run_server(settings: Settings, args: argparse.Namespace, *,
         ws_per_message_deflate=settings.ws_compression,
         timeout_graceful_shutdown=max(1, int(settings.drain_timeout)),
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         lifespan="on",
     )
     # Long-lived connection state makes full collections frequent and slow (measured:
     # gen-2 pauses of ~200 ms with 1000 subscribers). Freeze what startup made and
     # collect the young generation far less often.
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
+    if settings.gc_tuning:
+        gc.freeze()
+        gc.set_threshold(100_000, 50, 100)
     DrainingServer(config).run(sockets=sockets)
 
 
@@ -189,10 +193,12 @@ def _serve_reloading(settings: Settings, host: str, port: int,
     uvicorn.run("roomlog.app:app_from_env", factory=True, reload=True,
                 reload_dirs=[str(Path(__file__).parent)], host=host, port=port,
                 ws="roomlog.transports.uvicorn_ws:DirectSendProtocol",
+                http="roomlog.transports.uvicorn_http:BoundedHttpProtocol",
                 log_config=_log_config(settings, args), log_level=_log_level(settings, args),
                 ws_max_size=settings.max_frame_bytes,
                 ws_ping_interval=settings.ping_interval,
-                ws_ping_timeout=settings.ping_timeout, proxy_headers=True, lifespan="on")
+                ws_ping_timeout=settings.ping_timeout, proxy_headers=True,
+                forwarded_allow_ips=settings.forwarded_allow_ips, lifespan="on")
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> None:
@@ -234,10 +240,15 @@ def _token(settings: Settings, args: argparse.Namespace) -> None:
               "it.", file=sys.stderr)
 
 
+def settings_table() -> str:
+    """Every setting as a Markdown table: what ``roomlog settings`` prints, and the
+    README's table (``python -m tools.settings_table`` rewrites it)."""
+    rows = [f"| `{name}` | `{default}` | {help} |\n" for name, default, help in Settings.describe()]
+    return "| variable | default | meaning |\n| --- | --- | --- |\n" + "".join(rows)
+
+
 def _settings(settings: Settings, args: argparse.Namespace) -> None:
-    print("| variable | default | meaning |\n| --- | --- | --- |")
-    for name, default, help in Settings.describe():
-        print(f"| `{name}` | `{default}` | {help} |")
+    print(settings_table(), end="")
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> None:

@@ -67,6 +67,8 @@ class Cluster:
         self.on_signal: Handler = lambda room, payload: None  # presence notices
         self.on_subscribed: Callable[[str], None] = lambda room: None  # presence lists
         self.on_control: Callable[[dict[str, Any]], object] = lambda payload: None
+        # this instance's commits, for consumers of every room (webhooks)
+        self.on_commit: Callable[[str, list[Message]], None] = lambda room, messages: None
 
     # -- lifetime ------------------------------------------------------------------
 
@@ -128,6 +130,7 @@ class Cluster:
         # socket writes are queued (measured: the other instances' p50 fell by 5 ms).
         self._bus.publish(room, messages)
         self._offer(room, messages)
+        self.on_commit(room, messages)
 
     def reset_room(self, room: str, info: RoomInfo) -> None:
         """This instance reset the room's log (new epoch): resync everywhere."""

@@ -26,7 +26,12 @@ verdict: a deny (``Call.denied``) is its outcome, remembered like a result, and
 ``decide`` is not asked; an allow is ``command.approval``, which ``decide`` sees
 and whose data the command's events carry as ``hook``, stored with the result.
 So a retry of a hooked command returns its first outcome, deny included. A
-room's own refusal is not remembered, hooked or not (the client may retry it).
+room's own refusal is not remembered, hooked or not (the client may retry it),
+unless the decision stores events with it (``Decision.error``: a verified
+payment whose request the room refused gets its refund record), and then the
+refusal is the remembered outcome. A decision's ``claims`` are keys used once
+ever (``RoomTxn.claim``): one taken already fails the command with the claim's
+error and stores nothing of it.
 Events of a command a service ran for a user (``on_behalf_of``) carry ``via``,
 the service's user id; the user is their author and the rules apply to them.
 """
@@ -34,7 +39,7 @@ the service's user id; the user is their author and the rules apply to them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -124,9 +129,15 @@ class _Cached:
 
 
 class CommandRunner:
+    """``across_rooms``: the publisher may commit commands to several rooms of this kind
+    in one transaction (:meth:`commit_many`), for a kind whose every room writes to
+    one shared room (repair tickets to the admins' feed), where one transaction per
+    room would queue them all on that room's lock."""
+
     def __init__(self, domain: Domain[Any], *, snapshot_every: int = 100,
-                 cache_size: int = 1000) -> None:
+                 cache_size: int = 1000, across_rooms: bool = False) -> None:
         self.domain = domain
+        self.across_rooms = across_rooms
         self._snapshot_every = snapshot_every
         self._cache: Lru[str, _Cached] = Lru(cache_size)
 
@@ -199,6 +210,29 @@ class CommandRunner:
             self.forget(room)
             raise
 
+    async def commit_many(self, log: Log, now_ms: int, batch: dict[str, list[Call]]
+                          ) -> tuple[dict[str, list[Outcome | RoomlogError]],
+                                     dict[str, list[Message]]]:
+        """``commit`` of the calls of several rooms (each room's in order) in one
+        transaction; if anything fails, nothing is stored and every room's cached
+        state is dropped."""
+        async def work(txns: Sequence[RoomTxn]) -> dict[str, list[Outcome | RoomlogError]]:
+            try:
+                return {txn.room: await self._run(txn, batch[txn.room]) for txn in txns}
+            except BaseException:
+                for room in batch:
+                    self.forget(room)
+                raise
+
+        try:
+            return await log.transact_many(
+                list(batch), now_ms, work,
+                prior={room: [c.key for c in calls] for room, calls in batch.items()})
+        except BaseException:
+            for room in batch:
+                self.forget(room)
+            raise
+
     async def _run(self, txn: RoomTxn, calls: list[Call]) -> list[Outcome | RoomlogError]:
         cached = await self.state(txn)
         known = await txn.prior(c.key for c in calls)
@@ -212,8 +246,7 @@ class CommandRunner:
                 outcome: Outcome | RoomlogError = call.denied.error()
                 body: bytes | None = refusal_record(call.denied)
             else:
-                outcome = self._decide(txn, cached, call)
-                body = _record(call, outcome)
+                outcome, body = await self._decide(txn, cached, call)
             outcomes.append(outcome)
             if body is not None:
                 txn.remember(call.key[0], call.id, txn.head, body)
@@ -240,10 +273,17 @@ class CommandRunner:
             logger.exception("deciding %s in %s failed", call.command.name, txn.room)
             return RoomlogError(ErrorCode.INTERNAL, "the command failed; this is a bug")
 
-    def _decide(self, txn: RoomTxn, cached: _Cached, call: Call) -> Outcome | RoomlogError:
+    async def _decide(self, txn: RoomTxn, cached: _Cached, call: Call
+                      ) -> tuple[Outcome | RoomlogError, bytes | None]:
+        """The call's outcome and what is remembered of it (None: nothing)."""
         decision = self.judge(txn, cached.state, call)
         if isinstance(decision, RoomlogError):
-            return decision
+            return decision, None
+        if decision.claims:
+            taken = await txn.claim([c.key for c in decision.claims], call.who.user)
+            for claim in decision.claims:
+                if claim.key in taken:
+                    return claim.taken, None
         seqs = []
         for decided in decision.events:
             event = _stamped(decided, call)
@@ -254,7 +294,10 @@ class CommandRunner:
                     txn.notify(notice.target, call.who.user, orjson.dumps(notice.data))
             cached.seq = message.seq
             seqs.append(message.seq)
-        return Outcome(seqs, txn.epoch, decision.result)
+        if decision.error is not None:  # refused, with events: remembered as refused
+            return decision.error, _refused_record(call, decision.error, seqs)
+        outcome = Outcome(seqs, txn.epoch, decision.result)
+        return outcome, _record(call, outcome)
 
     async def read(self, log: Log, room: str, look: Callable[[Any], T]) -> T:
         """``look`` at the room's current state (under its lock, briefly)."""
@@ -299,6 +342,19 @@ def _stamped(event: Event, call: Call) -> Event:
     if call.sender is not None:
         extra["via"] = call.sender.user
     return Event(event.type, {**event.data, **extra}) if extra else event
+
+
+def _refused_record(call: Call, error: RoomlogError, seqs: list[int]) -> bytes:
+    """A refusal the room stored events for (e.g. a verified payment's refund):
+    remembered, so a retry returns it and changes nothing."""
+    body: dict[str, Any] = {"code": error.code.value, "message": error.message}
+    if error.details:
+        body["details"] = error.details
+    stored: dict[str, Any] = {"error": body, "seqs": seqs}
+    approval = call.command.approval
+    if approval is not None:
+        stored["verdict"] = verdict_record(Allow(approval.data, approval.failed_open))
+    return orjson.dumps(stored)
 
 
 def _record(call: Call, outcome: Outcome | RoomlogError) -> bytes | None:

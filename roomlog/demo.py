@@ -42,6 +42,8 @@ from roomlog.auth import Tokens, read_secret
 from roomlog.commands import Call
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.identity import Principal, Role
+from roomlog.openapi.operation import Auth, Body, Operation, Param, describe
+from roomlog.openapi.schemas import json_reply, ref
 from roomlog.rooms.domain import Command
 from roomlog.services import Services
 from roomlog.settings import Settings
@@ -66,12 +68,14 @@ PAGES: list[tuple[str, str, Principal, dict[str, str]]] = [
     ("customer: follow the repair, approve the quote", "repair.html", CUSTOMER,
      {"ticket": TICKET}),
     ("technician console", "tech.html", TECHNICIAN, {"ticket": TICKET}),
+    ("DJ analytics: the queue's numbers in charts", "analytics.html", DJ, {"room": QUEUE}),
 ]
 
 _PAGE_ROLES = {Role.GUEST, Role.DJ, Role.CUSTOMER, Role.TECHNICIAN}
 # the web app's page names (clients/README.md, "Tokens for the pages"), and the files'
 _BY_PAGE = {"guest": GUEST, "dj": DJ, "customer": CUSTOMER, "technician": TECHNICIAN,
-            "repair": CUSTOMER, "tech": TECHNICIAN}
+            "repair": CUSTOMER, "tech": TECHNICIAN, "analytics": DJ}
+_TAGS = ("demo",)
 _USER_RE = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 _SONGS = [  # (guest, song_id, title, artist, note)
@@ -167,9 +171,24 @@ def token_routes(tokens: Tokens, ttl: float) -> list[BaseRoute]:
         return JSONResponse({"token": token, "expires": int(now + ttl)},
                             headers={"cache-control": "no-store"})
 
+    @describe(Operation(
+        "A token for a demo page's person (`roomlog demo` only)", tags=_TAGS,
+        auth=Auth.NONE,
+        params=(Param("user", "query", {"type": "string"}, "the user id", required=True),
+                Param("role", "query", {"type": "string",
+                                          "enum": sorted(r.value for r in _PAGE_ROLES)},
+                      "a page role", required=True)),
+        replies={200: json_reply("a token", ref("DemoToken"))}, errors=(400,)))
     async def get(request: Request) -> Response:
         return grant(request.query_params.get("user", ""), request.query_params.get("role", ""))
 
+    @describe(Operation(
+        "A token for a demo page, as the pages ask (`roomlog demo` only)", tags=_TAGS,
+        auth=Auth.NONE,
+        body=Body({"application/json": {
+            "type": "object", "required": ["page"],
+            "properties": {"page": {"type": "string"}, "user": {"type": "string"}}}}),
+        replies={200: json_reply("a token", ref("DemoToken"))}, errors=(400,)))
     async def post(request: Request) -> Response:
         try:
             body = await request.json()

@@ -121,8 +121,11 @@ def end_banned(s: Services) -> int:
 
 
 def on_control(s: Services, payload: dict[str, Any]) -> None:
-    """A broadcast from another instance: a disconnect, or a ban made or lifted."""
+    """A broadcast from another instance: a disconnect, a ban made or lifted, or
+    an instance's figures for the console."""
     if "disconnect" in payload:
         disconnect_here(s, payload)
     elif "ban" in payload:
         s.revocation.control(payload)
+    elif "instance_report" in payload:
+        s.instances.receive(payload["instance_report"], s.clock())

@@ -55,6 +55,9 @@ class ErrorCode(enum.StrEnum):
     CAPACITY_EXCEEDED = "CAPACITY_EXCEEDED"  # queue: the hourly cap is reached
     TOO_MANY_ACTIVE = "TOO_MANY_ACTIVE"  # queue: the guest has too many active requests
     QUEUE_CLOSED = "QUEUE_CLOSED"  # queue: the DJ closed the queue
+    PAYMENT_REQUIRED = "PAYMENT_REQUIRED"  # queue: a paid room; send a payment reference
+    PAYMENT_DECLINED = "PAYMENT_DECLINED"  # queue: the backend did not verify the payment
+    PAYMENT_ALREADY_USED = "PAYMENT_ALREADY_USED"  # queue: this reference funds another one
     # Command hooks (docs/backends.md)
     DENIED = "DENIED"  # the operator's backend refused the command (details.code says why)
 
@@ -79,6 +82,9 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.CAPACITY_EXCEEDED: 429,
     ErrorCode.TOO_MANY_ACTIVE: 409,
     ErrorCode.QUEUE_CLOSED: 409,
+    ErrorCode.PAYMENT_REQUIRED: 402,
+    ErrorCode.PAYMENT_DECLINED: 402,
+    ErrorCode.PAYMENT_ALREADY_USED: 409,
     ErrorCode.DENIED: 403,
 }
 
@@ -100,6 +106,7 @@ class CloseCode(enum.IntEnum):
     PROTOCOL = 4002  # the client broke the protocol (too many bad frames): stop
     FORBIDDEN = 4003  # banned (BANNED) or disconnected by an admin: stop
     SLOW = 4008  # outbox overflowed, the client could not keep up: reconnect, resume
+    LIMITED = 4029  # too many connections, or rate limits exceeded again and again: back off
 
     @property
     def reconnects(self) -> bool:
@@ -107,7 +114,8 @@ class CloseCode(enum.IntEnum):
 
 
 _RECONNECT = frozenset(
-    {CloseCode.GOING_AWAY, CloseCode.INTERNAL, CloseCode.SERVICE_RESTART, CloseCode.SLOW})
+    {CloseCode.GOING_AWAY, CloseCode.INTERNAL, CloseCode.SERVICE_RESTART, CloseCode.SLOW,
+     CloseCode.LIMITED})
 
 
 class RoomlogError(Exception):

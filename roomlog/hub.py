@@ -27,7 +27,7 @@ from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.identity import Principal
 from roomlog.log import Log, Page, RoomInfo
 from roomlog.outbox import Outbox
-from roomlog.protocol import Format, Lens, Message, Since, encode, error_frame
+from roomlog.protocol import Format, Lens, Message, Since, batch, encode, error_frame
 
 __all__ = ["Hub", "Subscription", "stale", "wire"]
 
@@ -95,8 +95,14 @@ class Hub:
         lenses: Lenses | None = None,
         gates: Gates | None = None,
         admits: Admits | None = None,
+        write_at_once: bool = True,
     ) -> None:
+        """``write_at_once``: a delivery writes to idle subscribers' sockets at once
+        (``Outbox.offer``); False leaves every write to the flush at the end of the loop
+        turn, so that what was scheduled before (a bus's writer telling the other
+        instances) goes first."""
         self._log = log
+        self._write_at_once = write_at_once
         self._page_size = page_size
         self._live_buffer = live_buffer
         self._rooms: dict[str, _Room] = {}
@@ -186,6 +192,11 @@ class Hub:
     def unsubscribe(self, sub: Subscription) -> None:
         if sub.task is not None and sub.task is not asyncio.current_task():
             sub.task.cancel()
+        # The cancelled task keeps its traceback, whose frames hold `sub`, and the
+        # owner's callback usually holds `sub` too: cycles a full collection would
+        # have to find. A subscription that ended needs neither.
+        sub.task = None
+        sub.on_drop = None
         room = self._rooms.get(sub.room)
         if room is not None:
             room.subs.discard(sub)
@@ -215,9 +226,10 @@ class Hub:
 
     def _drop(self, sub: Subscription, err: RoomlogError) -> None:
         sub.send(error_frame(err, sub.ident) | {"room": sub.room})
+        on_drop = sub.on_drop
         self.unsubscribe(sub)
-        if sub.on_drop is not None:
-            sub.on_drop()
+        if on_drop is not None:
+            on_drop()
 
     async def _catch_up(self, sub: Subscription) -> None:
         fmt = sub.outbox.format
@@ -350,7 +362,7 @@ class Hub:
         if room is None or not messages:
             return
         first, last = messages[0], messages[-1]
-        encoded: dict[tuple[Format, str | None], tuple[list[bytes], int]] = {}
+        encoded: dict[tuple[Format, str | None], tuple[list[bytes], int, Callable[[], bytes]]] = {}
         copies = 0
         gate = None if self._gates is None else self._gates(name, messages)
         for sub in list(room.subs):
@@ -372,12 +384,14 @@ class Hub:
             run = encoded.get(key)
             if run is None:  # encode once per format and audience, not per subscriber
                 frames = [wire(m, fmt, lens) for m in messages]
-                run = encoded[key] = (frames, sum(map(len, frames)))
+                run = encoded[key] = (frames, sum(map(len, frames)), _payload(fmt, frames))
             skip = sub.cursor + 1 - first.seq
             if skip:
                 sub.outbox.extend(run[0][skip:])
+            elif self._write_at_once:  # most often written now, one payload for all
+                sub.outbox.offer(*run)
             else:
-                sub.outbox.extend(*run)
+                sub.outbox.extend(run[0], run[1])
             copies += len(messages) - skip
             sub.cursor = last.seq
         self.delivered += copies
@@ -430,6 +444,17 @@ class Hub:
             if room is not None:
                 room.watchers.discard(event)
                 self._maybe_forget(name)
+
+
+def _payload(fmt: Format, frames: list[bytes]) -> Callable[[], bytes]:
+    """The wire payload of a run of frames, built at its first use, then shared."""
+    joined: list[bytes] = []
+
+    def payload() -> bytes:
+        if not joined:
+            joined.append(frames[0] if len(frames) == 1 else batch(fmt, frames))
+        return joined[0]
+    return payload
 
 
 def stale(since: Since | None, info: RoomInfo) -> str | None:

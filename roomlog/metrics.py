@@ -123,6 +123,7 @@ class _Collector(Collector):
                                   "Subscribers sent back to the log by an epoch change",
                                   value=stats.resets)
         yield from _labelled(stats)
+        yield from _webhooks(s)
         yield CounterMetricFamily("roomlog_ban_hits", "Connects, requests and open streams "
                                   "refused or ended by a ban", value=s.revocation.hits)
         yield CounterMetricFamily("roomlog_commit_splits",
@@ -155,11 +156,53 @@ def _labelled(stats: Stats) -> Iterator[Metric]:
         refused.add_metric([reason], count)
     yield refused
     limited = CounterMetricFamily("roomlog_rate_limited",
-                                  "Writes refused with RATE_LIMITED, by transport",
-                                  labels=["transport"])
-    for transport, count in sorted(stats.rate_limited.items()):
-        limited.add_metric([transport], count)
+                                  "Requests refused with RATE_LIMITED, by transport and "
+                                  "kind (write, subscribe, presence, read)",
+                                  labels=["transport", "kind"])
+    for (transport, kind), count in sorted(stats.rate_limited.items()):
+        limited.add_metric([transport, kind], count)
     yield limited
+
+
+def _webhooks(s: Services) -> Iterator[Metric]:
+    """Per endpoint, on the instance that delivers it (the others report nothing)."""
+    hooks = s.webhooks
+    families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
+        "delivered": CounterMetricFamily("roomlog_webhook_delivered", "Messages a webhook "
+                                         "receiver acknowledged (2xx)", labels=["endpoint"]),
+        "failed": CounterMetricFamily("roomlog_webhook_failed", "Webhook attempts without a "
+                                      "2xx in time (each is retried)", labels=["endpoint"]),
+        "retrying": GaugeMetricFamily("roomlog_webhook_retrying", "Rooms of a webhook waiting "
+                                      "to retry a failed delivery", labels=["endpoint"]),
+        "lag": GaugeMetricFamily("roomlog_webhook_lag_messages", "Messages committed and not "
+                                 "yet delivered (known to the deliverer)", labels=["endpoint"]),
+        "lag_seconds": GaugeMetricFamily("roomlog_webhook_lag_seconds", "Age (since its "
+                                         "commit) of the message a webhook delivered last; "
+                                         "0 when caught up", labels=["endpoint"]),
+    }
+    latency = HistogramMetricFamily("roomlog_webhook_seconds", "One webhook attempt, send to "
+                                    "answer", labels=["endpoint"])
+    for endpoint_id, stats in sorted(hooks.stats.items()):
+        worker = hooks.workers.get(endpoint_id)
+        families["delivered"].add_metric([endpoint_id], stats.delivered)
+        families["failed"].add_metric([endpoint_id], stats.failed)
+        families["retrying"].add_metric([endpoint_id], worker.retrying if worker else 0)
+        families["lag"].add_metric([endpoint_id], worker.lag_messages if worker else 0)
+        families["lag_seconds"].add_metric([endpoint_id], stats.lag_seconds if worker else 0)
+        latency.add_metric([endpoint_id], stats.latency.cumulative(), stats.latency.sum)
+    yield from families.values()
+    yield latency
+    disabled = GaugeMetricFamily("roomlog_webhook_endpoint_disabled", "1 while a webhook "
+                                 "endpoint is disabled after failing past the horizon (every "
+                                 "instance reports every endpoint)", labels=["endpoint"])
+    for endpoint_id, off in sorted(hooks.disabled.items()):
+        disabled.add_metric([endpoint_id], 1 if off else 0)
+    yield disabled
+    yield GaugeMetricFamily("roomlog_webhooks_delivering", "Webhook endpoints this instance "
+                            "holds the lease of", value=len(hooks.workers))
+    yield CounterMetricFamily("roomlog_webhooks_disabled", "Webhook endpoints this instance "
+                              "disabled after failing past the horizon",
+                              value=hooks.disabled_total)
 
 
 def _histogram(name: str, doc: str, h: Histogram) -> HistogramMetricFamily:

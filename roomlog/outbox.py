@@ -129,6 +129,27 @@ class Outbox:
         self._bytes += sum(map(len, items)) if nbytes is None else nbytes
         self._after_add()
 
+    def offer(self, items: Sequence[bytes], nbytes: int, payload: Callable[[], bytes]) -> None:
+        """``extend``, but when nothing is queued or being sent and the direct send can
+        take it, write ``payload()`` (``items`` as one wire payload, built once by the
+        caller for every subscriber) now: a fan-out to a thousand idle subscribers is
+        one pass of socket writes, not a pass of queueing and one of flushing at the
+        end of the loop turn. Order holds: a write happens only with nothing before it."""
+        if (self._direct is not None and not self._items and not self._sending
+                and not self._marked and not self.closed and len(items) <= self._coalesce
+                and nbytes <= self._max_bytes and self._write_now(payload)):
+            self.frames_sent += 1
+            self.items_sent += len(items)
+            return
+        self.extend(items, nbytes)
+
+    def _write_now(self, payload: Callable[[], bytes]) -> bool:
+        assert self._direct is not None
+        try:
+            return self._direct(payload())
+        except Exception:  # never the committer's failure: queued, the flush at the
+            return False  # end of the turn meets the error where it always did
+
     def fits(self, frames: int, nbytes: int) -> bool:
         """Whether ``frames`` more items of ``nbytes`` in all stay within the bound."""
         return (len(self._items) + frames <= self._max_frames
@@ -137,8 +158,9 @@ class Outbox:
     def _after_add(self) -> None:
         if len(self._items) > self._max_frames or self._bytes > self._max_bytes:
             self.overflowed = True
+            on_overflow = self._on_overflow  # close() lets go of it
             self.close()
-            self._on_overflow()
+            on_overflow()
             return
         self._empty.clear()
         if self._direct is None:
@@ -150,12 +172,16 @@ class Outbox:
         # else: the writer task is mid-send and takes these next
 
     def close(self) -> None:
-        """Drop the backlog and stop the writer; later puts are ignored."""
+        """Drop the backlog and stop the writer; later puts are ignored. Lets go of
+        its owner's callbacks: a closed connection leaves no reference cycle behind
+        for the collector to find."""
         self.closed = True
         self._items.clear()
         self._bytes = 0
         self._empty.set()
         self._wake.set()
+        self._on_overflow = _nothing
+        self._direct = None
 
     async def drained(self) -> None:
         """Wait until everything queued so far has been handed to the transport."""
@@ -212,3 +238,7 @@ class Outbox:
                 self._empty.set()
             if self.closed:
                 return
+
+
+def _nothing() -> None:
+    return None

@@ -2,7 +2,11 @@
 
 Concurrent publishes (plain rooms) or commands (domain rooms) to one room
 queue up; one drain task per room commits each queue as a single transaction
-(up to ``commit_batch`` items), then hands the committed messages, of the room
+(up to ``commit_batch`` items). The rooms of a kind whose runner commits
+``across_rooms`` (repair tickets, which all write to the admins' feed) share
+one queue and one drain: a batch holds the commands of many of its rooms, in
+one transaction (``Log.transact_many``), each room's in the order they came.
+The drain then hands the committed messages, of the room
 and of any ``user:{id}`` rooms its notices went to, to the cluster (the local
 hub, then the bus). Rooms commit in parallel; within a room, commits and
 deliveries happen in seq order. Nothing is delivered or acknowledged before
@@ -39,7 +43,7 @@ __all__ = ["Publisher"]
 logger = logging.getLogger(__name__)
 
 _Item = Append | Call
-_Pending = tuple[_Item, "asyncio.Future[Any]"]
+_Pending = tuple[str, _Item, "asyncio.Future[Any]"]  # room, item, its answer
 
 
 class Publisher:
@@ -80,44 +84,56 @@ class Publisher:
         if self._closing:
             raise Unavailable("this instance is shutting down; retry on another", retry_after=0.5)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        queue = self._queues.get(room)
+        kind = room.split(":", 1)[0]
+        runner = self.runners.get(kind)
+        # one queue per room; one per kind for a kind that commits across rooms (its
+        # key, "kind:", names no room)
+        key = f"{kind}:" if runner is not None and runner.across_rooms else room
+        queue = self._queues.get(key)
         if queue is None:
-            queue = self._queues[room] = []
+            queue = self._queues[key] = []
             # the room's commits serve every client: not logged as the first one's
-            task = asyncio.get_running_loop().create_task(self._drain(room, queue),
+            task = asyncio.get_running_loop().create_task(self._drain(key, queue),
                                                           context=logs.detached())
             self._drains.add(task)
             task.add_done_callback(self._drains.discard)
-        queue.append((item, future))
+        queue.append((room, item, future))
         return await future
 
-    async def _drain(self, room: str, queue: list[_Pending]) -> None:
+    async def _drain(self, key: str, queue: list[_Pending]) -> None:
         try:
             while queue:
                 batch = queue[: self._max_batch]
                 del queue[: self._max_batch]
-                await self._commit(room, batch)
+                await self._commit(batch)
         finally:
-            self._queues.pop(room, None)
+            self._queues.pop(key, None)
 
-    async def _store(self, room: str, items: list[_Item]
-                     ) -> tuple[list[Any], dict[str, list[Message]]]:
+    async def _store(self, batch: list[_Pending]) -> tuple[list[Any], dict[str, list[Message]]]:
         now_ms = self._clock_ms()
+        room = batch[0][0]
         runner = self.runners.get(room.split(":", 1)[0])
         if runner is None:
-            appends = [item for item in items if isinstance(item, Append)]
+            appends = [item for _, item, _ in batch if isinstance(item, Append)]
             results, stored = await self._log.append(room, appends, now_ms=now_ms)
             return list(results), {room: stored} if stored else {}
-        calls = [item for item in items if isinstance(item, Call)]
-        outcomes, by_room = await runner.commit(self._log, room, now_ms, calls)
-        return list(outcomes), by_room
+        calls: dict[str, list[Call]] = {}
+        for name, item, _ in batch:
+            if isinstance(item, Call):
+                calls.setdefault(name, []).append(item)
+        if len(calls) == 1:
+            outcomes, by_room = await runner.commit(self._log, room, now_ms, calls[room])
+            return list(outcomes), by_room
+        per_room, by_room = await runner.commit_many(self._log, now_ms, calls)
+        answers = {name: iter(outcomes) for name, outcomes in per_room.items()}
+        return [next(answers[name]) for name, _, _ in batch], by_room
 
-    async def _commit(self, room: str, batch: list[_Pending]) -> None:
+    async def _commit(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
-            results, stored = await self._store(room, [item for item, _ in batch])
+            results, stored = await self._store(batch)
         except Unavailable as exc:  # the database, not the batch: all retry, same ids
-            for _, future in batch:
+            for _, _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
@@ -125,10 +141,10 @@ class Publisher:
             if len(batch) > 1:  # one item's fault: find it, commit the others
                 self._stats.commit_splits += 1
                 half = len(batch) // 2
-                await self._commit(room, batch[:half])
-                await self._commit(room, batch[half:])
+                await self._commit(batch[:half])
+                await self._commit(batch[half:])
                 return
-            (item, future), = batch
+            (room, item, future), = batch
             if not future.done():
                 future.set_exception(_refusal(room, item, exc))
             return
@@ -136,7 +152,7 @@ class Publisher:
         self._stats.append_latency.observe(time.perf_counter() - started)
         for name, messages in stored.items():  # in seq order: each room's next commit waits
             self._cluster.local(name, messages)
-        for (_, future), result in zip(batch, results, strict=True):
+        for (_, _, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue
             if isinstance(result, RoomlogError):

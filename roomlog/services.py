@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 from roomlog.auth import Tokens
 from roomlog.bus import Bus
 from roomlog.cluster import Cluster
+from roomlog.console.reports import Instances
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.hooks.gate import Gate
 from roomlog.hub import Hub
 from roomlog.identity import Principal, Role
+from roomlog.limits import Limits
 from roomlog.log import Log
 from roomlog.media import MediaStore
 from roomlog.outbox import Flusher
@@ -22,6 +24,7 @@ from roomlog.revocation import Revocation
 from roomlog.rooms import RoomName
 from roomlog.settings import Settings
 from roomlog.stats import Stats
+from roomlog.webhooks.manager import Webhooks
 
 if TYPE_CHECKING:
     from roomlog.session import Session
@@ -46,10 +49,14 @@ class Services:
     revocation: Revocation  # the bans in force here, and changing them
     clock: Callable[[], float]  # monotonic seconds, for timers and rate limits
     gate: Gate  # every publish and command goes in here (command hooks, then the publisher)
+    limits: Limits  # connections and rates per user and per client address
+    webhooks: Webhooks  # endpoints, and the deliveries this instance holds the lease of
     flusher: Flusher = field(default_factory=Flusher)  # one flush of all outboxes per loop turn
     sessions: set[Session] = field(default_factory=set)  # open WebSocket sessions
     streams: set[Stream] = field(default_factory=set)  # open SSE streams
     polls: set[Poll] = field(default_factory=set)  # long-polls holding a request open
+    #: every instance's latest figures (roomlog.console.instances), for the console
+    instances: Instances = field(default_factory=lambda: Instances(2.0))
     draining: bool = False  # SIGTERM: no new writes, clients told to go elsewhere
 
     async def check_command(self, room: RoomName, name: str, args: dict[str, Any],

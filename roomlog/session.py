@@ -20,6 +20,7 @@ from roomlog.commands import call_of
 from roomlog.errors import CloseCode, ErrorCode, ProtocolError, RoomlogError
 from roomlog.hub import Subscription
 from roomlog.identity import Grant, Principal
+from roomlog.limits import Kind, Release
 from roomlog.log import Append
 from roomlog.outbox import Direct, Outbox
 from roomlog.protocol import (
@@ -38,7 +39,6 @@ from roomlog.protocol import (
     frame_id,
     parse_frame,
 )
-from roomlog.ratelimit import TokenBucket
 from roomlog.services import Services
 
 __all__ = ["Session", "SessionState"]
@@ -68,7 +68,8 @@ class Session:
         self.outbox = Outbox(fmt, max_frames=s.outbox_max_messages, max_bytes=s.outbox_max_bytes,
                              coalesce=s.coalesce_max_frames, on_overflow=self._overflowed,
                              direct=direct, flusher=services.flusher)
-        self._bucket = TokenBucket(s.publish_rate, s.publish_burst, services.clock)
+        self._strikes = services.limits.strikes()
+        self._release_user: Release | None = None  # this connection counted for its user
         self._inflight = asyncio.Semaphore(s.max_inflight)
         self._tasks: set[asyncio.Task[None]] = set()
         self._bad_frames = 0
@@ -96,7 +97,11 @@ class Session:
         self.subscriptions.clear()
         for task in self._tasks:
             task.cancel()
-        self._close_transport(code, reason)
+        if self._release_user is not None:
+            self._release_user()
+            self._release_user = None
+        close_transport, self._close_transport = self._close_transport, _ignore
+        close_transport(code, reason)
 
     @property
     def idle(self) -> bool:
@@ -163,6 +168,8 @@ class Session:
 
     def _reject(self, err: RoomlogError, ident: str | None) -> None:
         self.send(error_frame(err, ident))
+        if err.code is ErrorCode.RATE_LIMITED and self._strikes.strike():
+            self.close(CloseCode.LIMITED, "rate limits exceeded again and again: back off")
         if isinstance(err, ProtocolError):
             self._bad_frames += 1
             if self._bad_frames > self._services.settings.max_bad_frames:
@@ -181,6 +188,13 @@ class Session:
         if self.principal is not None and principal != self.principal:
             raise RoomlogError(ErrorCode.FORBIDDEN,
                                 "a refreshed token must name the same user and role")
+        if self.principal is None:  # the user's connections are counted from here on
+            try:
+                self._release_user = self._services.limits.open_user(principal)
+            except RoomlogError as err:
+                self.send(error_frame(err, frame.id))
+                self.close(CloseCode.LIMITED, "too many connections of this user")
+                return
         self._expiry.cancel()
         delay = max(0.0, grant.expires - time.time())
         self._expiry = asyncio.get_running_loop().call_later(delay, self._expire, "token expired")
@@ -194,6 +208,7 @@ class Session:
 
     async def _subscribe(self, frame: Subscribe) -> None:
         assert self.principal is not None
+        self._services.limits.check(Kind.SUBSCRIBE, self.principal, "websocket")
         await self._services.check_read(frame.room, self.principal)
         if self.state is SessionState.CLOSED:  # closed while the check read the room
             return
@@ -224,6 +239,8 @@ class Session:
             self._left(name)
 
     def _unsubscribe(self, frame: Unsubscribe) -> None:
+        assert self.principal is not None
+        self._services.limits.check(Kind.SUBSCRIBE, self.principal, "websocket")
         sub = self.subscriptions.pop(str(frame.room), None)
         if sub is not None:
             self._services.hub.unsubscribe(sub)
@@ -233,21 +250,15 @@ class Session:
 
     async def _presence(self, frame: PresenceQuery) -> None:
         assert self.principal is not None
+        self._services.limits.check(Kind.PRESENCE, self.principal, "websocket")
         await self._services.check_read(frame.room, self.principal)
         members = await self._services.presence.list(str(frame.room))
         self.send({"type": "presence"} | members | ({"id": frame.id} if frame.id else {}))
 
-    def _take_token(self) -> None:
-        wait = self._bucket.take()
-        if wait:
-            self._services.stats.rate_limited["websocket"] += 1
-            raise RoomlogError(ErrorCode.RATE_LIMITED, "sending too fast",
-                                retry_after=round(wait, 3))
-
     async def _publish(self, frame: Publish) -> None:
         assert self.principal is not None
         frame.room.check_publish(self.principal)
-        self._take_token()
+        await self._services.limits.write(self.principal, "websocket")
         settings = self._services.settings
         raw = encode_data(frame.data, settings.max_data_bytes,
                           max_depth=settings.max_nesting_depth)
@@ -264,7 +275,7 @@ class Session:
 
     async def _command(self, frame: CommandFrame) -> None:
         assert self.principal is not None
-        self._take_token()
+        await self._services.limits.write(self.principal, "websocket")
         room = str(frame.room)
         call = call_of(self.principal, frame)
         await self._services.check_command(frame.room, frame.name, frame.args, call.who)
@@ -294,3 +305,7 @@ class Session:
         task = asyncio.get_running_loop().create_task(answer())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _ignore(code: CloseCode, reason: str) -> None:
+    return None

@@ -73,9 +73,16 @@ class Settings:
                                    "request_id and conn; `--log-format`)")
 
     # Connections
+    max_header_bytes: int = _doc(65_536, "largest HTTP request head (request line and headers; "
+                                         "431 above), WebSocket handshakes included")
+    header_timeout: float = _doc(10.0, "seconds a client has to send a request head once it "
+                                       "started (408 after)")
     connect_timeout: float = _doc(10.0, "seconds a new WebSocket has to send `connect`")
     ping_interval: float = _doc(15.0, "seconds between server WebSocket pings")
     ping_timeout: float = _doc(10.0, "seconds without a pong before a link is closed as dead")
+    ws_close_timeout: float = _doc(5.0, "seconds a closing WebSocket has to take its last frames "
+                                        "and close frame (4008 included) before its TCP "
+                                        "connection is aborted")
     max_frame_bytes: int = _doc(1_048_576, "largest inbound WebSocket frame (close 1009 above)")
     max_data_bytes: int = _doc(65_536, "largest message data, JSON-encoded (PAYLOAD_TOO_LARGE)")
     max_nesting_depth: int = _doc(64, "deepest nesting of arrays and objects in message data "
@@ -84,6 +91,32 @@ class Settings:
                                       "at 254")
     max_subscriptions: int = _doc(100, "rooms one connection may subscribe to")
     max_bad_frames: int = _doc(20, "bad frames a connection may send before close 4002")
+    max_connections_per_user: int = _doc(16, "WebSockets, SSE streams and waiting long-polls "
+                                              "one user may hold on an instance "
+                                              "(LIMIT_EXCEEDED, close 4029 above; 0: no limit)")
+    max_connections_per_address: int = _doc(0, "requests and WebSockets one client address "
+                                               "may hold open on an instance, before any token "
+                                               "is read (0: no limit; set it only where the hub "
+                                               "sees client addresses: directly, or through a "
+                                               "proxy in forwarded_allow_ips)")
+    forwarded_allow_ips: str = _doc("127.0.0.1", "trusted proxies, comma-separated ('*': any): "
+                                                 "from them X-Forwarded-For names the client "
+                                                 "address the per-address limit counts")
+    subscribe_rate: float = _doc(20.0, "subscribes and unsubscribes per second per user "
+                                       "(RATE_LIMITED beyond)")
+    subscribe_burst: int = _doc(250, "subscribe and unsubscribe burst per user")
+    presence_rate: float = _doc(5.0, "presence queries per second per user")
+    presence_burst: int = _doc(20, "presence query burst per user")
+    read_rate: float = _doc(20.0, "HTTP reads (long-polls, SSE opens, state, room info, "
+                                  "analytics, photos) per second per user")
+    read_burst: int = _doc(100, "HTTP read burst per user")
+    staff_limit_factor: float = _doc(10.0, "services and admins get this many times every "
+                                           "per-user limit (0: no limits for them)")
+    max_rate_strikes: int = _doc(100, "RATE_LIMITED answers a WebSocket may get (one more per "
+                                      "second) before it is closed with 4029 (0: never closed)")
+    gc_tuning: bool = _doc(False, "freeze the objects made at start and collect the young "
+                                  "generation less often (`roomlog serve`): fewer collector "
+                                  "pauses under heavy fan-out, see docs/decisions.md")
     ws_compression: bool = _doc(False, "permessage-deflate (costs CPU per send on fan-out)")
     websockets: bool = _doc(True, "accept WebSockets; off: /ws refuses every handshake (HTTP "
                                   "403), as a hostile proxy would, and clients poll instead")
@@ -94,8 +127,10 @@ class Settings:
     coalesce_max_frames: int = _doc(512, "frames joined into one WebSocket frame at most")
 
     # Publishing
-    publish_rate: float = _doc(200.0, "publishes per second per connection (token bucket)")
-    publish_burst: int = _doc(400, "publish burst per connection")
+    publish_rate: float = _doc(200.0, "publishes and commands per second per user, over every "
+                                      "connection and transport (and every instance, with "
+                                      "Redis): RATE_LIMITED beyond")
+    publish_burst: int = _doc(400, "publish and command burst per user")
     max_inflight: int = _doc(256, "unacknowledged publishes per connection before reads pause")
     commit_batch: int = _doc(500, "publishes or commands committed in one transaction at most")
     snapshot_every: int = _doc(100, "events between state snapshots of a domain room")
@@ -150,9 +185,27 @@ class Settings:
                                   "from (clients/README.md, 'Tokens for the pages'); served to "
                                   "them in /config.json; empty: tokens come with the link")
 
+    # Browsers on other origins (roomlog/cors.py)
+    cors_origins: str = _doc("", "origins whose pages may call the HTTP API from a browser "
+                                 "(CORS), comma-separated scheme://host[:port]; `*`: any "
+                                 "page; empty: none (only the hub's own pages)")
+    cors_max_age: int = _doc(600, "seconds a browser may cache a CORS preflight answer")
+    # The operator's console
+    console_report_interval: float = _doc(2.0, "seconds between each instance's figures for "
+                                               "the console's overview (broadcast on the bus)")
+    console_scan_max: int = _doc(10_000, "messages one filtered page of a room's log in the "
+                                         "console looks at, at most (then it says where to "
+                                         "go on)")
+
     # Repair rooms
     media_dir: str = _doc("media", "directory of uploaded repair photos (one folder per room)")
     max_upload_bytes: int = _doc(5_242_880, "largest photo upload (PAYLOAD_TOO_LARGE above)")
+    repair_sla: str = _doc("received=86400,diagnosing=172800,repairing=259200,"
+                           "quality_check=86400",
+                           "the longest a ticket should spend in a status, as status=seconds, "
+                           "comma-separated (time on the customer's side is not named: "
+                           "awaiting_approval, ready_for_pickup); longer is an SLA breach in "
+                           "/v1/repairs/stats and on the repair statistics page; empty: none")
 
     # Command hooks (docs/backends.md)
     hook_timeout: float = _doc(5.0, "seconds a command hook has to answer (a hook may set "
@@ -161,6 +214,41 @@ class Settings:
     hook_max_per_user: int = _doc(8, "commands of one user that may wait for command hooks at "
                                      "once (services and admins: no limit); more are "
                                      "RATE_LIMITED")
+
+    # Webhooks (docs/backends.md#webhooks)
+    webhook_timeout: float = _doc(5.0, "seconds a webhook receiver has to answer 2xx; later is "
+                                       "a failure, retried")
+    webhook_retry_base: float = _doc(1.0, "seconds before a failed webhook delivery's first "
+                                          "retry; doubled per failure, with jitter")
+    webhook_retry_max: float = _doc(300.0, "longest wait between two attempts of a webhook "
+                                           "delivery (also caps a receiver's Retry-After)")
+    webhook_horizon: float = _doc(86400.0, "seconds a webhook room may keep failing before "
+                                           "its endpoint is disabled and operators are told")
+    webhook_allow_private: bool = _doc(False, "allow webhook URLs that resolve to loopback, "
+                                              "link-local or private addresses")
+    webhook_lease_ttl: float = _doc(10.0, "seconds an instance's lease on a webhook endpoint "
+                                          "lasts unrenewed: how soon another takes over from "
+                                          "a dead one (PostgreSQL)")
+    webhook_poll_interval: float = _doc(1.0, "seconds between scans for rooms a webhook is "
+                                             "behind in: how late commits of other instances "
+                                             "may be delivered")
+    webhook_cursor_flush: float = _doc(0.2, "seconds between writes of webhook cursors: what a "
+                                            "crash may deliver again")
+    webhook_batch_max: int = _doc(1, "messages per webhook delivery for endpoints that do not "
+                                     "set batch_max (1: one message, one webhook-id)")
+    webhook_max_in_flight: int = _doc(32, "deliveries (rooms) of one webhook endpoint in "
+                                          "flight at once")
+    webhook_attempts_kept: int = _doc(100, "recent attempts kept per webhook endpoint for "
+                                           "operators")
+    # Payments of queue rooms (docs/queue.md, "Paid requests")
+    payment_refund_deadline: float = _doc(900.0, "seconds a refund may stay due or failed "
+                                                 "before the reconciler asks the backend again "
+                                                 "(payment.retry)")
+    payment_reconcile_interval: float = _doc(60.0, "seconds between reconciler runs on each "
+                                                   "instance (0: never)")
+    payment_reconcile_horizon: float = _doc(30 * 86400.0, "rooms that took a payment in the "
+                                                          "last this many seconds are "
+                                                          "reconciled and listed")
 
     # Retention and idempotency
     retention_max_messages: int = _doc(100_000, "messages kept per room (0: no limit)")

@@ -70,13 +70,17 @@ class Stats:
     #: (method, route template, status) of every HTTP response (roomlog.transports.context)
     http_requests: Counter[tuple[str, str, int]] = field(default_factory=Counter)
     #: connections refused before they were served, by reason ("websockets_off",
-    #: "subprotocol"; the per-principal limits add theirs: "user_connections", ...)
+    #: "subprotocol"; roomlog.limits: "user_connections", "address_connections";
+    #: roomlog.admission: "saturated")
     connections_refused: Counter[str] = field(
         default_factory=lambda: Counter(dict.fromkeys(
-            ("websockets_off", "subprotocol", "saturated"), 0)))
-    #: writes refused with RATE_LIMITED, by transport ("websocket", "http")
-    rate_limited: Counter[str] = field(
-        default_factory=lambda: Counter(dict.fromkeys(("websocket", "http"), 0)))
+            ("websockets_off", "subprotocol", "user_connections", "address_connections",
+             "saturated"), 0)))
+    #: requests refused with RATE_LIMITED, by (transport, kind): transport "websocket" or
+    #: "http", kind "write", "subscribe", "presence" or "read" (roomlog.limits)
+    rate_limited: Counter[tuple[str, str]] = field(
+        default_factory=lambda: Counter(dict.fromkeys(
+            ((t, "write") for t in ("websocket", "http")), 0)))
     #: connections or requests refused because their principal or address is banned
     #: the commands each domain room kind knows (others are counted as "other")
     command_names: Mapping[str, frozenset[str]] = field(default_factory=dict)

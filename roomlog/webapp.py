@@ -25,6 +25,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from roomlog.openapi.operation import Auth, Operation, Param, Reply, attach, describe
+from roomlog.openapi.schemas import json_reply, ref
+
 __all__ = ["PACKAGED", "SOURCE", "web_mounts", "web_root"]
 
 logger = logging.getLogger(__name__)
@@ -62,6 +65,11 @@ def web_mounts(web_dir: str, token_url: str = "") -> list[BaseRoute]:
     and the browser client at ``/client/``."""
     config = {"token_url": token_url or None}
 
+    @describe(Operation(
+        "What the pages need to know about this deployment", tags=_TAGS, auth=Auth.NONE,
+        description="`token_url`: where the pages renew their tokens (null: tokens come with "
+                    "the link).",
+        replies={200: json_reply("the settings", ref("WebConfig"))}))
     async def web_config(request: Request) -> Response:
         return JSONResponse(config, headers={"cache-control": "no-store"})
 
@@ -69,5 +77,18 @@ def web_mounts(web_dir: str, token_url: str = "") -> list[BaseRoute]:
     root = web_root(web_dir)
     if root is None:
         return routes
-    return [*routes, Mount("/client", StaticFiles(directory=root / "js")),
-            Mount("/", StaticFiles(directory=root / "web", html=True))]
+    client = Mount("/client", StaticFiles(directory=root / "js"))
+    pages = Mount("/", StaticFiles(directory=root / "web", html=True))
+    return [*routes, attach(client, _file("The browser client (`roomlog.js`, `store.js`, "
+                                          "their `.d.ts`)")),
+            attach(pages, _file("The web app's pages (`index.html`, `guest.html`, ...)"))]
+
+
+_TAGS = ("web app",)
+_NAME = {"type": "string", "pattern": "^[A-Za-z0-9._-]+$"}
+
+
+def _file(summary: str) -> Operation:
+    return Operation(summary, tags=_TAGS, auth=Auth.NONE,
+                     params=(Param("path", "path", _NAME, "a file's name", required=True),),
+                     replies={200: Reply("the file", {"*/*": {}})}, errors=(404,))

@@ -128,3 +128,28 @@ async def test_outboxes_with_the_same_frames_share_one_payload() -> None:
     await asyncio.sleep(0)
     assert sockets[0].wire == [b"[1,2,3]"] and sockets[2].wire == [b"[1,9,3]"]
     assert sockets[0].wire[0] is sockets[1].wire[0]  # built once, written twice
+
+
+async def test_an_offer_to_an_idle_outbox_is_written_at_once_and_never_jumps_the_queue() -> None:
+    socket = Socket()
+    outbox, _ = make(socket, coalesce=100)
+    writer = asyncio.create_task(outbox.run(socket.send))
+    built: list[int] = []
+
+    def payload(data: bytes) -> bytes:
+        built.append(1)
+        return data
+
+    outbox.offer([b"1", b"2"], 2, lambda: payload(b"[1,2]"))
+    assert socket.wire == [b"[1,2]"] and len(outbox) == 0  # at once, not at the turn's end
+    outbox.put(b"3")  # queued for the flush at the end of the turn ...
+    outbox.offer([b"4"], 1, lambda: payload(b"4"))  # ... so this one queues behind it
+    assert len(built) == 1
+    socket.writable = False
+    await asyncio.sleep(0)
+    outbox.offer([b"5"], 1, lambda: payload(b"5"))  # the writer waits: queued, in order
+    socket.writable = True
+    socket.resumed.set()
+    await asyncio.wait_for(outbox.drained(), 1)
+    assert frames(socket.wire) == [1, 2, 3, 4, 5]
+    writer.cancel()

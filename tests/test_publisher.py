@@ -152,3 +152,41 @@ async def test_a_command_id_the_database_refuses_fails_alone(parts: Any) -> None
                            for i, ident in enumerate(ids)))
     assert isinstance(results[1], RoomlogError) and results[1].code is ErrorCode.INVALID_ARGS
     assert [r.seqs for r in (results[0], results[2])] == [[1], [2]]
+
+
+class Feeding(Counter):
+    """Counter whose every event is also an entry of one shared room (as every repair
+    ticket writes to the admins' feed)."""
+
+    def __init__(self, feed: str) -> None:
+        self.feed = feed
+
+    def apply(self, state: Tally, event: Event, meta: Meta) -> list[Notice]:
+        super().apply(state, event, meta)
+        return [Notice("", {"n": event.data["n"]}, room=self.feed)]
+
+
+async def test_commands_to_many_rooms_of_a_kind_across_rooms_commit_together(
+        parts: Any, room: str) -> None:
+    log, publisher = parts
+    feed = "user:" + room.split(":")[1] + "-feed"
+    publisher.runners["queue"] = CommandRunner(Feeding(feed), across_rooms=True)
+    rooms = [f"queue:{room.split(':')[1]}-t{i}" for i in range(10)]
+    who = Principal("dj1", Role.DJ)
+    # one command that breaks the fold among them: it fails alone, the others commit
+    calls = [(rooms[i % 10], Call(who, Command("add", {"n": 13 if i == 25 else 100 + i}),
+                                   f"c{i}"))
+             for i in range(40)]
+    commits = publisher.commits
+    results = await _all(*(publisher.command(r, c) for r, c in calls))
+    failed = results.pop(25)
+    assert isinstance(failed, RoomlogError) and failed.code is ErrorCode.INTERNAL
+    assert all(isinstance(r, Outcome) for r in results), results
+    for i, name in enumerate(rooms):  # each room's commands in the order they came
+        seqs = [r.seqs[0] for (n, _), r in zip(calls[:25] + calls[26:], results, strict=True)
+                if n == name]
+        assert seqs == list(range(1, 4 if i == 5 else 5))
+    assert publisher.commits - commits < 10  # many rooms a transaction, split around 13
+    page = await log.read(feed, 0, 100)
+    assert len(page.messages) == 39 and page.info.head == 39
+    assert sorted(m.data["n"] for m in page.messages) == [100 + i for i in range(40) if i != 25]

@@ -28,6 +28,7 @@ export type ErrorCode =
   | "PAYLOAD_TOO_LARGE" | "RATE_LIMITED" | "LIMIT_EXCEEDED" | "INTERNAL" | "UNAVAILABLE"
   | "INVALID_ARGS" | "UNKNOWN_COMMAND" | "INVALID_TRANSITION" | "DUPLICATE_REQUEST"
   | "CAPACITY_EXCEEDED" | "TOO_MANY_ACTIVE" | "QUEUE_CLOSED" | "DENIED"
+  | "PAYMENT_REQUIRED" | "PAYMENT_DECLINED" | "PAYMENT_ALREADY_USED"
   /** the client stopped (close(), or a stop close code) before the write was answered */
   | "CLOSED"
   /** a write restored from the store was older than `outboxTtl`: dropped unsent */

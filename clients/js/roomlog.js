@@ -26,7 +26,7 @@ const SUBPROTOCOL_MSGPACK = "roomlog.v1.msgpack";
 /** Close codes after which reconnecting cannot help (docs/protocol.md, "Close codes"). */
 export const STOP_CODES = Object.freeze([1009, 4002, 4003]);
 /** Close codes after which the client comes back with backoff. */
-export const RETRY_CODES = Object.freeze([1000, 1001, 1005, 1006, 1011, 1012, 4008]);
+export const RETRY_CODES = Object.freeze([1000, 1001, 1005, 1006, 1011, 1012, 4008, 4029]);
 
 /** Error codes a write is retried after (same id), the rest reject it at once. */
 const RETRY_ERRORS = new Set(["UNAVAILABLE", "RATE_LIMITED", "INTERNAL"]);

@@ -5,8 +5,8 @@
 // Link: dj.html?room=queue:<id>#token=<dj token>
 
 import {
-  Optimistic, T, el, fill, followRoom, number, onLanguage, resumeWrites, showError, startPage, t,
-  throttled, timeAgo, toast,
+  Optimistic, T, el, fill, followRoom, money, number, onLanguage, resumeWrites, showError,
+  startPage, t, throttled, timeAgo, toast,
 } from "./app.js";
 import { applyEvent, fromState, view } from "./queue-model.js";
 
@@ -66,6 +66,22 @@ function run({ client, gate, values, me }) {
       el("div", { class: "l" }, label), extra || null);
   }
 
+  /** A paid request's chip: its amount (and a jump), or nothing for a free one. */
+  function paidChip(q) {
+    if (!q.paid) return null;
+    return el("span", { class: `chip pay ${q.paid.status}`, "data-testid": "paid" },
+      t(q.jump ? "dj.paidJump" : "dj.paid",
+        { amount: money(q.paid.amount, q.paid.currency, { minor: true }) }));
+  }
+
+  /** Earnings per currency: settled (tips among them) and paid but not played yet. */
+  function moneyStats(v) {
+    return Object.entries(v.earnings).map(([currency, e]) => stat(
+      money(e.settled, currency, { minor: true }),
+      t("dj.stat.earned", { tips: money(e.tips, currency, { minor: true }),
+        waiting: money(e.waiting, currency, { minor: true }) })));
+  }
+
   function draw() {
     gate.apply(openToggle, !model);
     if (!model) {
@@ -89,7 +105,8 @@ function run({ client, gate, values, me }) {
           "aria-valuemax": cap, "aria-valuenow": c.requestsLastHour,
           "aria-label": t("dj.stat.hour") }, el("span", {
           style: { width: `${Math.min(100, (100 * c.requestsLastHour) / cap)}%` } })) : null),
-      stat(t(v.open ? "dj.stat.open" : "dj.stat.closed"), t("dj.stat.requests")));
+      stat(t(v.open ? "dj.stat.open" : "dj.stat.closed"), t("dj.stat.requests")),
+      ...moneyStats(v));
     fill(openToggle, t(v.open ? "dj.close" : "dj.open"));
 
     const r = v.nowPlaying;
@@ -113,6 +130,7 @@ function run({ client, gate, values, me }) {
     el("div", { class: "grow" }, el("div", { class: "song", "data-testid": "title" }, q.title),
       el("div", { class: "sub" }, `${q.artist} · ${q.user} · ${timeAgo(q.submitted_ms)}`,
         q.note ? ` · “${q.note}”` : "")),
+    paidChip(q),
     el("span", { class: "chip votes", "aria-label": t("common.votes", { count: q.votes }) },
       `▲ ${number(q.votes)}`),
     el("div", { class: "actions" },
@@ -133,6 +151,7 @@ function run({ client, gate, values, me }) {
       el("span", { class: "pos", "aria-hidden": "true" }, q.position),
       el("div", { class: "grow" }, el("div", { class: "song", "data-testid": "title" }, q.title),
         el("div", { class: "sub" }, `${q.artist} · ${q.user} · ▲ ${number(q.votes)}`)),
+      paidChip(q),
       el("div", { class: "actions" },
         el("button", { type: "button", class: "small icon", ...gate.lock(i === 0),
           dataset: { key: `up:${q.id}` },

@@ -4,8 +4,8 @@
 // Link: guest.html?room=queue:<id>#token=<guest token>  (or a token endpoint: config.json)
 
 import {
-  Optimistic, T, el, fill, followRoom, number, onLanguage, resumeWrites, startPage, t, throttled,
-  toast,
+  Optimistic, T, el, fill, followRoom, money, number, onLanguage, resumeWrites, startPage, t,
+  throttled, toast,
 } from "./app.js";
 import { registerWorker } from "./pwa.js";
 import { applyEvent, fromState, songId, view } from "./queue-model.js";
@@ -24,6 +24,21 @@ function statusText(r) {
   if (r.status === "vetoed") return r.reason ? t("guest.status.declinedWhy", { reason: r.reason })
     : t("guest.status.declined");
   return t(`guest.status.${r.status}`);
+}
+
+/** What became of a paid request's payment, in the guest's words (null: not paid). */
+function paymentText(r) {
+  const p = r.paid;
+  if (!p) return null;
+  const amount = money(p.amount, p.currency, { minor: true });
+  if (p.status === "verified") {
+    return t(["pending", "accepted"].includes(r.status) ? "guest.pay.waiting" : "guest.pay.paid",
+      { amount });
+  }
+  if (p.status === "settled") return t("guest.pay.paid", { amount });
+  if (p.status === "refunded") return t("guest.pay.refunded", { amount });
+  if (p.status === "refund_failed") return t("guest.pay.refundFailed", { amount });
+  return t("guest.pay.refundDue", { amount });
 }
 
 function run({ client, gate, values, me }) {
@@ -45,13 +60,18 @@ function run({ client, gate, values, me }) {
     maxlength: 200, placeholder: T("guest.form.artistHint") });
   const [noteLabel, note] = field("note", "guest.form.note", { maxlength: 280,
     placeholder: T("guest.form.noteHint") });
+  // A paid room (settings.price): the price, and the reference the payment page gave.
+  const priceNote = el("p", { class: "note-line", hidden: true, "data-testid": "price" });
+  const [paymentLabel, payment] = field("payment", "guest.form.payment", { maxlength: 200,
+    placeholder: T("guest.form.paymentHint"), "data-testid": "payment-reference" });
+  const paymentField = el("div", { hidden: true }, paymentLabel, payment);
   const submit = el("button", { type: "submit", class: "primary", "data-testid": "submit" },
     T("guest.form.submit"));
   const form = el("form", { class: "card", "data-testid": "request-form",
     "aria-labelledby": "request-heading" },
-  el("h2", { id: "request-heading" }, T("guest.form.heading")), closedNote,
+  el("h2", { id: "request-heading" }, T("guest.form.heading")), closedNote, priceNote,
   el("div", { class: "row" }, el("div", {}, titleLabel, title), el("div", {}, artistLabel, artist)),
-  noteLabel, note, submit);
+  noteLabel, note, paymentField, submit);
   const mineList = el("ul", { class: "list", "data-testid": "mine" });
   const mineCount = el("span", { class: "count" });
   const othersList = el("ul", { class: "list", "data-testid": "others" });
@@ -75,6 +95,13 @@ function run({ client, gate, values, me }) {
     const v = model && view(optimistic.overlay(model));
     const open = v ? v.open : true;
     closedNote.hidden = open;
+    const price = v ? v.settings.price || 0 : 0;
+    priceNote.hidden = paymentField.hidden = !price;
+    payment.required = Boolean(price);
+    if (price) {
+      fill(priceNote, t("guest.form.price",
+        { price: money(price, v.settings.currency || "EUR", { minor: true }) }));
+    }
     gate.apply(submit, !model || !open || submitting > 0);
     fill(submit, submitting ? t("guest.form.sending") : t("guest.form.submit"));
     if (!v) {
@@ -107,6 +134,8 @@ function run({ client, gate, values, me }) {
       el("div", { class: "sub" }, r.artist,
         r.votes ? ` · ${t("common.votes", { count: r.votes })}` : "")),
     el("div", { class: "actions" },
+      r.paid ? el("span", { class: `chip pay ${r.paid.status}`, "data-testid": "payment" },
+        paymentText(r)) : null,
       el("span", { class: `chip ${r.sending ? "sending" : r.status}`, "data-testid": "status" },
         statusText(r)),
       r.status === "pending" && !r.sending
@@ -196,7 +225,11 @@ function run({ client, gate, values, me }) {
       artist: artist.value.trim() };
     if (note.value.trim()) args.note = note.value.trim();
     if (!args.title || !args.artist) return;
-    const typed = [title.value, artist.value, note.value];
+    if (!paymentField.hidden) {
+      if (!payment.value.trim()) return;
+      args.payment = { reference: payment.value.trim() };
+    }
+    const typed = [title.value, artist.value, note.value, payment.value];
     submitting += 1;
     render();
     // The form keeps what was typed until the hub took it: a refusal leaves it there.
@@ -205,7 +238,8 @@ function run({ client, gate, values, me }) {
       return false;
     } });
     submitting -= 1;
-    if (ack && [title.value, artist.value, note.value].join("\n") === typed.join("\n")) {
+    if (ack && [title.value, artist.value, note.value, payment.value].join("\n")
+      === typed.join("\n")) {
       form.reset();
     }
     render();
@@ -227,6 +261,8 @@ function run({ client, gate, values, me }) {
     "request.playing": ["ok", () => "notice.playing"],
     "request.next": ["info", () => "notice.next"],
     "request.moved": ["info", () => "notice.moved"],
+    "payment.refund_due": ["info", () => "notice.refundDue"],
+    "payment.refunded": ["ok", () => "notice.refunded"],
   };
   if (me) {
     client.subscribe(`user:${me}`, {
@@ -235,8 +271,9 @@ function run({ client, gate, values, me }) {
         const d = m.data || {};
         const notice = NOTICE[d.notice];
         if (d.room === room && notice) {
-          toast(t(notice[1](d), { title: d.title, position: d.position, reason: d.reason }),
-            { kind: notice[0] });
+          const amount = d.amount == null ? "" : money(d.amount, d.currency, { minor: true });
+          toast(t(notice[1](d), { title: d.title, position: d.position, reason: d.reason,
+            amount }), { kind: notice[0] });
         }
       },
     });

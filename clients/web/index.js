@@ -18,6 +18,12 @@ const PAGES = [
     role: "customer" },
   { href: "tech.html", page: "technician", needs: null, icon: "tech", key: "tech",
     role: "technician" },
+  { href: "console.html", page: "console", needs: null, icon: "roomlog", key: "console",
+    role: "admin" },
+  { href: "analytics.html", page: "analytics", needs: "room", icon: "dj", key: "analytics",
+    role: "dj" },
+  { href: "repair-stats.html", page: "repair-stats", needs: null, icon: "tech",
+    key: "repairStats", role: "admin" },
 ];
 
 const token = el("textarea", { id: "token", name: "token", rows: 3, spellcheck: "false",
@@ -47,9 +53,9 @@ fill(document.querySelector("main"),
   el("div", { class: "tiles" }, tiles),
   el("section", { class: "card" }, el("h2", {}, T("index.demo.heading")),
     el("p", { class: "muted" }, T("index.demo.text")),
-    el("pre", { tabindex: 0 }, PAGES.map((p) => `roomlog token --user ${p.role === "customer" ? "cust1"
-      : p.role === "technician" ? "tech1" : p.role === "dj" ? "dj1" : "u1"} --role ${p.role}`)
-      .join("\n")),
+    el("pre", { tabindex: 0 }, [...new Set(PAGES.map((p) => `roomlog token --user ${
+      p.role === "customer" ? "cust1" : p.role === "technician" ? "tech1" : p.role === "dj" ? "dj1"
+        : p.role === "admin" ? "admin1" : "u1"} --role ${p.role}`))].join("\n")),
     el("p", { class: "muted" }, T("index.demo.repair"))));
 
 function follow(event, p) {

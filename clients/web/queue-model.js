@@ -4,7 +4,8 @@
 //
 // The model is a plain object, so structuredClone copies it for optimistic overlays:
 //   { room, owner, open, settings, dj, me, requests: {id: request}, queue: [ids],
-//     playing: id | null, counters: {base, asOf, cap, recent: [ts]}, seq }
+//     playing: id | null, counters: {base, asOf, cap, recent: [ts]},
+//     payments: {id: {id, kind, amount, currency, status, reason, user?, request_id?}}, seq }
 
 const ACTIVE = new Set(["pending", "accepted", "playing"]);
 
@@ -27,6 +28,12 @@ export function fromState(state, me, seq = 0) {
   for (const r of state.pending || []) add(r);
   for (const r of state.queue || []) add(r);
   add(state.now_playing);
+  const payments = {};
+  for (const r of Object.values(requests)) {
+    if (r.payment) payments[r.payment.id] = { ...r.payment, request_id: r.id, user: r.user };
+  }
+  for (const p of state.my_payments || []) payments[p.id] = { user: me, ...payments[p.id], ...p };
+  for (const p of state.payments || []) payments[p.id] = { ...payments[p.id], ...p };
   const counters = state.counters || {};
   return {
     room: state.room,
@@ -44,8 +51,25 @@ export function fromState(state, me, seq = 0) {
       cap: counters.request_cap_per_hour ?? (state.settings || {}).request_cap_per_hour ?? null,
       recent: [],
     },
+    payments,
     seq,
   };
+}
+
+// Payment events (docs/queue.md, "Paid requests") -> the status they leave.
+const PAYMENT_STATUS = {
+  "payment.settled": "settled",
+  "payment.refund_due": "refund_due",
+  "payment.refund_retry": "refund_due",
+  "payment.refunded": "refunded",
+  "payment.refund_failed": "refund_failed",
+};
+
+function addPayment(model, body, status) {
+  const p = { id: body.payment_id, kind: body.kind, amount: body.amount, currency: body.currency,
+    user: body.user, request_id: body.request_id ?? null, status, reason: null };
+  model.payments[p.id] = p;
+  return p;
 }
 
 function ensure(model, id) {
@@ -74,8 +98,22 @@ export function applyEvent(model, data, { ts = Date.now(), seq = null } = {}) {
     case "request.submitted": {
       const r = data.request;
       model.requests[r.id] = { ...r, submitted_ms: ts, updated_ms: ts, voted: false,
-        reason: null };
+        reason: null, payment_id: data.payment ? data.payment.payment_id : null };
+      if (data.payment) addPayment(model, data.payment, "verified");
       model.counters.recent.push(ts);
+      break;
+    }
+    case "tip.sent":
+      addPayment(model, data.payment, "settled");
+      break;
+    case "payment.settled":
+    case "payment.refund_due":
+    case "payment.refund_retry":
+    case "payment.refunded":
+    case "payment.refund_failed": {
+      const p = model.payments[data.payment_id] || addPayment(model, data, "verified");
+      p.status = PAYMENT_STATUS[data.event];
+      if (data.reason) p.reason = data.reason;
       break;
     }
     case "request.cancelled":
@@ -137,12 +175,37 @@ export function applyEvent(model, data, { ts = Date.now(), seq = null } = {}) {
   return model;
 }
 
-/** Pending requests in the server's order: most votes first, then oldest first. */
+/** Pending requests in the server's order: paid jumps first, then most votes, then
+ * oldest. */
 export function pendingOrder(model) {
   return Object.values(model.requests)
     .filter((r) => r.status === "pending")
-    .sort((a, b) => (b.votes - a.votes) || (number(a) - number(b)));
+    .sort((a, b) => (Boolean(b.jump) - Boolean(a.jump)) || (b.votes - a.votes)
+      || (number(a) - number(b)));
 }
+
+/** The payment of a request row, if it was paid for. */
+export function paymentOf(model, r) {
+  const id = r.payment_id || (r.payment && r.payment.id);
+  return id ? model.payments[id] || r.payment || null : null;
+}
+
+/** The DJ's money per currency (minor units): settled (tips included), tips, waiting
+ * (paid, not played yet), refunding, refunded. */
+export function earnings(model) {
+  const out = {};
+  for (const p of Object.values(model.payments || {})) {
+    const e = out[p.currency] ||= { settled: 0, tips: 0, waiting: 0, refunding: 0, refunded: 0 };
+    if (p.status === "settled") {
+      e.settled += p.amount;
+      if (p.kind === "tip") e.tips += p.amount;
+    } else if (p.status === "verified") e.waiting += p.amount;
+    else if (p.status === "refunded") e.refunded += p.amount;
+    else e.refunding += p.amount;
+  }
+  return out;
+}
+
 
 /** Requests submitted in the hour before `now`, as far as this page knows. */
 export function requestsLastHour(model, now = Date.now()) {
@@ -153,15 +216,16 @@ export function requestsLastHour(model, now = Date.now()) {
 
 /** What a page draws: now playing, the accepted queue, pending, mine (with positions). */
 export function view(model, now = Date.now()) {
-  const queue = model.queue.map((id, i) => ({ ...model.requests[id], position: i + 1 }))
+  const paid = (r) => ({ ...r, paid: paymentOf(model, r) });
+  const queue = model.queue.map((id, i) => paid({ ...model.requests[id], position: i + 1 }))
     .filter((r) => r.id);
-  const pending = pendingOrder(model).map((r, i) => ({ ...r, position: i + 1 }));
+  const pending = pendingOrder(model).map((r, i) => paid({ ...r, position: i + 1 }));
   const where = new Map();
   for (const r of queue) where.set(r.id, r.position);
   for (const r of pending) where.set(r.id, r.position);
   const mine = Object.values(model.requests)
     .filter((r) => r.user === model.me)
-    .map((r) => ({ ...r, position: where.get(r.id) ?? null }))
+    .map((r) => paid({ ...r, position: where.get(r.id) ?? null }))
     .sort((a, b) => (ACTIVE.has(b.status) - ACTIVE.has(a.status))
       || ((b.submitted_ms || 0) - (a.submitted_ms || 0)) || number(b) - number(a));
   return {
@@ -169,6 +233,7 @@ export function view(model, now = Date.now()) {
     owner: model.owner,
     settings: model.settings,
     nowPlaying: model.playing ? model.requests[model.playing] || null : null,
+    earnings: earnings(model),
     queue,
     pending,
     mine,

@@ -15,6 +15,10 @@ const SHELL = [
   "repair.webmanifest", "icons/guest.svg", "icons/dj.svg", "icons/repair.svg",
   "icons/tech.svg", "icons/roomlog.svg", "icons/guest-192.png", "icons/repair-192.png",
   "/client/roomlog.js", "/client/store.js",
+  "console.html", "console.css", "console.js", "console-rooms.js", "console-ui.js",
+  "messages/console.js",
+  "analytics.html", "analytics.js", "repair-stats.html", "repair-stats.js", "charts.js",
+  "charts.css", "stats-model.js", "vendor/uplot/uPlot.iife.min.js", "vendor/uplot/uPlot.min.css",
 ];
 const NEVER = ["/v1/", "/ws", "/health/", "/metrics"];
 

@@ -27,6 +27,11 @@ each adapter):
   again after a reconnect); ``presence`` lists the entries of every live
   instance. Entries of an instance that died vanish within ``presence_ttl``
   and their removal is signalled as a ``leave`` exactly once.
+* Rate limits: ``take(key, rate, burst)`` takes one token from the token bucket
+  ``key`` shared by every instance (``rate`` per second, at most ``burst``
+  saved up) and returns 0.0, or the seconds until a token is free. It never
+  raises and answers within about ``ping_timeout``: when the shared store is
+  unreachable the adapter falls back to a bucket of its own instance.
 """
 
 from __future__ import annotations
@@ -87,3 +92,6 @@ class Bus(Protocol):
     async def presence(self, room: str) -> dict[str, dict[str, Any]]:
         """Every live connection in the room: ``{conn: entry}``. Raises
         Unavailable when the shared store cannot be read."""
+
+    async def take(self, key: str, rate: float, burst: float) -> float:
+        """One token from the shared bucket ``key``: 0.0, or the seconds to wait."""

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from typing import Any
 
 from roomlog.bus import Inbound
 from roomlog.protocol import Message
+from roomlog.ratelimit import Buckets
 
 __all__ = ["MemoryBroker", "MemoryBus"]
 
@@ -21,6 +23,7 @@ class MemoryBroker:
     def __init__(self) -> None:
         self.buses: list[MemoryBus] = []
         self.presence: dict[str, dict[str, dict[str, Any]]] = {}  # room -> conn -> entry
+        self.buckets = Buckets(time.monotonic)  # shared rate limits (Bus.take)
 
 
 class MemoryBus:
@@ -91,3 +94,6 @@ class MemoryBus:
 
     async def presence(self, room: str) -> dict[str, dict[str, Any]]:
         return dict(self._broker.presence.get(room, {}))
+
+    async def take(self, key: str, rate: float, burst: float) -> float:
+        return self._broker.buckets.take(key, rate, burst)

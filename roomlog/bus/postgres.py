@@ -11,6 +11,8 @@ Channels and tables (migration 0007):
 * ``{prefix}control``: broadcasts to every instance.
 * ``rt_bus_instances``: ``instance -> beat_ms``, the last heartbeat.
 * ``rt_bus_presence``: ``(room, conn) -> instance, entry`` (JSON).
+* ``rt_bus_buckets``: ``key -> tokens, at_ms, wait``: the shared rate buckets
+  (``take``), refilled on PostgreSQL's clock in one statement.
 
 Every payload is base64 of msgpack ``[instance, n, kind, body]`` (``n`` counts
 this instance's notifications: PostgreSQL folds identical payloads sent in one
@@ -58,6 +60,7 @@ import orjson
 from roomlog.bus import Inbound
 from roomlog.errors import Unavailable, describe
 from roomlog.protocol import Message
+from roomlog.ratelimit import Buckets
 
 __all__ = ["MAX_PAYLOAD", "PostgresBus", "dsn_of"]
 
@@ -72,6 +75,24 @@ _ROUND_MAX = 500  # notifications sent in one statement at most
 _Notify = tuple[str, str, bool]
 _Sql = tuple[str, tuple[Any, ...]]
 _Key = tuple[str, str]  # (room, conn)
+
+# One token from a shared bucket, atomically, on the database's clock. $1 key,
+# $2 rate per second, $3 burst. A new bucket starts full (minus this token); the
+# row keeps the wait it answered, which RETURNING cannot compute from the new row.
+_REFILLED = ("least($3::float8, b.tokens + greatest(0, EXCLUDED.at_ms - b.at_ms) "
+             "* $2::float8 / 1000)")  # the tokens now, before this one is taken
+_TAKE = f"""
+INSERT INTO rt_bus_buckets AS b (key, tokens, at_ms, wait)
+VALUES ($1, $3::float8 - 1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint, 0)
+ON CONFLICT (key) DO UPDATE SET
+  tokens = CASE WHEN {_REFILLED} >= 1 THEN {_REFILLED} - 1 ELSE {_REFILLED} END,
+  wait = CASE WHEN {_REFILLED} >= 1 THEN 0 ELSE (1 - {_REFILLED}) / $2::float8 END,
+  at_ms = EXCLUDED.at_ms
+RETURNING b.wait
+"""
+# Buckets untouched for an hour are full again: dropping them changes nothing.
+_FORGET_BUCKETS = ("DELETE FROM rt_bus_buckets WHERE at_ms < "
+                   "(extract(epoch FROM clock_timestamp()) * 1000)::bigint - 3600000")
 
 
 def dsn_of(url: str) -> str:
@@ -111,6 +132,7 @@ class PostgresBus:
         self._up = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: asyncpg.Pool | None = None  # presence reads and heartbeats
+        self._local = Buckets(time.monotonic)  # take() while PostgreSQL does not answer
         self.reconnects = 0
         self.dropped = 0
 
@@ -242,6 +264,19 @@ class PostgresBus:
         self._left.add((room, conn))
         self._out.append((_DELETE_PRESENCE, (room, conn, self.instance)))
         self._out_ready.set()
+
+    async def take(self, key: str, rate: float, burst: float) -> float:
+        """One token from the bucket ``key`` in PostgreSQL; while it does not
+        answer, from this instance's own bucket (a write is never refused because
+        the bus is down)."""
+        if self._pool is not None and self._write_ok:
+            try:
+                async with asyncio.timeout(self._ping_timeout):
+                    wait = await self._pool.fetchval(_TAKE, key, rate, burst)
+                return float(wait)
+            except (TimeoutError, asyncpg.PostgresError, OSError) as exc:
+                logger.debug("rate bucket in PostgreSQL not reached: %s", describe(exc))
+        return self._local.take(key, rate, burst)
 
     async def presence(self, room: str) -> dict[str, dict[str, Any]]:
         assert self._pool is not None
@@ -428,6 +463,8 @@ class PostgresBus:
                 dead = await self._pool.fetch(_SWEEP, _now_ms() - self._ttl_ms)
                 for row in dead:
                     await self._remove_instance(row["instance"], signal=True)
+                if random.random() < 0.01:  # now and then: buckets long full again
+                    await self._pool.execute(_FORGET_BUCKETS)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the listener reports an outage; try again later

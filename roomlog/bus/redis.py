@@ -8,6 +8,8 @@ Keys and channels, all under ``prefix`` (default ``roomlog:``):
 * ``{prefix}presence:{room}``: hash ``conn -> entry`` (JSON).
 * ``{prefix}instances``: sorted set ``instance -> last heartbeat (ms)``.
 * ``{prefix}instance-rooms:{instance}``: rooms an instance has entries in.
+* ``{prefix}rate:{key}``: hash ``tokens``, ``at`` (ms) of a shared token bucket
+  (``take``); it expires once it would be full again.
 
 Every payload is msgpack ``[instance, kind, body]``; an instance drops what
 it sent itself.
@@ -51,6 +53,7 @@ from redis.exceptions import RedisError
 from roomlog.bus import Inbound
 from roomlog.errors import Unavailable, describe
 from roomlog.protocol import Message
+from roomlog.ratelimit import Buckets
 
 __all__ = ["RedisBus"]
 
@@ -58,6 +61,25 @@ logger = logging.getLogger(__name__)
 
 _OP_POLL = 0.05  # seconds a read waits before applying new (un)subscriptions
 _START_WAIT = 3.0  # seconds start() waits for the first connection before going on degraded
+
+# One token from a bucket, atomically, on Redis's clock (every instance shares it).
+# KEYS[1] the bucket; ARGV rate per second, burst. Returns the wait in seconds as a
+# string (a Lua number would come back truncated to an integer).
+_TAKE = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local v = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(v[1]) or burst
+local at = tonumber(v[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
+return tostring(wait)
+"""
 
 _Op = Callable[[Any], None]  # adds commands to a pipeline
 _Key = tuple[str, str]  # (room, conn)
@@ -94,8 +116,28 @@ class RedisBus:
         self._reported: bool | None = None
         self._up = asyncio.Event()  # set at the first connection (start waits for it)
         self._tasks: list[asyncio.Task[None]] = []
+        self._local = Buckets(time.monotonic)  # take() while Redis does not answer
+        self._take: Any = None  # the registered _TAKE script
         self.reconnects = 0  # connections made after the first (metrics)
         self.dropped = 0  # publishes dropped while Redis failed (metrics)
+
+    # -- shared rate limits ------------------------------------------------------
+
+    async def take(self, key: str, rate: float, burst: float) -> float:
+        """One token from the bucket ``key`` in Redis; while Redis does not answer,
+        from this instance's own bucket (a limit per instance beats none, and a
+        write is never refused because Redis is down)."""
+        if self._client is not None and self._pub_ok:
+            if self._take is None:
+                self._take = self._client.register_script(_TAKE)
+            try:
+                answer = await asyncio.wait_for(
+                    self._take(keys=[f"{self._prefix}rate:{key}"], args=[rate, burst]),
+                    self._ping_timeout)
+                return float(_text(answer))
+            except (RedisError, OSError, TimeoutError, ValueError) as exc:
+                logger.debug("rate bucket in Redis not reached: %s", describe(exc))
+        return self._local.take(key, rate, burst)
 
     # -- names ---------------------------------------------------------------------
 

@@ -59,7 +59,8 @@ __all__ = [
 # among them: a verdict is final for its command id. A backend that cannot decide
 # now answers 503 (optionally with Retry-After) instead.
 DENY_CODES = frozenset({ErrorCode.DENIED, ErrorCode.FORBIDDEN, ErrorCode.INVALID_ARGS,
-                        ErrorCode.NOT_FOUND, ErrorCode.CONFLICT})
+                        ErrorCode.NOT_FOUND, ErrorCode.CONFLICT, ErrorCode.PAYMENT_DECLINED,
+                        ErrorCode.PAYMENT_ALREADY_USED})
 
 MAX_MESSAGE = 500  # characters of a deny's message kept
 MAX_RETRY_AFTER = 60.0  # seconds: a longer Retry-After from a failing hook is capped

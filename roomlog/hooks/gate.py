@@ -3,7 +3,8 @@
 A command (or a plain room's publish) with no hook goes straight to the
 publisher. One with a hook takes three steps:
 
-1. **probe**, a short transaction under the room's lock: an outcome remembered
+1. **probe**, a short transaction under the room's lock (shared by the probes that
+   wait for the room at once: ``probes.py``): an outcome remembered
    for its id (an earlier try, on any instance) is returned at once, and the hook
    is not asked; otherwise the room's rules are checked (``decide`` with a
    pending approval: a command the room would refuse costs the backend nothing)
@@ -42,6 +43,7 @@ from roomlog.hooks.contract import (
     refusal_record,
     request_body,
 )
+from roomlog.hooks.probes import Probes
 from roomlog.identity import Principal
 from roomlog.log import Append, Appended, Log, RoomTxn
 from roomlog.publisher import Publisher
@@ -75,6 +77,7 @@ class Gate:
         self._clock_ms = clock_ms
         self._max_per_user = max_per_user
         self._running: dict[tuple[str, str, str], asyncio.Future[Any]] = {}
+        self._probes = Probes(log, clock_ms)
         self._asking: dict[str, int] = {}  # hook calls waiting, per user (not operators)
 
     # -- commands ------------------------------------------------------------------
@@ -124,8 +127,10 @@ class Gate:
             view = runner.domain.hook_view(cached.state, call.command, call.who, txn.now_ms)
             return _Asking(txn.epoch, txn.head, view)
 
-        found, _ = await self._log.transact(room, self._clock_ms(), work)
-        return found  # a look: a state folded half is dropped by runner.state itself
+        # Grouped with the other probes of the room (probes.py); a look: a state folded
+        # half is dropped by runner.state itself.
+        found: Outcome | RoomlogError | _Asking = await self._probes.run(room, work)
+        return found
 
     # -- publishes -----------------------------------------------------------------
 

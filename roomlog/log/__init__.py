@@ -27,6 +27,16 @@ each adapter):
   notices, to other rooms), results and a snapshot, all written at commit.
   Other rooms are locked in name order after the room itself, so two
   transactions never wait on each other in a cycle. ``append`` is one such work.
+* ``RoomTxn.claim`` makes a key usable once ever (a payment reference funds one
+  request): of two transactions claiming one key, in any rooms, exactly one
+  commits it; the other sees it taken.
+* ``transact_many`` is ``transact`` over several rooms at once, in one
+  transaction: each room gets its own ``RoomTxn``, the rooms are locked before
+  any other room their notices go to, and notices of all of them to one other
+  room are appended (in the order they were buffered) under one lock of it. It
+  is what lets rooms that all write to one shared room (every repair ticket to
+  the admins' feed) commit together instead of queueing on that room's lock.
+  The rooms given must not be the target of each other's notices.
 * Messages covered by no snapshot are never trimmed from a room that has
   snapshots, so its state can always be rebuilt.
 * Failures of the database raise :class:`~roomlog.errors.Unavailable` (retry the
@@ -38,7 +48,7 @@ each adapter):
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -133,6 +143,14 @@ class RoomTxn(Protocol):
 
     def save_snapshot(self, seq: int, state: bytes) -> None: ...
 
+    async def claim(self, keys: Sequence[str], actor: str) -> set[str]:
+        """Record ``keys`` as used by this room, once ever across every room and
+        instance (a unique row per key, written now, in this transaction): return
+        the keys that were taken already (by a committed transaction, by one that
+        commits while this one waits on it, or earlier in this one). Taken keys
+        are not recorded again; the others are, and roll back with the
+        transaction."""
+
 
 class Log(Protocol):
     """Port of the sequenced, durable message log (see the module docstring)."""
@@ -155,6 +173,16 @@ class Log(Protocol):
         commit. Returns its value and the stored messages per room. If ``work``
         raises, nothing is written; if it buffers nothing, nothing is stored (a
         look at a room never written does not create it)."""
+
+    async def transact_many(
+        self, names: Sequence[str], now_ms: int,
+        work: Callable[[Sequence[RoomTxn]], Awaitable[T]],
+        prior: Mapping[str, Iterable[tuple[str, str]]] | None = None,
+    ) -> tuple[T, dict[str, list[Message]]]:
+        """``transact`` over the rooms ``names`` in one transaction: ``work`` gets a
+        RoomTxn per room (in the order given, duplicates once); all or nothing.
+        ``prior``: the (actor, client id) keys each room's work will ask ``prior``
+        about, looked up for every room at once before ``work`` runs."""
 
     async def read(self, room: str, after: int, limit: int) -> Page:
         """Messages with seq > ``after``, at most ``limit``; stores nothing."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["bans", "dedup", "messages", "meta", "metadata", "rooms", "snapshots"]
+__all__ = ["bans", "claims", "dedup", "messages", "meta", "metadata", "rooms", "snapshots"]
 
 metadata = sa.MetaData()
 
@@ -87,4 +87,15 @@ meta = sa.Table(
     metadata,
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("value", sa.String(200), nullable=False),
+)
+
+# Keys used once ever (``RoomTxn.claim``, migration 0006): ``payment:{reference}`` is
+# a payment reference that funds a request or a tip, in the room named here.
+claims = sa.Table(
+    "rt_claims",
+    metadata,
+    sa.Column("key", sa.String(300), primary_key=True),
+    sa.Column("room", sa.String(200), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("ts", sa.BigInteger, nullable=False),
 )

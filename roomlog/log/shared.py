@@ -19,7 +19,7 @@ is dropped. No SQLAlchemy here: plain asyncio over the ``Log`` port.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -108,6 +108,13 @@ class SharedReads:
     async def transact(self, room: str, now_ms: int, work: Callable[[RoomTxn], Awaitable[T]]
                        ) -> tuple[T, dict[str, list[Message]]]:
         return await self._log.transact(room, now_ms, work)
+
+    async def transact_many(
+        self, names: Sequence[str], now_ms: int,
+        work: Callable[[Sequence[RoomTxn]], Awaitable[T]],
+        prior: Mapping[str, Iterable[tuple[str, str]]] | None = None,
+    ) -> tuple[T, dict[str, list[Message]]]:
+        return await self._log.transact_many(names, now_ms, work, prior)
 
     async def heads(self, names: Sequence[str]) -> dict[str, RoomInfo]:
         return await self._log.heads(names)

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -33,7 +33,7 @@ from roomlog.log import migrate as migrations
 from roomlog.log.detached import Detached
 from roomlog.log.rows import RoomRows, lock_room
 from roomlog.log.schema import dedup, messages, meta, rooms, snapshots
-from roomlog.log.txn import SqlTxn
+from roomlog.log.txn import SqlTxn, flush_all, lock_rooms, prefetch
 from roomlog.protocol import Message
 
 __all__ = ["SqlLog", "new_epoch"]
@@ -228,6 +228,32 @@ class SqlLog:
             stored = await txn.flush()
         for name, room_id in txn.created.items():  # committed: now others may see them
             self._rows.remember(name, room_id)
+        return value, stored
+
+    async def transact_many(
+        self, names: Sequence[str], now_ms: int,
+        work: Callable[[Sequence[RoomTxn]], Awaitable[T]],
+        prior: Mapping[str, Iterable[tuple[str, str]]] | None = None,
+    ) -> tuple[T, dict[str, list[Message]]]:
+        return await self._detached.run(self._transact_many(names, now_ms, work, prior or {}))
+
+    async def _transact_many(
+        self, names: Sequence[str], now_ms: int,
+        work: Callable[[Sequence[RoomTxn]], Awaitable[T]],
+        prior: Mapping[str, Iterable[tuple[str, str]]],
+    ) -> tuple[T, dict[str, list[Message]]]:
+        async with self._write() as conn:
+            others: dict[str, list[tuple[str, bytes]]] = {}
+            txns = [SqlTxn(conn, name, now_ms, rows=self._rows, sqlite_dialect=self._sqlite,
+                           max_messages=self._max_messages, others=others)
+                    for name in dict.fromkeys(names)]
+            await lock_rooms(txns)
+            await prefetch(txns, prior)
+            value = await work(txns)
+            stored = await flush_all(txns, others)
+        for txn in txns:  # committed: now others may see them
+            for name, room_id in txn.created.items():
+                self._rows.remember(name, room_id)
         return value, stored
 
     async def append(

@@ -11,7 +11,6 @@ between the check and the connection (rebinding) cannot slip past it.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 import time
 from collections.abc import Mapping
@@ -20,17 +19,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from roomlog.outbound import Failure, OutboundError, Reply
+from roomlog.outbound.policy import blocked_address
 
 __all__ = ["HttpxOutbound", "blocked_address"]
-
-
-def blocked_address(address: str) -> bool:
-    """Whether a resolved address is one the policy refuses by default."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return (ip.is_loopback or ip.is_link_local or ip.is_private or ip.is_multicast
-            or ip.is_reserved or ip.is_unspecified)
 
 
 class HttpxOutbound:

@@ -14,11 +14,12 @@ from typing import Any, Protocol
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.identity import Principal
 from roomlog.rooms import plain
+from roomlog.rooms.audit import Audit
 from roomlog.rooms.domain import Domain
 from roomlog.rooms.queue import QueueDomain
 from roomlog.rooms.repair import RepairDomain
 
-__all__ = ["DOMAINS", "KINDS", "RoomKind", "RoomName", "parse_room"]
+__all__ = ["ACROSS_ROOMS", "DOMAINS", "KINDS", "RoomKind", "RoomName", "parse_room"]
 
 # kind: lowercase word; id: letters, digits and . _ - @, starting with a letter or digit.
 _ROOM_RE = re.compile(r"(?P<kind>[a-z][a-z0-9_]{0,31}):(?P<id>[A-Za-z0-9][A-Za-z0-9._@-]{0,127})")
@@ -34,12 +35,18 @@ class RoomKind(Protocol):
 
 # Kinds whose rooms are the fold of their commands' events.
 DOMAINS: dict[str, Domain[Any]] = {"queue": QueueDomain(), "repair": RepairDomain()}
+# Domain kinds whose every room writes to one shared room (each repair ticket to the
+# admins' feed repairs:all): their commands commit across rooms, many tickets in one
+# transaction, instead of queueing one transaction per ticket on the feed's lock.
+ACROSS_ROOMS = frozenset({"repair"})
 
 KINDS: dict[str, RoomKind] = {
     "chat": plain.Chat(),
     "feed": plain.Feed(),
     "user": plain.UserInbox(),
     "repairs": plain.RepairFeed(),
+    "admin": plain.AdminRoom(),
+    "audit": Audit(),  # what operators did (roomlog.console.audit)
     **DOMAINS,
 }
 

@@ -44,9 +44,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+from roomlog.errors import RoomlogError
 from roomlog.identity import Principal
 
-__all__ = ["Approval", "Command", "Decision", "Domain", "Event", "Meta", "Notice"]
+__all__ = ["Approval", "Claim", "Command", "Decision", "Domain", "Event", "Meta", "Notice"]
 
 S = TypeVar("S")
 
@@ -117,9 +118,30 @@ class Notice:
 
 
 @dataclass(frozen=True, slots=True)
+class Claim:
+    """A key the command uses up, once ever, in every room and on every instance
+    (e.g. ``payment:{reference}``). The runner claims it in the command's
+    transaction; if it is taken already, the command fails with ``taken`` and
+    nothing of it is stored."""
+
+    key: str
+    taken: RoomlogError
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
+    """The events a command causes and the result for its caller.
+
+    ``error``: the command is refused with this error, yet its events are stored
+    and the refusal remembered for its id (a payment that was verified before the
+    room refused its request must still get a record: its refund). ``claims``:
+    see :class:`Claim`.
+    """
+
     events: list[Event]
     result: dict[str, Any] = field(default_factory=dict)
+    claims: tuple[Claim, ...] = ()
+    error: RoomlogError | None = None
 
 
 class Domain(Protocol, Generic[S]):

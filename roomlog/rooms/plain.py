@@ -10,6 +10,8 @@ feed:*     any authenticated principal            staff (dj, technician, admin, 
 user:{id}  that user, admin, service              admin, service (server notices)
 repairs:*  repairs:{id}: that technician, admin,  nobody (the server writes
            service; repairs:all: admin, service   every repair event there)
+admin:*    admin, service                         admin, service (the server
+                                                  writes operator notices)
 =========  =====================================  ===========================
 """
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from roomlog.identity import STAFF, Principal, Role
 
-__all__ = ["Chat", "Feed", "RepairFeed", "UserInbox"]
+__all__ = ["AdminRoom", "Chat", "Feed", "RepairFeed", "UserInbox"]
 
 
 class Chat:
@@ -62,3 +64,14 @@ class RepairFeed:
 
     def can_publish(self, who: Principal, room_id: str) -> bool:
         return False
+
+
+class AdminRoom:
+    """Operators' notices (``admin:webhooks``: endpoints disabled after failing past
+    the horizon): admins and services only."""
+
+    def can_subscribe(self, who: Principal, room_id: str) -> bool:
+        return who.is_operator
+
+    def can_publish(self, who: Principal, room_id: str) -> bool:
+        return who.is_operator

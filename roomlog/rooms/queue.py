@@ -43,8 +43,24 @@ request.played       DJ     FORBIDDEN; INVALID_ARGS; NOT_FOUND; INVALID_TRANSITI
 queue.reorder        DJ     FORBIDDEN; INVALID_ARGS; NOT_FOUND; INVALID_TRANSITION (not
                             accepted); INVALID_ARGS (position not in 1..len(queue))
 queue.open / close   DJ     FORBIDDEN; INVALID_ARGS (any argument). Idempotent.
-queue.settings       DJ     FORBIDDEN; INVALID_ARGS (unknown key, out of range, none given)
+queue.settings       DJ     FORBIDDEN; INVALID_ARGS (unknown key, out of range, none given,
+                            jump_price not above price)
+queue.end            DJ     FORBIDDEN; INVALID_ARGS. Closes the queue, the playing song is
+                            played, pending and accepted requests are vetoed ("the set ended")
+request.tip          any    INVALID_ARGS; FORBIDDEN (tips off); NOT_FOUND; INVALID_TRANSITION
+                            (not playing/played); then the payment checks (below)
+payment.refunded     op     FORBIDDEN (not a service or admin); INVALID_ARGS; NOT_FOUND;
+payment.refund_failed       INVALID_TRANSITION (see ``queue_payment``); a report that changes
+payment.retry               nothing succeeds with no events
 ===================  =====  ==================================================================
+
+Paid requests (``queue_pay``): in a room with a ``price`` (or with ``payment.jump``),
+``request.submit`` checks its ``payment`` first: PAYMENT_REQUIRED, PAYMENT_ALREADY_USED,
+UNAVAILABLE (nothing verifies payments, the hook failed open, or its allow did not say
+what was paid); a backend's deny gives PAYMENT_DECLINED. A verified payment that the
+room's rules then refuse is recorded refund due, and the refusal is the outcome.
+Payments move along :data:`roomlog.rooms.queue_payment.TRANSITIONS`; each move is an
+event (``payment.*``, ``tip.sent``) and a notice to the paying guest.
 
 Choices, so callers know what to expect:
 
@@ -88,6 +104,8 @@ request.played              request_id, queue
 queue.reordered             request_id, position, queue
 queue.opened / closed       (nothing)
 queue.settings_changed      changed {key: value}, settings (all of them)
+payment.settled, ...        see docs/queue.md, "Paid requests"; request.submitted
+                            carries ``payment`` for a paid request
 ==========================  =====================================================
 
 Notices are tabled in :mod:`.queue_apply`. Everyone authenticated may
@@ -103,10 +121,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from roomlog.errors import RoomlogError
 from roomlog.identity import Principal, Role
 from roomlog.rooms.domain import Command, Decision, Event, Meta, Notice
 from roomlog.rooms.queue_apply import apply
 from roomlog.rooms.queue_decide import COMMANDS, DuplicateRequest, can_run_dj, decide
+from roomlog.rooms.queue_pay import earnings, pay_args, required
 from roomlog.rooms.queue_state import (
     ACTIVE,
     HOUR_MS,
@@ -160,6 +180,8 @@ class QueueDomain:
         def row(request: Request, position: int | None = None) -> dict[str, Any]:
             body = request.public()
             body["voted"] = viewer.user in request.voters
+            paid = state.payments.get(request.payment_id) if request.payment_id else None
+            body["payment"] = None if paid is None else paid.public()
             if position is not None:
                 body["position"] = position
             return body
@@ -182,9 +204,14 @@ class QueueDomain:
             },
             "mine": [row(r) for r in requests.values() if r.user == viewer.user],
         }
+        if state.payments:
+            body["my_payments"] = [p.public() for p in state.payments.values()
+                                   if p.user == viewer.user]
         if viewer.role in _SEE_ALL:
             body["requests"] = [
                 {**row(r), "voters": sorted(r.voters)} for r in requests.values()]
+            body["payments"] = [p.to_data() for p in state.payments.values()]
+            body["earnings"] = earnings(state)
         return body
 
     def dump(self, state: QueueState) -> dict[str, Any]:
@@ -227,4 +254,22 @@ class QueueDomain:
         rid = command.args.get("request_id") if isinstance(command.args, dict) else None
         if isinstance(rid, str) and rid in state.requests:
             body["request"] = state.requests[rid].public()
+        payment = _payment_asked(state, command)
+        if payment is not None:
+            body["payment"] = payment
         return body
+
+
+def _payment_asked(state: QueueState, command: Command) -> dict[str, Any] | None:
+    """What the backend must verify of a submit's or tip's payment: the reference and
+    the amount due now (the request's price is fixed here; see ``queue_pay``)."""
+    if command.name not in ("request.submit", "request.tip"):
+        return None
+    try:
+        pay = pay_args(command.args.get("payment"), tip=command.name == "request.tip")
+        amount = required(state, pay)
+    except RoomlogError:  # the probe refused such a command already
+        return None
+    kind = "tip" if command.name == "request.tip" else "request"
+    return {"reference": pay.reference, "amount": amount, "currency": state.settings.currency,
+            "kind": kind, "jump": pay.jump}

@@ -18,6 +18,10 @@ request.moved       its queue position is more than 3 away from     position, pr
                     the last position its guest was told
 ==================  ==============================================  ==================
 
+Payment notices (``payment.verified`` with a paid request's submission, then one per
+payment event, ``tip.sent`` included) go to the paying guest: see
+:func:`roomlog.rooms.queue_pay.notice`.
+
 "Told" is ``Request.told_position``: set to the position the accepted notice
 carries (accepted straight into position 1, a ``next`` notice follows it) and by
 every ``next``/``moved`` notice. Small moves are not told, so
@@ -32,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from roomlog.rooms.domain import Event, Meta, Notice
+from roomlog.rooms.queue_pay import PAYMENT_EVENTS, apply_payment, create, notice
 from roomlog.rooms.queue_state import (
     HOUR_MS,
     QueueState,
@@ -84,14 +89,20 @@ def _submitted(state: QueueState, data: Data, meta: Meta) -> list[Notice]:
         id=str(body["id"]), number=state.next_number, user=str(body["user"]),
         song_id=str(body["song_id"]), title=str(body["title"]), artist=str(body["artist"]),
         note=body.get("note"), submitted_ms=meta.ts, updated_ms=meta.ts,
+        jump=bool(body.get("jump", False)),
     )
+    notices: list[Notice] = []
+    if "payment" in data:
+        payment = create(state, data["payment"], meta)
+        request.payment_id = payment.id
+        notices.append(notice(state, payment, "payment.verified", meta))
     state.requests[request.id] = request
     add_pending(state, request)
     state.next_number += 1
     horizon = meta.ts - HOUR_MS
     state.submits = [(ts, user) for ts, user in state.submits if ts > horizon]
     state.submits.append((meta.ts, request.user))
-    return []
+    return notices
 
 
 def _status(status: Status) -> Applier:
@@ -161,6 +172,12 @@ def _settings_changed(state: QueueState, data: Data, meta: Meta) -> list[Notice]
     return []
 
 
+def _payment(kind: str) -> Applier:
+    def applier(state: QueueState, data: Data, meta: Meta) -> list[Notice]:
+        return apply_payment(state, kind, data, meta)
+    return applier
+
+
 def _position_notices(state: QueueState, meta: Meta) -> list[Notice]:
     """``next`` and ``moved`` notices for the accepted queue as it now stands."""
     notices: list[Notice] = []
@@ -194,6 +211,7 @@ APPLIERS: dict[str, Applier] = {
     "queue.opened": _opened(True),
     "queue.closed": _opened(False),
     "queue.settings_changed": _settings_changed,
+    **{kind: _payment(kind) for kind in PAYMENT_EVENTS},
 }
 
 # Events that can change positions in the accepted queue.

@@ -8,6 +8,7 @@ ints (not bools, not floats) within their range.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from roomlog.rooms.args import invalid, no_args
 from roomlog.rooms.args import only as _only
 from roomlog.rooms.args import optional_text as _optional_text
 from roomlog.rooms.args import text as _text
+from roomlog.rooms.queue_pay import AMOUNT_MAX, PayArgs, pay_args
 
 __all__ = [
     "BATCH_MAX",
@@ -46,7 +48,11 @@ SETTINGS_RANGES: dict[str, tuple[int, int]] = {
     "request_cap_per_hour": (1, 1000),
     "max_active_per_guest": (1, 50),
     "submit_rate": (1, 60),
+    "price": (0, AMOUNT_MAX),
+    "jump_price": (0, AMOUNT_MAX),
 }
+_FLAGS = ("voting", "tips")
+_CURRENCY_RE = re.compile(r"[A-Z]{3}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,7 @@ class SongArgs:
     title: str
     artist: str
     note: str | None
+    payment: PayArgs | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +72,14 @@ class BatchArgs:
 
 
 def submit_args(args: dict[str, Any]) -> SongArgs:
-    _only(args, {"song_id", "title", "artist"}, frozenset({"note"}))
+    _only(args, {"song_id", "title", "artist"}, frozenset({"note", "payment"}))
+    payment = args.get("payment")
     return SongArgs(
         song_id=_text(args["song_id"], "song_id", SONG_ID_MAX),
         title=_text(args["title"], "title", TITLE_MAX),
         artist=_text(args["artist"], "artist", ARTIST_MAX),
         note=_optional_text(args.get("note"), "note", NOTE_MAX),
+        payment=None if payment is None else pay_args(payment),
     )
 
 
@@ -109,17 +118,24 @@ def batch_args(args: dict[str, Any]) -> BatchArgs:
     return BatchArgs(action, request_ids, reason)
 
 
-def settings_args(args: dict[str, Any]) -> dict[str, int | bool]:
+def settings_args(args: dict[str, Any]) -> dict[str, int | bool | str]:
     """The settings to change; at least one."""
-    _only(args, set(), frozenset({*SETTINGS_RANGES, "voting"}))
+    keys = [*SETTINGS_RANGES, *_FLAGS, "currency"]
+    _only(args, set(), frozenset(keys))
     if not args:
-        raise invalid(f"give at least one of {', '.join([*SETTINGS_RANGES, 'voting'])}")
-    changes: dict[str, int | bool] = {}
+        raise invalid(f"give at least one of {', '.join(keys)}")
+    changes: dict[str, int | bool | str] = {}
     for key, (low, high) in SETTINGS_RANGES.items():
         if key in args:
             changes[key] = _int(args[key], key, low, high)
-    if "voting" in args:
-        if not isinstance(args["voting"], bool):
-            raise invalid("voting must be true or false")
-        changes["voting"] = args["voting"]
+    for flag in _FLAGS:
+        if flag in args:
+            if not isinstance(args[flag], bool):
+                raise invalid(f"{flag} must be true or false")
+            changes[flag] = args[flag]
+    if "currency" in args:
+        currency = args["currency"]
+        if not isinstance(currency, str) or not _CURRENCY_RE.fullmatch(currency):
+            raise invalid("currency must be an ISO 4217 code: three capital letters")
+        changes["currency"] = currency
     return changes

@@ -15,7 +15,16 @@ from typing import Any
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.identity import Principal, Role
 from roomlog.rooms import queue_args as A
-from roomlog.rooms.domain import Command, Decision, Event
+from roomlog.rooms.domain import Approval, Command, Decision, Event
+from roomlog.rooms.queue_pay import (
+    Verified,
+    claim,
+    new_payment,
+    refund_events,
+    settle_events,
+    verify,
+)
+from roomlog.rooms.queue_pay_decide import OPERATOR_COMMANDS, tip
 from roomlog.rooms.queue_state import (
     ACTIVE,
     HOUR_MS,
@@ -27,10 +36,13 @@ from roomlog.rooms.queue_state import (
     pending_key,
 )
 
-__all__ = ["COMMANDS", "DJ_COMMANDS", "GUEST_COMMANDS", "DuplicateRequest", "can_run_dj", "decide"]
+__all__ = ["COMMANDS", "DJ_COMMANDS", "GUEST_COMMANDS", "PAID_COMMANDS", "DuplicateRequest",
+           "can_run_dj", "decide"]
 
 Args = dict[str, Any]
 Handler = Callable[[QueueState, Args, Principal, int], Decision]
+# Commands a payment may come with: they see the command hook's approval.
+PaidHandler = Callable[[QueueState, Args, Approval | None, Principal, int], Decision]
 
 
 class DuplicateRequest(RoomlogError):
@@ -66,8 +78,8 @@ class _Draft:
     def status_of(self, request: Request) -> Status:
         return self.status.get(request.id, request.status)
 
-    def _key(self, request: Request) -> tuple[int, int]:
-        return -self.votes.get(request.id, request.votes), request.number
+    def _key(self, request: Request) -> tuple[int, int, int]:
+        return pending_key(request, self.votes.get(request.id, request.votes))
 
     def pending_position(self, request: Request) -> int:
         """Its 1-based place among pending requests (votes desc, then age).
@@ -150,8 +162,37 @@ def _claim(state: QueueState, actor: Principal, command: str) -> list[Event]:
 # Guest commands
 
 
-def _submit(state: QueueState, args: Args, actor: Principal, now_ms: int) -> Decision:
+def _submit(state: QueueState, args: Args, approval: Approval | None, actor: Principal,
+            now_ms: int) -> Decision:
     song = A.submit_args(args)
+    verified = verify(state, song.payment, approval)
+    try:
+        _check_submit(state, song, actor, now_ms)
+    except RoomlogError as err:
+        if verified is None:
+            raise
+        return _refused(state, verified, actor, err)
+    rid = f"r{state.next_number}"
+    jump = song.payment is not None and song.payment.jump
+    # No votes and the youngest: after every pending request of its kind (jump or not).
+    position = bisect.bisect_left(state.pending_keys, (-int(jump), 0, state.next_number)) + 1
+    request = {
+        "id": rid, "user": actor.user, "song_id": song.song_id, "title": song.title,
+        "artist": song.artist, "note": song.note, "status": str(Status.PENDING), "votes": 0,
+    }
+    if jump:
+        request["jump"] = True
+    data: dict[str, Any] = {"request": request, "position": position}
+    result: dict[str, Any] = {"request_id": rid, "position": position}
+    if verified is None:
+        return Decision([Event("request.submitted", data)], result)
+    data["payment"] = new_payment(state, verified, kind="request", user=actor.user,
+                                  request_id=rid)
+    result["payment_id"] = data["payment"]["payment_id"]
+    return Decision([Event("request.submitted", data)], result, claims=(claim(verified),))
+
+
+def _check_submit(state: QueueState, song: A.SongArgs, actor: Principal, now_ms: int) -> None:
     if not state.open:
         raise RoomlogError(
             ErrorCode.QUEUE_CLOSED, f"{state.room} is closed to new requests for now"
@@ -168,17 +209,21 @@ def _submit(state: QueueState, args: Args, actor: Principal, now_ms: int) -> Dec
             "cancel one or wait until one is played",
         )
     _check_windows(state, actor, now_ms)
-    rid = f"r{state.next_number}"
-    # No votes and the youngest: last of the pending requests.
-    position = len(state.pending_keys) + 1
-    request = {
-        "id": rid, "user": actor.user, "song_id": song.song_id, "title": song.title,
-        "artist": song.artist, "note": song.note, "status": str(Status.PENDING), "votes": 0,
-    }
-    event = Event(
-        "request.submitted", {"request": request, "position": position}
-    )
-    return Decision([event], {"request_id": rid, "position": position})
+
+
+def _refused(state: QueueState, verified: Verified, actor: Principal,
+             err: RoomlogError) -> Decision:
+    """The room refuses a request whose payment the backend verified already: the
+    payment gets its record, refund due, and the guest the room's error (remembered
+    for the command's id, so a retry does not pay twice)."""
+    body = new_payment(state, verified, kind="request", user=actor.user, request_id=None)
+    event = Event("payment.refund_due", {**body, "reason": "refused", "code": str(err.code),
+                                         "attempt": 1})
+    details = {**(err.details or {}), "payment_id": body["payment_id"], "refund": "due"}
+    error = RoomlogError(err.code, f"{err.message}; your payment will be refunded",
+                         details=details)
+    return Decision([event], {"payment_id": body["payment_id"]}, claims=(claim(verified),),
+                    error=error)
 
 
 def _check_windows(state: QueueState, actor: Principal, now_ms: int) -> None:
@@ -214,8 +259,9 @@ def _cancel(state: QueueState, args: Args, actor: Principal, now_ms: int) -> Dec
     draft = _Draft(state)
     _check_transition(draft, request, "cancel")
     draft.move(request, Status.CANCELLED)
-    event = Event("request.cancelled", {"request_id": request.id})
-    return Decision([event], {"request_id": request.id, "status": str(Status.CANCELLED)})
+    events = [Event("request.cancelled", {"request_id": request.id}),
+              *refund_events(state, request, "cancelled")]
+    return Decision(events, {"request_id": request.id, "status": str(Status.CANCELLED)})
 
 
 def _votable(state: QueueState, args: Args, actor: Principal) -> tuple[Request, _Draft]:
@@ -263,12 +309,15 @@ def _accept_one(draft: _Draft, rid: str) -> Event:
         "request_id": rid, "user": request.user, "position": len(draft.queue), **draft.orders()})
 
 
-def _veto_one(draft: _Draft, rid: str, reason: str | None) -> Event:
+def _veto_one(draft: _Draft, rid: str, reason: str | None, why: str = "vetoed"
+              ) -> list[Event]:
+    """``request.vetoed``, and ``payment.refund_due`` (for ``why``) if it was paid."""
     request = _find(draft.state, rid)
     _check_transition(draft, request, "veto")
     draft.move(request, Status.VETOED)
-    return Event("request.vetoed", {
-        "request_id": rid, "user": request.user, "reason": reason, **draft.orders()})
+    return [Event("request.vetoed", {
+        "request_id": rid, "user": request.user, "reason": reason, **draft.orders()}),
+        *refund_events(draft.state, request, why)]
 
 
 def _accept(state: QueueState, args: Args, actor: Principal, now_ms: int) -> Decision:
@@ -280,8 +329,8 @@ def _accept(state: QueueState, args: Args, actor: Principal, now_ms: int) -> Dec
 
 def _veto(state: QueueState, args: Args, actor: Principal, now_ms: int) -> Decision:
     rid, reason = A.veto_args(args)
-    event = _veto_one(_Draft(state), rid, reason)
-    return Decision([event], {"request_id": rid, "status": "vetoed"})
+    events = _veto_one(_Draft(state), rid, reason)
+    return Decision(events, {"request_id": rid, "status": "vetoed"})
 
 
 def _batch(state: QueueState, args: Args, actor: Principal, now_ms: int) -> Decision:
@@ -291,23 +340,25 @@ def _batch(state: QueueState, args: Args, actor: Principal, now_ms: int) -> Deci
     draft = _Draft(state)
     events: list[Event] = []
     results: list[dict[str, Any]] = []
+    succeeded = 0
     for rid in batch.request_ids:
         try:
             if batch.action == "accept":
-                event = _accept_one(draft, rid)
+                done = [_accept_one(draft, rid)]
             else:
-                event = _veto_one(draft, rid, batch.reason)
+                done = _veto_one(draft, rid, batch.reason)
         except RoomlogError as err:
             results.append({"request_id": rid, "ok": False, "code": str(err.code),
                             "message": err.message})
             continue
-        events.append(event)
+        events += done
+        succeeded += 1
         item: dict[str, Any] = {"request_id": rid, "ok": True, "status": str(draft.status[rid])}
         if batch.action == "accept":
-            item["position"] = event.data["position"]
+            item["position"] = done[0].data["position"]
         results.append(item)
     result = {"action": batch.action, "results": results,
-              "succeeded": len(events), "failed": len(results) - len(events)}
+              "succeeded": succeeded, "failed": len(results) - succeeded}
     return Decision(events, result)
 
 
@@ -317,8 +368,10 @@ def _play(state: QueueState, args: Args, actor: Principal, now_ms: int) -> Decis
     _check_transition(draft, request, "play")
     events: list[Event] = []
     if state.playing is not None:
-        draft.move(state.requests[state.playing], Status.PLAYED)
+        previous = state.requests[state.playing]
+        draft.move(previous, Status.PLAYED)
         events.append(Event("request.played", {"request_id": state.playing, **draft.orders()}))
+        events += settle_events(state, previous)
     draft.move(request, Status.PLAYING)
     events.append(Event("request.playing", {
         "request_id": request.id, "user": request.user, "title": request.title,
@@ -331,8 +384,9 @@ def _played(state: QueueState, args: Args, actor: Principal, now_ms: int) -> Dec
     request = _find(state, A.request_id(args))
     _check_transition(draft, request, "played")
     draft.move(request, Status.PLAYED)
-    event = Event("request.played", {"request_id": request.id, **draft.orders()})
-    return Decision([event], {"request_id": request.id, "status": "played"})
+    events = [Event("request.played", {"request_id": request.id, **draft.orders()}),
+              *settle_events(state, request)]
+    return Decision(events, {"request_id": request.id, "status": "played"})
 
 
 def _reorder(state: QueueState, args: Args, actor: Principal, now_ms: int) -> Decision:
@@ -360,16 +414,41 @@ def _close(state: QueueState, args: Args, actor: Principal, now_ms: int) -> Deci
     return Decision([Event("queue.closed", {})] if state.open else [], {"open": False})
 
 
+def _end(state: QueueState, args: Args, actor: Principal, now_ms: int) -> Decision:
+    """``queue.end``: the set is over. The queue closes, the song playing counts as
+    played, and every request still pending or accepted is vetoed (reason "the set
+    ended"), its payment refund due (reason ``set_ended``)."""
+    A.no_args(args)
+    draft = _Draft(state)
+    events = [] if not state.open else [Event("queue.closed", {})]
+    if state.playing is not None:
+        playing = state.requests[state.playing]
+        draft.move(playing, Status.PLAYED)
+        events += [Event("request.played", {"request_id": playing.id, **draft.orders()}),
+                   *settle_events(state, playing)]
+    waiting = [r.id for r in state.requests.values() if r.status in ACTIVE]
+    for rid in waiting:
+        events += _veto_one(draft, rid, "the set ended", "set_ended")
+    return Decision(events, {"open": False, "ended": len(waiting)})
+
+
 def _settings(state: QueueState, args: Args, actor: Principal, now_ms: int) -> Decision:
     current = state.settings.to_data()
     changed = {k: v for k, v in A.settings_args(args).items() if current[k] != v}
     settings = {**current, **changed}
+    if settings["jump_price"] and settings["jump_price"] <= settings["price"]:
+        raise A.invalid(f"jump_price must be 0 (no jumping) or above price "
+                        f"({settings['price']}); got {settings['jump_price']}")
     events = [Event("queue.settings_changed", {"changed": changed, "settings": settings})]
     return Decision(events if changed else [], {"settings": settings})
 
 
-GUEST_COMMANDS: dict[str, Handler] = {
+PAID_COMMANDS: dict[str, PaidHandler] = {
     "request.submit": _submit,
+    "request.tip": tip,
+}
+
+GUEST_COMMANDS: dict[str, Handler] = {
     "request.cancel": _cancel,
     "request.vote": _vote,
     "request.unvote": _unvote,
@@ -384,10 +463,11 @@ DJ_COMMANDS: dict[str, Handler] = {
     "queue.reorder": _reorder,
     "queue.open": _open,
     "queue.close": _close,
+    "queue.end": _end,
     "queue.settings": _settings,
 }
 
-COMMANDS = sorted([*GUEST_COMMANDS, *DJ_COMMANDS])
+COMMANDS = sorted([*PAID_COMMANDS, *GUEST_COMMANDS, *DJ_COMMANDS, *OPERATOR_COMMANDS])
 
 
 def decide(state: QueueState, command: Command, actor: Principal, now_ms: int) -> Decision:
@@ -395,6 +475,12 @@ def decide(state: QueueState, command: Command, actor: Principal, now_ms: int) -
     name = command.name
     if not isinstance(command.args, dict):
         raise A.invalid("args must be an object")
+    paid = PAID_COMMANDS.get(name)
+    if paid is not None:
+        return paid(state, command.args, command.approval, actor, now_ms)
+    operator = OPERATOR_COMMANDS.get(name)
+    if operator is not None:
+        return operator(state, command.args, actor, now_ms)
     guest = GUEST_COMMANDS.get(name)
     if guest is not None:
         return guest(state, command.args, actor, now_ms)

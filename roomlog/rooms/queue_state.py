@@ -20,7 +20,7 @@ Played, vetoed and cancelled are final.
 
 Two orders matter to clients: the **accepted queue** (``state.queue``, set by
 the DJ: accepted requests are appended, ``queue.reorder`` moves them) and the
-**pending order** (votes descending, then age ascending: see
+**pending order** (paid jumps first, then votes descending, then age ascending: see
 :func:`pending_order`). Positions are 1-based.
 """
 
@@ -30,6 +30,8 @@ import bisect
 import enum
 from dataclasses import dataclass, field
 from typing import Any
+
+from roomlog.rooms.queue_payment import Payment
 
 __all__ = [
     "ACTIVE",
@@ -82,6 +84,11 @@ class Settings:
     max_active_per_guest: int = 3  # pending + accepted requests of one guest
     submit_rate: int = 3  # submissions per guest in any 60 seconds
     voting: bool = True
+    # Payments (roomlog.rooms.queue_payments): amounts in minor units of ``currency``.
+    price: int = 0  # per request; 0: requests are free
+    jump_price: int = 0  # to jump the pending order; 0: no jumping
+    currency: str = "EUR"  # ISO 4217
+    tips: bool = False  # guests may tip the DJ for a played request
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -89,16 +96,29 @@ class Settings:
             "max_active_per_guest": self.max_active_per_guest,
             "submit_rate": self.submit_rate,
             "voting": self.voting,
+            "price": self.price,
+            "jump_price": self.jump_price,
+            "currency": self.currency,
+            "tips": self.tips,
         }
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Settings:
+        """Snapshots from before payments have no price: a free room."""
         return cls(
             request_cap_per_hour=int(data["request_cap_per_hour"]),
             max_active_per_guest=int(data["max_active_per_guest"]),
             submit_rate=int(data["submit_rate"]),
             voting=bool(data["voting"]),
+            price=int(data.get("price", 0)),
+            jump_price=int(data.get("jump_price", 0)),
+            currency=str(data.get("currency", "EUR")),
+            tips=bool(data.get("tips", False)),
         )
+
+    @property
+    def paid(self) -> bool:
+        return self.price > 0
 
 
 DEFAULT_SETTINGS = Settings().to_data()
@@ -121,6 +141,8 @@ class Request:
     reason: str | None = None  # the DJ's veto reason
     voters: set[str] = field(default_factory=set)
     told_position: int | None = None  # the queue position its guest was last told
+    jump: bool = False  # paid to jump: sorts before every pending request that did not
+    payment_id: str | None = None  # its payment (``state.payments``), if it was paid for
 
     @property
     def votes(self) -> int:
@@ -140,6 +162,8 @@ class Request:
             "submitted_ms": self.submitted_ms,
             "updated_ms": self.updated_ms,
             "reason": self.reason,
+            "jump": self.jump,
+            "payment_id": self.payment_id,
         }
 
     def to_data(self) -> dict[str, Any]:
@@ -166,6 +190,8 @@ class Request:
             reason=data["reason"],
             voters=set(data["voters"]),
             told_position=data["told_position"],
+            jump=bool(data.get("jump", False)),
+            payment_id=data.get("payment_id"),
         )
 
 
@@ -188,16 +214,22 @@ class QueueState:
     # Derived, not dumped: pending_key of every pending request, sorted, so a
     # request's pending position is a bisect (a vote in a 500-request room would
     # otherwise scan them all). Kept by the fold: add_pending / drop_pending.
-    pending_keys: list[tuple[int, int]] = field(default_factory=list)
+    pending_keys: list[tuple[int, int, int]] = field(default_factory=list)
+    # Payments of requests and tips, by id (``p{n}``), oldest first; ``references``
+    # (derived, not dumped) holds every payment reference this room took.
+    payments: dict[str, Payment] = field(default_factory=dict)
+    next_payment: int = 1
+    references: set[str] = field(default_factory=set)
 
     @property
     def room(self) -> str:
         return f"queue:{self.room_id}"
 
 
-def pending_key(request: Request, votes: int | None = None) -> tuple[int, int]:
-    """Its sort key among pending requests: most votes first, then oldest first."""
-    return -(request.votes if votes is None else votes), request.number
+def pending_key(request: Request, votes: int | None = None) -> tuple[int, int, int]:
+    """Its sort key among pending requests: paid jumps first, then most votes, then
+    oldest."""
+    return -int(request.jump), -(request.votes if votes is None else votes), request.number
 
 
 def add_pending(state: QueueState, request: Request) -> None:
@@ -214,7 +246,7 @@ def drop_pending(state: QueueState, request: Request) -> None:
 def pending_order(requests: dict[str, Request]) -> list[str]:
     """Pending request ids, most votes first, then oldest first."""
     pending = [r for r in requests.values() if r.status is Status.PENDING]
-    pending.sort(key=lambda r: (-r.votes, r.number))
+    pending.sort(key=pending_key)
     return [r.id for r in pending]
 
 
@@ -232,6 +264,8 @@ def dump_state(state: QueueState) -> dict[str, Any]:
         "next_number": state.next_number,
         "submits": [[ts, user] for ts, user in state.submits],
         "clock_ms": state.clock_ms,
+        "payments": [p.to_data() for p in state.payments.values()],
+        "next_payment": state.next_payment,
     }
 
 
@@ -241,6 +275,7 @@ def load_state(data: dict[str, Any]) -> QueueState:
         raise ValueError(f"unknown queue snapshot version {data.get('version')!r}")
     requests = [Request.from_data(r) for r in data["requests"]]
     pending = sorted(pending_key(r) for r in requests if r.status is Status.PENDING)
+    payments = [Payment.from_data(p) for p in data.get("payments", [])]
     return QueueState(
         room_id=str(data["room_id"]),
         owner=data["owner"],
@@ -253,4 +288,7 @@ def load_state(data: dict[str, Any]) -> QueueState:
         submits=[(int(ts), str(user)) for ts, user in data["submits"]],
         clock_ms=int(data["clock_ms"]),
         pending_keys=pending,
+        payments={p.id: p for p in payments},
+        next_payment=int(data.get("next_payment", 1)),
+        references={p.reference for p in payments},
     )

@@ -25,7 +25,10 @@ from roomlog import params
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.hub import stale, wire
 from roomlog.identity import Grant
+from roomlog.limits import Kind
 from roomlog.log import Page, RoomInfo
+from roomlog.openapi.operation import Operation, Param, describe
+from roomlog.openapi.schemas import ROOM, json_reply, ref
 from roomlog.protocol import Format, Since
 from roomlog.rooms import RoomName
 from roomlog.services import Services
@@ -56,16 +59,34 @@ class Poll:
         return True
 
 
+_OPERATION = Operation(
+    "Read a room's log: history and long-polling", tags=("rooms",),
+    description="The frames a WebSocket subscriber gets, after the cursor `after`; with "
+                "`wait`, held open until something is committed. Without `after`: the head "
+                "only. A `reset` frame says the cursor is void (docs/protocol.md).",
+    params=(ROOM,
+            Param("after", "query", {"type": "integer", "minimum": 0},
+                  "the last seq the client has"),
+            Param("epoch", "query", {"type": "string"}, "the epoch `after` belongs to"),
+            Param("limit", "query", {"type": "integer", "minimum": 1},
+                  "at most this many messages (up to `max_page_size`)"),
+            Param("wait", "query", {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"},
+                  "seconds to wait when nothing is new (up to `max_wait`)")),
+    replies={200: json_reply("a page of the log", ref("Page"))},
+    errors=(400, 404, 503))
+
+
 def long_poll(services: Services) -> object:
     settings = services.settings
 
+    @describe(_OPERATION)
     @handles_errors
     async def endpoint(request: Request) -> Response:
         grant = grant_of(request, services)
         who = grant.principal
+        services.limits.check(Kind.READ, who, "http")
         room = room_of(request)
         await services.check_read(room, who)
-        name = str(room)
         limit = query_int(request, "limit", settings.page_size, low=1,
                           high=settings.max_page_size)
         after = query_int(request, "after", -1, low=0, high=2**62)
@@ -74,41 +95,54 @@ def long_poll(services: Services) -> object:
                                                             high=settings.max_wait)
         wait = min(wait, max(0.0, grant.expires - time.time()))  # ends with the token
         epoch = request.query_params.get("epoch") or None
-        async with services.hub.watch(name) as changed:
-            poll = Poll(grant, changed)
-            services.polls.add(poll)
-            try:
-                if after < 0:  # no cursor: where is the head now?
-                    info = await services.log.info(name)
-                    return _reply(Page(info, info.head, []), [])
-                page = await services.log.read(name, after, limit)
-                # Without an `epoch` the cursor is taken to belong to the log as first
-                # read, so a reset during the wait below still comes back as a reset.
-                since = Since(epoch or page.info.epoch, after)
-                waited = False
-                while True:
-                    reason = stale(since, page.info) or ("trimmed" if page.trimmed else None)
-                    if reason is not None:
-                        await _still_allowed(services, poll, room, waited)
-                        reset = await services.hub.reset_frame(name, page.info, reason, who)
-                        info = RoomInfo(name, reset["epoch"],
-                                        max(page.info.head, reset["seq"]), page.info.trimmed)
-                        return _reply(Page(info, reset["seq"], []), [orjson.dumps(reset)])
-                    if (page.messages or wait <= 0 or waited or services.draining
-                            or poll.revoked is not None):
-                        break
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(changed.wait(), wait)
-                    waited = True
-                    if poll.revoked is None:
-                        page = await services.log.read(name, after, limit)
-                await _still_allowed(services, poll, room, waited)
-            finally:
-                services.polls.discard(poll)
-        lens = services.hub.lens(name, who)
-        return _reply(page, [wire(m, Format.JSON, lens) for m in page.messages])
+        # A poll that may wait holds a connection of its user meanwhile.
+        release = services.limits.open_user(who) if wait > 0 else None
+        try:
+            return await _answer(services, grant, room, after, limit, wait, epoch)
+        finally:
+            if release is not None:
+                release()
 
     return endpoint
+
+
+async def _answer(services: Services, grant: Grant, room: RoomName, after: int, limit: int,
+                  wait: float, epoch: str | None) -> Response:
+    who = grant.principal
+    name = str(room)
+    async with services.hub.watch(name) as changed:
+        poll = Poll(grant, changed)
+        services.polls.add(poll)
+        try:
+            if after < 0:  # no cursor: where is the head now?
+                info = await services.log.info(name)
+                return _reply(Page(info, info.head, []), [])
+            page = await services.log.read(name, after, limit)
+            # Without an `epoch` the cursor is taken to belong to the log as first
+            # read, so a reset during the wait below still comes back as a reset.
+            since = Since(epoch or page.info.epoch, after)
+            waited = False
+            while True:
+                reason = stale(since, page.info) or ("trimmed" if page.trimmed else None)
+                if reason is not None:
+                    await _still_allowed(services, poll, room, waited)
+                    reset = await services.hub.reset_frame(name, page.info, reason, who)
+                    info = RoomInfo(name, reset["epoch"],
+                                    max(page.info.head, reset["seq"]), page.info.trimmed)
+                    return _reply(Page(info, reset["seq"], []), [orjson.dumps(reset)])
+                if (page.messages or wait <= 0 or waited or services.draining
+                        or poll.revoked is not None):
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), wait)
+                waited = True
+                if poll.revoked is None:
+                    page = await services.log.read(name, after, limit)
+            await _still_allowed(services, poll, room, waited)
+        finally:
+            services.polls.discard(poll)
+    lens = services.hub.lens(name, who)
+    return _reply(page, [wire(m, Format.JSON, lens) for m in page.messages])
 
 
 async def _still_allowed(services: Services, poll: Poll, room: RoomName, waited: bool) -> None:

@@ -26,6 +26,9 @@ from roomlog.bans import banned_error
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.hub import Subscription
 from roomlog.identity import Grant
+from roomlog.limits import Kind, Release
+from roomlog.openapi.operation import Auth, Operation, Param, Reply, describe
+from roomlog.openapi.schemas import ROOM
 from roomlog.outbox import Outbox
 from roomlog.protocol import Format, Since, encode, error_frame
 from roomlog.services import Services
@@ -36,10 +39,37 @@ __all__ = ["Stream", "server_sent_events"]
 _KEEPALIVE = b": keepalive\n\n"
 
 
+_OPERATION = Operation(
+    "Subscribe to a room as Server-Sent Events", tags=("rooms",), auth=Auth.BEARER_OR_QUERY,
+    description="Replay after the position, then live, until the client leaves, the token "
+                "expires (an `error` event) or the instance drains. `message` events carry "
+                "`id: <seq>`, so `EventSource` resumes through `Last-Event-ID`.",
+    params=(ROOM,
+            Param("after", "query", {"type": "integer", "minimum": 0},
+                  "the last seq the client has (`Last-Event-ID` wins)"),
+            Param("epoch", "query", {"type": "string"}, "the epoch the position belongs to"),
+            Param("presence", "query", {"type": "string", "enum": ["1", "true"]},
+                  "also send `presence_diff` events"),
+            Param("Last-Event-ID", "header", {"type": "string", "pattern": "^[0-9]+$"},
+                  "sent by `EventSource` when it reconnects")),
+    replies={200: Reply("the stream: one event per frame", {"text/event-stream": {
+        "type": "object", "required": ["data"],
+        "description": "an event (keep-alive comments aside)",
+        "properties": {
+            "event": {"type": "string", "description": "the frame's type: `message`, "
+                      "`subscribed`, `reset`, `skip`, `presence_diff`, `error`"},
+            "data": {"type": "string", "contentMediaType": "application/json",
+                     "description": "the frame, as on a WebSocket"},
+            "id": {"type": "string", "description": "the seq, on `message` events"}}}})},
+    errors=(400, 404, 503))
+
+
 def server_sent_events(services: Services) -> object:
+    @describe(_OPERATION)
     @handles_errors
     async def endpoint(request: Request) -> Response:
         grant = grant_of(request, services, allow_query=True)
+        services.limits.check(Kind.READ, grant.principal, "http")
         room = room_of(request)
         await services.check_read(room, grant.principal)
         raw = request.headers.get("last-event-id")
@@ -51,7 +81,8 @@ def server_sent_events(services: Services) -> object:
             seq = params.integer(raw, name, low=0, high=2**62)
             since = Since(request.query_params.get("epoch") or None, seq)
         presence = request.query_params.get("presence") in ("1", "true")
-        return Stream(services, str(room), since, grant, presence)
+        release = services.limits.open_user(grant.principal)  # until the stream ends
+        return Stream(services, str(room), since, grant, presence, release)
 
     return endpoint
 
@@ -63,7 +94,8 @@ class Stream(Response):
     media_type = "text/event-stream"
 
     def __init__(self, services: Services, room: str, since: Since | None,
-                 grant: Grant, presence: bool = False) -> None:
+                 grant: Grant, presence: bool = False,
+                 release: Release | None = None) -> None:
         super().__init__(headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
         # Response.__init__ declares the empty body as `content-length: 0`, which
         # would end the stream before its first event: the stream has no length.
@@ -78,6 +110,7 @@ class Stream(Response):
         self._stopped = asyncio.Event()
         self._outbox: Outbox | None = None
         self._sub: Subscription | None = None
+        self._release = release  # the user's connection count, given back at the end
 
     def stop(self) -> None:
         """End the stream (drain, disconnect): the client reconnects elsewhere."""
@@ -95,6 +128,13 @@ class Stream(Response):
         return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._run(receive, send)
+        finally:
+            if self._release is not None:
+                self._release()
+
+    async def _run(self, receive: Receive, send: Send) -> None:
         s = self._services.settings
         gone = asyncio.Event()
         outbox = self._outbox = Outbox(Format.SSE, max_frames=s.outbox_max_messages,

@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from roomlog import logs
 from roomlog.errors import CloseCode
+from roomlog.openapi.operation import Auth, Operation, Reply, attach
 from roomlog.protocol import SUBPROTOCOLS, Format
 from roomlog.services import Services
 from roomlog.session import Session
@@ -28,6 +29,16 @@ __all__ = ["WebSocketEndpoint"]
 logger = logging.getLogger(__name__)
 
 _FLUSH_BEFORE_CLOSE = 2.0  # seconds to deliver a final error frame before closing
+
+
+_OPERATION = Operation(
+    "The WebSocket (upgrade)", tags=("websocket",), auth=Auth.NONE,
+    description="Upgrade with subprotocol `roomlog.v1.json` or `roomlog.v1.msgpack`, then "
+                "send `connect` with a token: the frames are in docs/protocol.md (OpenAPI "
+                "does not describe them). A plain HTTP request, without the upgrade, is 404. "
+                "While the server is saturated the upgrade is refused with 503 and "
+                "`Retry-After` (ROOMLOG_ADMISSION_MAX_LAG).",
+    replies={101: Reply("Switching Protocols: the WebSocket is open")}, errors=(403, 404, 503))
 
 
 class WebSocketEndpoint:
@@ -104,7 +115,11 @@ class _Connection:
         closer = asyncio.create_task(self._close_requested.wait())
         try:
             await asyncio.wait({reader, writer, closer}, return_when=asyncio.FIRST_COMPLETED)
-            if closer.done() and self._closing is not None:
+            failed = reader.exception() if reader.done() and not reader.cancelled() else None
+            if failed is not None:  # a bug in handling a frame: say so, on both ends
+                logger.error("WebSocket reader failed", exc_info=failed)
+                await self._close(writer, CloseCode.INTERNAL, "internal error")
+            elif closer.done() and self._closing is not None:
                 await self._close(writer, *self._closing)
             elif writer.done() and writer.exception() is not None:
                 logger.debug("send failed: %s", writer.exception())
@@ -120,6 +135,7 @@ class _Connection:
             for task in (reader, writer, closer):
                 task.cancel()
             await asyncio.gather(reader, writer, closer, return_exceptions=True)
+            self.session.outbox.close()  # lets go of the session's callbacks (no cycle)
 
     async def _close(self, writer: asyncio.Task[None], code: CloseCode, reason: str) -> None:
         if code is not CloseCode.SLOW and not writer.done():
@@ -134,3 +150,6 @@ class _Connection:
                 _FLUSH_BEFORE_CLOSE)
         except Exception:  # the client is already gone, or not reading
             logger.debug("close frame not sent", exc_info=True)
+
+
+attach(WebSocketEndpoint, _OPERATION)  # /openapi.json lists /ws with this

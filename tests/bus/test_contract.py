@@ -405,3 +405,30 @@ async def test_close_removes_the_instances_presence_entries(net: Net, room: str)
 
 async def _conns(node: Node, room: str, expected: set[str]) -> bool:
     return set(await node.bus.presence(room)) == expected
+
+
+async def test_a_rate_bucket_is_shared_by_every_instance(net: Net) -> None:
+    """``take`` spends one bucket whichever instance asks: the burst once, then the
+    wait until the next token; another key has a bucket of its own."""
+    a, b = await net.node(), await net.node()
+    key = f"w:{secrets.token_hex(4)}"
+    waits = [await node.bus.take(key, 0.5, 4) for node in (a, b, a, b, a, b)]
+    assert waits[:4] == [0.0] * 4
+    assert all(0 < wait <= 2.0 for wait in waits[4:])
+    assert await b.bus.take(key + "-other", 0.5, 4) == 0.0
+
+
+async def test_a_rate_bucket_without_redis_falls_back_to_the_instance(
+    redis_server: RedisServer,
+) -> None:
+    """Redis down: ``take`` answers from a bucket of this instance, never raises."""
+    net = RedisNet(redis_server)
+    node = await net.node()
+    try:
+        redis_server.stop()
+        await Recorder.until(node.inbound, lambda: not node.bus.connected, "bus down")
+        waits = [await node.bus.take("w:fallback", 0.5, 2) for _ in range(3)]
+        assert waits[:2] == [0.0, 0.0] and waits[2] > 0
+    finally:
+        redis_server.start()
+        await net.close()

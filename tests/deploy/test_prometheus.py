@@ -35,7 +35,8 @@ PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 WAIT = 60.0  # seconds: upper bound for Prometheus to start, scrape and evaluate
 #: Metrics named in the rules that the hub does not expose itself.
 NOT_FROM_THE_HUB = {"up",  # Prometheus's own, per target
-                    "roomlog_webhook_endpoint_disabled"}  # the webhook deliveries (#b1)
+                    # one sample per webhook endpoint: none while there is none
+                    "roomlog_webhook_endpoint_disabled"}
 
 
 def promtool(*args: str | Path) -> str:

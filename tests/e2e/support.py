@@ -55,6 +55,10 @@ MSGPACK = "roomlog.v1.msgpack"
 
 _TOKENS = Tokens(SECRET)
 
+TEST_LIMITS = {"max_connections_per_user": 1000, "subscribe_rate": 10_000,
+               "subscribe_burst": 10_000, "presence_rate": 10_000, "presence_burst": 10_000,
+               "read_rate": 10_000, "read_burst": 10_000}
+
 
 def issue_token(user: str = "alice", role: Role = Role.GUEST, *, ttl: float = 3600.0,
                 secret: str | None = None) -> str:
@@ -112,6 +116,11 @@ class Server:
             ROOMLOG_SECRET_FILE=str(self.workdir / ".secret"),
             PYTHONUNBUFFERED="1",
         )
+        # Tests reuse a few user names and addresses for hundreds of requests; the
+        # per-user limits other than writes are set high unless a test sets them
+        # (tests/e2e/test_limits.py does).
+        env.update({"ROOMLOG_" + name.upper(): str(value)
+                    for name, value in TEST_LIMITS.items()})
         for name, value in self.settings.items():
             env["ROOMLOG_" + name.upper()] = str(value)
         return env

@@ -285,7 +285,7 @@ async def test_bad_token_is_unauthorized_and_a_good_one_still_connects(
 async def test_rate_limited_publish_over_websocket_and_http(
     make_server: Any, http: httpx.AsyncClient,
 ) -> None:
-    srv: Server = await make_server(publish_rate=0.01, publish_burst=2)
+    srv: Server = await make_server(publish_rate=0.01, publish_burst=2, staff_limit_factor=1)
     room = unique_room()
     client = await open_client(srv.ws_url, user="eager")
     await client.publish(room, 1)

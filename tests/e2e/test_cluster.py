@@ -917,7 +917,9 @@ async def test_an_admin_disconnect_on_one_instance_closes_the_user_everywhere(
                                 json={"user": "mallory", "code": 4003, "reason": "banned"},
                                 headers=bearer("root", Role.ADMIN))
         assert reply.status_code == 200, reply.text
-        assert reply.json() == {"closed_here": 0, "broadcast": True}
+        assert reply.json()["audit_seq"] >= 1  # the action's entry in audit:moderation
+        assert reply.json() == {"closed_here": 0, "broadcast": True,
+                                "audit_seq": reply.json()["audit_seq"]}
         for client in mallory:
             assert await client.closed() == 4003
             assert client.close_reason == "banned"
@@ -933,7 +935,8 @@ async def test_an_admin_disconnect_on_one_instance_closes_the_user_everywhere(
         reply = await http.post(b.base + "/v1/admin/disconnect",
                                 json={"conn": trent_on_c[0], "code": 4001},
                                 headers=bearer("backend", Role.SERVICE))
-        assert reply.json() == {"closed_here": 0, "broadcast": True}
+        assert reply.json() == {"closed_here": 0, "broadcast": True,
+                                "audit_seq": reply.json()["audit_seq"]}
         assert await trent[2].closed() == 4001
         assert trent[2].close_reason == "disconnected by an admin"
         for client in (*trent[:2], watcher):

@@ -138,14 +138,14 @@ async def test_deny_with_a_code_is_the_outcome_of_its_id(
         "error", "FORBIDDEN", "not on the guest list")
 
     # A code outside the list a backend may use: DENIED, with the backend's code.
-    main.answer = lambda call: deny("PAYMENT_DECLINED", "card declined",
+    main.answer = lambda call: deny("GUEST_LIST_FULL", "card declined",
                                     details={"provider": "test"})
     declined = await post_command(http, srv, room, "request.submit", song(2), user=guest,
                                   ident="d-2")
     assert declined.status_code == 403
     assert declined.json() == {"error": {
         "code": "DENIED", "message": "card declined",
-        "details": {"provider": "test", "code": "PAYMENT_DECLINED"}}}
+        "details": {"provider": "test", "code": "GUEST_LIST_FULL"}}}
 
     # The backend would allow now, but a retry of a denied id returns its deny,
     # on either transport, without asking again.

@@ -98,6 +98,7 @@ def numeric_params(room: str) -> list[tuple[str, dict[str, str], str]]:
         (f"/v1/rooms/{room}/events", {}, "after"),
         (f"/v1/rooms/queue:{room.split(':')[1]}/analytics", {}, "from"),
         (f"/v1/rooms/queue:{room.split(':')[1]}/analytics", {}, "to"),
+        (f"/v1/rooms/queue:{room.split(':')[1]}/analytics", {}, "tz"),
         ("/v1/repairs/stats", {}, "from"),
         ("/v1/repairs/stats", {}, "to"),
     ]
@@ -109,7 +110,8 @@ async def test_numeric_query_parameters_are_refused_with_bad_frame(
     room = unique_room()
     headers = bearer("admin-q", Role.ADMIN)
     for path, fixed, name in numeric_params(room):
-        for value in NOT_NUMBERS + (FLOATS_OUT_OF_RANGE if name == "wait" else ["-1"]):
+        out_of_range = {"wait": FLOATS_OUT_OF_RANGE, "tz": ["-961", "961"]}.get(name, ["-1"])
+        for value in NOT_NUMBERS + out_of_range:
             reply = await http.get(srv.base + path, params=fixed | {name: value},
                                    headers=headers)
             error = error_of(reply, 400, "BAD_FRAME")
@@ -128,7 +130,7 @@ async def test_numeric_query_parameters_are_refused_with_bad_frame(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(params=st.dictionaries(
-    st.sampled_from(["after", "limit", "wait", "epoch", "from", "to", "format", "token"]),
+    st.sampled_from(["after", "limit", "wait", "epoch", "from", "to", "tz", "format", "token"]),
     st.one_of(st.text(max_size=30), st.integers().map(str),
               st.floats(allow_nan=True, allow_infinity=True).map(repr)),
     max_size=4))

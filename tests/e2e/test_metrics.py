@@ -71,8 +71,8 @@ async def test_metrics_count_what_happened(make_server: MakeServer) -> None:
     # a path no API route takes falls to the web app's mount: its template, not the path
     assert got[sample(http_total, method="GET", route="/{path}", status="404")] == 1
     assert "/no/such/page" not in text
-    assert got[sample("roomlog_rate_limited_total", transport="http")] == 1
-    assert got[sample("roomlog_rate_limited_total", transport="websocket")] == 0
+    assert got[sample("roomlog_rate_limited_total", transport="http", kind="write")] == 1
+    assert got[sample("roomlog_rate_limited_total", transport="websocket", kind="write")] == 0
     assert got[sample("roomlog_connections_refused_total", reason="subprotocol")] == 1
     assert got[sample("roomlog_ban_hits_total")] == 0
     assert got[sample("roomlog_database_up")] == 1 and got[sample("roomlog_draining")] == 0

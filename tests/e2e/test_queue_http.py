@@ -184,6 +184,15 @@ async def test_analytics_of_a_small_session(server: Server, http: httpx.AsyncCli
     assert report["top_songs"][0] == {"song_id": "song-a", "title": "Title a",
                                       "artist": "Artist a", "requests": 2, "votes": 2}
     assert sorted(g["user"] for g in report["top_guests"]) == sorted([g1, g2, g3, g4])
+    assert report["veto_reasons"] == [{"reason": "played already", "vetoed": 1}]
+    assert report["votes"] == 2 and report["top_artists"][0]["artist"] == "Artist a"
+    assert [s["requests"] for s in report["sets"]] == [4]
+    assert report["payments"] == {"requests": {"paid": 0, "free": 4}, "currencies": {}}
+    # The hour-of-day chart reads in the reader's clock: tz shifts it, nothing else.
+    shifted = (await http.get(url, params={"tz": "-180"}, headers=bearer(dj, Role.DJ))).json()
+    hours = report["requests_by_hour_of_day"]
+    assert shifted["requests_by_hour_of_day"] == hours[3:] + hours[:3]  # 3 h west
+    assert shifted["requests"] == report["requests"]
 
     # A range that ends before the session saw nothing.
     empty = (await http.get(url, params={"to": 1}, headers=bearer(dj, Role.DJ))).json()

@@ -279,7 +279,8 @@ async def test_admin_reset_gives_subscribers_the_empty_room(
         assert (state["owner"], state["open"], state["now_playing"]) == (None, True, None)
         assert (state["queue"], state["pending"], state["mine"]) == ([], [], [])
         assert state["settings"] == {"request_cap_per_hour": 30, "max_active_per_guest": 3,
-                                     "submit_rate": 3, "voting": True}
+                                     "submit_rate": 3, "voting": True, "price": 0,
+                                     "jump_price": 0, "currency": "EUR", "tips": False}
         assert state["counters"]["requests_last_hour"] == 0
         assert state["dj"] is (who == dj)  # an unclaimed room: any DJ may claim it
         await quiet(client, room)

@@ -38,6 +38,8 @@ from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from roomlog.identity import Role
+from roomlog.rooms.repair_stats import parse_sla
+from roomlog.settings import Settings
 from tests.e2e.support import JSON, MSGPACK, TIMEOUT, Server, WsClient, issue_token
 from tests.images import jpeg, png
 
@@ -1000,12 +1002,17 @@ async def test_repair_stats(srv: Server, http: httpx.AsyncClient) -> None:
     assert report["tickets"] >= 2
     assert set(report["time_in_status"]) == NON_FINAL
     for row in report["time_in_status"].values():
-        assert set(row) == {"tickets", "total_ms", "median_ms"}
+        assert set(row) == {"tickets", "total_ms", "median_ms", "limit_ms", "breaches"}
     assert set(report["by_status"]) == ALL_STATUSES
     assert report["by_status"]["collected"] >= 1 and report["by_status"]["received"] >= 1
     assert report["repairs_counted"] >= 1 and report["turnarounds_counted"] >= 1
     [row] = [r for r in report["technicians"] if r["technician"] == tech.user]
-    assert row == {"technician": tech.user, "tickets": 2, "open": 1, "repaired": 1}
+    assert row == {"technician": tech.user, "tickets": 2, "open": 1, "repaired": 1,
+                   "qa_failed": 0, "median_repair_ms": row["median_repair_ms"]}
+    assert row["median_repair_ms"] >= 0
+    assert report["quotes"]["sent"] >= 1 and report["quotes"]["approved"] >= 1
+    assert report["qa"]["recorded"] >= 1
+    assert report["sla"]["limits_ms"] == parse_sla(Settings().repair_sla)
 
     # The range selects tickets by creation time.
     before = (await http.get(f"{srv.base}/v1/repairs/stats", params={"to": created_ms},
@@ -1019,8 +1026,9 @@ async def test_repair_stats(srv: Server, http: httpx.AsyncClient) -> None:
                                headers=admin.headers)
     assert csv_reply.status_code == 200
     assert csv_reply.headers["content-type"].startswith("text/csv")
-    rows = list(csv.reader(io.StringIO(csv_reply.text)))
-    assert ["technician", tech.user, "2", "1", "1", "", "", ""] in rows
+    rows = list(csv.DictReader(io.StringIO(csv_reply.text)))
+    [tech_row] = [r for r in rows if (r["section"], r["key"]) == ("technician", tech.user)]
+    assert (tech_row["tickets"], tech_row["open"], tech_row["repaired"]) == ("2", "1", "1")
 
     for who in (tech, cust):
         error_of(await http.get(f"{srv.base}/v1/repairs/stats", headers=who.headers), 403,

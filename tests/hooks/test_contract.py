@@ -61,7 +61,9 @@ def test_allow_and_its_data() -> None:
     ("CONFLICT", ErrorCode.CONFLICT, None),
     ("DENIED", ErrorCode.DENIED, None),
     (None, ErrorCode.DENIED, None),
-    ("PAYMENT_DECLINED", ErrorCode.DENIED, {"code": "PAYMENT_DECLINED"}),
+    ("PAYMENT_DECLINED", ErrorCode.PAYMENT_DECLINED, None),
+    ("PAYMENT_ALREADY_USED", ErrorCode.PAYMENT_ALREADY_USED, None),
+    ("CARD_EXPIRED", ErrorCode.DENIED, {"code": "CARD_EXPIRED"}),
     # Codes that tell a client to retry the same id are no verdict: DENIED.
     ("UNAVAILABLE", ErrorCode.DENIED, {"code": "UNAVAILABLE"}),
     ("RATE_LIMITED", ErrorCode.DENIED, {"code": "RATE_LIMITED"}),

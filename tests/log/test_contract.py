@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import asyncpg
 import pytest
@@ -272,6 +273,71 @@ async def test_transact_writes_everything_or_nothing(make_log: LogFactory, room:
     with pytest.raises(RuntimeError):
         await log.transact(room, 6, check)
     assert (await log.info(room)).head == 2  # nothing of the failed work was written
+
+
+async def test_transact_many_commits_several_rooms_and_their_notices_as_one(
+        make_log: LogFactory, room: str) -> None:
+    log = await make_log()
+    await log.append(room + "-b", [item()], now_ms=1)  # one room exists, one is new
+    names = [room + "-b", room + "-a"]
+    feed = "user:" + room.split(":")[1] + "-feed"
+
+    async def work(txns: Sequence[RoomTxn]) -> list[str]:
+        for txn in txns:
+            txn.append("u", b'{"in":"%s"}' % txn.room[-1:].encode())
+            txn.remember("u", "c-" + txn.room[-1:], txn.head, b"{}")
+            txn.notify(feed, "u", txn.room[-1:].encode())
+        return [txn.room for txn in txns]
+
+    order, stored = await log.transact_many(names, 5, work)
+    assert order == names  # each room's transaction, in the order given
+    assert [m.seq for m in stored[room + "-b"]] == [2]
+    assert [m.seq for m in stored[room + "-a"]] == [1]
+    assert [(m.seq, m.raw) for m in stored[feed]] == [(1, b"b"), (2, b"a")]  # as buffered
+    assert (await log.info(feed)).head == 2
+
+    async def fail(txns: Sequence[RoomTxn]) -> None:
+        for txn in txns:
+            assert [p for p in await txn.prior([("u", "c-" + txn.room[-1:])])]
+            txn.append("u", b"{}")
+            txn.notify(feed, "u", b"x")
+        raise RuntimeError("the work failed")
+
+    with pytest.raises(RuntimeError):
+        await log.transact_many(names, 6, fail)
+    heads = [(await log.info(name)).head for name in (*names, feed)]
+    assert heads == [2, 1, 2]  # nothing of the failed work, in any room
+
+
+async def test_transact_many_and_single_rooms_race_without_deadlock(make_log: LogFactory,
+                                                                    room: str) -> None:
+    # Two logs stand for two processes: batches of tickets and single tickets, all
+    # writing to one shared room, lock in one order and never wait in a cycle.
+    logs = [await make_log(), await make_log()]
+    tickets = [f"{room}-t{i}" for i in range(6)]
+    feed = "user:" + room.split(":")[1] + "-all"
+
+    async def work(txns: Sequence[RoomTxn]) -> None:
+        for txn in txns:
+            txn.append("u", b"{}")
+            txn.notify(feed, "u", txn.room.encode())
+
+    async def single(txn: RoomTxn) -> None:
+        await work([txn])
+
+    async def writer(n: int) -> None:
+        log = logs[n % 2]
+        for i in range(5):
+            if (n + i) % 2:
+                await log.transact_many(tickets[i % 3:][::-1], 1, work)
+            else:
+                await log.transact(tickets[(n + i) % 6], 1, single)
+
+    await asyncio.gather(*(writer(n) for n in range(8)))
+    page = await logs[0].read(feed, 0, 1000)
+    assert [m.seq for m in page.messages] == list(range(1, page.info.head + 1))
+    total = sum([(await logs[0].info(t)).head for t in tickets])
+    assert total == page.info.head  # one feed entry per ticket event, none lost
 
 
 async def test_retention_keeps_what_rebuilds_a_domain_room(make_log: LogFactory,

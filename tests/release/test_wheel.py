@@ -2,7 +2,9 @@
 virtualenv (pinned by constraints.txt), run from outside the source tree.
 
 * ``roomlog serve`` from the wheel serves the web app at ``/`` and the browser client at
-  ``/client/roomlog.js``: the copies packed into the wheel, byte for byte;
+  ``/client/roomlog.js``: the copies packed into the wheel, byte for byte (the vendored
+  chart library and its licence too); and ``/openapi.json`` with its docs page
+  ``/docs`` and the vendored Swagger UI;
 * ``roomlog demo`` from the wheel gives four pages that work in Chromium: each shows what
   was seeded, and the customer's approval reaches the technician's page live.
 """
@@ -86,7 +88,21 @@ def test_the_wheel_serves_the_web_app(venv: Path, tmp_path: Path) -> None:
             assert client.content == (ROOT / "clients/js/roomlog.js").read_bytes()
             assert http.get(f"{base}/client/roomlog.d.ts").status_code == 200
             assert http.get(f"{base}/guest.html").status_code == 200
+            # The analytics pages and the chart library they draw with, with its licence.
+            for name in ("analytics.html", "repair-stats.html", "charts.js",
+                         "vendor/uplot/uPlot.iife.min.js", "vendor/uplot/uPlot.min.css",
+                         "vendor/uplot/LICENSE"):
+                shipped = http.get(f"{base}/{name}")
+                assert shipped.status_code == 200, name
+                assert shipped.content == (ROOT / "clients/web" / name).read_bytes(), name
             assert http.get(f"{base}/test/").status_code == 404  # tests stay in the source
+            # The API description and its docs page, with the vendored Swagger UI.
+            assert http.get(f"{base}/openapi.json").json()["openapi"] == "3.1.0"
+            assert http.get(f"{base}/docs").status_code == 200
+            assets = ROOT / "roomlog/openapi/assets"
+            for name in ("swagger-ui-bundle.js", "swagger-ui.css", "docs.js"):
+                served = http.get(f"{base}/docs/assets/{name}")
+                assert served.content == (assets / name).read_bytes(), name
     finally:
         proc.terminate()
         proc.wait(30)

@@ -37,6 +37,24 @@ def test_a_queue_tells_a_submit_hook_the_rules_facts() -> None:
     assert "request" not in missing
 
 
+def test_a_paid_submit_or_tip_tells_the_hook_what_to_verify() -> None:
+    domain = QueueDomain()
+    state = domain.initial("q")
+    state.settings.price, state.settings.jump_price, state.settings.currency = 500, 900, "USD"
+    song = {"song_id": "s", "title": "T", "artist": "A"}
+    view = domain.hook_view(state, Command("request.submit", {
+        **song, "payment": {"reference": "pay_1", "jump": True}}), GUEST, NOW)
+    assert view["payment"] == {"reference": "pay_1", "amount": 900, "currency": "USD",
+                               "kind": "request", "jump": True}
+    tip = domain.hook_view(state, Command("request.tip", {
+        "request_id": "r1", "payment": {"reference": "t", "amount": 150}}), GUEST, NOW)
+    assert tip["payment"] == {"reference": "t", "amount": 150, "currency": "USD",
+                              "kind": "tip", "jump": False}
+    for bad in ({}, {"payment": "x"}, {"payment": {"reference": ""}}):
+        assert "payment" not in domain.hook_view(
+            state, Command("request.submit", {**song, **bad}), GUEST, NOW)
+
+
 def test_a_repair_ticket_tells_its_hook_the_ticket() -> None:
     domain = RepairDomain()
     state = domain.initial("t1")

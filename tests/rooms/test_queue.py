@@ -477,7 +477,8 @@ def test_open_close_and_settings() -> None:
     assert room.log[-1][0].data == {
         "changed": {"submit_rate": 5},
         "settings": {"request_cap_per_hour": 30, "max_active_per_guest": 3, "submit_rate": 5,
-                     "voting": True}}
+                     "voting": True, "price": 0, "jump_price": 0, "currency": "EUR",
+                     "tips": False}}
     assert decision.result["settings"]["submit_rate"] == 5
     assert room.run(DJ, "queue.settings", submit_rate=5).events == []
     assert room.state.settings.submit_rate == 5
@@ -593,7 +594,8 @@ def test_view_for_a_guest_and_for_the_dj() -> None:
     assert D.view(room.state, G2)["mine"][0] | {"updated_ms": 0} == {
         "id": b, "user": "g2", "song_id": "s1-g2", "title": "T s1-g2", "artist": "A s1-g2",
         "note": None, "status": "vetoed", "votes": 0, "submitted_ms": T0 + 2 * MIN,
-        "updated_ms": 0, "reason": None, "voted": False}
+        "updated_ms": 0, "reason": None, "voted": False, "jump": False, "payment_id": None,
+        "payment": None}
     dj = D.view(room.state, DJ)
     assert dj["dj"] is True
     assert [(r["id"], r["status"], r["voters"]) for r in dj["requests"]] == [

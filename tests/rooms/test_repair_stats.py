@@ -9,7 +9,7 @@ from typing import Any
 
 from roomlog.identity import Principal
 from roomlog.rooms.domain import Event, Meta
-from roomlog.rooms.repair_stats import CSV_COLUMNS, summarize, to_csv
+from roomlog.rooms.repair_stats import CSV_COLUMNS, parse_sla, summarize, to_csv
 from tests.rooms.test_repair import ADMIN, CUST, QUOTE, SEC, T0, TECH, TECH2, Ticket
 
 MIN = 60 * SEC
@@ -29,7 +29,8 @@ def tickets() -> list[Ticket]:
     at(a, 30, TECH, "status.set", status="awaiting_approval", quote=QUOTE)
     at(a, 90, CUST, "quote.approve")
     at(a, 150, TECH, "status.set", status="quality_check")
-    at(a, 155, TECH, "qa.record", item="Screen", passed=True)
+    at(a, 152, TECH, "qa.record", item="Screen ", passed=False, note="dead pixels")
+    at(a, 155, TECH, "qa.record", item="screen", passed=True)
     at(a, 160, TECH, "status.set", status="ready_for_pickup")
     at(a, 300, TECH, "status.set", status="collected")
     b = Ticket("B")  # held, quote declined: collected unrepaired at 260
@@ -61,7 +62,8 @@ def span(minutes: list[int]) -> dict[str, Any]:
     ms = sorted(m * MIN for m in minutes)
     mid = len(ms) // 2
     median = None if not ms else ms[mid] if len(ms) % 2 else (ms[mid - 1] + ms[mid]) // 2
-    return {"tickets": len(ms), "total_ms": sum(ms), "median_ms": median}
+    return {"tickets": len(ms), "total_ms": sum(ms), "median_ms": median, "limit_ms": None,
+            "breaches": 0}
 
 
 def test_report_over_four_tickets() -> None:
@@ -86,9 +88,18 @@ def test_report_over_four_tickets() -> None:
                       "quality_check": 0, "ready_for_pickup": 0, "collected": 2, "on_hold": 0,
                       "cancelled": 1},
         "technicians": [
-            {"technician": "tina", "tickets": 3, "open": 0, "repaired": 1},
-            {"technician": "tom", "tickets": 2, "open": 1, "repaired": 0},
+            {"technician": "tina", "tickets": 3, "open": 0, "repaired": 1, "qa_failed": 1,
+             "median_repair_ms": 160 * MIN},
+            {"technician": "tom", "tickets": 2, "open": 1, "repaired": 0, "qa_failed": 0,
+             "median_repair_ms": None},
         ],
+        "quotes": {"sent": 2, "approved": 1, "declined": 1, "pending": 0,
+                   "approval_rate": 0.5},
+        "qa": {"recorded": 2, "failed": 1, "tickets_failed": 1,
+               "items": [{"item": "Screen", "failed": 1}]},
+        "per_day": [{"day": "2023-11-14", "created": 3, "repaired": 0},  # T0 is 22:13 UTC
+                    {"day": "2023-11-15", "created": 1, "repaired": 1}],
+        "sla": {"limits_ms": {}, "breaches": []},
     }
     assert json.loads(json.dumps(report)) == report
 
@@ -103,7 +114,9 @@ def test_range_selects_by_creation_and_reports_as_of_its_end() -> None:
     assert report["by_status"]["diagnosing"] == 1
     assert report["median_turnaround_ms"] is None
     assert report["technicians"] == [{"technician": "tom", "tickets": 1, "open": 1,
-                                      "repaired": 0}]
+                                      "repaired": 0, "qa_failed": 0, "median_repair_ms": None}]
+    assert report["quotes"] == {"sent": 0, "approved": 0, "declined": 0, "pending": 0,
+                                "approval_rate": None}  # B's quote came at 200
 
 
 def test_the_admins_feed_gives_the_same_report() -> None:
@@ -139,5 +152,50 @@ def test_csv_is_one_flat_table() -> None:
         "1", str(60 * MIN), str(60 * MIN))
     assert by[("status", "collected")]["tickets"] == "2"
     tina = by[("technician", "tina")]
-    assert (tina["tickets"], tina["open"], tina["repaired"]) == ("3", "0", "1")
-    assert {r["section"] for r in rows} == {"summary", "time_in_status", "status", "technician"}
+    assert (tina["tickets"], tina["open"], tina["repaired"], tina["median_ms"],
+            tina["qa_failed"]) == ("3", "0", "1", str(160 * MIN), "1")
+    assert by[("quotes", "approval_rate")]["value"] == "0.5"
+    assert by[("qa", "failed")]["value"] == "1"
+    assert by[("qa_item", "Screen")]["qa_failed"] == "1"
+    assert (by[("per_day", "2023-11-15")]["created"], by[("per_day", "2023-11-15")]["repaired"]
+            ) == ("1", "1")
+    assert {r["section"] for r in rows} == {"summary", "time_in_status", "status", "technician",
+                                            "quotes", "qa", "qa_item", "per_day"}
+
+
+def test_sla_breaches_longest_overrun_first() -> None:
+    limits = {"diagnosing": 25 * MIN, "ready_for_pickup": 100 * MIN, "on_hold": 60 * MIN}
+    report = summarize(logs(), sla_ms=limits)
+    assert report["sla"] == {"limits_ms": limits, "breaches": [
+        {"ticket": "C", "status": "diagnosing", "spent_ms": 80 * MIN, "limit_ms": 25 * MIN,
+         "over_ms": 55 * MIN, "current": True, "technicians": ["tom"]},  # still there at 300
+        {"ticket": "A", "status": "ready_for_pickup", "spent_ms": 140 * MIN,
+         "limit_ms": 100 * MIN, "over_ms": 40 * MIN, "current": False, "technicians": ["tina"]},
+        {"ticket": "B", "status": "diagnosing", "spent_ms": 30 * MIN, "limit_ms": 25 * MIN,
+         "over_ms": 5 * MIN, "current": False, "technicians": ["tom"]},  # two visits summed
+    ]}  # B's 60 min on hold is not over 60
+    rows = report["time_in_status"]
+    assert (rows["diagnosing"]["limit_ms"], rows["diagnosing"]["breaches"]) == (25 * MIN, 2)
+    assert (rows["on_hold"]["limit_ms"], rows["on_hold"]["breaches"]) == (60 * MIN, 0)
+    assert (rows["received"]["limit_ms"], rows["received"]["breaches"]) == (None, 0)
+    early = summarize(logs(), end_ms=T0 + 240 * MIN, sla_ms=limits)  # C 20 min in, A 80
+    assert [(b["ticket"], b["status"]) for b in early["sla"]["breaches"]] == [
+        ("B", "diagnosing")]
+    text = to_csv(report)
+    first = next(r for r in csv.DictReader(io.StringIO(text)) if r["section"] == "sla_breach")
+    assert (first["key"], first["status"], first["total_ms"], first["limit_ms"], first["open"]
+            ) == ("C", "diagnosing", str(80 * MIN), str(25 * MIN), "1")
+
+
+def test_the_sla_setting() -> None:
+    assert parse_sla("") == {}
+    assert parse_sla("received=3600, repairing = 1.5 ,") == {"received": 3_600_000,
+                                                             "repairing": 1500}
+    for bad in ("collected=60", "fixing=60", "received", "received=soon", "received=0",
+                "received=-5", "received=nan"):
+        try:
+            parse_sla(bad)
+        except ValueError as err:
+            assert repr(bad.split("=")[0])[1:-1] in str(err)
+        else:
+            raise AssertionError(bad)

@@ -21,7 +21,8 @@ def test_parses_kind_and_id() -> None:
 
 
 def test_unknown_kind_names_the_served_kinds() -> None:
-    with pytest.raises(RoomlogError, match="chat, feed, queue, repair, repairs, user") as err:
+    served = "admin, audit, chat, feed, queue, repair, repairs, user"
+    with pytest.raises(RoomlogError, match=served) as err:
         parse_room("nope:x")
     assert err.value.code is ErrorCode.INVALID_ROOM
 
@@ -35,6 +36,10 @@ def test_unknown_kind_names_the_served_kinds() -> None:
     (ADMIN, "user:g1", True, True),
     (SERVICE, "user:g1", True, True),
     (DJ, "user:g1", False, False),
+    (GUEST, "admin:webhooks", False, False),
+    (DJ, "admin:webhooks", False, False),
+    (ADMIN, "admin:webhooks", True, True),
+    (SERVICE, "admin:webhooks", True, True),
 ])
 def test_permission_table(who: Principal, room: str, subscribe: bool, publish: bool) -> None:
     name = parse_room(room)

@@ -13,7 +13,7 @@ The tree::
           └── ClientClosed         closed by the application (``close()``)
 
 Close codes (``docs/protocol.md``, "Close codes"): :data:`STOP_CODES` mean stop
-and fix the cause first; everything else (1001, 1006, 1011, 1012, 4008, and
+and fix the cause first; everything else (1001, 1006, 1011, 1012, 4008, 4029 and
 unknown codes) means reconnect with backoff and resume. 4001 is special: the
 client asks its token provider for a fresh token and tries once more.
 """

@@ -10,6 +10,9 @@ import { fileURLToPath } from "node:url";
 import {
   LANGUAGES, extend, money, number, percent, pickLanguage, setLanguage, t, timeAgo,
 } from "../i18n.js";
+import consoleTexts from "../messages/console.js";
+
+extend(consoleTexts); // the console brings its own texts (console.js does the same)
 
 const WEB = join(dirname(fileURLToPath(import.meta.url)), "..");
 const placeholders = (text) => [...String(text).matchAll(/\{(\w+)\}/g)].map((m) => m[1]).sort();

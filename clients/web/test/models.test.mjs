@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { applyEvent, fromState, songId, view } from "../queue-model.js";
+import { applyEvent, earnings, fromState, songId, view } from "../queue-model.js";
 import * as repair from "../repair-model.js";
 
 const req = (id, user, title, extra = {}) => ({ id, user, song_id: `s-${id}`, title,
@@ -137,4 +137,26 @@ test("repair: the staff feed lists my tickets", () => {
   assert.equal(tickets.t2.status, "repairing");
   repair.applyFeed(tickets, { ticket: "t1", room: "repair:t1", seq: 3, event: "ticket.unassigned" });
   assert.deepEqual(Object.keys(tickets), ["t2"]);
+});
+
+test("queue: payments follow their events; jumps go first; the DJ's earnings", () => {
+  const m = fromState({ ...queueState(), mine: [], pending: [] }, "gina", 1);
+  const pay = (id, rid, user, amount) => ({ payment_id: id, kind: "request", request_id: rid,
+    user, reference: `ref-${id}`, amount, currency: "EUR" });
+  const ev = (data) => applyEvent(m, data, { ts: Date.now() });
+  ev({ event: "request.submitted", request: req("r2", "gina", "Two"), payment: pay("p1", "r2", "gina", 500) });
+  ev({ event: "request.submitted", request: req("r3", "olga", "Three", { jump: true }),
+    payment: pay("p2", "r3", "olga", 1500) });
+  let v = view(m);
+  assert.deepEqual(v.pending.map((r) => r.id), ["r3", "r2"]);
+  assert.equal(v.mine[0].paid.status, "verified");
+  ev({ event: "payment.refund_due", ...pay("p1", "r2", "gina", 500), reason: "vetoed", attempt: 1 });
+  ev({ event: "payment.settled", ...pay("p2", "r3", "olga", 1500) });
+  ev({ event: "tip.sent", request_id: "r3", payment: { ...pay("p3", "r3", "sam", 200), kind: "tip" } });
+  v = view(m);
+  assert.deepEqual([v.mine[0].paid.status, v.mine[0].paid.reason], ["refund_due", "vetoed"]);
+  ev({ event: "payment.refunded", ...pay("p1", "r2", "gina", 500), refund: "rf" });
+  assert.equal(view(m).mine[0].paid.status, "refunded");
+  assert.deepEqual(earnings(m), { EUR: { settled: 1700, tips: 200, waiting: 0, refunding: 0,
+    refunded: 500 } });
 });

@@ -4,7 +4,7 @@ Both tables hold what a restart may lose (instances beat again and write their
 presence again), so on PostgreSQL they are UNLOGGED: no WAL per join and leave.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0004"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
@@ -27,6 +27,9 @@ def upgrade() -> None:
                    "instance VARCHAR(200) NOT NULL, entry TEXT NOT NULL, "
                    "PRIMARY KEY (room, conn))")
         op.execute("CREATE INDEX rt_bus_presence_instance ON rt_bus_presence (instance)")
+        op.execute("CREATE UNLOGGED TABLE rt_bus_buckets (key VARCHAR(200) PRIMARY KEY, "
+                   "tokens DOUBLE PRECISION NOT NULL, at_ms BIGINT NOT NULL, "
+                   "wait DOUBLE PRECISION NOT NULL)")
         return
     # SQLite serves one process and never runs this bus; the tables keep schemas alike.
     op.create_table(
@@ -42,8 +45,16 @@ def upgrade() -> None:
         sa.Column("entry", sa.Text, nullable=False),
     )
     op.create_index("rt_bus_presence_instance", "rt_bus_presence", ["instance"])
+    op.create_table(
+        "rt_bus_buckets",
+        sa.Column("key", sa.String(200), primary_key=True),
+        sa.Column("tokens", sa.Float, nullable=False),
+        sa.Column("at_ms", sa.BigInteger, nullable=False),
+        sa.Column("wait", sa.Float, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("rt_bus_buckets")
     op.drop_table("rt_bus_presence")
     op.drop_table("rt_bus_instances")
