@@ -107,7 +107,11 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         pg = PgDatabase(args.pg_dsn)
         await pg.create()
         env = hub_env(pg.url)
-        await migrate(env)
+        try:
+            await migrate(env)
+        except BaseException:
+            await pg.drop()  # nothing else holds it yet
+            raise
     else:
         env = hub_env(f"sqlite+aiosqlite:///{workdir}/resume.db")
     port = free_port()

@@ -53,7 +53,11 @@ async def start(name: str, workdir: Path, *, pg_dsn: str, core: str | None,
             pg = PgDatabase(pg_dsn)
             await pg.create()
             settings = hub_env(pg.url)
-            await migrate(settings)
+            try:
+                await migrate(settings)
+            except BaseException:
+                await pg.drop()  # nothing else holds it yet
+                raise
         else:
             settings = hub_env(f"sqlite+aiosqlite:///{workdir}/{name}.db")
         settings |= {"ROOMLOG_WORKERS": str(workers)} | (env or {})
