@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import redis
 
 from roomlog.identity import Role
 from roomlog.signing import new_secret
@@ -93,6 +94,10 @@ def pair(tmp_path_factory: pytest.TempPathFactory, pg_migrated: str,
     finally:
         for srv in servers:
             srv.stop()
+        machine = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+        for key in machine.scan_iter(f"{prefix}*"):  # the keys these instances left
+            machine.delete(key)
+        machine.close()
     for srv in servers:
         srv.assert_clean_log()
 
