@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import secrets
 import uuid
@@ -62,17 +63,26 @@ def pg_url(pg_database: str) -> str:
     return pg_database
 
 
-@pytest.fixture
-def own_pg_url() -> Iterator[str]:
-    """A PostgreSQL database of this test alone, dropped afterwards: for a test that
-    breaks its database (terminates its backends, drops it), which must not take
-    the session's shared servers down with it."""
+@contextlib.contextmanager
+def fresh_pg_database() -> Iterator[str]:
+    """A new PostgreSQL database (its SQLAlchemy URL), dropped when the block ends."""
     name = f"rt_own_{uuid.uuid4().hex[:12]}"
     _admin(f'CREATE DATABASE "{name}"')
     try:
         yield _sa_url(ADMIN_DSN, name)
     finally:
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def own_pg_url() -> Iterator[str]:
+    """A PostgreSQL database of this test alone, dropped afterwards: for a test that
+    breaks its database (terminates its backends, drops it), which must not take
+    the session's shared servers down with it, and for one whose webhook endpoints
+    must not be picked up by the session's shared servers (a webhook lease goes to
+    any instance on the database)."""
+    with fresh_pg_database() as url:
+        yield url
 
 
 @pytest.fixture

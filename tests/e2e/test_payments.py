@@ -24,7 +24,8 @@ import redis
 
 from roomlog.identity import Role
 from roomlog.signing import new_secret
-from tests.e2e.support import Server, get_state, issue_token, post_command, unique_room
+from tests.conftest import fresh_pg_database
+from tests.e2e.support import Server, get_state, issue_token, migrate, post_command, unique_room
 from tests.payments.processes import backend, provider
 
 PRICE = 500
@@ -71,9 +72,18 @@ def songapp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SongApp]:
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory, pg_migrated: str,
+def pair(tmp_path_factory: pytest.TempPathFactory,
          songapp: SongApp) -> Iterator[tuple[Server, Server]]:
-    """Two instances on one PostgreSQL database and the machine's Redis (own prefix)."""
+    """Two instances on a PostgreSQL database of their own (the session's shared
+    servers would take part in the webhook's lease) and the machine's Redis (own
+    prefix)."""
+    with fresh_pg_database() as database:
+        migrate(database)
+        yield from _pair(tmp_path_factory, database, songapp)
+
+
+def _pair(tmp_path_factory: pytest.TempPathFactory, pg_migrated: str,
+          songapp: SongApp) -> Iterator[tuple[Server, Server]]:
     workdir = tmp_path_factory.mktemp("paid-pair")
     file = songapp.backends_file(workdir / "backends.json")
     prefix = f"pay-{secrets.token_hex(4)}:"

@@ -20,7 +20,7 @@ import httpx
 from roomlog.identity import Role
 from tests.backend_server import Backend, Reply
 from tests.e2e.conftest import MakeServer
-from tests.e2e.support import Server, bearer, unique_room
+from tests.e2e.support import Server, bearer, migrate, unique_room
 from tests.redis_server import RedisServer
 
 WAIT = 30.0  # upper bound for the takeover and the rest of the stream
@@ -54,11 +54,14 @@ async def holder(http: httpx.AsyncClient, servers: list[Server], webhook: str) -
 
 
 async def test_kill_9_of_the_deliverer_loses_nothing_and_keeps_order(
-        make_server: MakeServer, pg_migrated: str, redis_server: RedisServer,
+        make_server: MakeServer, own_pg_url: str, redis_server: RedisServer,
         http: httpx.AsyncClient) -> None:
+    # A database of its own: the session's shared servers would take part in the
+    # endpoint's lease (without webhook_allow_private, and so never deliver).
+    migrate(own_pg_url)
     one, two = await asyncio.gather(
-        make_server(pg_migrated, redis_url=redis_server.url, **SETTINGS),
-        make_server(pg_migrated, redis_url=redis_server.url, **SETTINGS))
+        make_server(own_pg_url, redis_url=redis_server.url, **SETTINGS),
+        make_server(own_pg_url, redis_url=redis_server.url, **SETTINGS))
     receiver = Backend().start()
     receiver.answer = lambda call: Reply(body={})
     try:
