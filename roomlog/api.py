@@ -9,7 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from roomlog.commands import call_of
+from roomlog.commands import call_of, retained_events
 from roomlog.console.audit import check_resettable, record
 from roomlog.drain import disconnect_here
 from roomlog.errors import CloseCode, ErrorCode, ProtocolError, RoomlogError
@@ -328,16 +328,7 @@ class Api:
         return JSONResponse(report)
 
     async def _events(self, room: str) -> list[tuple[Event, Meta]]:
-        """Every retained event of a domain room (or feed), page by page."""
-        entries: list[tuple[Event, Meta]] = []
-        after = 0
-        while True:
-            page = await self._s.log.read(room, after, self._s.settings.max_page_size)
-            if not page.messages:
-                return entries
-            entries += [(Event.from_data(m.data), Meta(m.by, m.seq, m.ts))
-                        for m in page.messages]
-            after = page.messages[-1].seq
+        return await retained_events(self._s.log, room, self._s.settings.max_page_size)
 
     @describe(Operation(
         "Liveness: the process serves requests", tags=_HEALTH, auth=Auth.NONE,

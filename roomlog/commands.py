@@ -54,7 +54,7 @@ from roomlog.protocol import CommandFrame, Message
 from roomlog.rooms import parse_room
 from roomlog.rooms.domain import Command, Decision, Domain, Event, Meta
 
-__all__ = ["Call", "CommandRunner", "Outcome", "call_of", "recall"]
+__all__ = ["Call", "CommandRunner", "Outcome", "call_of", "recall", "retained_events"]
 
 T = TypeVar("T")
 
@@ -367,3 +367,16 @@ def _record(call: Call, outcome: Outcome | RoomlogError) -> bytes | None:
     if approval is not None:
         stored["verdict"] = verdict_record(Allow(approval.data, approval.failed_open))
     return orjson.dumps(stored)
+
+
+async def retained_events(log: Log, room: str, page_size: int) -> list[tuple[Event, Meta]]:
+    """Every retained event of a domain room (or feed), read page by page: what the
+    reports (analytics, repair statistics, money) are computed from."""
+    entries: list[tuple[Event, Meta]] = []
+    after = 0
+    while True:
+        page = await log.read(room, after, page_size)
+        if not page.messages:
+            return entries
+        entries += [(Event.from_data(m.data), Meta(m.by, m.seq, m.ts)) for m in page.messages]
+        after = page.messages[-1].seq

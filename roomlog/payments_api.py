@@ -25,6 +25,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from roomlog.commands import retained_events
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.openapi.operation import Operation, Param, Reply, describe
 from roomlog.openapi.schemas import MS, SEQ, STRING, json_reply, obj
@@ -117,15 +118,7 @@ class PaymentApi:
         return JSONResponse(merge(reports))
 
     async def _events(self, room: str) -> list[tuple[Event, Meta]]:
-        entries: list[tuple[Event, Meta]] = []
-        after = 0
-        while True:
-            page = await self._s.log.read(room, after, self._s.settings.max_page_size)
-            if not page.messages:
-                return entries
-            entries += [(Event.from_data(m.data), Meta(m.by, m.seq, m.ts))
-                        for m in page.messages]
-            after = page.messages[-1].seq
+        return await retained_events(self._s.log, room, self._s.settings.max_page_size)
 
     @describe(Operation(
         "Run the payment reconciler now", tags=_TAGS,

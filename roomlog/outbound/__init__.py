@@ -14,11 +14,15 @@ Contract every adapter keeps:
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-__all__ = ["Failure", "Outbound", "OutboundError", "Reply"]
+from roomlog.outbound.policy import blocked_address
+
+__all__ = ["Failure", "Outbound", "OutboundError", "Reply", "checked_address"]
 
 Failure = Literal["refused_address", "connect", "timeout", "protocol"]
 
@@ -46,3 +50,22 @@ class Outbound(Protocol):
                    within: float, max_body: int = 65_536) -> Reply: ...
 
     async def close(self) -> None: ...
+
+
+async def checked_address(host: str, port: int, *, allow_private: bool) -> str:
+    """The address to connect to for ``host``: resolved now (DNS may change between two
+    connections) and, unless ``allow_private``, refused when any address it resolves to
+    is one the policy blocks (:func:`roomlog.outbound.policy.blocked_address`).
+    Both adapters connect to what this returns, so the check and the connection agree."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port,
+                                                             type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise OutboundError("connect", f"cannot resolve {host}: {exc}") from None
+    addresses = [str(info[4][0]) for info in infos]
+    if not allow_private:
+        bad = [a for a in addresses if blocked_address(a)]
+        if bad:
+            raise OutboundError("refused_address",
+                                f"{host} resolves to a non-public address ({bad[0]})")
+    return addresses[0]

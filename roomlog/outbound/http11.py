@@ -19,14 +19,12 @@ answers like any other (not followed).
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import time
 from collections.abc import Mapping
 from urllib.parse import SplitResult, urlsplit
 
-from roomlog.outbound import OutboundError, Reply
-from roomlog.outbound.policy import blocked_address
+from roomlog.outbound import OutboundError, Reply, checked_address
 
 __all__ = ["Http11Outbound"]
 
@@ -102,7 +100,7 @@ class Http11Outbound:
 
     async def _connect(self, origin: _Origin) -> _Conn:
         scheme, host, port = origin
-        address = await self._address(host, port)
+        address = await checked_address(host, port, allow_private=self._allow_private)
         tls = None
         if scheme == "https":
             if self._tls is None:
@@ -111,21 +109,6 @@ class Http11Outbound:
         reader, writer = await asyncio.open_connection(
             address, port, ssl=tls, server_hostname=host if tls else None, limit=_HEAD_LIMIT)
         return _Conn(reader, writer)
-
-    async def _address(self, host: str, port: int) -> str:
-        """The address to connect to, checked against the policy."""
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise OutboundError("connect", f"cannot resolve {host}: {exc}") from None
-        addresses = [str(info[4][0]) for info in infos]
-        if not self._allow_private:
-            bad = [a for a in addresses if blocked_address(a)]
-            if bad:
-                raise OutboundError("refused_address",
-                                    f"{host} resolves to a non-public address ({bad[0]})")
-        return addresses[0]
 
     async def _exchange(self, conn: _Conn, origin: _Origin, request: bytes, max_body: int,
                         started: float, *, reused: bool) -> Reply:

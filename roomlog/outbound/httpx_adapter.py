@@ -11,17 +11,15 @@ between the check and the connection (rebinding) cannot slip past it.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import httpx
 
-from roomlog.outbound import Failure, OutboundError, Reply
-from roomlog.outbound.policy import blocked_address
+from roomlog.outbound import Failure, OutboundError, Reply, checked_address
 
-__all__ = ["HttpxOutbound", "blocked_address"]
+__all__ = ["HttpxOutbound"]
 
 
 class HttpxOutbound:
@@ -41,18 +39,7 @@ class HttpxOutbound:
             raise OutboundError("protocol", f"not an http(s) URL: {url[:200]!r}")
         host = parts.hostname
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise OutboundError("connect", f"cannot resolve {host}: {exc}") from None
-        addresses = [str(info[4][0]) for info in infos]
-        if not self._allow_private:
-            bad = [a for a in addresses if blocked_address(a)]
-            if bad:
-                raise OutboundError("refused_address",
-                                    f"{host} resolves to a non-public address ({bad[0]})")
-        address = addresses[0]
+        address = await checked_address(host, port, allow_private=self._allow_private)
         literal = f"[{address}]" if ":" in address else address
         netloc = f"{literal}:{port}"
         pinned = parts._replace(netloc=netloc).geturl()

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from roomlog.outbound import OutboundError
-from roomlog.outbound.httpx_adapter import HttpxOutbound, blocked_address
+from roomlog.outbound.httpx_adapter import HttpxOutbound
+from roomlog.outbound.policy import blocked_address
 
 
 class Receiver:
