@@ -28,6 +28,23 @@ from roomlog.protocol import Message
 __all__ = ["SqlTxn"]
 
 
+# The reads of every transaction, built once (building one per call, its expression
+# tree and its cache key, cost more than running it).
+_PRIOR = sa.select(dedup.c.actor, dedup.c.client_id, dedup.c.seq, dedup.c.ts, dedup.c.result
+                   ).where(
+    # every column of the key: the primary key's index finds each pair, where
+    # room_id and client_id alone scanned every id the room remembers
+    dedup.c.room_id == sa.bindparam("rid"),
+    dedup.c.actor.in_(sa.bindparam("actors", expanding=True)),
+    dedup.c.client_id.in_(sa.bindparam("ids", expanding=True)))
+_EVENTS = (sa.select(messages.c.seq, messages.c.ts, messages.c.author, messages.c.data)
+           .where(messages.c.room_id == sa.bindparam("rid"),
+                  messages.c.seq > sa.bindparam("after"))
+           .order_by(messages.c.seq))
+_SNAPSHOT = sa.select(snapshots.c.seq, snapshots.c.state).where(
+    snapshots.c.room_id == sa.bindparam("rid"))
+
+
 class _RoomWrite:
     """What a transaction appends to one room (``room_id`` None: no row yet)."""
 
@@ -92,15 +109,10 @@ class SqlTxn:
             return {}
         if wanted <= self._asked:  # looked up with the other rooms' (``prefetch``)
             return {key: self._known[key] for key in wanted if key in self._known}
-        stmt = sa.select(dedup.c.actor, dedup.c.client_id, dedup.c.seq, dedup.c.ts,
-                         dedup.c.result).where(
-            # every column of the key: the primary key's index finds each pair, where
-            # room_id and client_id alone scanned every id the room remembers
-            dedup.c.room_id == self._room_id,
-            dedup.c.actor.in_({actor for actor, _ in wanted}),
-            dedup.c.client_id.in_({client_id for _, client_id in wanted}))
         found = {}
-        for actor, client_id, seq, ts, result in await self._conn.execute(stmt):
+        params = {"rid": self._room_id, "actors": list({actor for actor, _ in wanted}),
+                  "ids": list({client_id for _, client_id in wanted})}
+        for actor, client_id, seq, ts, result in await self._conn.execute(_PRIOR, params):
             if (actor, client_id) in wanted:
                 stored = None if result is None else bytes(result)
                 found[(actor, client_id)] = Prior(seq, ts, stored)
@@ -109,19 +121,14 @@ class SqlTxn:
     async def events(self, after: int) -> list[Message]:
         if self._room_id is None:
             return []
-        stmt = (sa.select(messages.c.seq, messages.c.ts, messages.c.author, messages.c.data)
-                .where(messages.c.room_id == self._room_id, messages.c.seq > after)
-                .order_by(messages.c.seq))
-        rows = await self._conn.execute(stmt)
+        rows = await self._conn.execute(_EVENTS, {"rid": self._room_id, "after": after})
         return [Message(self.room, seq, self.epoch, ts, author, bytes(data))
                 for seq, ts, author, data in rows]
 
     async def snapshot(self) -> Snapshot | None:
         if self._room_id is None:
             return None
-        stmt = sa.select(snapshots.c.seq, snapshots.c.state).where(
-            snapshots.c.room_id == self._room_id)
-        row = (await self._conn.execute(stmt)).first()
+        row = (await self._conn.execute(_SNAPSHOT, {"rid": self._room_id})).first()
         return None if row is None else Snapshot(int(row[0]), bytes(row[1]))
 
     # -- buffered writes ---------------------------------------------------------
