@@ -28,7 +28,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from roomlog.errors import Refused, Unavailable, describe
-from roomlog.log import Append, Appended, Page, Prior, RoomInfo, RoomTxn
+from roomlog.log import Append, Appended, Page, RoomInfo, RoomTxn, append_in
 from roomlog.log import migrate as migrations
 from roomlog.log.detached import Detached
 from roomlog.log.pool import check_on_checkout
@@ -273,20 +273,7 @@ class SqlLog:
         self, room: str, items: Sequence[Append], *, now_ms: int
     ) -> tuple[list[Appended], list[Message]]:
         async def work(txn: RoomTxn) -> list[Appended]:
-            known = await txn.prior((i.actor, i.id) for i in items if i.id is not None)
-            results = []
-            for item in items:
-                prior = known.get((item.actor, item.id)) if item.id is not None else None
-                if prior is not None:
-                    results.append(Appended(prior.seq, txn.epoch, prior.ts, duplicate=True,
-                                            refusal=prior.result))
-                    continue
-                message = txn.append(item.actor, item.raw)
-                results.append(Appended(message.seq, txn.epoch, now_ms))
-                if item.id is not None:
-                    txn.remember(item.actor, item.id, message.seq, None)
-                    known[(item.actor, item.id)] = Prior(message.seq, now_ms, None)
-            return results
+            return await append_in(txn, items)
 
         results, stored = await self.transact(room, now_ms, work)
         return results, stored.get(room, [])
