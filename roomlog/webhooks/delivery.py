@@ -325,12 +325,11 @@ class EndpointWorker:
         first, last = batch.messages[0].seq, batch.messages[-1].seq
         self._attempts.append(Attempt(now_ms, room, batch.id, first, last, status,
                                       int(elapsed * 1000), error))
-        if error is not None:
-            self._attempt_failed = True
         if error is None:
             self.stats.delivered += len(batch.messages)
             return True
         self.stats.failed += 1
+        self._attempt_failed = True  # operators see it with the next flush
         if self._cursors.get(room) is not cursor:
             return False  # an operator rewound the room meanwhile: its new cursor stands
         after = core.failed(cursor, self._clock_ms(), self._t.retry, retry_after=retry_after,
