@@ -280,7 +280,7 @@ class CommandRunner:
         if isinstance(decision, RoomlogError):
             return decision, None
         if decision.claims:
-            taken = await txn.claim([c.key for c in decision.claims], call.who.user)
+            taken = await txn.claim({c.key: call.who.user for c in decision.claims})
             for claim in decision.claims:
                 if claim.key in taken:
                     return claim.taken, None

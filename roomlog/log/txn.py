@@ -145,15 +145,15 @@ class SqlTxn:
     def save_snapshot(self, seq: int, state: bytes) -> None:
         self._snapshot = (seq, state)
 
-    async def claim(self, keys: Sequence[str], actor: str) -> set[str]:
+    async def claim(self, keys: Mapping[str, str]) -> set[str]:
         """Written now, not at the flush: on PostgreSQL a concurrent claim of the
         same key waits for this transaction and then finds it taken (or free, if
         this one rolled back)."""
         if not keys:
             return set()
         insert = sqlite.insert(claims) if self._sqlite else postgresql.insert(claims)
-        stmt = (insert.values([dict(key=k, room=self.room, actor=actor, ts=self.now_ms)
-                               for k in dict.fromkeys(keys)])
+        stmt = (insert.values([dict(key=k, room=self.room, actor=keys[k], ts=self.now_ms)
+                               for k in sorted(keys)])
                 .on_conflict_do_nothing(index_elements=[claims.c.key])
                 .returning(claims.c.key))
         fresh = {row[0] for row in await self._conn.execute(stmt)}
