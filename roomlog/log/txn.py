@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roomlog.errors import Unavailable
 from roomlog.log import Prior, Snapshot
-from roomlog.log.rows import RoomRows, lock_room
+from roomlog.log.rows import RoomRows, lock_room, lock_rows
 from roomlog.log.schema import claims, dedup, messages, rooms, snapshots
 from roomlog.protocol import Message
 
@@ -262,51 +262,46 @@ async def _lock_run(conn: AsyncConnection, run: dict[int, SqlTxn]) -> None:
         (t,) = run.values()
         await t.begin()
         return
-    for room_id, locked in (await _lock_ids(conn, list(run))).items():
+    for room_id, locked in (await lock_rows(conn, list(run))).items():
         run[room_id].begin_locked(room_id, *locked)
     for t in run.values():  # a cached id with no row (never: rows are never deleted)
         if t._main is None:
             await t.begin()
 
 
-async def _lock_ids(conn: AsyncConnection, ids: list[int]
-                    ) -> dict[int, tuple[str, int, int, int | None]]:
-    """Lock the rows ``ids`` in name order, in one statement: (epoch, head, trimmed,
-    snapshot seq) of each."""
-    if not ids:
-        return {}
-    stmt = (sa.select(rooms.c.id, rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq,
-                      rooms.c.snapshot_seq)
-            .where(rooms.c.id.in_(ids)).order_by(rooms.c.name).with_for_update())
-    return {int(room_id): (str(epoch), int(head), int(trimmed),
-                           None if snap is None else int(snap))
-            for room_id, epoch, head, trimmed, snap in await conn.execute(stmt)}
-
-
 async def _lock_others(first: SqlTxn, names: list[str]
                        ) -> list[tuple[str, int, tuple[str, int, int, int | None]]]:
     """Get or create and lock the rooms ``names`` (sorted) in name order: runs of rows
-    whose id is known in one statement each. (name, id, locked row) of each."""
+    whose id is known in one statement each, runs of the others in a few
+    (``RoomRows.get_or_create_many``). (name, id, locked row) of each."""
     conn, rows_of = first._conn, first._rows
     locked: list[tuple[str, int, tuple[str, int, int, int | None]]] = []
     run: list[tuple[str, int]] = []
+    unknown: list[str] = []
 
     async def lock_run() -> None:
-        found = await _lock_ids(conn, [room_id for _, room_id in run])
+        found = await lock_rows(conn, [room_id for _, room_id in run])
         locked.extend((name, room_id, found[room_id]) for name, room_id in run)
         run.clear()
+
+    async def get_unknown() -> None:
+        if unknown:
+            for name, room_id, created, row in await rows_of.get_or_create_many(conn, unknown):
+                if created:
+                    first.created[name] = room_id
+                locked.append((name, room_id, row))
+            unknown.clear()
 
     for name in names:
         room_id = rows_of.cached_id(name)
         if room_id is not None:
+            await get_unknown()
             run.append((name, room_id))
             continue
         await lock_run()
-        room_id, created = await rows_of.get_or_create(conn, name)
-        if created:
-            first.created[name] = room_id
-        locked.append((name, room_id, await lock_room(conn, room_id)))
+        unknown.append(name)
     await lock_run()
+    await get_unknown()
     return locked
 
 
