@@ -35,12 +35,9 @@ from roomlog.log import RoomInfo
 from roomlog.log.schema import meta, rooms
 from roomlog.lru import Lru
 
-__all__ = ["Locked", "RoomRows", "lock_room", "lock_rows"]
+__all__ = ["RoomRows", "lock_room"]
 
 _ADVISORY = b"roomlog:room:"  # namespaces our advisory lock keys
-
-Locked = tuple[str, int, int, int | None]  # a locked row: epoch, head, trimmed, snapshot seq
-
 # The names' locks of several rooms, taken one after the other in the order given.
 _LOCK_NAMES = sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS BIGINT[])) "
                       "WITH ORDINALITY AS t(k, i) ORDER BY i")
@@ -51,31 +48,21 @@ def _advisory_key(name: str) -> int:
                           "big", signed=True)
 
 
-async def lock_room(conn: AsyncConnection, room_id: int) -> Locked:
+# The statements of every transaction, built once: building one per call (its
+# expression tree and its cache key) cost more than running it.
+_LOCK = sa.select(rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq, rooms.c.snapshot_seq
+                  ).where(rooms.c.id == sa.bindparam("rid")).with_for_update()
+_ID_OF = sa.select(rooms.c.id).where(rooms.c.name == sa.bindparam("name"))
+_INFO_BY_ID = sa.select(rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq).where(
+    rooms.c.id == sa.bindparam("rid"))
+_INFO_BY_NAME = sa.select(rooms.c.id, rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq
+                          ).where(rooms.c.name == sa.bindparam("name"))
+
+
+async def lock_room(conn: AsyncConnection, room_id: int) -> tuple[str, int, int, int | None]:
     """Lock the room's row for this transaction: (epoch, head, trimmed, snapshot seq)."""
-    stmt = sa.select(rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq,
-                     rooms.c.snapshot_seq).where(rooms.c.id == room_id)
-    epoch, head, trimmed, snap = (await conn.execute(stmt.with_for_update())).one()
+    epoch, head, trimmed, snap = (await conn.execute(_LOCK, {"rid": room_id})).one()
     return str(epoch), int(head), int(trimmed), None if snap is None else int(snap)
-
-
-async def lock_rows(conn: AsyncConnection, ids: list[int]) -> dict[int, Locked]:
-    """Lock the rows ``ids`` in name order, in one statement: (epoch, head, trimmed,
-    snapshot seq) of each."""
-    if not ids:
-        return {}
-    stmt = (sa.select(rooms.c.id, rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq,
-                      rooms.c.snapshot_seq)
-            .where(rooms.c.id.in_(ids)).order_by(rooms.c.name).with_for_update())
-    return {int(room_id): (str(epoch), int(head), int(trimmed),
-                           None if snap is None else int(snap))
-            for room_id, epoch, head, trimmed, snap in await conn.execute(stmt)}
-
-
-async def _lock_named(conn: AsyncConnection, run: list[tuple[str, int]]
-                      ) -> list[tuple[str, int, Locked]]:
-    found = await lock_rows(conn, [room_id for _, room_id in run])
-    return [(name, room_id, found[room_id]) for name, room_id in run]
 
 
 class RoomRows:
@@ -115,7 +102,7 @@ class RoomRows:
         """The room's row id, or None if it has none (committed rows only)."""
         room_id = self.cached_id(name)
         if room_id is None:
-            found = await conn.scalar(sa.select(rooms.c.id).where(rooms.c.name == name))
+            found = await conn.scalar(_ID_OF, {"name": name})
             if found is not None:
                 room_id = int(found)
                 self.remember(name, room_id)
@@ -124,14 +111,11 @@ class RoomRows:
     async def info(self, conn: AsyncConnection, name: str) -> tuple[RoomInfo, int | None]:
         """The room's epoch, head and trim point, and its row id (None: no row; the
         room reads as empty, under the epoch its first write will give it)."""
-        columns = (rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq)
         room_id = self.cached_id(name)
         if room_id is not None:
-            epoch, head, trimmed = (await conn.execute(
-                sa.select(*columns).where(rooms.c.id == room_id))).one()
+            epoch, head, trimmed = (await conn.execute(_INFO_BY_ID, {"rid": room_id})).one()
             return RoomInfo(name, epoch, head, trimmed), room_id
-        row = (await conn.execute(
-            sa.select(rooms.c.id, *columns).where(rooms.c.name == name))).first()
+        row = (await conn.execute(_INFO_BY_NAME, {"name": name})).first()
         if row is None:
             return RoomInfo(name, self.epoch_for(name), 0, 0), None
         self.remember(name, int(row[0]))
@@ -159,34 +143,8 @@ class RoomRows:
             insert.values(values).on_conflict_do_nothing().returning(rooms.c.id))
         return None if inserted is None else int(inserted)
 
-    async def get_or_create_many(self, conn: AsyncConnection, names: Sequence[str]
-                                 ) -> list[tuple[str, int, bool, Locked]]:
-        """Get or create and lock the rooms ``names`` (sorted; none with a cached id):
-        (name, id, whether this transaction created the row, its locked row) of each,
-        in a few statements whatever their number (one guest's notice each, for a
-        batch of paid submits, took five round trips per guest while the room that
-        notified them stayed locked). Locks are still taken in name order: the rows
-        found, a run at a time; the names without a row, a run at a time, by their
-        names' locks (``find_locked``), then their rows are made in one INSERT."""
-        found = await self._find_many(conn, names)
-        done: list[tuple[str, int, bool, Locked]] = []
-        i = 0
-        while i < len(names):
-            j = i
-            have = names[i] in found
-            while j < len(names) and (names[j] in found) == have:
-                j += 1
-            run = names[i:j]
-            if have:
-                for name, room_id, locked in await _lock_named(conn, [(n, found[n]) for n in run]):
-                    done.append((name, room_id, False, locked))
-            else:
-                done += await self._create_run(conn, run)
-            i = j
-        return done
-
-    async def _find_many(self, conn: AsyncConnection, names: Sequence[str]) -> dict[str, int]:
-        """The ids of the rows of ``names`` that exist (committed), cached."""
+    async def find_many(self, conn: AsyncConnection, names: Sequence[str]) -> dict[str, int]:
+        """The row ids of those of ``names`` that have one (committed rows only)."""
         rows = await conn.execute(sa.select(rooms.c.name, rooms.c.id)
                                   .where(rooms.c.name.in_(list(names))))
         found = {str(name): int(room_id) for name, room_id in rows}
@@ -194,30 +152,20 @@ class RoomRows:
             self.remember(name, room_id)
         return found
 
-    async def _create_run(self, conn: AsyncConnection, names: Sequence[str]
-                          ) -> list[tuple[str, int, bool, Locked]]:
-        """Rows for ``names`` (sorted, none found): their names' locks in order, then one
-        INSERT. A row another transaction made meanwhile is found and locked instead
-        (rare; after the later names' locks: a deadlock that this could make is broken
-        by PostgreSQL, and the writes of that batch are retried with the same ids)."""
-        if not self._sqlite:  # SQLite: the one writer serializes every write anyway
-            keys = [_advisory_key(name) for name in names]
-            await conn.execute(_LOCK_NAMES, {"keys": keys})
+    async def create_many(self, conn: AsyncConnection, names: Sequence[str]) -> dict[str, int]:
+        """Rows for ``names`` (sorted; none found without a lock): each name's lock
+        (``find_locked``'s, PostgreSQL), taken in order in one statement, then one
+        INSERT. The ids of the rows made; a name missing from it got a row from
+        another transaction meanwhile (find and lock that one). Not cached (see
+        ``create``)."""
+        if not self._sqlite:  # SQLite: its one writer serializes every write anyway
+            await conn.execute(_LOCK_NAMES, {"keys": [_advisory_key(n) for n in names]})
         now = int(time.time() * 1000)
         insert = sqlite.insert(rooms) if self._sqlite else postgresql.insert(rooms)
         stmt = (insert.values([dict(name=n, epoch=self.epoch_for(n), head_seq=0, trimmed_seq=0,
                                     created_at=now) for n in names])
                 .on_conflict_do_nothing().returning(rooms.c.name, rooms.c.id))
-        made = {str(name): int(room_id) for name, room_id in await conn.execute(stmt)}
-        done: list[tuple[str, int, bool, Locked]] = []
-        for name in names:
-            if name in made:  # ours, not yet visible to anyone: locked as it is
-                done.append((name, made[name], True, (self.epoch_for(name), 0, 0, None)))
-                continue
-            room_id = await self.find(conn, name)  # made meanwhile (rare)
-            assert room_id is not None
-            done.append((name, room_id, False, await lock_room(conn, room_id)))
-        return done
+        return {str(name): int(room_id) for name, room_id in await conn.execute(stmt)}
 
     async def get_or_create(self, conn: AsyncConnection, name: str) -> tuple[int, bool]:
         """(the room's row id, whether this transaction created the row)."""

@@ -21,11 +21,59 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roomlog.errors import Unavailable
 from roomlog.log import Prior, Snapshot
-from roomlog.log.rows import RoomRows, lock_room, lock_rows
+from roomlog.log.rows import RoomRows, lock_room
 from roomlog.log.schema import claims, dedup, messages, rooms, snapshots
 from roomlog.protocol import Message
 
 __all__ = ["SqlTxn"]
+
+
+# The reads of every transaction, built once (building one per call, its expression
+# tree and its cache key, cost more than running it).
+def _among(column: sa.Column[Any], name: str, sqlite_dialect: bool) -> sa.ColumnElement[bool]:
+    """``column IN (...)`` of the list bound as ``name``: on PostgreSQL ``= ANY`` of one
+    array, so the statement's text, prepared once per connection, is the same for any
+    number of values (an expanded IN is a new statement, and a prepare, per length)."""
+    if sqlite_dialect:
+        return column.in_(sa.bindparam(name, expanding=True))
+    return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
+
+
+def _prior(sqlite_dialect: bool) -> sa.Select[Any]:
+    return sa.select(dedup.c.actor, dedup.c.client_id, dedup.c.seq, dedup.c.ts, dedup.c.result
+                     ).where(
+        # every column of the key: the primary key's index finds each pair, where
+        # room_id and client_id alone scanned every id the room remembers
+        dedup.c.room_id == sa.bindparam("rid"),
+        _among(dedup.c.actor, "actors", sqlite_dialect),
+        _among(dedup.c.client_id, "ids", sqlite_dialect))
+
+
+def _prefetch(sqlite_dialect: bool) -> sa.Select[Any]:
+    return sa.select(dedup.c.room_id, dedup.c.actor, dedup.c.client_id, dedup.c.seq,
+                     dedup.c.ts, dedup.c.result).where(
+        _among(dedup.c.room_id, "rids", sqlite_dialect),
+        _among(dedup.c.actor, "actors", sqlite_dialect),
+        _among(dedup.c.client_id, "ids", sqlite_dialect))
+
+
+def _lock_many(sqlite_dialect: bool) -> sa.Select[Any]:
+    return (sa.select(rooms.c.id, rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq,
+                      rooms.c.snapshot_seq)
+            .where(_among(rooms.c.id, "rids", sqlite_dialect))
+            .order_by(rooms.c.name).with_for_update())
+
+
+# by dialect: SQLite (True) or PostgreSQL (False)
+_PRIOR = {d: _prior(d) for d in (True, False)}
+_PREFETCH = {d: _prefetch(d) for d in (True, False)}
+_LOCK_MANY = {d: _lock_many(d) for d in (True, False)}
+_EVENTS = (sa.select(messages.c.seq, messages.c.ts, messages.c.author, messages.c.data)
+           .where(messages.c.room_id == sa.bindparam("rid"),
+                  messages.c.seq > sa.bindparam("after"))
+           .order_by(messages.c.seq))
+_SNAPSHOT = sa.select(snapshots.c.seq, snapshots.c.state).where(
+    snapshots.c.room_id == sa.bindparam("rid"))
 
 
 class _RoomWrite:
@@ -92,15 +140,11 @@ class SqlTxn:
             return {}
         if wanted <= self._asked:  # looked up with the other rooms' (``prefetch``)
             return {key: self._known[key] for key in wanted if key in self._known}
-        stmt = sa.select(dedup.c.actor, dedup.c.client_id, dedup.c.seq, dedup.c.ts,
-                         dedup.c.result).where(
-            # every column of the key: the primary key's index finds each pair, where
-            # room_id and client_id alone scanned every id the room remembers
-            dedup.c.room_id == self._room_id,
-            dedup.c.actor.in_({actor for actor, _ in wanted}),
-            dedup.c.client_id.in_({client_id for _, client_id in wanted}))
         found = {}
-        for actor, client_id, seq, ts, result in await self._conn.execute(stmt):
+        params = {"rid": self._room_id, "actors": list({actor for actor, _ in wanted}),
+                  "ids": list({client_id for _, client_id in wanted})}
+        for actor, client_id, seq, ts, result in await self._conn.execute(
+                _PRIOR[self._sqlite], params):
             if (actor, client_id) in wanted:
                 stored = None if result is None else bytes(result)
                 found[(actor, client_id)] = Prior(seq, ts, stored)
@@ -109,19 +153,14 @@ class SqlTxn:
     async def events(self, after: int) -> list[Message]:
         if self._room_id is None:
             return []
-        stmt = (sa.select(messages.c.seq, messages.c.ts, messages.c.author, messages.c.data)
-                .where(messages.c.room_id == self._room_id, messages.c.seq > after)
-                .order_by(messages.c.seq))
-        rows = await self._conn.execute(stmt)
+        rows = await self._conn.execute(_EVENTS, {"rid": self._room_id, "after": after})
         return [Message(self.room, seq, self.epoch, ts, author, bytes(data))
                 for seq, ts, author, data in rows]
 
     async def snapshot(self) -> Snapshot | None:
         if self._room_id is None:
             return None
-        stmt = sa.select(snapshots.c.seq, snapshots.c.state).where(
-            snapshots.c.room_id == self._room_id)
-        row = (await self._conn.execute(stmt)).first()
+        row = (await self._conn.execute(_SNAPSHOT, {"rid": self._room_id})).first()
         return None if row is None else Snapshot(int(row[0]), bytes(row[1]))
 
     # -- buffered writes ---------------------------------------------------------
@@ -258,50 +297,99 @@ async def lock_rooms(txns: Sequence[SqlTxn]) -> None:
 
 
 async def _lock_run(conn: AsyncConnection, run: dict[int, SqlTxn]) -> None:
+    if not run:
+        return
     if len(run) == 1:
         (t,) = run.values()
         await t.begin()
         return
-    for room_id, locked in (await lock_rows(conn, list(run))).items():
+    sqlite_dialect = next(iter(run.values()))._sqlite
+    for room_id, locked in (await _lock_ids(conn, list(run), sqlite_dialect)).items():
         run[room_id].begin_locked(room_id, *locked)
     for t in run.values():  # a cached id with no row (never: rows are never deleted)
         if t._main is None:
             await t.begin()
 
 
+async def _lock_ids(conn: AsyncConnection, ids: list[int], sqlite_dialect: bool
+                    ) -> dict[int, tuple[str, int, int, int | None]]:
+    """Lock the rows ``ids`` in name order, in one statement: (epoch, head, trimmed,
+    snapshot seq) of each."""
+    if not ids:
+        return {}
+    rows = await conn.execute(_LOCK_MANY[sqlite_dialect], {"rids": ids})
+    return {int(room_id): (str(epoch), int(head), int(trimmed),
+                           None if snap is None else int(snap))
+            for room_id, epoch, head, trimmed, snap in rows}
+
+
 async def _lock_others(first: SqlTxn, names: list[str]
                        ) -> list[tuple[str, int, tuple[str, int, int, int | None]]]:
     """Get or create and lock the rooms ``names`` (sorted) in name order: runs of rows
-    whose id is known in one statement each, runs of the others in a few
-    (``RoomRows.get_or_create_many``). (name, id, locked row) of each."""
+    whose id is known in one statement each; runs of the others in a few
+    (:func:`_get_unknown`). (name, id, locked row) of each."""
     conn, rows_of = first._conn, first._rows
     locked: list[tuple[str, int, tuple[str, int, int, int | None]]] = []
     run: list[tuple[str, int]] = []
     unknown: list[str] = []
 
     async def lock_run() -> None:
-        found = await lock_rows(conn, [room_id for _, room_id in run])
+        found = await _lock_ids(conn, [room_id for _, room_id in run], first._sqlite)
         locked.extend((name, room_id, found[room_id]) for name, room_id in run)
         run.clear()
-
-    async def get_unknown() -> None:
-        if unknown:
-            for name, room_id, created, row in await rows_of.get_or_create_many(conn, unknown):
-                if created:
-                    first.created[name] = room_id
-                locked.append((name, room_id, row))
-            unknown.clear()
 
     for name in names:
         room_id = rows_of.cached_id(name)
         if room_id is not None:
-            await get_unknown()
+            if unknown:
+                locked.extend(await _get_unknown(first, unknown))
+                unknown = []
             run.append((name, room_id))
             continue
         await lock_run()
         unknown.append(name)
     await lock_run()
-    await get_unknown()
+    if unknown:
+        locked.extend(await _get_unknown(first, unknown))
+    return locked
+
+
+async def _get_unknown(first: SqlTxn, names: list[str]
+                       ) -> list[tuple[str, int, tuple[str, int, int, int | None]]]:
+    """Get or create and lock the rooms ``names`` (sorted, no id cached), in name order,
+    in a few statements whatever their number: a batch of paid submits notifies each
+    guest's ``user:`` room, new at a guest's first, and five round trips per room
+    (find, name lock, find, insert, lock) kept the notifying room locked meanwhile.
+    One look finds the rows that exist; then each run of those is locked in one
+    statement, and each run of the others by their names' locks, then made in one
+    INSERT (``RoomRows.create_many``)."""
+    conn, rows_of = first._conn, first._rows
+    found = await rows_of.find_many(conn, names)
+    locked: list[tuple[str, int, tuple[str, int, int, int | None]]] = []
+    i = 0
+    while i < len(names):
+        exists = names[i] in found
+        j = i
+        while j < len(names) and (names[j] in found) == exists:
+            j += 1
+        if exists:
+            rows = await _lock_ids(conn, [found[n] for n in names[i:j]], first._sqlite)
+            locked.extend((n, found[n], rows[found[n]]) for n in names[i:j])
+        else:
+            made = await rows_of.create_many(conn, names[i:j])
+            for name in names[i:j]:
+                room_id = made.get(name)
+                if room_id is not None:  # ours, seen by no one yet: locked as it is
+                    first.created[name] = room_id
+                    locked.append((name, room_id, (rows_of.epoch_for(name), 0, 0, None)))
+                    continue
+                # made meanwhile by another transaction (rare; and after the later
+                # names' locks: a deadlock this could make is broken by PostgreSQL, and
+                # the batch is retried with the same ids)
+                room_id = await rows_of.find(conn, name)
+                assert room_id is not None
+                locked.append((name, room_id, await lock_room(conn, room_id)))
+        i = j
     return locked
 
 
@@ -322,11 +410,9 @@ async def prefetch(txns: Sequence[SqlTxn], keys: Mapping[str, Iterable[tuple[str
     if not by_id:
         return
     conn = txns[0]._conn
-    stmt = sa.select(dedup.c.room_id, dedup.c.actor, dedup.c.client_id, dedup.c.seq,
-                     dedup.c.ts, dedup.c.result).where(
-        dedup.c.room_id.in_(list(by_id)), dedup.c.actor.in_(actors),
-        dedup.c.client_id.in_(ids))
-    for room_id, actor, client_id, seq, ts, result in await conn.execute(stmt):
+    params = {"rids": list(by_id), "actors": list(actors), "ids": list(ids)}
+    for room_id, actor, client_id, seq, ts, result in await conn.execute(
+            _PREFETCH[txns[0]._sqlite], params):
         t = by_id[room_id]
         if (actor, client_id) in t._asked:
             t._known[(actor, client_id)] = Prior(seq, ts, None if result is None else bytes(result))
