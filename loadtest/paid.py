@@ -162,6 +162,21 @@ def _result(db: str, phase: str, latencies: list[int], rejected: dict[str, int],
                       provider_cpu_ms=provider)
 
 
+def _stages(before: dict[str, float], after: dict[str, float], submits: int) -> str:
+    """Where a submit's time went, from the hub's metrics over the phase: the mean hook
+    call and commit transaction, and submits per commit."""
+    def delta(name: str) -> float:
+        return sum(v for k, v in after.items() if k.startswith(name)) - sum(
+            v for k, v in before.items() if k.startswith(name))
+
+    hooks, commits = delta("roomlog_hook_seconds_count"), delta("roomlog_log_append_seconds_count")
+    hook_ms = delta("roomlog_hook_seconds_sum") * 1000 / hooks if hooks else 0.0
+    commit_ms = delta("roomlog_log_append_seconds_sum") * 1000 / commits if commits else 0.0
+    per = submits / commits if commits else 0.0
+    return (f"hook calls {hooks:.0f}, mean {hook_ms:.1f} ms; commits {commits:.0f} "
+            f"({per:.1f} submits each), mean {commit_ms:.1f} ms")
+
+
 def _cpu(pid: int) -> float:
     """CPU seconds (user + system) of a process so far."""
     return sum(proc_cpu_times(pid))
@@ -214,6 +229,7 @@ async def run_paid(args: Any, db: str, workdir: Path) -> list[PaidResult]:
                        procs[1].pid, procs[0].pid]  # hub, backend, provider
             for phase in ("free", "paid"):
                 refs = references if phase == "paid" else None
+                before = await s.server.metrics() if s.server is not None else {}
                 cpu0 = [_cpu(pid) for pid in metered]
                 profiler = (start_profiler(args, metered[0], f"paid-{db}", args.paid_seconds)
                             if phase == "paid" else None)
@@ -229,6 +245,8 @@ async def run_paid(args: Any, db: str, workdir: Path) -> list[PaidResult]:
                     f"{_ms(result.backend_cpu_ms, 2)}, provider "
                     f"{_ms(result.provider_cpu_ms, 2)} ms")
                 results.append(result)
+                if s.server is not None:
+                    say("        " + _stages(before, await s.server.metrics(), result.sent))
             return results
     finally:
         for proc in procs:
