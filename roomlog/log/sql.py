@@ -28,7 +28,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from roomlog.errors import Refused, Unavailable, describe
-from roomlog.log import Append, Appended, Page, Prior, RoomInfo, RoomTxn
+from roomlog.log import Append, Appended, Page, RoomInfo, RoomTxn, append_in, sqlite_driver
 from roomlog.log import migrate as migrations
 from roomlog.log.detached import Detached
 from roomlog.log.pool import check_on_checkout
@@ -139,7 +139,11 @@ class SqlLog:
         return sa.make_url(self.url).render_as_string(hide_password=True)
 
     def _sqlite_engine(self, begin: str, *, pool_size: int) -> AsyncEngine:
-        engine = create_async_engine(self.url, pool_size=pool_size, max_overflow=0)
+        url = sa.make_url(self.url)
+        options: dict[str, Any] = {}
+        if url.database and url.database != ":memory:" and not url.query:
+            options["async_creator"] = sqlite_driver.connector(url.database)  # one hop each
+        engine = create_async_engine(self.url, pool_size=pool_size, max_overflow=0, **options)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _connect(dbapi_conn: Any, _record: Any) -> None:
@@ -273,20 +277,7 @@ class SqlLog:
         self, room: str, items: Sequence[Append], *, now_ms: int
     ) -> tuple[list[Appended], list[Message]]:
         async def work(txn: RoomTxn) -> list[Appended]:
-            known = await txn.prior((i.actor, i.id) for i in items if i.id is not None)
-            results = []
-            for item in items:
-                prior = known.get((item.actor, item.id)) if item.id is not None else None
-                if prior is not None:
-                    results.append(Appended(prior.seq, txn.epoch, prior.ts, duplicate=True,
-                                            refusal=prior.result))
-                    continue
-                message = txn.append(item.actor, item.raw)
-                results.append(Appended(message.seq, txn.epoch, now_ms))
-                if item.id is not None:
-                    txn.remember(item.actor, item.id, message.seq, None)
-                    known[(item.actor, item.id)] = Prior(message.seq, now_ms, None)
-            return results
+            return await append_in(txn, items)
 
         results, stored = await self.transact(room, now_ms, work)
         return results, stored.get(room, [])
