@@ -6,15 +6,15 @@ queue up; one drain task per room commits each queue as a single transaction
 ``across_rooms`` (repair tickets, which all write to the admins' feed) share
 one queue and one drain: a batch holds the commands of many of its rooms, in
 one transaction (``Log.transact_many``), each room's in the order they came.
-Plain rooms can too (``across_rooms``; ``ROOMLOG_COMMIT_ACROSS_ROOMS``, by default on
-SQLite only): the publishes to every plain room of this instance share one queue and
-one drain, and a batch is one transaction over its rooms, each room's publishes in
-the order they came. A publish to a room that gets one message now and then no
+Plain rooms do too, in lanes (``lanes``; ``ROOMLOG_COMMIT_LANES``): a plain room
+belongs to one of ``lanes`` lanes (a hash of its name), each lane has one queue and
+one drain, and a batch is one transaction over the lane's rooms, each room's
+publishes in the order they came. A room that gets one message now and then no
 longer costs a transaction of its own: under load the commits per second stay few
-while the rooms grow many. The price: one plain-room commit in flight per instance,
-so a room whose lock is held (on PostgreSQL, by another instance's commit) delays
-every other room by as long. SQLite pays nothing for it: its one writer commits one
-transaction at a time, whatever the rooms.
+while the rooms grow many. The price: one commit in flight per lane, so a room whose
+lock is held (on PostgreSQL, by another instance's commit) delays the other rooms of
+its lane by as long; the other lanes go on. ``lanes`` 0: every room its own queue.
+SQLite gets one lane (its one writer commits one transaction at a time anyway).
 The drain then hands the committed messages, of the room
 and of any ``user:{id}`` rooms its notices went to, to the cluster (the local
 hub, then the bus). Rooms commit in parallel; within a room, commits and
@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,22 +48,26 @@ from roomlog.log import Append, Appended, Log, RoomInfo, RoomTxn, append_in
 from roomlog.protocol import Message
 from roomlog.stats import Stats
 
-__all__ = ["Publisher"]
+__all__ = ["Publisher", "lane_of"]
 
 logger = logging.getLogger(__name__)
 
 _Item = Append | Call
 _Pending = tuple[str, _Item, "asyncio.Future[Any]"]  # room, item, its answer
-_PLAIN = ":"  # the queue of every plain room (no room's name)
+
+
+def lane_of(room: str, lanes: int) -> int:
+    """The commit lane of a plain room: the same in every process (not ``hash``)."""
+    return zlib.crc32(room.encode()) % lanes
 
 
 class Publisher:
     def __init__(self, log: Log, cluster: Cluster, stats: Stats, *,
                  clock_ms: Callable[[], int], max_batch: int = 500,
                  runners: dict[str, CommandRunner] | None = None,
-                 across_rooms: bool = False) -> None:
+                 lanes: int = 0) -> None:
         self._log = log
-        self._across_rooms = across_rooms
+        self._lanes = lanes
         self._cluster = cluster
         self._stats = stats
         self._clock_ms = clock_ms
@@ -99,9 +104,9 @@ class Publisher:
         kind = room.split(":", 1)[0]
         runner = self.runners.get(kind)
         # one queue per room; one per kind for a kind that commits across rooms (its
-        # key, "kind:", names no room); one for every plain room (":", nor this)
+        # key, "kind:", names no room); one per lane of plain rooms (":n", nor this)
         if runner is None:
-            key = _PLAIN if self._across_rooms else room
+            key = f":{lane_of(room, self._lanes)}" if self._lanes else room
         else:
             key = f"{kind}:" if runner.across_rooms else room
         queue = self._queues.get(key)

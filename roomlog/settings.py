@@ -136,11 +136,12 @@ class Settings:
     publish_burst: int = _doc(400, "publish and command burst per user")
     max_inflight: int = _doc(256, "unacknowledged publishes per connection before reads pause")
     commit_batch: int = _doc(500, "publishes or commands committed in one transaction at most")
-    commit_across_rooms: str = _doc(
-        "auto", "publishes to different plain rooms share one transaction (one commit in "
-                "flight per instance for them all, so a room whose lock another instance "
-                "holds delays the others) instead of one per room: 'auto' (only for "
-                "SQLite, whose one writer serializes every room anyway), 'yes' or 'no'")
+    commit_lanes: str = _doc(
+        "auto", "plain rooms commit in this many lanes (by a hash of the name), a lane's "
+                "publishes to all its rooms in one transaction, one in flight per lane (so "
+                "a room whose lock another instance holds delays its lane); 0: each room "
+                "its own transactions; 'auto': 1 on SQLite (one writer anyway), 4 on "
+                "PostgreSQL")
     snapshot_every: int = _doc(100, "events between state snapshots of a domain room")
     state_cache_size: int = _doc(1000, "domain room states kept in memory per room kind (the "
                                        "least recently used go first and are rebuilt from "
@@ -292,10 +293,18 @@ class Settings:
         return self.auto_migrate in ("yes", "true", "1")
 
     @property
-    def commits_across_rooms(self) -> bool:
-        if self.commit_across_rooms == "auto":
-            return self.is_sqlite
-        return self.commit_across_rooms in ("yes", "true", "1")
+    def lanes(self) -> int:
+        """``commit_lanes`` as a number."""
+        if self.commit_lanes == "auto":
+            return 1 if self.is_sqlite else 4
+        try:
+            lanes = int(self.commit_lanes)
+        except ValueError:
+            lanes = -1
+        if lanes < 0:
+            raise SystemExit(f"ROOMLOG_COMMIT_LANES={self.commit_lanes!r}: a number of "
+                             "lanes (0: one per room) or 'auto'")
+        return lanes
 
     @classmethod
     def describe(cls) -> list[tuple[str, str, str]]:

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import pytest
 
 from roomlog.bus.memory import MemoryBus
@@ -25,7 +26,7 @@ from roomlog.hub import Hub
 from roomlog.identity import Principal, Role
 from roomlog.log import Append, Appended
 from roomlog.log.sql import SqlLog
-from roomlog.publisher import Publisher
+from roomlog.publisher import Publisher, lane_of
 from roomlog.rooms.domain import Command, Decision, Event, Meta, Notice
 from roomlog.stats import Stats
 
@@ -93,7 +94,7 @@ async def parts(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SqlLog, P
     await cluster.start()
     runners = {"queue": CommandRunner(Counter())}
     publisher = Publisher(log, cluster, stats, clock_ms=lambda: 1, max_batch=500,
-                          runners=runners, across_rooms=True)
+                          runners=runners, lanes=1)
     yield log, publisher
     await publisher.close()
     await cluster.close()
@@ -221,19 +222,57 @@ async def test_publishes_to_many_plain_rooms_commit_together(parts: Any, room: s
 
 
 async def test_plain_rooms_can_commit_one_by_one(sqlite_url: str, room: str) -> None:
-    """``commit_across_rooms`` off: a transaction per room, as before."""
+    """``commit_lanes`` 0: a transaction per room, as before."""
     log = SqlLog(sqlite_url, migrate=True)
     await log.open()
     stats = Stats()
     cluster = Cluster(log, Hub(log), MemoryBus(), stats)
     await cluster.start()
-    publisher = Publisher(log, cluster, stats, clock_ms=lambda: 1, across_rooms=False)
+    publisher = Publisher(log, cluster, stats, clock_ms=lambda: 1, lanes=0)
     try:
         rooms = [f"{room}-{i}" for i in range(10)]
         results = await _all(*(publisher.publish(r, Append("u1", b"1", "a")) for r in rooms))
         assert [r.seq for r in results] == [1] * 10
         assert publisher.commits == 10
     finally:
+        await publisher.close()
+        await cluster.close()
+        await log.close()
+
+
+async def test_a_held_room_delays_its_lane_only(pg_url: str, room: str) -> None:
+    """The price of lanes, and its bound: while another session holds a room's row
+    lock, a publish to it waits, and so does one to another room of its lane (one
+    commit in flight per lane); a room of another lane commits meanwhile."""
+    log = SqlLog(pg_url, migrate=True)
+    await log.open()
+    stats = Stats()
+    cluster = Cluster(log, Hub(log), MemoryBus(), stats)
+    await cluster.start()
+    publisher = Publisher(log, cluster, stats, clock_ms=lambda: 1, lanes=4)
+    names = [f"{room}-{i}" for i in range(40)]
+    held = names[0]
+    same = next(n for n in names[1:] if lane_of(n, 4) == lane_of(held, 4))
+    other = next(n for n in names[1:] if lane_of(n, 4) != lane_of(held, 4))
+    db = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        for name in (held, same, other):  # their rows exist
+            await publisher.publish(name, Append("u1", b"0"))
+        lock = db.transaction()
+        await lock.start()
+        await db.execute("SELECT 1 FROM rt_rooms WHERE name = $1 FOR UPDATE", held)
+        stuck = asyncio.ensure_future(publisher.publish(held, Append("u1", b"1")))
+        await asyncio.sleep(0.2)  # its lane's commit now waits for the lock
+        behind = asyncio.ensure_future(publisher.publish(same, Append("u1", b"1")))
+        free = await asyncio.wait_for(publisher.publish(other, Append("u1", b"1")), 10)
+        assert free.seq == 2
+        await asyncio.sleep(0.2)
+        assert not stuck.done() and not behind.done()
+        await lock.rollback()
+        assert (await asyncio.wait_for(stuck, 10)).seq == 2
+        assert (await asyncio.wait_for(behind, 10)).seq == 2
+    finally:
+        await db.close()
         await publisher.close()
         await cluster.close()
         await log.close()
