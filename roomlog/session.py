@@ -20,7 +20,7 @@ from roomlog.commands import call_of
 from roomlog.errors import CloseCode, ErrorCode, ProtocolError, RoomlogError
 from roomlog.hub import Subscription
 from roomlog.identity import Grant, Principal
-from roomlog.limits import Kind, Release
+from roomlog.limits import Kind, Release, Strikes
 from roomlog.log import Append
 from roomlog.outbox import Direct, Outbox
 from roomlog.protocol import (
@@ -68,10 +68,12 @@ class Session:
         self.outbox = Outbox(fmt, max_frames=s.outbox_max_messages, max_bytes=s.outbox_max_bytes,
                              coalesce=s.coalesce_max_frames, on_overflow=self._overflowed,
                              direct=direct, flusher=services.flusher)
-        self._strikes = services.limits.strikes()
+        # Made on first use: most connections never publish or get rate-limited, and
+        # an idle connection's bytes are the hub's scale limit (issue #13).
+        self._strikes: Strikes | None = None
         self._release_user: Release | None = None  # this connection counted for its user
-        self._inflight = asyncio.Semaphore(s.max_inflight)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._inflight: asyncio.Semaphore | None = None
+        self._tasks: set[asyncio.Task[None]] | None = None
         self._bad_frames = 0
         loop = asyncio.get_running_loop()
         self._expiry = loop.call_later(s.connect_timeout, self._expire, "no connect frame in time")
@@ -95,7 +97,7 @@ class Session:
             self._services.hub.unsubscribe(sub)
             self._left(name)
         self.subscriptions.clear()
-        for task in self._tasks:
+        for task in self._tasks or ():
             task.cancel()
         if self._release_user is not None:
             self._release_user()
@@ -168,8 +170,11 @@ class Session:
 
     def _reject(self, err: RoomlogError, ident: str | None) -> None:
         self.send(error_frame(err, ident))
-        if err.code is ErrorCode.RATE_LIMITED and self._strikes.strike():
-            self.close(CloseCode.LIMITED, "rate limits exceeded again and again: back off")
+        if err.code is ErrorCode.RATE_LIMITED:
+            if self._strikes is None:
+                self._strikes = self._services.limits.strikes()
+            if self._strikes.strike():
+                self.close(CloseCode.LIMITED, "rate limits exceeded again and again: back off")
         if isinstance(err, ProtocolError):
             self._bad_frames += 1
             if self._bad_frames > self._services.settings.max_bad_frames:
@@ -289,7 +294,10 @@ class Session:
     async def _in_flight(self, work: Callable[[], Awaitable[dict[str, Any]]], ident: str,
                          room: str) -> None:
         """Run a write in the background, answering with its ack or its error."""
-        await self._inflight.acquire()  # backpressure: stop reading while too many are open
+        if self._inflight is None:
+            self._inflight = asyncio.Semaphore(self._services.settings.max_inflight)
+        inflight = self._inflight
+        await inflight.acquire()  # backpressure: stop reading while too many are open
 
         async def answer() -> None:
             try:
@@ -300,9 +308,11 @@ class Session:
                 logger.exception("write to %s failed", room)
                 self.send(error_frame(RoomlogError(ErrorCode.INTERNAL, "write failed"), ident))
             finally:
-                self._inflight.release()
+                inflight.release()
 
         task = asyncio.get_running_loop().create_task(answer())
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
