@@ -75,8 +75,10 @@ class Session:
         self._inflight: asyncio.Semaphore | None = None
         self._tasks: set[asyncio.Task[None]] | None = None
         self._bad_frames = 0
-        loop = asyncio.get_running_loop()
-        self._expiry = loop.call_later(s.connect_timeout, self._expire, "no connect frame in time")
+        # Connect timeout, then token expiry: on the process's shared timers.
+        self.due_at = -1
+        self._due_why = "no connect frame in time"
+        services.deadlines.set(self, s.connect_timeout)
 
     # -- state -------------------------------------------------------------------
 
@@ -92,7 +94,7 @@ class Session:
         if self.state is SessionState.CLOSED:
             return
         self._enter(SessionState.CLOSED)
-        self._expiry.cancel()
+        self._services.deadlines.cancel(self)
         for name, sub in self.subscriptions.items():
             self._services.hub.unsubscribe(sub)
             self._left(name)
@@ -117,6 +119,10 @@ class Session:
     def _overflowed(self) -> None:
         self._services.stats.slow_disconnects += 1
         self.close(CloseCode.SLOW, "outbox overflow: client too slow, resume by replay")
+
+    def deadline_passed(self) -> None:
+        """No connect frame in time, or the token expired (see Deadlines)."""
+        self._expire(self._due_why)
 
     def _expire(self, why: str, ident: str | None = None) -> None:
         self.send(error_frame(RoomlogError(ErrorCode.UNAUTHORIZED, why), ident))
@@ -200,9 +206,8 @@ class Session:
                 self.send(error_frame(err, frame.id))
                 self.close(CloseCode.LIMITED, "too many connections of this user")
                 return
-        self._expiry.cancel()
-        delay = max(0.0, grant.expires - time.time())
-        self._expiry = asyncio.get_running_loop().call_later(delay, self._expire, "token expired")
+        self._due_why = "token expired"
+        self._services.deadlines.set(self, grant.expires - time.time())
         reply: dict[str, Any] = {"type": "connected", "user": principal.user,
                                  "role": principal.role.value, "expires": int(grant.expires)}
         self.grant = grant

@@ -232,8 +232,7 @@ class NativeWebSocket(asyncio.Protocol):
         services = endpoint.services
         stats = services.stats
         rid = new_request_id(request.header(b"x-request-id"))
-        self._rid = rid
-        logs.bind(request=rid)
+        self._rid = rid  # bound in the handler task (its own context), not here
         assert self._transport is not None
         peer = self._transport.get_extra_info("peername")
         host = endpoint.client_host(peer[0] if peer else None, request, config)
@@ -261,7 +260,6 @@ class NativeWebSocket(asyncio.Protocol):
         fmt = SUBPROTOCOLS[chosen] if chosen else Format.JSON
         self.opcode = BINARY if fmt is Format.MSGPACK else TEXT
         self.session = session = Session(fmt, services, self._request_close, self._direct)
-        logs.bind(conn=session.conn)
         services.sessions.add(session)
         endpoint.heartbeats.add(self)
 
