@@ -75,6 +75,9 @@ class Subscription:
 class _Room:
     subs: set[Subscription] = field(default_factory=set)
     watchers: set[asyncio.Event] = field(default_factory=set)
+    #: (epoch, seq) of the last message handed to its live subscribers: where a new
+    #: subscription without ``since`` starts, without a log read (see _catch_up)
+    known: tuple[str, int] | None = None
 
     @property
     def idle(self) -> bool:
@@ -241,7 +244,14 @@ class Hub:
                 first = await self._log.read(sub.room, sub.since.seq, self._page_size)
                 info = first.info
             else:
-                info = await self._log.info(sub.room)
+                # A room this hub follows live knows its head: a connect storm into
+                # busy rooms reads nothing (issue #13). If a commit is still on its
+                # way, the merge below sees the gap and reads the log, as it would
+                # for one committed between a log read and the subscription.
+                room = self._rooms.get(sub.room)
+                known = room.known if room is not None else None
+                info = (RoomInfo(sub.room, known[0], known[1], 0) if known is not None
+                        else await self._log.info(sub.room))
                 # From now on: the log is read up to this head, so the first page is
                 # empty unless the cursor moves below (what arrived live is merged).
                 first = Page(info, info.head, [])
@@ -309,6 +319,10 @@ class Hub:
                 sub.outbox.extend(frames, size)
                 sub.cursor = fresh[-1].seq
             sub.buffer, sub.live, sub.task = [], True, None
+            room = self._rooms.get(sub.room)
+            if room is not None and (room.known is None or room.known[0] != sub.epoch
+                                     or room.known[1] < sub.cursor):
+                room.known = (sub.epoch, sub.cursor)
             if self._on_live is not None:
                 self._on_live(sub.room)
             return
@@ -394,6 +408,7 @@ class Hub:
                 sub.outbox.extend(run[0], run[1])
             copies += len(messages) - skip
             sub.cursor = last.seq
+            room.known = (last.epoch, last.seq)
         self.delivered += copies
         for event in room.watchers:
             event.set()
@@ -416,6 +431,7 @@ class Hub:
         room = self._rooms.get(name)
         if room is None:
             return
+        room.known = None
         for sub in list(room.subs):
             if sub.live:  # the replay finds the new epoch and resets the subscriber
                 self._start_replay(sub)
