@@ -78,6 +78,9 @@ class _Room:
     #: (epoch, seq) of the last message handed to its live subscribers: where a new
     #: subscription without ``since`` starts, without a log read (see _catch_up)
     known: tuple[str, int] | None = None
+    #: the subscribers that want presence notices: a join or leave visits these, not
+    #: every subscriber (20,000 connects into one room were 20,000 scans each)
+    watching: set[Subscription] = field(default_factory=set)
 
     @property
     def idle(self) -> bool:
@@ -163,16 +166,15 @@ class Hub:
 
     def watches_presence(self, name: str) -> bool:
         room = self._rooms.get(name)
-        return room is not None and any(sub.presence for sub in room.subs)
+        return room is not None and bool(room.watching)
 
     def notify(self, name: str, frame: dict[str, Any]) -> None:
         """Send an unsequenced frame (a presence notice) to the subscribers of the
         room that asked for such notices."""
         room = self._rooms.get(name)
         if room is not None:
-            for sub in room.subs:
-                if sub.presence:
-                    sub.send(frame)
+            for sub in list(room.watching):
+                sub.send(frame)
 
     # -- subscriptions ---------------------------------------------------------
 
@@ -188,7 +190,10 @@ class Hub:
         """
         sub = Subscription(name, outbox, since, ident, on_drop=on_drop, viewer=viewer,
                            presence=presence, lens=self.lens(name, viewer))
-        self._room(name).subs.add(sub)
+        room = self._room(name)
+        room.subs.add(sub)
+        if presence:
+            room.watching.add(sub)
         self._start_replay(sub)
         return sub
 
@@ -203,6 +208,7 @@ class Hub:
         room = self._rooms.get(sub.room)
         if room is not None:
             room.subs.discard(sub)
+            room.watching.discard(sub)
             self._maybe_forget(sub.room)
 
     def lens(self, name: str, viewer: Principal | None) -> Lens | None:
