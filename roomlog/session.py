@@ -59,6 +59,7 @@ class Session:
                  direct: Direct | None = None) -> None:
         s = services.settings
         self._services = services
+        services.stats.session_objects += 1
         self._close_transport = close
         self.state = SessionState.AWAITING_CONNECT
         self.principal: Principal | None = None
@@ -79,6 +80,9 @@ class Session:
         self.due_at = -1
         self._due_why = "no connect frame in time"
         services.deadlines.set(self, s.connect_timeout)
+
+    def __del__(self) -> None:
+        self._services.stats.session_objects -= 1
 
     # -- state -------------------------------------------------------------------
 

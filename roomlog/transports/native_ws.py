@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import socket
 import struct
@@ -71,6 +72,7 @@ from roomlog.wsframes import (
 __all__ = ["NativeWebSocket", "WsEndpoint"]
 
 logger = logging.getLogger(__name__)
+access = logging.getLogger("uvicorn.error")  # where uvicorn's WebSocket protocol says it
 
 PATH = "/ws"
 
@@ -126,7 +128,7 @@ class NativeWebSocket(asyncio.Protocol):
 
     endpoint: ClassVar[WsEndpoint]
 
-    __slots__ = ("_config", "_next", "_read_paused", "_reader", "_release", "_rid",
+    __slots__ = ("_closing", "_config", "_next", "_read_paused", "_reader", "_release", "_rid",
                  "_server_state", "_state", "_task", "_timer", "_transport", "_writable",
                  "beat_slot", "opcode", "ping_at", "session")
 
@@ -149,10 +151,15 @@ class NativeWebSocket(asyncio.Protocol):
         self._writable = True
         self._release: Release | None = None  # this connection counted for its address
         self._rid = ""
+        self._closing = ""  # why it ends, for the log line
         self.session: Session | None = None
         self.opcode = TEXT
         self.ping_at = 0.0
         self.beat_slot = -1
+        self.endpoint.services.stats.websocket_objects += 1
+
+    def __del__(self) -> None:
+        self.endpoint.services.stats.websocket_objects -= 1
 
     # -- asyncio.Protocol ----------------------------------------------------------
 
@@ -257,6 +264,7 @@ class NativeWebSocket(asyncio.Protocol):
             self._refuse(403, b"", [])
             return
         self._open(request, chosen, rid)
+        self._log(access, logging.INFO, None, '%s - "WebSocket %s" [accepted]', host, PATH)
         fmt = SUBPROTOCOLS[chosen] if chosen else Format.JSON
         self.opcode = BINARY if fmt is Format.MSGPACK else TEXT
         self.session = session = Session(fmt, services, self._request_close, self._direct)
@@ -279,6 +287,7 @@ class NativeWebSocket(asyncio.Protocol):
     def _refuse(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         """Answer the handshake with an HTTP error and close."""
         assert self._transport is not None and self._server_state is not None
+        self._log(access, logging.INFO, None, '"WebSocket %s" %d', PATH, status)
         if self._rid:
             headers = [*headers, (b"x-request-id", self._rid.encode())]
         if not any(k == b"content-type" for k, _ in headers):
@@ -349,6 +358,7 @@ class NativeWebSocket(asyncio.Protocol):
         if self._state == _OPEN:  # echo it, as RFC 6455 asks, then close
             self._write(frame(CLOSE, payload))
             self._state = _CLOSING
+            self._closing = "client left"
         self._reader = None
         self._next = None
         if self._transport is not None:
@@ -394,6 +404,18 @@ class NativeWebSocket(asyncio.Protocol):
             logger.debug("WebSocket keepalive ping timeout")
             self._send_close(1011, "keepalive ping timeout")
 
+    def _log(self, log: logging.Logger, level: int, conn: str | None, msg: str,
+             *args: object) -> None:
+        """Log with this connection's request and connection ids: its callbacks run
+        outside its handler task, which binds them (no context kept per connection)."""
+        if log.isEnabledFor(level):
+            contextvars.copy_context().run(self._log_bound, log, level, conn, msg, args)
+
+    def _log_bound(self, log: logging.Logger, level: int, conn: str | None, msg: str,
+                   args: tuple[object, ...]) -> None:
+        logs.bind(request=self._rid or None, conn=conn)
+        log.log(level, msg, *args)
+
     # -- closing -------------------------------------------------------------------
 
     def _request_close(self, code: CloseCode, reason: str) -> None:
@@ -410,6 +432,7 @@ class NativeWebSocket(asyncio.Protocol):
         at the latest ``ws_close_timeout`` later."""
         self._write(close_frame(code, reason))
         self._state = _CLOSING
+        self._closing = f"closed {code} ({reason})"
         if self._read_paused and self._transport is not None:  # to read the client's close
             self._read_paused = False
             self._transport.resume_reading()
@@ -444,7 +467,8 @@ class NativeWebSocket(asyncio.Protocol):
         session, self.session = self.session, None
         if session is not None:
             who = session.principal
-            logger.debug("WebSocket of %s ends", who.user if who else "nobody yet")
+            self._log(logger, logging.DEBUG, session.conn, "WebSocket of %s ends: %s",
+                      who.user if who else "nobody yet", self._closing or "client left")
             session.close(CloseCode.NORMAL, "")
             endpoint.services.sessions.discard(session)
             session.outbox.close()  # lets go of the session's callbacks (no cycle)
