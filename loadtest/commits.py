@@ -13,6 +13,8 @@ time. For each database and each in-flight count it prints:
   batch), and publish latency p50/p99 (submit to acknowledgement).
 
 Run it from the tree whose code you measure (``PYTHONPATH`` picks another one).
+``--rooms N`` spreads the plain publishes over N rooms (``--one-by-one``: each room
+commits on its own, as before ``commit_across_rooms``).
 ``--kind repair``: ``note.add`` commands spread over ``--tickets`` repair tickets
 instead, each of which also writes the admins' feed ``repairs:all`` and its
 technician's feed (issue 13: tickets no longer queue one by one on the feed's lock).
@@ -30,6 +32,7 @@ sys.path.append(sys.path.pop(0))
 
 import argparse
 import asyncio
+import inspect
 import secrets
 import tempfile
 import time
@@ -51,21 +54,25 @@ from roomlog.stats import Stats
 WARMUP = 200  # publishes before the measurement: connections made, caches warm
 
 
-async def measure(url: str, publishes: int, inflight: int) -> dict[str, Any]:
+async def measure(url: str, publishes: int, inflight: int, rooms: int = 1,
+                  across: bool = True) -> dict[str, Any]:
     log = SqlLog(url, migrate=True)
     await log.open()
     stats = Stats()
     cluster = Cluster(log, Hub(log), MemoryBus(), stats)
     await cluster.start()
-    publisher = Publisher(log, cluster, stats, clock_ms=lambda: int(time.time() * 1000))
-    room = f"chat:commits-{secrets.token_hex(4)}"
+    options = ({"across_rooms": across}  # a tree before has no such option
+               if "across_rooms" in inspect.signature(Publisher).parameters else {})
+    publisher = Publisher(log, cluster, stats, clock_ms=lambda: int(time.time() * 1000),
+                          **options)  # type: ignore[arg-type]
+    names = [f"chat:commits-{secrets.token_hex(4)}" for _ in range(rooms)]
     gate = asyncio.Semaphore(inflight)
     latencies: list[int] = []
 
     async def publish(n: int) -> None:
         async with gate:
             started = time.perf_counter_ns()
-            await publisher.publish(room, Append("bench", b'{"n":1}', f"p{n}"))
+            await publisher.publish(names[n % rooms], Append("bench", b'{"n":1}', f"p{n}"))
             latencies.append(time.perf_counter_ns() - started)
 
     try:
@@ -82,6 +89,7 @@ async def measure(url: str, publishes: int, inflight: int) -> dict[str, Any]:
         await log.close()
     latencies.sort()
     return {"db": url.split("+")[0], "inflight": inflight, "publishes": publishes,
+            "rooms": rooms, "across_rooms": across,
             "cpu_us_per_publish": round(cpu / publishes * 1e6, 1),
             "publishes_per_s": round(publishes / wall), "commits_per_s": round(commits / wall),
             "p50_ms": round(percentile(latencies, 0.50) / 1e6, 2),
@@ -151,7 +159,7 @@ async def run(db: str, args: argparse.Namespace, inflight: int) -> dict[str, Any
     def one(url: str) -> Any:
         if args.kind == "repair":
             return measure_repairs(url, args.publishes, inflight, args.tickets)
-        return measure(url, args.publishes, inflight)
+        return measure(url, args.publishes, inflight, args.rooms, not args.one_by_one)
 
     if db == "sqlite":
         with tempfile.TemporaryDirectory() as tmp:
@@ -178,7 +186,10 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def _row(r: dict[str, Any]) -> str:
     what = "command" if r.get("kind") == "repair" else "publish"
-    return (f"{r['db']:<10} inflight {r['inflight']:>4}: {r['cpu_us_per_publish']:>7.1f} us CPU"
+    rooms = f" over {r['rooms']} rooms{'' if r['across_rooms'] else ' one by one'}" if r.get(
+        "rooms", 1) > 1 else ""
+    return (f"{r['db']:<10} inflight {r['inflight']:>4}{rooms}: "
+            f"{r['cpu_us_per_publish']:>7.1f} us CPU"
             f"/{what}, {r['publishes_per_s']:>7,} publishes/s, {r['commits_per_s']:>6,} "
             f"commits/s, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms")
 
@@ -200,6 +211,11 @@ if __name__ == "__main__":
     parser.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres",
                         help="PostgreSQL admin DSN (loopback only); a fresh database is "
                              "created and dropped per run")
+    parser.add_argument("--rooms", type=int, default=1,
+                        help="plain publishes spread round-robin over this many rooms "
+                             "(default 1)")
+    parser.add_argument("--one-by-one", action="store_true",
+                        help="each plain room commits on its own (commit_across_rooms off)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     options = parser.parse_args()
     rows = asyncio.run(main(options))

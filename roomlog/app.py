@@ -130,7 +130,8 @@ def build_services(settings: Settings, *, log: Log | None = None, bus: Bus | Non
     cluster.on_signal = presence.on_signal
     cluster.on_subscribed = presence.on_subscribed
     publisher = Publisher(log, cluster, stats, clock_ms=lambda: int(time.time() * 1000),
-                          max_batch=settings.commit_batch, runners=runners)
+                          max_batch=settings.commit_batch, runners=runners,
+                          across_rooms=settings.commits_across_rooms)
     backends = read_backends(settings.backends_file)
     secret = read_secret(settings.secret, settings.secret_file)
     secret.warn()

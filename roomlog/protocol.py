@@ -76,6 +76,11 @@ class Format(enum.Enum):
     MSGPACK = "msgpack"
     SSE = "sse"  # JSON frames as Server-Sent Events
 
+    # Members are singletons, equal only to themselves: hash them as objects. Enum's
+    # own __hash__ is Python code (the name's hash), and every cached encoding of a
+    # message is looked up by format (three times per replayed message).
+    __hash__ = object.__hash__
+
 
 SUBPROTOCOLS = {"roomlog.v1.json": Format.JSON, "roomlog.v1.msgpack": Format.MSGPACK}
 

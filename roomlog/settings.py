@@ -138,6 +138,11 @@ class Settings:
     publish_burst: int = _doc(400, "publish and command burst per user")
     max_inflight: int = _doc(256, "unacknowledged publishes per connection before reads pause")
     commit_batch: int = _doc(500, "publishes or commands committed in one transaction at most")
+    commit_across_rooms: str = _doc(
+        "auto", "publishes to different plain rooms share one transaction (one commit in "
+                "flight per instance for them all, so a room whose lock another instance "
+                "holds delays the others) instead of one per room: 'auto' (only for "
+                "SQLite, whose one writer serializes every room anyway), 'yes' or 'no'")
     snapshot_every: int = _doc(100, "events between state snapshots of a domain room")
     state_cache_size: int = _doc(1000, "domain room states kept in memory per room kind (the "
                                        "least recently used go first and are rebuilt from "
@@ -287,6 +292,12 @@ class Settings:
         if self.auto_migrate == "auto":
             return self.is_sqlite
         return self.auto_migrate in ("yes", "true", "1")
+
+    @property
+    def commits_across_rooms(self) -> bool:
+        if self.commit_across_rooms == "auto":
+            return self.is_sqlite
+        return self.commit_across_rooms in ("yes", "true", "1")
 
     @classmethod
     def describe(cls) -> list[tuple[str, str, str]]:

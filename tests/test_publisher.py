@@ -93,7 +93,7 @@ async def parts(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SqlLog, P
     await cluster.start()
     runners = {"queue": CommandRunner(Counter())}
     publisher = Publisher(log, cluster, stats, clock_ms=lambda: 1, max_batch=500,
-                          runners=runners)
+                          runners=runners, across_rooms=True)
     yield log, publisher
     await publisher.close()
     await cluster.close()
@@ -190,3 +190,50 @@ async def test_commands_to_many_rooms_of_a_kind_across_rooms_commit_together(
     page = await log.read(feed, 0, 100)
     assert len(page.messages) == 39 and page.info.head == 39
     assert sorted(m.data["n"] for m in page.messages) == [100 + i for i in range(40) if i != 25]
+
+
+async def test_publishes_to_many_plain_rooms_commit_together(parts: Any, room: str) -> None:
+    """A room that gets one message now and then costs no transaction of its own:
+    publishes to 40 rooms, submitted together, are a couple of commits (the first
+    alone, the rest in one batch), each room gapless and in its order; a duplicate id
+    in one room is answered from that room's memory; a refused item fails alone."""
+    log, publisher = parts
+    rooms = [f"{room}-{i}" for i in range(40)]
+    writes = [publisher.publish(r, Append("u1", b"%d" % n, f"id-{n}"))
+              for n in range(3) for r in rooms]
+    results = await _all(*writes)
+    assert all(isinstance(r, Appended) for r in results), results
+    assert [r.seq for r in results] == [n + 1 for n in range(3) for _ in rooms]
+    assert publisher.commits <= 3, publisher.commits  # not 40 (one per room), nor 120
+    for r in rooms:
+        page = await log.read(r, 0, 10)
+        assert [m.data for m in page.messages] == [0, 1, 2]
+    if log.url.startswith("sqlite"):
+        bad = Append("u1", b"{}", "id-\ud800")
+    else:
+        bad = Append("u1", b"{}", "id-\x00")
+    again = await _all(publisher.publish(rooms[0], Append("u1", b"0", "id-0")),  # a retry
+                       publisher.publish(rooms[1], bad),
+                       publisher.publish(rooms[2], Append("u1", b"3", "id-3")))
+    assert isinstance(again[0], Appended) and again[0].duplicate and again[0].seq == 1
+    assert isinstance(again[1], RoomlogError) and again[1].code is ErrorCode.BAD_FRAME
+    assert isinstance(again[2], Appended) and again[2].seq == 4
+
+
+async def test_plain_rooms_can_commit_one_by_one(sqlite_url: str, room: str) -> None:
+    """``commit_across_rooms`` off: a transaction per room, as before."""
+    log = SqlLog(sqlite_url, migrate=True)
+    await log.open()
+    stats = Stats()
+    cluster = Cluster(log, Hub(log), MemoryBus(), stats)
+    await cluster.start()
+    publisher = Publisher(log, cluster, stats, clock_ms=lambda: 1, across_rooms=False)
+    try:
+        rooms = [f"{room}-{i}" for i in range(10)]
+        results = await _all(*(publisher.publish(r, Append("u1", b"1", "a")) for r in rooms))
+        assert [r.seq for r in results] == [1] * 10
+        assert publisher.commits == 10
+    finally:
+        await publisher.close()
+        await cluster.close()
+        await log.close()

@@ -54,7 +54,8 @@ from typing import Protocol, TypeVar
 
 from roomlog.protocol import Message
 
-__all__ = ["Append", "Appended", "Log", "Page", "Prior", "RoomInfo", "RoomTxn", "Snapshot"]
+__all__ = ["Append", "Appended", "Log", "Page", "Prior", "RoomInfo", "RoomTxn", "Snapshot",
+           "append_in"]
 
 T = TypeVar("T")
 
@@ -206,3 +207,24 @@ class Log(Protocol):
     async def check(self) -> None:
         """Commit a write transaction through the writer every write takes; raise
         Unavailable if it fails (readiness: the caller bounds the wait)."""
+
+
+async def append_in(txn: RoomTxn, items: Sequence[Append]) -> list[Appended]:
+    """``append``'s work in one room's transaction: each item stored after the head,
+    unless its (actor, id) was seen before (then its first result, ``duplicate``).
+    Shared by every adapter's ``append`` and by commits of several plain rooms in one
+    transaction (``transact_many``, ``roomlog.publisher``)."""
+    known = await txn.prior((i.actor, i.id) for i in items if i.id is not None)
+    results = []
+    for item in items:
+        prior = known.get((item.actor, item.id)) if item.id is not None else None
+        if prior is not None:
+            results.append(Appended(prior.seq, txn.epoch, prior.ts, duplicate=True,
+                                    refusal=prior.result))
+            continue
+        message = txn.append(item.actor, item.raw)
+        results.append(Appended(message.seq, txn.epoch, txn.now_ms))
+        if item.id is not None:
+            txn.remember(item.actor, item.id, message.seq, None)
+            known[(item.actor, item.id)] = Prior(message.seq, txn.now_ms, None)
+    return results

@@ -39,11 +39,20 @@ __all__ = ["RoomRows", "lock_room"]
 _ADVISORY = b"roomlog:room:"  # namespaces our advisory lock keys
 
 
+# The statements of every transaction, built once: building one per call (its
+# expression tree and its cache key) cost more than running it.
+_LOCK = sa.select(rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq, rooms.c.snapshot_seq
+                  ).where(rooms.c.id == sa.bindparam("rid")).with_for_update()
+_ID_OF = sa.select(rooms.c.id).where(rooms.c.name == sa.bindparam("name"))
+_INFO_BY_ID = sa.select(rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq).where(
+    rooms.c.id == sa.bindparam("rid"))
+_INFO_BY_NAME = sa.select(rooms.c.id, rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq
+                          ).where(rooms.c.name == sa.bindparam("name"))
+
+
 async def lock_room(conn: AsyncConnection, room_id: int) -> tuple[str, int, int, int | None]:
     """Lock the room's row for this transaction: (epoch, head, trimmed, snapshot seq)."""
-    stmt = sa.select(rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq,
-                     rooms.c.snapshot_seq).where(rooms.c.id == room_id)
-    epoch, head, trimmed, snap = (await conn.execute(stmt.with_for_update())).one()
+    epoch, head, trimmed, snap = (await conn.execute(_LOCK, {"rid": room_id})).one()
     return str(epoch), int(head), int(trimmed), None if snap is None else int(snap)
 
 
@@ -84,7 +93,7 @@ class RoomRows:
         """The room's row id, or None if it has none (committed rows only)."""
         room_id = self.cached_id(name)
         if room_id is None:
-            found = await conn.scalar(sa.select(rooms.c.id).where(rooms.c.name == name))
+            found = await conn.scalar(_ID_OF, {"name": name})
             if found is not None:
                 room_id = int(found)
                 self.remember(name, room_id)
@@ -93,14 +102,11 @@ class RoomRows:
     async def info(self, conn: AsyncConnection, name: str) -> tuple[RoomInfo, int | None]:
         """The room's epoch, head and trim point, and its row id (None: no row; the
         room reads as empty, under the epoch its first write will give it)."""
-        columns = (rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq)
         room_id = self.cached_id(name)
         if room_id is not None:
-            epoch, head, trimmed = (await conn.execute(
-                sa.select(*columns).where(rooms.c.id == room_id))).one()
+            epoch, head, trimmed = (await conn.execute(_INFO_BY_ID, {"rid": room_id})).one()
             return RoomInfo(name, epoch, head, trimmed), room_id
-        row = (await conn.execute(
-            sa.select(rooms.c.id, *columns).where(rooms.c.name == name))).first()
+        row = (await conn.execute(_INFO_BY_NAME, {"name": name})).first()
         if row is None:
             return RoomInfo(name, self.epoch_for(name), 0, 0), None
         self.remember(name, int(row[0]))

@@ -28,9 +28,10 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from roomlog.errors import Refused, Unavailable, describe
-from roomlog.log import Append, Appended, Page, Prior, RoomInfo, RoomTxn
+from roomlog.log import Append, Appended, Page, RoomInfo, RoomTxn, append_in, sqlite_driver
 from roomlog.log import migrate as migrations
 from roomlog.log.detached import Detached
+from roomlog.log.pool import check_on_checkout
 from roomlog.log.rows import RoomRows, lock_room
 from roomlog.log.schema import dedup, messages, meta, rooms, snapshots
 from roomlog.log.txn import SqlTxn, flush_all, lock_rooms, prefetch
@@ -43,7 +44,14 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _HEADS_CHUNK = 500  # room names per query of `heads`
+_PING_AFTER = 5.0  # seconds in the pool after which a connection is pinged before use
 _WARN_EVERY = 10.0  # seconds between warnings of a failing database (an outage is one story)
+
+
+_PAGE = (sa.select(messages.c.seq, messages.c.ts, messages.c.author, messages.c.data)
+         .where(messages.c.room_id == sa.bindparam("rid"), messages.c.seq > sa.bindparam("after"))
+         .order_by(messages.c.seq)
+         .limit(sa.bindparam("n")))
 
 
 def new_epoch() -> str:
@@ -89,12 +97,13 @@ class SqlLog:
             self._writer = self._sqlite_engine("BEGIN IMMEDIATE", pool_size=1)
             self._reader = self._sqlite_engine("BEGIN", pool_size=self._pool_size)
         else:
-            # pre-ping: a connection cut by a database restart or failover is
-            # replaced before use instead of failing the write that drew it.
+            # a connection cut by a database restart or failover is replaced before
+            # use instead of failing the write that drew it (``roomlog.log.pool``)
             engine = create_async_engine(
                 self.url, pool_size=self._pool_size, max_overflow=self._pool_overflow,
-                pool_timeout=self._pool_timeout, pool_pre_ping=True,
+                pool_timeout=self._pool_timeout,
             )
+            check_on_checkout(engine, ping_after=_PING_AFTER)
             self._writer = self._reader = engine
         try:
             if self._migrate:
@@ -130,7 +139,11 @@ class SqlLog:
         return sa.make_url(self.url).render_as_string(hide_password=True)
 
     def _sqlite_engine(self, begin: str, *, pool_size: int) -> AsyncEngine:
-        engine = create_async_engine(self.url, pool_size=pool_size, max_overflow=0)
+        url = sa.make_url(self.url)
+        options: dict[str, Any] = {}
+        if url.database and url.database != ":memory:" and not url.query:
+            options["async_creator"] = sqlite_driver.connector(url.database)  # one hop each
+        engine = create_async_engine(self.url, pool_size=pool_size, max_overflow=0, **options)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _connect(dbapi_conn: Any, _record: Any) -> None:
@@ -215,15 +228,17 @@ class SqlLog:
     async def transact(
         self, room: str, now_ms: int, work: Callable[[RoomTxn], Awaitable[T]]
     ) -> tuple[T, dict[str, list[Message]]]:
-        return await self._detached.run(self._transact(room, now_ms, work))
+        return await self._detached.run(
+            _once_more(lambda last: self._transact(room, now_ms, work, last)))
 
     async def _transact(
-        self, room: str, now_ms: int, work: Callable[[RoomTxn], Awaitable[T]]
+        self, room: str, now_ms: int, work: Callable[[RoomTxn], Awaitable[T]], last: bool
     ) -> tuple[T, dict[str, list[Message]]]:
         async with self._write() as conn:
             txn = SqlTxn(conn, room, now_ms, rows=self._rows, sqlite_dialect=self._sqlite,
                          max_messages=self._max_messages)
-            await txn.begin()
+            async with _first(last):
+                await txn.begin()
             value = await work(txn)
             stored = await txn.flush()
         for name, room_id in txn.created.items():  # committed: now others may see them
@@ -235,19 +250,21 @@ class SqlLog:
         work: Callable[[Sequence[RoomTxn]], Awaitable[T]],
         prior: Mapping[str, Iterable[tuple[str, str]]] | None = None,
     ) -> tuple[T, dict[str, list[Message]]]:
-        return await self._detached.run(self._transact_many(names, now_ms, work, prior or {}))
+        return await self._detached.run(_once_more(
+            lambda last: self._transact_many(names, now_ms, work, prior or {}, last)))
 
     async def _transact_many(
         self, names: Sequence[str], now_ms: int,
         work: Callable[[Sequence[RoomTxn]], Awaitable[T]],
-        prior: Mapping[str, Iterable[tuple[str, str]]],
+        prior: Mapping[str, Iterable[tuple[str, str]]], last: bool,
     ) -> tuple[T, dict[str, list[Message]]]:
         async with self._write() as conn:
             others: dict[str, list[tuple[str, bytes]]] = {}
             txns = [SqlTxn(conn, name, now_ms, rows=self._rows, sqlite_dialect=self._sqlite,
                            max_messages=self._max_messages, others=others)
                     for name in dict.fromkeys(names)]
-            await lock_rooms(txns)
+            async with _first(last):
+                await lock_rooms(txns)
             await prefetch(txns, prior)
             value = await work(txns)
             stored = await flush_all(txns, others)
@@ -260,48 +277,31 @@ class SqlLog:
         self, room: str, items: Sequence[Append], *, now_ms: int
     ) -> tuple[list[Appended], list[Message]]:
         async def work(txn: RoomTxn) -> list[Appended]:
-            known = await txn.prior((i.actor, i.id) for i in items if i.id is not None)
-            results = []
-            for item in items:
-                prior = known.get((item.actor, item.id)) if item.id is not None else None
-                if prior is not None:
-                    results.append(Appended(prior.seq, txn.epoch, prior.ts, duplicate=True,
-                                            refusal=prior.result))
-                    continue
-                message = txn.append(item.actor, item.raw)
-                results.append(Appended(message.seq, txn.epoch, now_ms))
-                if item.id is not None:
-                    txn.remember(item.actor, item.id, message.seq, None)
-                    known[(item.actor, item.id)] = Prior(message.seq, now_ms, None)
-            return results
+            return await append_in(txn, items)
 
         results, stored = await self.transact(room, now_ms, work)
         return results, stored.get(room, [])
 
     async def read(self, room: str, after: int, limit: int) -> Page:
-        return await self._detached.run(self._read_page(room, after, limit))
+        return await self._detached.run(
+            _once_more(lambda last: self._read_page(room, after, limit, last)))
 
-    async def _read_page(self, room: str, after: int, limit: int) -> Page:
+    async def _read_page(self, room: str, after: int, limit: int, last: bool) -> Page:
         async with self._read() as conn:
-            info, room_id = await self._rows.info(conn, room)
+            async with _first(last):
+                info, room_id = await self._rows.info(conn, room)
             if room_id is None:  # never written: empty, and it stays without a row
                 return Page(info, after, [])
-            stmt = (
-                sa.select(messages.c.seq, messages.c.ts, messages.c.author, messages.c.data)
-                .where(messages.c.room_id == room_id, messages.c.seq > after)
-                .order_by(messages.c.seq)
-                .limit(limit)
-            )
-            rows = await conn.execute(stmt)
+            rows = await conn.execute(_PAGE, {"rid": room_id, "after": after, "n": limit})
             found = [Message(room, seq, info.epoch, ts, author, bytes(data))
                      for seq, ts, author, data in rows]
         return Page(info, after, found)
 
     async def info(self, room: str) -> RoomInfo:
-        return await self._detached.run(self._info_of(room))
+        return await self._detached.run(_once_more(lambda last: self._info_of(room, last)))
 
-    async def _info_of(self, room: str) -> RoomInfo:
-        async with self._read() as conn:
+    async def _info_of(self, room: str, last: bool) -> RoomInfo:
+        async with self._read() as conn, _first(last):
             info, _ = await self._rows.info(conn, room)
         return info
 
@@ -381,6 +381,38 @@ class SqlLog:
         async with self._write() as conn:
             await conn.execute(meta.update().where(meta.c.key == "ready_probe").values(
                 value=str(int(time.time() * 1000))))
+
+
+class _FirstFailed(Exception):
+    """The first statement of an operation failed: nothing was written or decided yet."""
+
+
+@asynccontextmanager
+async def _first(last: bool) -> AsyncIterator[None]:
+    """Around an operation's first statement: unless this is the ``last`` try, its
+    failure is ``_FirstFailed`` (retried by ``_once_more``); on the last, the
+    database's error, as from any statement."""
+    try:
+        yield
+    except (SQLAlchemyError, OSError) as exc:
+        if last:
+            raise
+        raise _FirstFailed() from exc
+
+
+async def _once_more(attempt: Callable[[bool], Awaitable[T]]) -> T:
+    """``attempt(last=False)``, and if its first statement failed, ``attempt(last=True)``.
+
+    A restart or failover terminates every backend; a pooled connection can be drawn
+    before the event loop has read that its socket closed (``roomlog.log.pool``
+    replaces those it knows are closed). The first statement then fails, before any
+    work was done, so the operation runs once more on a fresh connection instead of
+    failing (``test_cut_pooled_connections_are_replaced_before_use``). A database
+    that is down fails the second try too, with ``Unavailable`` as before."""
+    try:
+        return await attempt(False)
+    except _FirstFailed:
+        return await attempt(True)
 
 
 def _refused(exc: BaseException) -> bool:

@@ -28,6 +28,54 @@ from roomlog.protocol import Message
 __all__ = ["SqlTxn"]
 
 
+# The reads of every transaction, built once (building one per call, its expression
+# tree and its cache key, cost more than running it).
+def _among(column: sa.Column[Any], name: str, sqlite_dialect: bool) -> sa.ColumnElement[bool]:
+    """``column IN (...)`` of the list bound as ``name``: on PostgreSQL ``= ANY`` of one
+    array, so the statement's text, prepared once per connection, is the same for any
+    number of values (an expanded IN is a new statement, and a prepare, per length)."""
+    if sqlite_dialect:
+        return column.in_(sa.bindparam(name, expanding=True))
+    return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
+
+
+def _prior(sqlite_dialect: bool) -> sa.Select[Any]:
+    return sa.select(dedup.c.actor, dedup.c.client_id, dedup.c.seq, dedup.c.ts, dedup.c.result
+                     ).where(
+        # every column of the key: the primary key's index finds each pair, where
+        # room_id and client_id alone scanned every id the room remembers
+        dedup.c.room_id == sa.bindparam("rid"),
+        _among(dedup.c.actor, "actors", sqlite_dialect),
+        _among(dedup.c.client_id, "ids", sqlite_dialect))
+
+
+def _prefetch(sqlite_dialect: bool) -> sa.Select[Any]:
+    return sa.select(dedup.c.room_id, dedup.c.actor, dedup.c.client_id, dedup.c.seq,
+                     dedup.c.ts, dedup.c.result).where(
+        _among(dedup.c.room_id, "rids", sqlite_dialect),
+        _among(dedup.c.actor, "actors", sqlite_dialect),
+        _among(dedup.c.client_id, "ids", sqlite_dialect))
+
+
+def _lock_many(sqlite_dialect: bool) -> sa.Select[Any]:
+    return (sa.select(rooms.c.id, rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq,
+                      rooms.c.snapshot_seq)
+            .where(_among(rooms.c.id, "rids", sqlite_dialect))
+            .order_by(rooms.c.name).with_for_update())
+
+
+# by dialect: SQLite (True) or PostgreSQL (False)
+_PRIOR = {d: _prior(d) for d in (True, False)}
+_PREFETCH = {d: _prefetch(d) for d in (True, False)}
+_LOCK_MANY = {d: _lock_many(d) for d in (True, False)}
+_EVENTS = (sa.select(messages.c.seq, messages.c.ts, messages.c.author, messages.c.data)
+           .where(messages.c.room_id == sa.bindparam("rid"),
+                  messages.c.seq > sa.bindparam("after"))
+           .order_by(messages.c.seq))
+_SNAPSHOT = sa.select(snapshots.c.seq, snapshots.c.state).where(
+    snapshots.c.room_id == sa.bindparam("rid"))
+
+
 class _RoomWrite:
     """What a transaction appends to one room (``room_id`` None: no row yet)."""
 
@@ -92,15 +140,11 @@ class SqlTxn:
             return {}
         if wanted <= self._asked:  # looked up with the other rooms' (``prefetch``)
             return {key: self._known[key] for key in wanted if key in self._known}
-        stmt = sa.select(dedup.c.actor, dedup.c.client_id, dedup.c.seq, dedup.c.ts,
-                         dedup.c.result).where(
-            # every column of the key: the primary key's index finds each pair, where
-            # room_id and client_id alone scanned every id the room remembers
-            dedup.c.room_id == self._room_id,
-            dedup.c.actor.in_({actor for actor, _ in wanted}),
-            dedup.c.client_id.in_({client_id for _, client_id in wanted}))
         found = {}
-        for actor, client_id, seq, ts, result in await self._conn.execute(stmt):
+        params = {"rid": self._room_id, "actors": list({actor for actor, _ in wanted}),
+                  "ids": list({client_id for _, client_id in wanted})}
+        for actor, client_id, seq, ts, result in await self._conn.execute(
+                _PRIOR[self._sqlite], params):
             if (actor, client_id) in wanted:
                 stored = None if result is None else bytes(result)
                 found[(actor, client_id)] = Prior(seq, ts, stored)
@@ -109,19 +153,14 @@ class SqlTxn:
     async def events(self, after: int) -> list[Message]:
         if self._room_id is None:
             return []
-        stmt = (sa.select(messages.c.seq, messages.c.ts, messages.c.author, messages.c.data)
-                .where(messages.c.room_id == self._room_id, messages.c.seq > after)
-                .order_by(messages.c.seq))
-        rows = await self._conn.execute(stmt)
+        rows = await self._conn.execute(_EVENTS, {"rid": self._room_id, "after": after})
         return [Message(self.room, seq, self.epoch, ts, author, bytes(data))
                 for seq, ts, author, data in rows]
 
     async def snapshot(self) -> Snapshot | None:
         if self._room_id is None:
             return None
-        stmt = sa.select(snapshots.c.seq, snapshots.c.state).where(
-            snapshots.c.room_id == self._room_id)
-        row = (await self._conn.execute(stmt)).first()
+        row = (await self._conn.execute(_SNAPSHOT, {"rid": self._room_id})).first()
         return None if row is None else Snapshot(int(row[0]), bytes(row[1]))
 
     # -- buffered writes ---------------------------------------------------------
@@ -258,29 +297,30 @@ async def lock_rooms(txns: Sequence[SqlTxn]) -> None:
 
 
 async def _lock_run(conn: AsyncConnection, run: dict[int, SqlTxn]) -> None:
+    if not run:
+        return
     if len(run) == 1:
         (t,) = run.values()
         await t.begin()
         return
-    for room_id, locked in (await _lock_ids(conn, list(run))).items():
+    sqlite_dialect = next(iter(run.values()))._sqlite
+    for room_id, locked in (await _lock_ids(conn, list(run), sqlite_dialect)).items():
         run[room_id].begin_locked(room_id, *locked)
     for t in run.values():  # a cached id with no row (never: rows are never deleted)
         if t._main is None:
             await t.begin()
 
 
-async def _lock_ids(conn: AsyncConnection, ids: list[int]
+async def _lock_ids(conn: AsyncConnection, ids: list[int], sqlite_dialect: bool
                     ) -> dict[int, tuple[str, int, int, int | None]]:
     """Lock the rows ``ids`` in name order, in one statement: (epoch, head, trimmed,
     snapshot seq) of each."""
     if not ids:
         return {}
-    stmt = (sa.select(rooms.c.id, rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq,
-                      rooms.c.snapshot_seq)
-            .where(rooms.c.id.in_(ids)).order_by(rooms.c.name).with_for_update())
+    rows = await conn.execute(_LOCK_MANY[sqlite_dialect], {"rids": ids})
     return {int(room_id): (str(epoch), int(head), int(trimmed),
                            None if snap is None else int(snap))
-            for room_id, epoch, head, trimmed, snap in await conn.execute(stmt)}
+            for room_id, epoch, head, trimmed, snap in rows}
 
 
 async def _lock_others(first: SqlTxn, names: list[str]
@@ -292,7 +332,7 @@ async def _lock_others(first: SqlTxn, names: list[str]
     run: list[tuple[str, int]] = []
 
     async def lock_run() -> None:
-        found = await _lock_ids(conn, [room_id for _, room_id in run])
+        found = await _lock_ids(conn, [room_id for _, room_id in run], first._sqlite)
         locked.extend((name, room_id, found[room_id]) for name, room_id in run)
         run.clear()
 
@@ -327,11 +367,9 @@ async def prefetch(txns: Sequence[SqlTxn], keys: Mapping[str, Iterable[tuple[str
     if not by_id:
         return
     conn = txns[0]._conn
-    stmt = sa.select(dedup.c.room_id, dedup.c.actor, dedup.c.client_id, dedup.c.seq,
-                     dedup.c.ts, dedup.c.result).where(
-        dedup.c.room_id.in_(list(by_id)), dedup.c.actor.in_(actors),
-        dedup.c.client_id.in_(ids))
-    for room_id, actor, client_id, seq, ts, result in await conn.execute(stmt):
+    params = {"rids": list(by_id), "actors": list(actors), "ids": list(ids)}
+    for room_id, actor, client_id, seq, ts, result in await conn.execute(
+            _PREFETCH[txns[0]._sqlite], params):
         t = by_id[room_id]
         if (actor, client_id) in t._asked:
             t._known[(actor, client_id)] = Prior(seq, ts, None if result is None else bytes(result))

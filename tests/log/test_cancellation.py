@@ -93,7 +93,8 @@ async def test_a_caller_cancelled_at_any_await_point_leaves_no_transaction_open(
         await _still_commits([log, other], name)
         if not points.cancelled_at:  # the call ended before reaching this point: swept
             break
-    assert point > 3, "the operation reached too few await points to test anything"
+    # a read on PostgreSQL is BEGIN, the select and COMMIT (no ping: roomlog.log.pool)
+    assert point > 2, "the operation reached too few await points to test anything"
 
 
 async def test_callers_cancelled_at_random_moments_many_times(make_log: LogFactory,
