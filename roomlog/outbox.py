@@ -191,6 +191,9 @@ class Outbox:
 
     async def drained(self) -> None:
         """Wait until everything queued so far has been handed to the transport."""
+        if self._items and self._direct is not None and not self._sending and not self.closed:
+            self.flush()  # written now if the socket takes it: no wait, no event (a fresh
+            # subscription's `subscribed` frame, on every connect)
         if (self._items or self._sending) and not self.closed:
             if self._empty is None:
                 self._empty = asyncio.Event()
