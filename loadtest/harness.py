@@ -478,10 +478,10 @@ def core_figures(args: argparse.Namespace, cores: CoreMeter
             (cores.steal.get(sc, 0.0) + cores.steal.get(gc_, 0.0)) / 2)
 
 
-def start_profiler(args: argparse.Namespace, pid: int, name: str
-                   ) -> subprocess.Popen[bytes] | None:
-    """py-spy on ``pid`` for --duration into ``--profile/<name>.txt`` (None without
-    --profile); it stops by itself."""
+def start_profiler(args: argparse.Namespace, pid: int, name: str,
+                   seconds: float | None = None) -> subprocess.Popen[bytes] | None:
+    """py-spy on ``pid`` for ``seconds`` (default --duration) into
+    ``--profile/<name>.txt`` (None without --profile); it stops by itself."""
     if not args.profile:
         return None
     out = Path(args.profile) / f"{name}.txt"
@@ -489,7 +489,8 @@ def start_profiler(args: argparse.Namespace, pid: int, name: str
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     return track(subprocess.Popen(
         ["taskset", "-c", str(args.gen_core), py_spy, "record", "--pid", str(pid),
-         "--duration", str(int(args.duration)), "--rate", "200", "--nonblocking", "--format",
+         "--duration", str(max(1, round(seconds or args.duration))), "--rate", "200",
+         "--nonblocking", "--format",
          "raw", "--output", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 

@@ -30,8 +30,16 @@ from typing import Any
 
 import httpx
 import orjson
-from common import Buffer, RawClient
-from harness import SUBPROTOCOL, latency_ms, open_many, say, session
+from common import Buffer, RawClient, proc_cpu_times
+from harness import (
+    SUBPROTOCOL,
+    latency_ms,
+    open_many,
+    say,
+    session,
+    start_profiler,
+    stop_profiler,
+)
 from servers import HOST, Server, free_port, hub_argv, hub_token
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +64,11 @@ class PaidResult:
     max_ms: float | None
     problems: list[str] = field(default_factory=list)
     gen_core: float = 0.0  # not metered here (finish() reads it)
+    # CPU ms per submit answered (/proc/<pid>/stat user + system over the phase) of the
+    # hub, the backend and the provider: robust on a shared machine, unlike the round trip
+    hub_cpu_ms: float | None = None
+    backend_cpu_ms: float | None = None
+    provider_cpu_ms: float | None = None
 
 
 class Payer:
@@ -137,14 +150,36 @@ async def _load(payers: list[Payer], room: str, rate: float, seconds: float,
 
 
 def _result(db: str, phase: str, latencies: list[int], rejected: dict[str, int],
-            skipped: int, elapsed: float) -> PaidResult:
+            skipped: int, elapsed: float, cpu: list[float]) -> PaidResult:
     count, p50, p99, top = latency_ms(latencies)
     ok = count - sum(rejected.values())
     problems = [f"{skipped} submits not sent: every guest was waiting"] if skipped else []
     if rejected:
         problems.append(f"rejected: {rejected}")
+    hub, backend, provider = (s * 1000 / count if count else None for s in cpu)
     return PaidResult(db, phase, count, ok, rejected, count / elapsed if elapsed else 0.0,
-                      p50, p99, top, problems)
+                      p50, p99, top, problems, hub_cpu_ms=hub, backend_cpu_ms=backend,
+                      provider_cpu_ms=provider)
+
+
+def _stages(before: dict[str, float], after: dict[str, float], submits: int) -> str:
+    """Where a submit's time went, from the hub's metrics over the phase: the mean hook
+    call and commit transaction, and submits per commit."""
+    def delta(name: str) -> float:
+        return sum(v for k, v in after.items() if k.startswith(name)) - sum(
+            v for k, v in before.items() if k.startswith(name))
+
+    hooks, commits = delta("roomlog_hook_seconds_count"), delta("roomlog_log_append_seconds_count")
+    hook_ms = delta("roomlog_hook_seconds_sum") * 1000 / hooks if hooks else 0.0
+    commit_ms = delta("roomlog_log_append_seconds_sum") * 1000 / commits if commits else 0.0
+    per = submits / commits if commits else 0.0
+    return (f"hook calls {hooks:.0f}, mean {hook_ms:.1f} ms; commits {commits:.0f} "
+            f"({per:.1f} submits each), mean {commit_ms:.1f} ms")
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process so far."""
+    return sum(proc_cpu_times(pid))
 
 
 async def run_paid(args: Any, db: str, workdir: Path) -> list[PaidResult]:
@@ -190,15 +225,28 @@ async def run_paid(args: Any, db: str, workdir: Path) -> list[PaidResult]:
                 references = [str((await http.post(f"{base}/payments", json={
                     "amount": PRICE, "currency": "EUR"})).json()["reference"])
                     for _ in range(total)]
+            metered = [s.server.pid if s.server is not None else 0,
+                       procs[1].pid, procs[0].pid]  # hub, backend, provider
             for phase in ("free", "paid"):
                 refs = references if phase == "paid" else None
+                before = await s.server.metrics() if s.server is not None else {}
+                cpu0 = [_cpu(pid) for pid in metered]
+                profiler = (start_profiler(args, metered[0], f"paid-{db}", args.paid_seconds)
+                            if phase == "paid" else None)
                 latencies, rejected, skipped, elapsed = await _load(
                     payers, rooms[phase], args.paid_rate, args.paid_seconds, refs)
-                result = _result(db, phase, latencies, rejected, skipped, elapsed)
+                cpu = [_cpu(pid) - before for pid, before in zip(metered, cpu0, strict=True)]
+                await stop_profiler(profiler)
+                result = _result(db, phase, latencies, rejected, skipped, elapsed, cpu)
                 say(f"   {phase:>4} submits: {result.sent} in {elapsed:.1f}s = "
                     f"{result.per_s:,.0f}/s, ok {result.ok}, p50 {_ms(result.p50_ms)}, "
-                    f"p99 {_ms(result.p99_ms)}, max {_ms(result.max_ms)} ms")
+                    f"p99 {_ms(result.p99_ms)}, max {_ms(result.max_ms)} ms, CPU per submit: "
+                    f"hub {_ms(result.hub_cpu_ms, 2)}, backend "
+                    f"{_ms(result.backend_cpu_ms, 2)}, provider "
+                    f"{_ms(result.provider_cpu_ms, 2)} ms")
                 results.append(result)
+                if s.server is not None:
+                    say("        " + _stages(before, await s.server.metrics(), result.sent))
             return results
     finally:
         for proc in procs:
@@ -217,16 +265,17 @@ async def _close_payer(payer: Payer) -> None:
     await payer.client.close()
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+def _ms(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def paid_table(results: list[PaidResult]) -> str:
-    lines = ["db        submits  sent   ok   per_s   p50_ms   p99_ms   max_ms",
-             "--------  -------  ----  ----  ------  -------  -------  -------"]
+    lines = ["db        submits  sent   ok   per_s   p50_ms   p99_ms   max_ms  hub_cpu_ms",
+             "--------  -------  ----  ----  ------  -------  -------  -------  ----------"]
     for r in results:
         lines.append(f"{r.db:<8}  {r.phase:<7}  {r.sent:>4}  {r.ok:>4}  {r.per_s:>6.0f}  "
-                     f"{_ms(r.p50_ms):>7}  {_ms(r.p99_ms):>7}  {_ms(r.max_ms):>7}")
+                     f"{_ms(r.p50_ms):>7}  {_ms(r.p99_ms):>7}  {_ms(r.max_ms):>7}  "
+                     f"{_ms(r.hub_cpu_ms, 2):>10}")
     return "\n".join(lines)
 
 

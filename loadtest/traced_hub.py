@@ -21,7 +21,9 @@ package changes. The marks, in the order a publish meets them:
                queued outboxes (with a bus to other instances, all of them) until
                ``written``: the last socket write of the message
 
-:func:`stages` turns the marks into per-message stage durations.
+:func:`stages` turns the marks into per-message stage durations. The webhook path
+has marks of its own (:func:`install_webhooks`, read by :func:`webhook_stages`;
+``loadtest/webhooks.py --timeline`` prints them), as do the collector's passes.
 """
 
 from __future__ import annotations
@@ -163,6 +165,103 @@ def install(marks: list[Mark], limit: int = 2_000_000) -> None:
                                        len(messages), len(self._rooms[room].subs)
                                        if room in self._rooms else 0))
     sync(Flusher, "_flush", "write", "written", lambda self: len(self._dirty))
+    install_webhooks(mark)
+
+
+def install_webhooks(mark: Callable[[str, Any], None]) -> None:
+    """Marks of the webhook path (:func:`webhook_stages` reads them): ``wh_commit``
+    (room, first seq, last seq, the last one's ``ts``) when the deliverer is offered a
+    commit, ``wh_post``/``wh_posted`` (room, first, last) around one delivery
+    (body, signature, request, the receiver's answer), ``wh_flush``/``wh_flushed``
+    around a cursor flush, and ``gc``/``gc_end`` (generation) around every pass of
+    the collector."""
+    import gc
+
+    from roomlog.webhooks.delivery import EndpointWorker
+    from roomlog.webhooks.manager import Webhooks
+
+    committed = Webhooks.committed
+
+    def on_commit(self: Any, room: str, messages: list[Any]) -> None:
+        if messages:
+            mark("wh_commit", (room, messages[0].seq, messages[-1].seq, messages[-1].ts))
+        committed(self, room, messages)
+    Webhooks.committed = on_commit  # type: ignore[method-assign]
+    post = EndpointWorker._post
+
+    async def on_post(self: Any, room: str, cursor: Any, batch: Any) -> bool:
+        span = (room, batch.messages[0].seq, batch.messages[-1].seq)
+        mark("wh_post", span)
+        try:
+            return await post(self, room, cursor, batch)
+        finally:
+            mark("wh_posted", span)
+    EndpointWorker._post = on_post  # type: ignore[method-assign]
+    flush = EndpointWorker._flush
+
+    async def on_flush(self: Any, **kwargs: Any) -> None:
+        mark("wh_flush", None)
+        try:
+            await flush(self, **kwargs)
+        finally:
+            mark("wh_flushed", None)
+    EndpointWorker._flush = on_flush  # type: ignore[method-assign]
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        mark("gc" if phase == "start" else "gc_end", info.get("generation"))
+    gc.callbacks.append(on_gc)
+
+
+WEBHOOK_STAGES = [
+    "ts -> offered (the commit: ts is taken before it, in whole ms)",
+    "offered -> request starts (the room's earlier deliveries, the loop)",
+    "request starts -> answered (sign, send, receiver, answer)",
+    "offered -> answered",
+]
+
+
+def webhook_stages(marks: list[Mark], start_ns: int, end_ns: int,
+                   wall_offset_ns: int) -> dict[str, list[float]]:
+    """Per message committed between ``start_ns`` and ``end_ns`` (perf_counter_ns,
+    which is CLOCK_MONOTONIC, the same in every process), ms in each stage of
+    :data:`WEBHOOK_STAGES` up to its first answered delivery; plus the collector's
+    pauses by generation and the cursor flushes. ``wall_offset_ns``: time_ns() minus
+    perf_counter_ns() in the hub (for the messages' ``ts``)."""
+    marks = sorted(marks, key=lambda m: m[0])
+    offered: dict[tuple[str, int], tuple[int, int]] = {}  # (room, seq) -> (t, ts in ns)
+    started: dict[tuple[str, int], int] = {}
+    out: dict[str, list[float]] = {name: [] for name in WEBHOOK_STAGES}
+    pauses: dict[str, list[float]] = {}
+    opened: dict[str, int] = {}
+    for t, kind, info in marks:
+        if kind == "wh_commit" and start_ns <= t <= end_ns:
+            room, first, last, ts = info
+            for seq in range(first, last + 1):
+                offered.setdefault((room, seq), (t, ts * 1_000_000 - wall_offset_ns))
+        elif kind == "wh_post":
+            room, first, last = info
+            for seq in range(first, last + 1):
+                started.setdefault((room, seq), t)
+        elif kind == "wh_posted":
+            room, first, last = info
+            for seq in range(first, last + 1):
+                key = (room, seq)
+                if key in offered and key in started:
+                    at, ts = offered.pop(key)
+                    begun = started[key]
+                    for name, value in zip(WEBHOOK_STAGES, (at - ts, begun - at, t - begun,
+                                                            t - at), strict=True):
+                        out[name].append(value / 1e6)
+        elif kind in ("gc", "wh_flush"):
+            opened[kind] = t
+        elif kind in ("gc_end", "wh_flushed") and start_ns <= t <= end_ns:
+            begun_at = opened.pop("gc" if kind == "gc_end" else "wh_flush", None)
+            if begun_at is not None:
+                name = f"collector pause, generation {info}" if kind == "gc_end" else \
+                    "cursor flush (wall)"
+                pauses.setdefault(name, []).append((t - begun_at) / 1e6)
+    out.update(sorted(pauses.items()))
+    return out
 
 
 def stages(marks: list[Mark]) -> dict[str, list[float]]:
@@ -220,7 +319,8 @@ def main() -> None:
     def dump() -> None:
         if path:
             with open(path, "w") as f:
-                json.dump({"marks": [[t, k, i] for t, k, i in marks]}, f)
+                json.dump({"marks": [[t, k, i] for t, k, i in marks],
+                           "wall_offset_ns": time.time_ns() - time.perf_counter_ns()}, f)
     atexit.register(dump)
     from roomlog.cli import main as cli_main
     cli_main(sys.argv[1:])

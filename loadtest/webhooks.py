@@ -20,7 +20,10 @@ throughput phases (for each ``--batch``, healthy and 10% failing)
 
 Every phase waits until the receiver has every message (lost ones are reported)
 and counts duplicates and bad signatures (every 20th request is verified).
-``--json PATH`` writes the figures. Only loopback addresses are used.
+``--json PATH`` writes the figures. ``--timeline PATH`` runs the hub under
+loadtest/traced_hub.py and prints, for each webhook latency phase, where a message's
+time went (the commit, the wait for the room's earlier deliveries, the request) with
+the collector's pauses and the cursor flushes. Only loopback addresses are used.
 
 Example: ``python loadtest/webhooks.py --json webhooks.json`` (about a minute).
 """
@@ -137,6 +140,7 @@ class Bench:
         self.base_rooms = [f"chat:base-{i}" for i in range(args.rooms)]
         self.webhook = ""
         self.published = 0
+        self.windows: dict[str, tuple[int, int]] = {}  # phase -> perf_counter_ns span
 
     @property
     def hub_url(self) -> str:
@@ -207,8 +211,10 @@ class Bench:
         meter = CpuMeter([self.hub.pid])
         meter.start()
         started = time.monotonic()
+        window_start = time.perf_counter_ns()
         published = await self.paced(self.args.rate, self.args.duration,
                                      self.rooms if enabled else self.base_rooms)
+        self.windows[name] = (window_start, time.perf_counter_ns())
         await asyncio.sleep(0.5)  # the last fan-out deliveries
         for sub in self.subscribers:
             sub.armed = False
@@ -281,6 +287,9 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                           core=1 if args.pin else None)
         servers.append(receiver)
         argv = hub_argv(hub_port)
+        if args.timeline:  # the hub's own code, with clocks (loadtest/traced_hub.py)
+            argv = [argv[0], str(HERE / "traced_hub.py"), *argv[3:]]
+            env["ROOMLOG_TIMELINE"] = args.timeline
         if args.profile:  # cProfile writes its statistics when the hub stops (SIGINT)
             argv = [argv[0], "-m", "cProfile", "-o", args.profile, *argv[1:]]
         hub = Server("hub", argv, hub_port, workdir, env=env, core=0 if args.pin else None)
@@ -301,13 +310,35 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 for batch in args.batch:
                     for fail in (0.0, 0.1):
                         results.append(await bench.throughput_phase(batch, fail))
-        return results
     finally:
         for srv in servers:
             await srv.stop()
         if pg is not None:
             await pg.drop()
         kill_children()
+    if args.timeline:
+        timeline(Path(args.timeline), bench.windows)
+    return results
+
+
+def timeline(path: Path, windows: dict[str, tuple[int, int]]) -> None:
+    """Print where a webhook message's time went in each latency phase with webhooks."""
+    from traced_hub import webhook_stages
+
+    if not path.exists():
+        print(f"!! no timeline at {path} (the hub did not exit cleanly)")
+        return
+    data = orjson.loads(path.read_bytes())
+    marks = [tuple(m) for m in data["marks"]]
+    for phase, (start, end) in windows.items():
+        stages = webhook_stages(marks, start, end, data["wall_offset_ns"])  # type: ignore[arg-type]
+        if not stages[next(iter(stages))]:
+            continue
+        print(f"timeline, {phase} ({path}):")
+        for name, values in stages.items():
+            q = quantiles(values)
+            print(f"  {name:<68} n {q['n']:>5}  p50 {fmt(q['p50']):>6}  p99 {fmt(q['p99']):>6}"
+                  f"  max {fmt(q['max']):>6} ms")
 
 
 def fmt(value: float | None) -> str:
@@ -350,6 +381,9 @@ def main() -> int:
     parser.add_argument("--pin", action="store_true",
                         help="pin the hub to core 0 and the receiver to core 1")
     parser.add_argument("--json", metavar="PATH", help="write the figures as JSON")
+    parser.add_argument("--timeline", metavar="PATH",
+                        help="run the hub under loadtest/traced_hub.py, its marks written to "
+                             "PATH; print each webhook phase's stages")
     parser.add_argument("--profile", metavar="PATH",
                         help="run the hub under cProfile, its statistics written to PATH")
     parser.add_argument("--nice", type=int, metavar="N",
@@ -364,6 +398,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.nice is not None:  # the hub and the receiver inherit it
         os.setpriority(os.PRIO_PROCESS, 0, args.nice)
+    if args.timeline:  # the hub runs in another directory
+        args.timeline = os.path.abspath(args.timeline)
     started = time.time()
     results = asyncio.run(run(args))
     report(results)

@@ -31,7 +31,11 @@ unless the decision stores events with it (``Decision.error``: a verified
 payment whose request the room refused gets its refund record), and then the
 refusal is the remembered outcome. A decision's ``claims`` are keys used once
 ever (``RoomTxn.claim``): one taken already fails the command with the claim's
-error and stores nothing of it.
+error and stores nothing of it. The claims of a batch are written in one
+statement once every command of it was decided (a statement per paid submit kept
+the room locked for a round trip to the database each); if one was taken
+meanwhile (by another room or instance), the transaction is dropped and the batch
+decided again, claiming as each command is decided, so each gets its own answer.
 Events of a command a service ran for a user (``on_behalf_of``) carry ``via``,
 the service's user id; the user is their author and the rules apply to them.
 """
@@ -120,6 +124,35 @@ class Outcome:
                 "result": self.result, "duplicate": self.duplicate}
 
 
+class _ClaimsTaken(Exception):
+    """A key the batch claimed after deciding was taken: decide it again, claim by claim."""
+
+
+class _Claims:
+    """The claims of one transaction's commands. ``deferred``: written in one statement
+    by ``settle``, after every command was decided (which raises _ClaimsTaken if any
+    was taken); else each command's at once, as the command is decided."""
+
+    def __init__(self, txn: RoomTxn, *, deferred: bool) -> None:
+        self._txn = txn
+        self._deferred = deferred
+        self._pending: dict[str, str] = {}  # key -> actor
+
+    async def take(self, keys: Sequence[str], actor: str) -> set[str]:
+        """The keys taken already (by this transaction too); unless one is, all of them
+        are claimed for ``actor`` (now, or at ``settle``)."""
+        if not self._deferred:
+            return await self._txn.claim(dict.fromkeys(keys, actor))
+        taken = {key for key in keys if key in self._pending}
+        if not taken:
+            self._pending.update(dict.fromkeys(keys, actor))
+        return taken
+
+    async def settle(self) -> None:
+        if self._pending and await self._txn.claim(self._pending):
+            raise _ClaimsTaken
+
+
 @dataclass
 class _Cached:
     epoch: str
@@ -197,9 +230,18 @@ class CommandRunner:
         outcome (or the coded error that rejected it) per call, and the stored
         messages per room. If anything fails, nothing is stored and the cached
         state, changed by decisions that did not commit, is dropped."""
+        try:
+            return await self._commit(log, room, now_ms, calls, deferred=True)
+        except _ClaimsTaken:  # rare: another room or instance took a key meanwhile
+            logger.info("a claim of a batch in %s was taken; deciding it again", room)
+            return await self._commit(log, room, now_ms, calls, deferred=False)
+
+    async def _commit(self, log: Log, room: str, now_ms: int, calls: list[Call], *,
+                      deferred: bool
+                      ) -> tuple[list[Outcome | RoomlogError], dict[str, list[Message]]]:
         async def work(txn: RoomTxn) -> list[Outcome | RoomlogError]:
             try:  # in the transaction's own task: also when our caller is gone
-                return await self._run(txn, calls)
+                return await self._run(txn, calls, _Claims(txn, deferred=deferred))
             except BaseException:
                 self.forget(room)
                 raise
@@ -218,7 +260,9 @@ class CommandRunner:
         state is dropped."""
         async def work(txns: Sequence[RoomTxn]) -> dict[str, list[Outcome | RoomlogError]]:
             try:
-                return {txn.room: await self._run(txn, batch[txn.room]) for txn in txns}
+                return {txn.room: await self._run(txn, batch[txn.room],
+                                                  _Claims(txn, deferred=False))
+                        for txn in txns}
             except BaseException:
                 for room in batch:
                     self.forget(room)
@@ -233,7 +277,8 @@ class CommandRunner:
                 self.forget(room)
             raise
 
-    async def _run(self, txn: RoomTxn, calls: list[Call]) -> list[Outcome | RoomlogError]:
+    async def _run(self, txn: RoomTxn, calls: list[Call], claims: _Claims
+                   ) -> list[Outcome | RoomlogError]:
         cached = await self.state(txn)
         known = await txn.prior(c.key for c in calls)
         outcomes: list[Outcome | RoomlogError] = []
@@ -246,11 +291,12 @@ class CommandRunner:
                 outcome: Outcome | RoomlogError = call.denied.error()
                 body: bytes | None = refusal_record(call.denied)
             else:
-                outcome, body = await self._decide(txn, cached, call)
+                outcome, body = await self._decide(txn, cached, call, claims)
             outcomes.append(outcome)
             if body is not None:
                 txn.remember(call.key[0], call.id, txn.head, body)
                 known[call.key] = Prior(txn.head, txn.now_ms, body)
+        await claims.settle()
         if txn.head - cached.snapshot_seq >= self._snapshot_every or (
                 cached.snapshot_seq == 0 and txn.head > 0):
             txn.save_snapshot(txn.head, orjson.dumps(self.domain.dump(cached.state)))
@@ -273,14 +319,14 @@ class CommandRunner:
             logger.exception("deciding %s in %s failed", call.command.name, txn.room)
             return RoomlogError(ErrorCode.INTERNAL, "the command failed; this is a bug")
 
-    async def _decide(self, txn: RoomTxn, cached: _Cached, call: Call
+    async def _decide(self, txn: RoomTxn, cached: _Cached, call: Call, claims: _Claims
                       ) -> tuple[Outcome | RoomlogError, bytes | None]:
         """The call's outcome and what is remembered of it (None: nothing)."""
         decision = self.judge(txn, cached.state, call)
         if isinstance(decision, RoomlogError):
             return decision, None
         if decision.claims:
-            taken = await txn.claim([c.key for c in decision.claims], call.who.user)
+            taken = await claims.take([c.key for c in decision.claims], call.who.user)
             for claim in decision.claims:
                 if claim.key in taken:
                     return claim.taken, None

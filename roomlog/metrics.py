@@ -15,6 +15,7 @@ what readiness asks), so ``roomlog_database_up`` is as fresh as the scrape.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Iterator
 
 from prometheus_client import (
@@ -57,6 +58,9 @@ class _Collector(Collector):
         yield GaugeMetricFamily("roomlog_database_up",
                                 "1 if the database answered this scrape's probe, else 0",
                                 value=1 if self.database_up else 0)
+        yield GaugeMetricFamily("roomlog_gc_frozen_objects", "Objects made while starting "
+                                "that full collections skip (ROOMLOG_GC_FREEZE)",
+                                value=gc.get_freeze_count())
         yield GaugeMetricFamily("roomlog_draining", "1 while this instance drains (SIGTERM)",
                                 value=1 if s.draining else 0)
         connections = GaugeMetricFamily("roomlog_connections", "Open client connections",

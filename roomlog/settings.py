@@ -114,9 +114,12 @@ class Settings:
                                            "per-user limit (0: no limits for them)")
     max_rate_strikes: int = _doc(100, "RATE_LIMITED answers a WebSocket may get (one more per "
                                       "second) before it is closed with 4029 (0: never closed)")
-    gc_tuning: bool = _doc(False, "freeze the objects made at start and collect the young "
-                                  "generation less often (`roomlog serve`): fewer collector "
-                                  "pauses under heavy fan-out, see docs/decisions.md")
+    gc_freeze: bool = _doc(True, "freeze the objects made while starting (`roomlog serve`), so "
+                                 "full collections skip them: ~100 ms pauses become ~1 ms, "
+                                 "see docs/decisions.md")
+    gc_tuning: bool = _doc(False, "also collect the young generation less often (`roomlog "
+                                  "serve`): fewer collector passes under heavy fan-out, see "
+                                  "docs/decisions.md")
     ws_compression: bool = _doc(False, "permessage-deflate (costs CPU per send on fan-out; "
                                        "served by the 'asgi' WebSocket engine)")
     ws_engine: str = _doc("native", "who serves /ws under `roomlog serve`: 'native' (a protocol "

@@ -15,7 +15,6 @@ bytes. Receivers verify with any Standard Webhooks library, or :func:`verify` he
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import secrets
 from collections.abc import Mapping, Sequence
@@ -47,7 +46,7 @@ def _key(secret: str) -> bytes:
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """One ``v1,<base64>`` signature of ``{msg_id}.{timestamp}.{body}``."""
     signed = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(_key(secret), signed, hashlib.sha256).digest()
+    digest = hmac.digest(_key(secret), signed, "sha256")  # one C call
     return "v1," + base64.b64encode(digest).decode()
 
 

@@ -45,7 +45,7 @@ from roomlog.hooks.contract import (
 )
 from roomlog.hooks.probes import Probes
 from roomlog.identity import Principal
-from roomlog.log import Append, Appended, Log, RoomTxn
+from roomlog.log import Append, Appended, Log, Prior, RoomTxn
 from roomlog.publisher import Publisher
 from roomlog.rooms.domain import Approval
 
@@ -116,8 +116,7 @@ class Gate:
         pending = dataclasses.replace(
             call, command=dataclasses.replace(call.command, approval=Approval(pending=True)))
 
-        async def work(txn: RoomTxn) -> Outcome | RoomlogError | _Asking:
-            prior = (await txn.prior([call.key])).get(call.key)
+        async def work(txn: RoomTxn, prior: Prior | None) -> Outcome | RoomlogError | _Asking:
             if prior is not None:
                 return recall(prior, txn.epoch)
             cached = await runner.state(txn)
@@ -129,7 +128,7 @@ class Gate:
 
         # Grouped with the other probes of the room (probes.py); a look: a state folded
         # half is dropped by runner.state itself.
-        found: Outcome | RoomlogError | _Asking = await self._probes.run(room, work)
+        found: Outcome | RoomlogError | _Asking = await self._probes.run(room, call.key, work)
         return found
 
     # -- publishes -----------------------------------------------------------------

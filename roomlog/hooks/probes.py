@@ -10,8 +10,12 @@ for their probes on a loaded machine).
 
 Each probe is a piece of work on the transaction, run in arrival order; a probe's own
 outcome is a value (a recalled outcome, a refusal, or what to ask), so one probe never
-fails another. If the transaction itself fails (the database), every probe of the
-group gets that error. A caller that goes away stops waiting; its probe still runs.
+fails another. A probe names the (actor, client id) whose remembered outcome it needs:
+the group looks them all up in one query, before the first probe runs, and hands each
+probe its own (a query per probe kept the room locked for one round trip to the
+database per paid submit, measured with loadtest/paid.py). If the transaction itself
+fails (the database), every probe of the group gets that error. A caller that goes away
+stops waiting; its probe still runs.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from roomlog.log import Log, RoomTxn
+from roomlog.log import Log, Prior, RoomTxn
 
-__all__ = ["Probes"]
+__all__ = ["Key", "Probes", "Work"]
 
-Work = Callable[[RoomTxn], Awaitable[Any]]
+Key = tuple[str, str]  # (actor, client id)
+Work = Callable[[RoomTxn, Prior | None], Awaitable[Any]]
+_Waiting = tuple[Key | None, Work, "asyncio.Future[Any]"]
 
 
 class Probes:
@@ -32,13 +38,14 @@ class Probes:
         self._log = log
         self._clock_ms = clock_ms
         self._max_batch = max_batch
-        self._waiting: dict[str, list[tuple[Work, asyncio.Future[Any]]]] = {}
+        self._waiting: dict[str, list[_Waiting]] = {}
         self._draining: dict[str, asyncio.Task[None]] = {}
 
-    async def run(self, room: str, work: Work) -> Any:
-        """``work`` on a transaction of ``room`` (shared with other probes); its value."""
+    async def run(self, room: str, key: Key | None, work: Work) -> Any:
+        """``work`` on a transaction of ``room`` (shared with other probes), given the
+        remembered outcome of ``key`` (None: none, or no key); its value."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(room, []).append((work, future))
+        self._waiting.setdefault(room, []).append((key, work, future))
         if room not in self._draining:
             self._draining[room] = asyncio.create_task(self._drain(room))
         return await asyncio.shield(future)
@@ -57,18 +64,20 @@ class Probes:
             if not self._waiting.get(room):
                 self._waiting.pop(room, None)
 
-    async def _one(self, room: str, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
+    async def _one(self, room: str, batch: list[_Waiting]) -> None:
         async def work(txn: RoomTxn) -> list[Any]:
-            return [await each(txn) for each, _ in batch]
+            known = await txn.prior({key for key, _, _ in batch if key is not None})
+            return [await each(txn, None if key is None else known.get(key))
+                    for key, each, _ in batch]
 
         try:
             values, _ = await self._log.transact(room, self._clock_ms(), work)
         except Exception as exc:  # the database: every probe of the group gets it
-            for _, future in batch:
+            for _, _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
                     future.exception()  # retrieved: a caller may have gone
             return
-        for (_, future), value in zip(batch, values, strict=True):
+        for (_, _, future), value in zip(batch, values, strict=True):
             if not future.done():
                 future.set_result(value)

@@ -144,13 +144,15 @@ class RoomTxn(Protocol):
 
     def save_snapshot(self, seq: int, state: bytes) -> None: ...
 
-    async def claim(self, keys: Sequence[str], actor: str) -> set[str]:
-        """Record ``keys`` as used by this room, once ever across every room and
-        instance (a unique row per key, written now, in this transaction): return
+    async def claim(self, keys: Mapping[str, str]) -> set[str]:
+        """Record ``keys`` (each with the actor that uses it) as used by this room,
+        once ever across every room and instance (a unique row per key, written
+        now, in this transaction, in key order: two transactions claiming some of
+        the same keys wait on each other in one order, never in a cycle): return
         the keys that were taken already (by a committed transaction, by one that
         commits while this one waits on it, or earlier in this one). Taken keys
         are not recorded again; the others are, and roll back with the
-        transaction."""
+        transaction. One statement for any number of keys."""
 
 
 class Log(Protocol):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -37,6 +38,14 @@ from roomlog.lru import Lru
 __all__ = ["RoomRows", "lock_room"]
 
 _ADVISORY = b"roomlog:room:"  # namespaces our advisory lock keys
+# The names' locks of several rooms, taken one after the other in the order given.
+_LOCK_NAMES = sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS BIGINT[])) "
+                      "WITH ORDINALITY AS t(k, i) ORDER BY i")
+
+
+def _advisory_key(name: str) -> int:
+    return int.from_bytes(hashlib.blake2b(_ADVISORY + name.encode(), digest_size=8).digest(),
+                          "big", signed=True)
 
 
 # The statements of every transaction, built once: building one per call (its
@@ -119,9 +128,7 @@ class RoomRows:
         the rest of the transaction and look again: someone may have just made it."""
         room_id = await self.find(conn, name)
         if room_id is None and not self._sqlite:
-            key = int.from_bytes(hashlib.blake2b(_ADVISORY + name.encode(),
-                                                 digest_size=8).digest(), "big", signed=True)
-            await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+            await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_advisory_key(name))))
             room_id = await self.find(conn, name)
         return room_id
 
@@ -135,6 +142,30 @@ class RoomRows:
         inserted = await conn.scalar(
             insert.values(values).on_conflict_do_nothing().returning(rooms.c.id))
         return None if inserted is None else int(inserted)
+
+    async def find_many(self, conn: AsyncConnection, names: Sequence[str]) -> dict[str, int]:
+        """The row ids of those of ``names`` that have one (committed rows only)."""
+        rows = await conn.execute(sa.select(rooms.c.name, rooms.c.id)
+                                  .where(rooms.c.name.in_(list(names))))
+        found = {str(name): int(room_id) for name, room_id in rows}
+        for name, room_id in found.items():
+            self.remember(name, room_id)
+        return found
+
+    async def create_many(self, conn: AsyncConnection, names: Sequence[str]) -> dict[str, int]:
+        """Rows for ``names`` (sorted; none found without a lock): each name's lock
+        (``find_locked``'s, PostgreSQL), taken in order in one statement, then one
+        INSERT. The ids of the rows made; a name missing from it got a row from
+        another transaction meanwhile (find and lock that one). Not cached (see
+        ``create``)."""
+        if not self._sqlite:  # SQLite: its one writer serializes every write anyway
+            await conn.execute(_LOCK_NAMES, {"keys": [_advisory_key(n) for n in names]})
+        now = int(time.time() * 1000)
+        insert = sqlite.insert(rooms) if self._sqlite else postgresql.insert(rooms)
+        stmt = (insert.values([dict(name=n, epoch=self.epoch_for(n), head_seq=0, trimmed_seq=0,
+                                    created_at=now) for n in names])
+                .on_conflict_do_nothing().returning(rooms.c.name, rooms.c.id))
+        return {str(name): int(room_id) for name, room_id in await conn.execute(stmt)}
 
     async def get_or_create(self, conn: AsyncConnection, name: str) -> tuple[int, bool]:
         """(the room's row id, whether this transaction created the row)."""

@@ -184,15 +184,15 @@ class SqlTxn:
     def save_snapshot(self, seq: int, state: bytes) -> None:
         self._snapshot = (seq, state)
 
-    async def claim(self, keys: Sequence[str], actor: str) -> set[str]:
+    async def claim(self, keys: Mapping[str, str]) -> set[str]:
         """Written now, not at the flush: on PostgreSQL a concurrent claim of the
         same key waits for this transaction and then finds it taken (or free, if
         this one rolled back)."""
         if not keys:
             return set()
         insert = sqlite.insert(claims) if self._sqlite else postgresql.insert(claims)
-        stmt = (insert.values([dict(key=k, room=self.room, actor=actor, ts=self.now_ms)
-                               for k in dict.fromkeys(keys)])
+        stmt = (insert.values([dict(key=k, room=self.room, actor=keys[k], ts=self.now_ms)
+                               for k in sorted(keys)])
                 .on_conflict_do_nothing(index_elements=[claims.c.key])
                 .returning(claims.c.key))
         fresh = {row[0] for row in await self._conn.execute(stmt)}
@@ -326,10 +326,12 @@ async def _lock_ids(conn: AsyncConnection, ids: list[int], sqlite_dialect: bool
 async def _lock_others(first: SqlTxn, names: list[str]
                        ) -> list[tuple[str, int, tuple[str, int, int, int | None]]]:
     """Get or create and lock the rooms ``names`` (sorted) in name order: runs of rows
-    whose id is known in one statement each. (name, id, locked row) of each."""
+    whose id is known in one statement each; runs of the others in a few
+    (:func:`_get_unknown`). (name, id, locked row) of each."""
     conn, rows_of = first._conn, first._rows
     locked: list[tuple[str, int, tuple[str, int, int, int | None]]] = []
     run: list[tuple[str, int]] = []
+    unknown: list[str] = []
 
     async def lock_run() -> None:
         found = await _lock_ids(conn, [room_id for _, room_id in run], first._sqlite)
@@ -339,14 +341,55 @@ async def _lock_others(first: SqlTxn, names: list[str]
     for name in names:
         room_id = rows_of.cached_id(name)
         if room_id is not None:
+            if unknown:
+                locked.extend(await _get_unknown(first, unknown))
+                unknown = []
             run.append((name, room_id))
             continue
         await lock_run()
-        room_id, created = await rows_of.get_or_create(conn, name)
-        if created:
-            first.created[name] = room_id
-        locked.append((name, room_id, await lock_room(conn, room_id)))
+        unknown.append(name)
     await lock_run()
+    if unknown:
+        locked.extend(await _get_unknown(first, unknown))
+    return locked
+
+
+async def _get_unknown(first: SqlTxn, names: list[str]
+                       ) -> list[tuple[str, int, tuple[str, int, int, int | None]]]:
+    """Get or create and lock the rooms ``names`` (sorted, no id cached), in name order,
+    in a few statements whatever their number: a batch of paid submits notifies each
+    guest's ``user:`` room, new at a guest's first, and five round trips per room
+    (find, name lock, find, insert, lock) kept the notifying room locked meanwhile.
+    One look finds the rows that exist; then each run of those is locked in one
+    statement, and each run of the others by their names' locks, then made in one
+    INSERT (``RoomRows.create_many``)."""
+    conn, rows_of = first._conn, first._rows
+    found = await rows_of.find_many(conn, names)
+    locked: list[tuple[str, int, tuple[str, int, int, int | None]]] = []
+    i = 0
+    while i < len(names):
+        exists = names[i] in found
+        j = i
+        while j < len(names) and (names[j] in found) == exists:
+            j += 1
+        if exists:
+            rows = await _lock_ids(conn, [found[n] for n in names[i:j]], first._sqlite)
+            locked.extend((n, found[n], rows[found[n]]) for n in names[i:j])
+        else:
+            made = await rows_of.create_many(conn, names[i:j])
+            for name in names[i:j]:
+                room_id = made.get(name)
+                if room_id is not None:  # ours, seen by no one yet: locked as it is
+                    first.created[name] = room_id
+                    locked.append((name, room_id, (rows_of.epoch_for(name), 0, 0, None)))
+                    continue
+                # made meanwhile by another transaction (rare; and after the later
+                # names' locks: a deadlock this could make is broken by PostgreSQL, and
+                # the batch is retried with the same ids)
+                room_id = await rows_of.find(conn, name)
+                assert room_id is not None
+                locked.append((name, room_id, await lock_room(conn, room_id)))
+        i = j
     return locked
 
 

@@ -22,7 +22,7 @@ import asyncio
 import ssl
 import time
 from collections.abc import Mapping
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import urlsplit
 
 from roomlog.outbound import OutboundError, Reply, checked_address
 
@@ -30,6 +30,8 @@ __all__ = ["Http11Outbound"]
 
 _HEAD_LIMIT = 65_536  # bytes of a status line and headers
 _Origin = tuple[str, str, int]  # scheme, host, port
+_OURS = frozenset({"host", "content-length", "connection"})  # headers this adapter writes
+_TARGETS_KEPT = 64  # URLs whose parsing is remembered (an endpoint's client has one)
 
 
 class _Conn:
@@ -54,18 +56,18 @@ class Http11Outbound:
         self._user_agent = user_agent
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: dict[_Origin, list[_Conn]] = {}
+        self._targets: dict[str, tuple[_Origin, str]] = {}
         self._tls: ssl.SSLContext | None = None
         self._closed = False
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], *,
                    within: float, max_body: int = 65_536) -> Reply:
         started = time.perf_counter()
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise OutboundError("protocol", f"not an http(s) URL: {url[:200]!r}")
-        origin = (parts.scheme, parts.hostname, parts.port or
-                  (443 if parts.scheme == "https" else 80))
-        request = self._request(parts, body, headers)
+        target = self._targets.get(url)
+        if target is None:
+            target = self._target(url)
+        origin, head = target
+        request = self._request(head, body, headers)
         try:
             async with asyncio.timeout(within), self._slots:
                 pooled = self._idle.get(origin)
@@ -89,13 +91,27 @@ class Http11Outbound:
             raise OutboundError("protocol", f"bad HTTP answer: {exc}"[:300],
                                 elapsed=time.perf_counter() - started) from None
 
-    def _request(self, parts: SplitResult, body: bytes, headers: Mapping[str, str]) -> bytes:
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    def _target(self, url: str) -> tuple[_Origin, str]:
+        """Where a URL's requests go and their first lines, parsed once per URL (a
+        webhook posts to the same one thousands of times a second)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise OutboundError("protocol", f"not an http(s) URL: {url[:200]!r}")
+        origin = (parts.scheme, parts.hostname, parts.port or
+                  (443 if parts.scheme == "https" else 80))
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         host = parts.netloc.rsplit("@", 1)[-1]
-        lines = [f"POST {target} HTTP/1.1", f"host: {host}", f"user-agent: {self._user_agent}",
-                 f"content-length: {len(body)}"]
+        head = f"POST {path} HTTP/1.1\r\nhost: {host}\r\nuser-agent: {self._user_agent}\r\n"
+        if len(self._targets) >= _TARGETS_KEPT:
+            self._targets.clear()
+        self._targets[url] = (origin, head)
+        return origin, head
+
+    @staticmethod
+    def _request(head: str, body: bytes, headers: Mapping[str, str]) -> bytes:
+        lines = [f"{head}content-length: {len(body)}"]
         lines += [f"{name}: {value}" for name, value in headers.items()
-                  if name.lower() not in ("host", "content-length", "connection")]
+                  if name.lower() not in _OURS]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
     async def _connect(self, origin: _Origin) -> _Conn:

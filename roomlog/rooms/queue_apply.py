@@ -32,6 +32,7 @@ of the distance 3.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from typing import Any
 
@@ -100,9 +101,13 @@ def _submitted(state: QueueState, data: Data, meta: Meta) -> list[Notice]:
     add_pending(state, request)
     state.next_number += 1
     horizon = meta.ts - HOUR_MS
-    state.submits = [(ts, user) for ts, user in state.submits if ts > horizon]
-    state.submits.append((meta.ts, request.user))
+    del state.submits[:bisect.bisect_right(state.submits, horizon, key=_ts)]
+    bisect.insort(state.submits, (meta.ts, request.user))  # at the end, unless clocks differ
     return notices
+
+
+def _ts(submit: tuple[int, str]) -> int:
+    return submit[0]
 
 
 def _status(status: Status) -> Applier:

@@ -133,6 +133,8 @@ def _check_transition(draft: _Draft, request: Request, action: str) -> None:
 def _retry_after(stamps: list[int], limit: int, window_ms: int, now_ms: int) -> float | None:
     """None while fewer than ``limit`` stamps are in the sliding window ending at
     ``now_ms``, else the seconds until enough of them have left it."""
+    if len(stamps) < limit:  # fewer in all than the window may hold: no need to look
+        return None
     recent = sorted(ts for ts in stamps if ts > now_ms - window_ms)
     if len(recent) < limit:
         return None

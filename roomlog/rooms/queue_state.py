@@ -207,8 +207,9 @@ class QueueState:
     queue: list[str] = field(default_factory=list)  # accepted request ids, in play order
     playing: str | None = None
     next_number: int = 1
-    # (ts, user) of every submission in the hour before the last one, oldest first:
-    # the sliding windows of ``submit_rate`` and ``request_cap_per_hour``.
+    # (ts, user) of every submission in the hour before the last one, oldest first
+    # (sorted: so the hour is pruned from the front, not by a copy of the list at
+    # each submit): the sliding windows of ``submit_rate`` and ``request_cap_per_hour``.
     submits: list[tuple[int, str]] = field(default_factory=list)
     clock_ms: int = 0  # ts of the last applied event
     # Derived, not dumped: pending_key of every pending request, sorted, so a
@@ -285,7 +286,7 @@ def load_state(data: dict[str, Any]) -> QueueState:
         queue=[str(i) for i in data["queue"]],
         playing=data["playing"],
         next_number=int(data["next_number"]),
-        submits=[(int(ts), str(user)) for ts, user in data["submits"]],
+        submits=sorted((int(ts), str(user)) for ts, user in data["submits"]),
         clock_ms=int(data["clock_ms"]),
         pending_keys=pending,
         payments={p.id: p for p in payments},

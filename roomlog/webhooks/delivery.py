@@ -2,9 +2,13 @@
 
 :class:`EndpointWorker` runs on the instance that holds the endpoint's lease
 (``roomlog.webhooks.manager``). It keeps the endpoint's cursors in memory, loaded
-from the store when it starts and written back every ``flush_interval`` (with
-the attempts made meanwhile), fenced by the lease. A crash loses at most that
-interval of cursor moves: those messages are delivered again, with the same ids.
+from the store when it starts and written back every ``flush_interval``, fenced
+by the lease. A crash loses at most that interval of cursor moves: those
+messages are delivered again, with the same ids. The newest ``keep_attempts``
+attempts are written with them: at once when one failed (what operators look
+for), else at most every ``_ATTEMPTS_EVERY_MS``, so a healthy endpoint does not
+cost the database a row per delivery (at 500 deliveries/s: 100 rows a second
+instead of 500 written and 400 of them pruned again).
 
 Where the messages come from:
 
@@ -53,6 +57,7 @@ _BUFFER_MAX = 2000  # messages kept per room from local commits (beyond: read th
 _IDLE = 30.0  # seconds a room's task waits for work before it ends
 _MAX_REPLY = 4096  # bytes of a receiver's answer read (only its status counts)
 _SCAN_LIMIT = 1000  # rooms one scan hands to tasks
+_ATTEMPTS_EVERY_MS = 1000  # successful attempts are written at most this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +114,10 @@ class EndpointWorker:
         self._heads: dict[str, int] = {}  # the last seq known to exist, per room (lag)
         self._rooms: dict[str, _Room] = {}
         self._dirty: set[str] = set()
-        self._attempts: list[Attempt] = []
+        # the newest attempts not yet written (older ones would be pruned at once)
+        self._attempts: deque[Attempt] = deque(maxlen=max(1, tuning.keep_attempts))
+        self._attempt_failed = False  # one of them failed: write them with the next flush
+        self._attempts_written_ms = -_ATTEMPTS_EVERY_MS
         self._slots = asyncio.Semaphore(tuning.max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -131,7 +139,7 @@ class EndpointWorker:
         await asyncio.gather(*tasks, return_exceptions=True)
         if not self.lost.is_set():
             try:
-                await self._flush()
+                await self._flush(final=True)
             except RoomlogError as err:
                 logger.warning("webhook %s: cursors not saved at stop (%s); the next "
                                "deliverer sends the last ones again", self.endpoint.id,
@@ -321,6 +329,7 @@ class EndpointWorker:
             self.stats.delivered += len(batch.messages)
             return True
         self.stats.failed += 1
+        self._attempt_failed = True  # operators see it with the next flush
         if self._cursors.get(room) is not cursor:
             return False  # an operator rewound the room meanwhile: its new cursor stands
         after = core.failed(cursor, self._clock_ms(), self._t.retry, retry_after=retry_after,
@@ -349,21 +358,34 @@ class EndpointWorker:
                 lag += max(0, head - cursor.seq)
         return lag
 
-    async def _flush(self) -> None:
-        if not self._dirty and not self._attempts:
+    async def _flush(self, *, final: bool = False) -> None:
+        now_ms = self._clock_ms()
+        with_attempts = bool(self._attempts) and (
+            final or self._attempt_failed
+            or now_ms - self._attempts_written_ms >= _ATTEMPTS_EVERY_MS)
+        if not self._dirty and not with_attempts:
             return
         rooms, self._dirty = self._dirty, set()
-        # only the newest keep_attempts are kept: storing older ones would be waste
-        attempts, self._attempts = self._attempts[-self._t.keep_attempts:], []
+        attempts: list[Attempt] = []
+        if with_attempts:
+            attempts = list(self._attempts)
+            self._attempts.clear()
+            failed, self._attempt_failed = self._attempt_failed, False
         cursors = {room: self._cursors[room] for room in rooms if room in self._cursors}
         try:
-            kept = await self._store.save(self.endpoint.id, cursors, attempts,
-                                          self._clock_ms(), holder=self._holder,
+            kept = await self._store.save(self.endpoint.id, cursors, attempts, now_ms,
+                                          holder=self._holder,
                                           keep_attempts=self._t.keep_attempts)
         except RoomlogError:
             self._dirty |= rooms  # the next flush writes them
-            self._attempts[:0] = attempts[-self._t.keep_attempts:]
+            if with_attempts:  # and these, before the newer ones (the deque keeps the newest)
+                newer = list(self._attempts)
+                self._attempts.clear()
+                self._attempts.extend(attempts + newer)
+                self._attempt_failed = self._attempt_failed or failed
             raise
+        if with_attempts:
+            self._attempts_written_ms = now_ms
         if not kept:
             logger.warning("webhook %s: another instance holds its lease now; stopping here",
                            self.endpoint.id)

@@ -756,3 +756,28 @@ def test_folding_the_log_rebuilds_the_deciders_state(seed: int) -> None:
     assert {"NOT_FOUND", "INVALID_TRANSITION", "FORBIDDEN"} <= codes
     assert {e.type for e, _ in log} >= {"request.submitted", "request.accepted",
                                         "request.vetoed", "request.playing", "request.played"}
+
+
+def test_the_submit_window_keeps_the_last_hour_even_when_clocks_disagree() -> None:
+    # Events are applied in seq order; their times come from the instances' clocks,
+    # which may disagree by a little: the window still holds exactly the last hour.
+    state = D.initial("clocks")
+
+    def submitted(n: int, ts: int, user: str) -> None:
+        body = {"id": f"r{n}", "user": user, "song_id": f"s{n}", "title": "T", "artist": "A",
+                "status": "pending", "votes": 0}
+        D.apply(state, Event("request.submitted", {"request": body, "position": 1}),
+                Meta(user, n, ts))
+
+    t0 = 10 * 60 * MIN
+    for n, (ts, user) in enumerate([(t0, "a"), (t0 - 2 * SEC, "b"), (t0 + MIN, "c"),
+                                    (t0 + MIN - SEC, "a")], start=1):
+        submitted(n, ts, user)
+    assert state.submits == [(t0 - 2 * SEC, "b"), (t0, "a"), (t0 + MIN - SEC, "a"),
+                             (t0 + MIN, "c")]
+    submitted(5, t0 + 60 * MIN, "d")  # an hour after t0: t0 and before leave the window
+    assert state.submits == [(t0 + MIN - SEC, "a"), (t0 + MIN, "c"), (t0 + 60 * MIN, "d")]
+    # A snapshot of an older version kept them in arrival order: loaded sorted.
+    dumped = D.dump(state)
+    dumped["submits"] = dumped["submits"][::-1]
+    assert D.load(json.loads(json.dumps(dumped))).submits == state.submits
