@@ -12,7 +12,8 @@ p50 / p99, and handshakes refused with 503 by a saturated hub (each tried again
 after 1 s, inside the figures). The connections stay open until the window ends (a reconnect
 storm keeps them), then close.
 
-Example: ``python loadtest/connect.py --json connect.json``.
+Example: ``python loadtest/connect.py --json connect.json``; ``--ws-engine asgi``
+measures the hub with ``/ws`` on the ASGI engine (as before issue #13).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ TARGETS = ("baseline", "hub-sqlite", "hub-postgres")
 
 async def measure(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     target = await start(name, workdir, pg_dsn=args.pg_dsn, core=args.server_core,
+                         env={"ROOMLOG_WS_ENGINE": args.ws_engine},
                          workers=args.workers)
     tokens = [hub_token(f"u{i}", role="guest") for i in range(args.connections + args.warm)]
     clients: list[RawClient] = []
@@ -93,6 +95,10 @@ def main() -> int:
     parser.add_argument("--server-core", default="0", help="core(s) for the server (0)")
     parser.add_argument("--gen-core", type=int, default=1, help="core for this generator (1)")
     parser.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--ws-engine", choices=("native", "asgi"), default="native",
+                        help="who serves the hub's /ws (ROOMLOG_WS_ENGINE): its own protocol "
+                             "class (native, the default) or the ASGI endpoint on uvicorn's "
+                             "WebSocket protocol (asgi, the engine before issue #13)")
     parser.add_argument("--json", metavar="PATH", help="write the options and figures as JSON")
     args = parser.parse_args()
     names = [n.strip() for n in args.targets.split(",") if n.strip()]

@@ -15,7 +15,9 @@ At the largest step one message is published to the room and every connection
 must receive it (fan-out still exact with all of them held).
 
 Example: ``python loadtest/idle.py --json idle.json`` (the generator raises its
-file-descriptor limit; the hub inherits it).
+file-descriptor limit; the hub inherits it). ``--ws-engine asgi`` measures the hub
+with ``/ws`` on the ASGI engine (uvicorn's WebSocket protocol, as before issue #13)
+instead of its own protocol class.
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ async def fanout_exact(port: int, clients: list[RawClient]) -> int:
 
 
 async def measure(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    target = await start(name, workdir, pg_dsn=args.pg_dsn, core=args.server_core)
+    target = await start(name, workdir, pg_dsn=args.pg_dsn, core=args.server_core,
+                         env={"ROOMLOG_WS_ENGINE": args.ws_engine})
     clients: list[RawClient] = []
     steps: list[dict[str, Any]] = []
     delivered = 0
@@ -126,6 +129,10 @@ def main() -> int:
     parser.add_argument("--server-core", default="0", help="core(s) for the server (0)")
     parser.add_argument("--gen-core", type=int, default=1, help="core for this generator (1)")
     parser.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--ws-engine", choices=("native", "asgi"), default="native",
+                        help="who serves the hub's /ws (ROOMLOG_WS_ENGINE): its own protocol "
+                             "class (native, the default) or the ASGI endpoint on uvicorn's "
+                             "WebSocket protocol (asgi, the engine before issue #13)")
     parser.add_argument("--json", metavar="PATH", help="write the options and figures as JSON")
     args = parser.parse_args()
     names = [n.strip() for n in args.targets.split(",") if n.strip()]

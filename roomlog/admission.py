@@ -98,6 +98,15 @@ class Admission:
     def saturated(self) -> bool:
         return self._max_lag > 0 and self._monitor.lag > self._max_lag
 
+    def refusal(self) -> tuple[int, bytes]:
+        """Count one refused handshake; the seconds to wait (spread) and the JSON body
+        of the 503 (the native transport answers with these too)."""
+        self._stats.connections_refused["saturated"] += 1
+        wait = random.randint(self._retry_after, 2 * self._retry_after)
+        why = f"the server is saturated; retry in {wait} s"
+        return wait, orjson.dumps({"type": "error", "code": ErrorCode.UNAVAILABLE.value,
+                                   "message": why, "retry_after": wait})
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket" or not self.saturated():
             await self._app(scope, receive, send)
@@ -105,16 +114,13 @@ class Admission:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        self._stats.connections_refused["saturated"] += 1
-        wait = random.randint(self._retry_after, 2 * self._retry_after)
-        why = f"the server is saturated; retry in {wait} s"
+        wait, body = self.refusal()
         if _DENIAL in scope.get("extensions", {}):
-            body = orjson.dumps({"type": "error", "code": ErrorCode.UNAVAILABLE.value,
-                                 "message": why, "retry_after": wait})
             await send({"type": "websocket.http.response.start", "status": 503,
                         "headers": [(b"retry-after", str(wait).encode()),
                                     (b"content-type", b"application/json"),
                                     (b"content-length", str(len(body)).encode())]})
             await send({"type": "websocket.http.response.body", "body": body})
         else:
-            await send({"type": "websocket.close", "code": _TRY_AGAIN_LATER, "reason": why})
+            await send({"type": "websocket.close", "code": _TRY_AGAIN_LATER,
+                        "reason": f"the server is saturated; retry in {wait} s"})

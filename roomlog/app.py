@@ -332,6 +332,7 @@ def create_app(settings: Settings, services: Services | None = None, *,
                                 Middleware(AddressLimit, limits=s.limits)],
                     exception_handlers={HTTPException: _http_error})
     app.state.stats = s.stats  # for what every endpoint counts (handles_errors)
+    app.state.admission = admission  # `roomlog serve`'s native /ws asks it too
     return app
 
 

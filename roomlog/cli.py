@@ -29,6 +29,9 @@ from roomlog.settings import Settings
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
+    from roomlog.admission import Admission
+    from roomlog.services import Services
+
 __all__ = ["main"]
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -128,7 +131,6 @@ def run_server(settings: Settings, args: argparse.Namespace, *,
     from roomlog.app import build_services, create_app
     from roomlog.drain import drain
     from roomlog.transports.uvicorn_http import BoundedHttpProtocol
-    from roomlog.transports.uvicorn_ws import DirectSendProtocol
     from roomlog.workers import reuse_port_socket
 
     _check_database(settings)
@@ -164,9 +166,10 @@ def run_server(settings: Settings, args: argparse.Namespace, *,
             await drain(services, settings.drain_timeout)
             await super().shutdown(sockets)
 
+    app = create_app(settings, services, extra_routes=extra_routes)
     config = uvicorn.Config(
-        create_app(settings, services, extra_routes=extra_routes),
-        ws=DirectSendProtocol.configured(settings.ws_close_timeout),
+        app,
+        ws=_ws_protocol(settings, services, app.state.admission),
         http=BoundedHttpProtocol.configured(settings.max_header_bytes, settings.header_timeout),
         host=host,
         port=port,
@@ -186,6 +189,22 @@ def run_server(settings: Settings, args: argparse.Namespace, *,
     if settings.gc_tuning:
         gc.set_threshold(100_000, 50, 100)
     DrainingServer(config).run(sockets=sockets)
+
+
+def _ws_protocol(settings: Settings, services: Services, admission: Admission) -> type[Any]:
+    """uvicorn's ``ws`` protocol class: the native one for ``/ws`` (``ws_engine``),
+    which hands other paths to the ASGI one; the ASGI one alone when asked for, or
+    for permessage-deflate, which only it speaks."""
+    from roomlog.transports.native_ws import NativeWebSocket, WsEndpoint
+    from roomlog.transports.uvicorn_ws import DirectSendProtocol
+
+    if settings.ws_engine not in ("native", "asgi"):
+        raise SystemExit(f"ws_engine {settings.ws_engine!r}: choose native or asgi")
+    asgi = DirectSendProtocol.configured(settings.ws_close_timeout)
+    if settings.ws_engine != "native" or settings.ws_compression:
+        return asgi
+    return NativeWebSocket.configured(WsEndpoint(services, admission, asgi,
+                                                 close_timeout=settings.ws_close_timeout))
 
 
 def _serve_reloading(settings: Settings, host: str, port: int,

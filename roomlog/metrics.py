@@ -86,6 +86,12 @@ class _Collector(Collector):
                                   "Catch-up reads answered by an identical read another "
                                   "subscriber asked for (coalesced)",
                                   value=stats.catch_up_shared)
+        alive = GaugeMetricFamily("roomlog_live_objects", "WebSocket connection objects "
+                                  "(native transport) and sessions not yet freed",
+                                  labels=["kind"])
+        alive.add_metric(["websocket"], stats.websocket_objects)
+        alive.add_metric(["session"], stats.session_objects)
+        yield alive
         yield GaugeMetricFamily("roomlog_event_loop_lag_seconds",
                                 "How late the event loop last ran a timer (admission refuses "
                                 "handshakes above ROOMLOG_ADMISSION_MAX_LAG)",

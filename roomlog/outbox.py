@@ -16,7 +16,7 @@ Two ways out:
   ASGI servers) or the socket is not writable, a per-connection task awaits
   the transport's send, which waits for the client to drain.
 
-Both take from the front of the same deque, and the flush stands aside while
+Both take from the front of the same list, and the flush stands aside while
 the writer is mid-send, so frames never reorder. If the backlog passes its
 bound the outbox overflows: ``on_overflow`` runs (the connection is closed
 with ``CloseCode.SLOW``) and the client resumes by replay. Memory held per
@@ -26,8 +26,6 @@ connection is therefore bounded by the settings, whatever the client does.
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from roomlog.protocol import Format, batch
@@ -80,6 +78,10 @@ class Flusher:
 
 
 class Outbox:
+    __slots__ = ("_bytes", "_coalesce", "_direct", "_empty", "_flusher", "_items", "_marked",
+                 "_max_bytes", "_max_frames", "_on_overflow", "_sending", "_wake", "closed",
+                 "format", "frames_sent", "items_sent", "overflowed")
+
     def __init__(
         self,
         fmt: Format,
@@ -92,7 +94,9 @@ class Outbox:
         flusher: Flusher | None = None,
     ) -> None:
         self.format = fmt
-        self._items: deque[bytes] = deque()
+        # A list, not a deque: an empty deque holds a 64-slot block (~600 bytes) per
+        # idle connection, and the front is taken a whole chunk at a time anyway.
+        self._items: list[bytes] = []
         self._bytes = 0
         self._max_frames = max_frames
         self._max_bytes = max_bytes
@@ -102,9 +106,10 @@ class Outbox:
         self._flusher = flusher
         self._marked = False  # waiting for the flusher
         self._sending = False  # the writer task is awaiting a send
-        self._wake = asyncio.Event()
-        self._empty = asyncio.Event()
-        self._empty.set()
+        # Made when first awaited: most connections never wait for either (the native
+        # WebSocket transport has no writer task), and an Event costs ~700 bytes.
+        self._wake: asyncio.Event | None = None
+        self._empty: asyncio.Event | None = None
         self.overflowed = False
         self.closed = False
         self.frames_sent = 0  # wire frames
@@ -162,9 +167,10 @@ class Outbox:
             self.close()
             on_overflow()
             return
-        self._empty.clear()
+        if self._empty is not None:
+            self._empty.clear()
         if self._direct is None:
-            self._wake.set()
+            self._woken()
         elif not self._marked and not self._sending:
             assert self._flusher is not None
             self._marked = True
@@ -178,21 +184,36 @@ class Outbox:
         self.closed = True
         self._items.clear()
         self._bytes = 0
-        self._empty.set()
-        self._wake.set()
+        self._emptied()
+        self._woken()
         self._on_overflow = _nothing
         self._direct = None
 
     async def drained(self) -> None:
         """Wait until everything queued so far has been handed to the transport."""
-        await self._empty.wait()
+        if self._items and self._direct is not None and not self._sending and not self.closed:
+            self.flush()  # written now if the socket takes it: no wait, no event (a fresh
+            # subscription's `subscribed` frame, on every connect)
+        if (self._items or self._sending) and not self.closed:
+            if self._empty is None:
+                self._empty = asyncio.Event()
+            await self._empty.wait()
+
+    def _emptied(self) -> None:
+        event, self._empty = self._empty, None  # its waiters are woken; the next wait
+        if event is not None:  # makes a new one
+            event.set()
+
+    def _woken(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
 
     def _peek(self) -> list[bytes]:
         """The next frame's worth of items, still queued."""
         items = self._items
         if len(items) <= self._coalesce:
             return list(items)
-        return list(itertools.islice(items, self._coalesce))
+        return items[:self._coalesce]
 
     def _consume(self, chunk: list[bytes]) -> None:
         """Drop ``chunk`` (the front of the queue) once it is written or handed over."""
@@ -200,8 +221,7 @@ class Outbox:
         if len(chunk) == len(items):
             items.clear()
         else:
-            for _ in range(len(chunk)):
-                items.popleft()
+            del items[:len(chunk)]
         self._bytes -= sum(map(len, chunk))
         self.frames_sent += 1
         self.items_sent += len(chunk)
@@ -215,14 +235,20 @@ class Outbox:
         while self._items:
             chunk = self._peek()
             if not self._direct(self._flusher.join(self.format, chunk)):
-                self._wake.set()  # not writable: the writer task waits for the socket
+                # not writable: the writer task waits for the socket (the native
+                # transport calls flush() again when the socket drains)
+                self._woken()
                 return
             self._consume(chunk)
-        self._empty.set()
+        self._emptied()
 
     async def run(self, send: Send) -> None:
         """The writer task: sends backlogs the direct path could not, until closed."""
         items = self._items
+        if self._wake is None:
+            self._wake = asyncio.Event()
+            if items or self.closed:
+                self._wake.set()
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -235,7 +261,7 @@ class Outbox:
                 finally:
                     self._sending = False
             if not items:
-                self._empty.set()
+                self._emptied()
             if self.closed:
                 return
 

@@ -10,6 +10,7 @@ from roomlog.auth import Tokens
 from roomlog.bus import Bus
 from roomlog.cluster import Cluster
 from roomlog.console.reports import Instances
+from roomlog.deadlines import Deadlines
 from roomlog.errors import ErrorCode, RoomlogError
 from roomlog.hooks.gate import Gate
 from roomlog.hub import Hub
@@ -52,6 +53,8 @@ class Services:
     limits: Limits  # connections and rates per user and per client address
     webhooks: Webhooks  # endpoints, and the deliveries this instance holds the lease of
     flusher: Flusher = field(default_factory=Flusher)  # one flush of all outboxes per loop turn
+    #: connect timeouts and token expiries of every session, on shared timers
+    deadlines: Deadlines = field(default_factory=Deadlines)
     sessions: set[Session] = field(default_factory=set)  # open WebSocket sessions
     streams: set[Stream] = field(default_factory=set)  # open SSE streams
     polls: set[Poll] = field(default_factory=set)  # long-polls holding a request open

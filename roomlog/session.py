@@ -20,7 +20,7 @@ from roomlog.commands import call_of
 from roomlog.errors import CloseCode, ErrorCode, ProtocolError, RoomlogError
 from roomlog.hub import Subscription
 from roomlog.identity import Grant, Principal
-from roomlog.limits import Kind, Release
+from roomlog.limits import Kind, Release, Strikes
 from roomlog.log import Append
 from roomlog.outbox import Direct, Outbox
 from roomlog.protocol import (
@@ -59,6 +59,7 @@ class Session:
                  direct: Direct | None = None) -> None:
         s = services.settings
         self._services = services
+        services.stats.session_objects += 1
         self._close_transport = close
         self.state = SessionState.AWAITING_CONNECT
         self.principal: Principal | None = None
@@ -68,13 +69,20 @@ class Session:
         self.outbox = Outbox(fmt, max_frames=s.outbox_max_messages, max_bytes=s.outbox_max_bytes,
                              coalesce=s.coalesce_max_frames, on_overflow=self._overflowed,
                              direct=direct, flusher=services.flusher)
-        self._strikes = services.limits.strikes()
+        # Made on first use: most connections never publish or get rate-limited, and
+        # an idle connection's bytes are the hub's scale limit (issue #13).
+        self._strikes: Strikes | None = None
         self._release_user: Release | None = None  # this connection counted for its user
-        self._inflight = asyncio.Semaphore(s.max_inflight)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._inflight: asyncio.Semaphore | None = None
+        self._tasks: set[asyncio.Task[None]] | None = None
         self._bad_frames = 0
-        loop = asyncio.get_running_loop()
-        self._expiry = loop.call_later(s.connect_timeout, self._expire, "no connect frame in time")
+        # Connect timeout, then token expiry: on the process's shared timers.
+        self.due_at = -1
+        self._due_why = "no connect frame in time"
+        services.deadlines.set(self, s.connect_timeout)
+
+    def __del__(self) -> None:
+        self._services.stats.session_objects -= 1
 
     # -- state -------------------------------------------------------------------
 
@@ -90,12 +98,12 @@ class Session:
         if self.state is SessionState.CLOSED:
             return
         self._enter(SessionState.CLOSED)
-        self._expiry.cancel()
+        self._services.deadlines.cancel(self)
         for name, sub in self.subscriptions.items():
             self._services.hub.unsubscribe(sub)
             self._left(name)
         self.subscriptions.clear()
-        for task in self._tasks:
+        for task in self._tasks or ():
             task.cancel()
         if self._release_user is not None:
             self._release_user()
@@ -115,6 +123,10 @@ class Session:
     def _overflowed(self) -> None:
         self._services.stats.slow_disconnects += 1
         self.close(CloseCode.SLOW, "outbox overflow: client too slow, resume by replay")
+
+    def deadline_passed(self) -> None:
+        """No connect frame in time, or the token expired (see Deadlines)."""
+        self._expire(self._due_why)
 
     def _expire(self, why: str, ident: str | None = None) -> None:
         self.send(error_frame(RoomlogError(ErrorCode.UNAUTHORIZED, why), ident))
@@ -168,8 +180,11 @@ class Session:
 
     def _reject(self, err: RoomlogError, ident: str | None) -> None:
         self.send(error_frame(err, ident))
-        if err.code is ErrorCode.RATE_LIMITED and self._strikes.strike():
-            self.close(CloseCode.LIMITED, "rate limits exceeded again and again: back off")
+        if err.code is ErrorCode.RATE_LIMITED:
+            if self._strikes is None:
+                self._strikes = self._services.limits.strikes()
+            if self._strikes.strike():
+                self.close(CloseCode.LIMITED, "rate limits exceeded again and again: back off")
         if isinstance(err, ProtocolError):
             self._bad_frames += 1
             if self._bad_frames > self._services.settings.max_bad_frames:
@@ -195,9 +210,8 @@ class Session:
                 self.send(error_frame(err, frame.id))
                 self.close(CloseCode.LIMITED, "too many connections of this user")
                 return
-        self._expiry.cancel()
-        delay = max(0.0, grant.expires - time.time())
-        self._expiry = asyncio.get_running_loop().call_later(delay, self._expire, "token expired")
+        self._due_why = "token expired"
+        self._services.deadlines.set(self, grant.expires - time.time())
         reply: dict[str, Any] = {"type": "connected", "user": principal.user,
                                  "role": principal.role.value, "expires": int(grant.expires)}
         self.grant = grant
@@ -289,7 +303,10 @@ class Session:
     async def _in_flight(self, work: Callable[[], Awaitable[dict[str, Any]]], ident: str,
                          room: str) -> None:
         """Run a write in the background, answering with its ack or its error."""
-        await self._inflight.acquire()  # backpressure: stop reading while too many are open
+        if self._inflight is None:
+            self._inflight = asyncio.Semaphore(self._services.settings.max_inflight)
+        inflight = self._inflight
+        await inflight.acquire()  # backpressure: stop reading while too many are open
 
         async def answer() -> None:
             try:
@@ -300,9 +317,11 @@ class Session:
                 logger.exception("write to %s failed", room)
                 self.send(error_frame(RoomlogError(ErrorCode.INTERNAL, "write failed"), ident))
             finally:
-                self._inflight.release()
+                inflight.release()
 
         task = asyncio.get_running_loop().create_task(answer())
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -120,7 +120,12 @@ class Settings:
     gc_tuning: bool = _doc(False, "also collect the young generation less often (`roomlog "
                                   "serve`): fewer collector passes under heavy fan-out, see "
                                   "docs/decisions.md")
-    ws_compression: bool = _doc(False, "permessage-deflate (costs CPU per send on fan-out)")
+    ws_compression: bool = _doc(False, "permessage-deflate (costs CPU per send on fan-out; "
+                                       "served by the 'asgi' WebSocket engine)")
+    ws_engine: str = _doc("native", "who serves /ws under `roomlog serve`: 'native' (a protocol "
+                                    "class of the hub's own, below ASGI: ~6 KiB and one "
+                                    "shared ping timer per idle connection) or 'asgi' (the "
+                                    "Starlette endpoint on uvicorn's WebSocket protocol)")
     websockets: bool = _doc(True, "accept WebSockets; off: /ws refuses every handshake (HTTP "
                                   "403), as a hostile proxy would, and clients poll instead")
 

@@ -59,6 +59,10 @@ class Stats:
     catch_up_reads: int = 0  # log reads of subscribers catching up (roomlog.log.shared)
     catch_up_shared: int = 0  # such reads answered by a read another subscriber asked for
     loop_lag: float = 0.0  # seconds the event loop last ran a timer late (roomlog.admission)
+    #: WebSocket connection objects (native transport) and sessions alive, freed or not:
+    #: what a leak of closed connections would show (tests/e2e/test_connection_memory.py)
+    websocket_objects: int = 0
+    session_objects: int = 0
     deliver_latency: Histogram = field(default_factory=Histogram)  # commit -> outboxes
     append_latency: Histogram = field(default_factory=Histogram)  # one commit's transaction
     bus_lag: Histogram = field(default_factory=Histogram)  # commit -> arrival from the bus

@@ -10,7 +10,7 @@ import pytest
 
 from roomlog.auth import Tokens, load_secret
 from roomlog.errors import ErrorCode, RoomlogError
-from roomlog.identity import Principal, Role
+from roomlog.identity import Grant, Principal, Role
 
 SECRET = "s" * 32
 
@@ -99,3 +99,43 @@ def test_issued_tokens_carry_a_fresh_jti_and_verify_returns_it() -> None:
                          algorithm="HS256")
         with pytest.raises(RoomlogError, match=r"(?i)jti|JWT ID"):
             tokens.verify(bad, now=NOW)
+
+
+def _judged(tokens: Tokens, token: str, *, general: bool) -> object:
+    """What verify answers, through the minted-token path or PyJWT's alone."""
+    if general:
+        tokens._minted_claims = lambda token, now: None  # type: ignore[method-assign]
+    try:
+        return tokens.verify(token)
+    except RoomlogError as err:
+        return err.code
+
+
+def test_the_fast_path_for_minted_tokens_judges_as_pyjwt_does() -> None:
+    now = int(time.time())
+    good = {"sub": "u1", "role": "dj", "iat": now, "exp": now + 60, "jti": "j"}
+    issued = Tokens(SECRET).issue("u2", Role.GUEST)
+    head, body, sig = issued.split(".")
+    cases = [
+        issued,
+        jwt.encode(good, SECRET, algorithm="HS256"),
+        jwt.encode(good | {"nbf": now + 600}, SECRET, algorithm="HS256"),  # not yet valid
+        jwt.encode(good | {"aud": "x"}, SECRET, algorithm="HS256"),  # an audience we never set
+        jwt.encode(good | {"iat": now + 600}, SECRET, algorithm="HS256"),  # issued in the future
+        jwt.encode(good | {"iat": "yesterday"}, SECRET, algorithm="HS256"),
+        jwt.encode(good | {"exp": now - 600}, SECRET, algorithm="HS256"),
+        jwt.encode({"sub": "u1", "iat": now}, SECRET, algorithm="HS256"),  # no exp
+        jwt.encode(good, "t" * 32, algorithm="HS256"),  # another secret
+        jwt.encode(good, SECRET, algorithm="HS512"),
+        jwt.encode(good, SECRET, algorithm="HS256", headers={"kid": "nope"}),
+        jwt.encode(good, SECRET, algorithm="HS256", headers={"crit": ["b64"]}),
+        f"{head}.{body}.{sig[:-2]}AA",  # signature tampered
+        f"{head}.{body[:-2]}xx.{sig}",  # claims tampered
+        f"{head}.{body}",
+        "not a token",
+    ]
+    for token in cases:
+        fast, general = _judged(Tokens(SECRET), token, general=False), _judged(
+            Tokens(SECRET), token, general=True)
+        assert fast == general, token
+    assert isinstance(_judged(Tokens(SECRET), issued, general=False), Grant)

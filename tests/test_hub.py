@@ -260,3 +260,34 @@ async def test_a_subscription_placed_after_a_removal_ends_before_anything_privat
         await s.publisher.close()
         await s.cluster.close()
         await s.log.close()
+
+
+async def test_a_room_followed_live_places_new_subscribers_without_a_log_read(
+    parts: Any, room: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A connect storm into a busy room reads nothing: the hub knows the head. One
+    committed but not yet delivered shows as a gap and is read, not lost."""
+    log, hub, publisher = parts
+    await publish(publisher, room, 5)
+    first = Wire()
+    await live(hub.subscribe(room, first.outbox, None))
+    await publish(publisher, room, 2, start=5)
+    await first.until(2)
+    reads: list[str] = []
+    info = log.info
+
+    async def counted(name: str) -> Any:
+        reads.append(name)
+        return await info(name)
+
+    monkeypatch.setattr(log, "info", counted)
+    second = Wire()
+    await live(hub.subscribe(room, second.outbox, None))
+    assert reads == [] and second.of("subscribed")[0]["head"] == 7
+    await log.append(room, [Append("u", b"8")], now_ms=1)  # not delivered yet
+    third = Wire()
+    sub = hub.subscribe(room, third.outbox, None)  # still places itself at 7
+    await publish(publisher, room, 1, start=60)
+    await third.until(2)
+    assert third.seqs() == [8, 9] and reads == []
+    await live(sub)

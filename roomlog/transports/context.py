@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from roomlog import logs
 from roomlog.stats import HTTP_METHODS, Stats
 
-__all__ = ["HEADER", "RequestContext"]
+__all__ = ["HEADER", "RequestContext", "new_request_id"]
 
 HEADER = "x-request-id"
 _HEADER_BYTES = HEADER.encode()
@@ -36,6 +36,14 @@ def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == _HEADER_BYTES and _SANE.fullmatch(value):
             return value.decode()
+    return secrets.token_hex(8)
+
+
+def new_request_id(header: bytes | None) -> str:
+    """The request id for a request whose ``X-Request-Id`` header is ``header`` (the
+    native WebSocket transport, which has no scope)."""
+    if header is not None and _SANE.fullmatch(header):
+        return header.decode()
     return secrets.token_hex(8)
 
 

@@ -116,6 +116,10 @@ class Server:
             ROOMLOG_SECRET_FILE=str(self.workdir / ".secret"),
             PYTHONUNBUFFERED="1",
         )
+        # `TEST_WS_ENGINE=asgi pytest tests/e2e/...` runs the suite on the ASGI engine
+        # (the default is the setting's: native).
+        if os.environ.get("TEST_WS_ENGINE"):
+            env["ROOMLOG_WS_ENGINE"] = os.environ["TEST_WS_ENGINE"]
         # Tests reuse a few user names and addresses for hundreds of requests; the
         # per-user limits other than writes are set high unless a test sets them
         # (tests/e2e/test_limits.py does).
