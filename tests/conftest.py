@@ -15,11 +15,15 @@ import os
 import secrets
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
 
 from tests.redis_server import RedisServer
+
+if TYPE_CHECKING:
+    from tests.backend_server import Backend
 
 ADMIN_DSN = os.environ.get("ROOMLOG_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 SECRET = "test-secret-" + "x" * 32
@@ -105,3 +109,16 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Backend]:
+    """A webhook receiver (a real HTTP server) answering 200 to every delivery; the
+    test fails if any delivery's signature did not verify."""
+    from tests.backend_server import Backend, Reply  # it imports this module
+
+    backend = Backend().start()
+    backend.answer = lambda call: Reply(body={})
+    yield backend
+    backend.stop()
+    assert backend.bad_signatures == 0

@@ -11,6 +11,7 @@ others commit, in order, and the bad one alone gets a coded error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -221,58 +222,57 @@ async def test_publishes_to_many_plain_rooms_commit_together(parts: Any, room: s
     assert isinstance(again[2], Appended) and again[2].seq == 4
 
 
-async def test_plain_rooms_can_commit_one_by_one(sqlite_url: str, room: str) -> None:
-    """``commit_lanes`` 0: a transaction per room, as before."""
-    log = SqlLog(sqlite_url, migrate=True)
+@contextlib.asynccontextmanager
+async def plain_publisher(url: str, lanes: int) -> AsyncIterator[Publisher]:
+    """A publisher of plain rooms on its own log, committing in ``lanes`` lanes."""
+    log = SqlLog(url, migrate=True)
     await log.open()
     stats = Stats()
     cluster = Cluster(log, Hub(log), MemoryBus(), stats)
     await cluster.start()
-    publisher = Publisher(log, cluster, stats, clock_ms=lambda: 1, lanes=0)
+    publisher = Publisher(log, cluster, stats, clock_ms=lambda: 1, lanes=lanes)
     try:
-        rooms = [f"{room}-{i}" for i in range(10)]
-        results = await _all(*(publisher.publish(r, Append("u1", b"1", "a")) for r in rooms))
-        assert [r.seq for r in results] == [1] * 10
-        assert publisher.commits == 10
+        yield publisher
     finally:
         await publisher.close()
         await cluster.close()
         await log.close()
+
+
+async def test_plain_rooms_can_commit_one_by_one(sqlite_url: str, room: str) -> None:
+    """``commit_lanes`` 0: a transaction per room, as before."""
+    async with plain_publisher(sqlite_url, lanes=0) as publisher:
+        rooms = [f"{room}-{i}" for i in range(10)]
+        results = await _all(*(publisher.publish(r, Append("u1", b"1", "a")) for r in rooms))
+        assert [r.seq for r in results] == [1] * 10
+        assert publisher.commits == 10
 
 
 async def test_a_held_room_delays_its_lane_only(pg_url: str, room: str) -> None:
     """The price of lanes, and its bound: while another session holds a room's row
     lock, a publish to it waits, and so does one to another room of its lane (one
     commit in flight per lane); a room of another lane commits meanwhile."""
-    log = SqlLog(pg_url, migrate=True)
-    await log.open()
-    stats = Stats()
-    cluster = Cluster(log, Hub(log), MemoryBus(), stats)
-    await cluster.start()
-    publisher = Publisher(log, cluster, stats, clock_ms=lambda: 1, lanes=4)
     names = [f"{room}-{i}" for i in range(40)]
     held = names[0]
     same = next(n for n in names[1:] if lane_of(n, 4) == lane_of(held, 4))
     other = next(n for n in names[1:] if lane_of(n, 4) != lane_of(held, 4))
     db = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://", 1))
     try:
-        for name in (held, same, other):  # their rows exist
-            await publisher.publish(name, Append("u1", b"0"))
-        lock = db.transaction()
-        await lock.start()
-        await db.execute("SELECT 1 FROM rt_rooms WHERE name = $1 FOR UPDATE", held)
-        stuck = asyncio.ensure_future(publisher.publish(held, Append("u1", b"1")))
-        await asyncio.sleep(0.2)  # its lane's commit now waits for the lock
-        behind = asyncio.ensure_future(publisher.publish(same, Append("u1", b"1")))
-        free = await asyncio.wait_for(publisher.publish(other, Append("u1", b"1")), 10)
-        assert free.seq == 2
-        await asyncio.sleep(0.2)
-        assert not stuck.done() and not behind.done()
-        await lock.rollback()
-        assert (await asyncio.wait_for(stuck, 10)).seq == 2
-        assert (await asyncio.wait_for(behind, 10)).seq == 2
+        async with plain_publisher(pg_url, lanes=4) as publisher:
+            for name in (held, same, other):  # their rows exist
+                await publisher.publish(name, Append("u1", b"0"))
+            lock = db.transaction()
+            await lock.start()
+            await db.execute("SELECT 1 FROM rt_rooms WHERE name = $1 FOR UPDATE", held)
+            stuck = asyncio.ensure_future(publisher.publish(held, Append("u1", b"1")))
+            await asyncio.sleep(0.2)  # its lane's commit now waits for the lock
+            behind = asyncio.ensure_future(publisher.publish(same, Append("u1", b"1")))
+            free = await asyncio.wait_for(publisher.publish(other, Append("u1", b"1")), 10)
+            assert free.seq == 2
+            await asyncio.sleep(0.2)
+            assert not stuck.done() and not behind.done()
+            await lock.rollback()
+            assert (await asyncio.wait_for(stuck, 10)).seq == 2
+            assert (await asyncio.wait_for(behind, 10)).seq == 2
     finally:
         await db.close()
-        await publisher.close()
-        await cluster.close()
-        await log.close()

@@ -51,15 +51,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.assert_clean_log()
 
 
-@pytest.fixture
-def receiver() -> Iterator[Backend]:
-    backend = Backend().start()
-    backend.answer = lambda call: Reply(body={})
-    yield backend
-    backend.stop()
-    assert backend.bad_signatures == 0
-
-
 async def create(http: httpx.AsyncClient, srv: Server, url: str, **fields: Any) -> dict[str, Any]:
     reply = await http.post(f"{srv.base}/v1/admin/webhooks", headers=ADMIN,
                             json={"url": url, **fields})

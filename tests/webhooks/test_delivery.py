@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from roomlog.log import Append
@@ -19,18 +17,9 @@ from roomlog.log.webhooks import SqlWebhooks
 from roomlog.outbound.http11 import Http11Outbound
 from roomlog.webhooks.delivery import EndpointStats, EndpointWorker, Tuning
 from roomlog.webhooks.endpoint import Endpoint, Secret
-from tests.backend_server import Backend, Reply
+from tests.backend_server import Backend
 
 WAIT = 20.0  # upper bound for what a working deliverer does at once
-
-
-@pytest.fixture
-def receiver() -> Iterator[Backend]:
-    backend = Backend().start()
-    backend.answer = lambda call: Reply(body={})
-    yield backend
-    backend.stop()
-    assert backend.bad_signatures == 0
 
 
 async def attempt_rows_written(log: SqlLog) -> int:
