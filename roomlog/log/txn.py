@@ -31,12 +31,12 @@ __all__ = ["SqlTxn"]
 # The reads of every transaction, built once (building one per call, its expression
 # tree and its cache key, cost more than running it).
 def _among(column: sa.Column[Any], name: str, sqlite_dialect: bool) -> sa.ColumnElement[bool]:
-    """``column IN (...)`` of the list bound as ``name``: on PostgreSQL ``= ANY`` of one
-    array, so the statement's text, prepared once per connection, is the same for any
-    number of values (an expanded IN is a new statement, and a prepare, per length)."""
-    if sqlite_dialect:
-        return column.in_(sa.bindparam(name, expanding=True))
-    return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
+    """``column IN (...)`` of the list bound as ``name``, expanded to one parameter per
+    value. Not ``= ANY(:array)`` on PostgreSQL, though its text would be prepared once
+    for any length: PostgreSQL then runs it with a generic plan, and queue rooms at
+    1,000 commands/s went from 996 to 897 answered/s, p99 57 to 716 ms, with the
+    database's CPU at 67% instead of 32% (``loadtest/queue.py --phases rate``)."""
+    return column.in_(sa.bindparam(name, expanding=True))
 
 
 def _prior(sqlite_dialect: bool) -> sa.Select[Any]:
