@@ -37,7 +37,7 @@ import asyncio
 import logging
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from roomlog import logs
@@ -143,8 +143,7 @@ class Publisher:
             outcomes, by_room = await runner.commit(self._log, room, now_ms, calls[room])
             return list(outcomes), by_room
         per_room, by_room = await runner.commit_many(self._log, now_ms, calls)
-        answers = {name: iter(outcomes) for name, outcomes in per_room.items()}
-        return [next(answers[name]) for name, _, _ in batch], by_room
+        return _in_batch_order(batch, per_room), by_room
 
     async def _append(self, batch: list[_Pending], now_ms: int
                       ) -> tuple[list[Any], dict[str, list[Message]]]:
@@ -166,8 +165,7 @@ class Publisher:
             list(appends), now_ms, work,
             prior={room: [(i.actor, i.id) for i in items if i.id is not None]
                    for room, items in appends.items()})
-        answers = {name: iter(results) for name, results in per_room.items()}
-        return [next(answers[name]) for name, _, _ in batch], by_room
+        return _in_batch_order(batch, per_room), by_room
 
     async def _commit(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
@@ -219,6 +217,12 @@ class Publisher:
         self._closing = True
         if self._drains:
             await asyncio.gather(*self._drains, return_exceptions=True)
+
+
+def _in_batch_order(batch: list[_Pending], per_room: Mapping[str, Sequence[Any]]) -> list[Any]:
+    """Answers given per room (each room's in its order) as one list in the batch's order."""
+    answers = {name: iter(results) for name, results in per_room.items()}
+    return [next(answers[name]) for name, _, _ in batch]
 
 
 def _refusal(room: str, item: _Item, exc: Exception) -> RoomlogError:

@@ -28,9 +28,7 @@ from roomlog.protocol import Message
 __all__ = ["SqlTxn"]
 
 
-# The reads of every transaction, built once (building one per call, its expression
-# tree and its cache key, cost more than running it).
-def _among(column: sa.Column[Any], name: str, sqlite_dialect: bool) -> sa.ColumnElement[bool]:
+def _among(column: sa.Column[Any], name: str) -> sa.ColumnElement[bool]:
     """``column IN (...)`` of the list bound as ``name``, expanded to one parameter per
     value. Not ``= ANY(:array)`` on PostgreSQL, though its text would be prepared once
     for any length: PostgreSQL then runs it with a generic plan, and queue rooms at
@@ -39,35 +37,24 @@ def _among(column: sa.Column[Any], name: str, sqlite_dialect: bool) -> sa.Column
     return column.in_(sa.bindparam(name, expanding=True))
 
 
-def _prior(sqlite_dialect: bool) -> sa.Select[Any]:
-    return sa.select(dedup.c.actor, dedup.c.client_id, dedup.c.seq, dedup.c.ts, dedup.c.result
-                     ).where(
-        # every column of the key: the primary key's index finds each pair, where
-        # room_id and client_id alone scanned every id the room remembers
-        dedup.c.room_id == sa.bindparam("rid"),
-        _among(dedup.c.actor, "actors", sqlite_dialect),
-        _among(dedup.c.client_id, "ids", sqlite_dialect))
-
-
-def _prefetch(sqlite_dialect: bool) -> sa.Select[Any]:
-    return sa.select(dedup.c.room_id, dedup.c.actor, dedup.c.client_id, dedup.c.seq,
-                     dedup.c.ts, dedup.c.result).where(
-        _among(dedup.c.room_id, "rids", sqlite_dialect),
-        _among(dedup.c.actor, "actors", sqlite_dialect),
-        _among(dedup.c.client_id, "ids", sqlite_dialect))
-
-
-def _lock_many(sqlite_dialect: bool) -> sa.Select[Any]:
-    return (sa.select(rooms.c.id, rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq,
-                      rooms.c.snapshot_seq)
-            .where(_among(rooms.c.id, "rids", sqlite_dialect))
-            .order_by(rooms.c.name).with_for_update())
-
-
-# by dialect: SQLite (True) or PostgreSQL (False)
-_PRIOR = {d: _prior(d) for d in (True, False)}
-_PREFETCH = {d: _prefetch(d) for d in (True, False)}
-_LOCK_MANY = {d: _lock_many(d) for d in (True, False)}
+# The reads of every transaction, built once (building one per call, its expression
+# tree and its cache key, cost more than running it).
+_PRIOR = sa.select(dedup.c.actor, dedup.c.client_id, dedup.c.seq, dedup.c.ts, dedup.c.result
+                   ).where(
+    # every column of the key: the primary key's index finds each pair, where
+    # room_id and client_id alone scanned every id the room remembers
+    dedup.c.room_id == sa.bindparam("rid"),
+    _among(dedup.c.actor, "actors"),
+    _among(dedup.c.client_id, "ids"))
+_PREFETCH = sa.select(dedup.c.room_id, dedup.c.actor, dedup.c.client_id, dedup.c.seq,
+                      dedup.c.ts, dedup.c.result).where(
+    _among(dedup.c.room_id, "rids"),
+    _among(dedup.c.actor, "actors"),
+    _among(dedup.c.client_id, "ids"))
+_LOCK_MANY = (sa.select(rooms.c.id, rooms.c.epoch, rooms.c.head_seq, rooms.c.trimmed_seq,
+                        rooms.c.snapshot_seq)
+              .where(_among(rooms.c.id, "rids"))
+              .order_by(rooms.c.name).with_for_update())
 _EVENTS = (sa.select(messages.c.seq, messages.c.ts, messages.c.author, messages.c.data)
            .where(messages.c.room_id == sa.bindparam("rid"),
                   messages.c.seq > sa.bindparam("after"))
@@ -144,7 +131,7 @@ class SqlTxn:
         params = {"rid": self._room_id, "actors": list({actor for actor, _ in wanted}),
                   "ids": list({client_id for _, client_id in wanted})}
         for actor, client_id, seq, ts, result in await self._conn.execute(
-                _PRIOR[self._sqlite], params):
+                _PRIOR, params):
             if (actor, client_id) in wanted:
                 stored = None if result is None else bytes(result)
                 found[(actor, client_id)] = Prior(seq, ts, stored)
@@ -303,21 +290,20 @@ async def _lock_run(conn: AsyncConnection, run: dict[int, SqlTxn]) -> None:
         (t,) = run.values()
         await t.begin()
         return
-    sqlite_dialect = next(iter(run.values()))._sqlite
-    for room_id, locked in (await _lock_ids(conn, list(run), sqlite_dialect)).items():
+    for room_id, locked in (await _lock_ids(conn, list(run))).items():
         run[room_id].begin_locked(room_id, *locked)
     for t in run.values():  # a cached id with no row (never: rows are never deleted)
         if t._main is None:
             await t.begin()
 
 
-async def _lock_ids(conn: AsyncConnection, ids: list[int], sqlite_dialect: bool
+async def _lock_ids(conn: AsyncConnection, ids: list[int]
                     ) -> dict[int, tuple[str, int, int, int | None]]:
     """Lock the rows ``ids`` in name order, in one statement: (epoch, head, trimmed,
     snapshot seq) of each."""
     if not ids:
         return {}
-    rows = await conn.execute(_LOCK_MANY[sqlite_dialect], {"rids": ids})
+    rows = await conn.execute(_LOCK_MANY, {"rids": ids})
     return {int(room_id): (str(epoch), int(head), int(trimmed),
                            None if snap is None else int(snap))
             for room_id, epoch, head, trimmed, snap in rows}
@@ -334,7 +320,7 @@ async def _lock_others(first: SqlTxn, names: list[str]
     unknown: list[str] = []
 
     async def lock_run() -> None:
-        found = await _lock_ids(conn, [room_id for _, room_id in run], first._sqlite)
+        found = await _lock_ids(conn, [room_id for _, room_id in run])
         locked.extend((name, room_id, found[room_id]) for name, room_id in run)
         run.clear()
 
@@ -373,7 +359,7 @@ async def _get_unknown(first: SqlTxn, names: list[str]
         while j < len(names) and (names[j] in found) == exists:
             j += 1
         if exists:
-            rows = await _lock_ids(conn, [found[n] for n in names[i:j]], first._sqlite)
+            rows = await _lock_ids(conn, [found[n] for n in names[i:j]])
             locked.extend((n, found[n], rows[found[n]]) for n in names[i:j])
         else:
             made = await rows_of.create_many(conn, names[i:j])
@@ -412,7 +398,7 @@ async def prefetch(txns: Sequence[SqlTxn], keys: Mapping[str, Iterable[tuple[str
     conn = txns[0]._conn
     params = {"rids": list(by_id), "actors": list(actors), "ids": list(ids)}
     for room_id, actor, client_id, seq, ts, result in await conn.execute(
-            _PREFETCH[txns[0]._sqlite], params):
+            _PREFETCH, params):
         t = by_id[room_id]
         if (actor, client_id) in t._asked:
             t._known[(actor, client_id)] = Prior(seq, ts, None if result is None else bytes(result))
