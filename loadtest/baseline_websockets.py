@@ -9,8 +9,13 @@ load test, with no persistence, no authentication and no validation:
   room, and the publisher gets an ``ack`` with the message's seq,
 * ``ping`` -> ``pong``.
 
-Two fan-out modes (``--mode``):
+Three fan-out modes (``--mode``):
 
+plain (what the library's documentation shows; what issue 13 measured as "plain websockets")
+    Each message is encoded once and written at once to every subscriber with
+    ``websockets.broadcast``, one frame per message per subscriber; the ack is
+    sent with ``await ws.send``. Nothing is coalesced: its saturated rate is what a
+    straightforward server built on the library delivers.
 coalesce (the default, the baseline of the load test)
     Each message is encoded once (orjson) and appended to every subscriber's
     backlog; one writer task per connection sends the whole backlog as one
@@ -47,7 +52,7 @@ from http import HTTPStatus
 from typing import Any
 
 import orjson
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
@@ -99,9 +104,13 @@ class Hub:
         self.rooms: dict[str, set[Conn]] = {}
         self.seqs: dict[str, int] = {}
         self.direct = mode == "direct"
+        self.plain = mode == "plain"
         self.pending: dict[str, list[bytes]] = {}  # direct mode: this iteration's messages
 
     def fan_out(self, room: str, message: bytes) -> None:
+        if self.plain:
+            broadcast([sub.ws for sub in self.rooms.get(room, ())], message.decode())
+            return
         if not self.direct:
             for sub in self.rooms.get(room, ()):
                 sub.put(message)
@@ -135,8 +144,12 @@ class Hub:
                         "type": "message", "room": room, "seq": seq, "epoch": EPOCH,
                         "ts": int(time.time() * 1000), "by": "anonymous", "data": frame["data"]})
                     self.fan_out(room, message)
-                    conn.put(orjson.dumps({"type": "ack", "room": room, "seq": seq,
-                                           "epoch": EPOCH, "duplicate": False} | ident))
+                    ack = orjson.dumps({"type": "ack", "room": room, "seq": seq,
+                                        "epoch": EPOCH, "duplicate": False} | ident)
+                    if self.plain:
+                        await ws.send(ack.decode())
+                    else:
+                        conn.put(ack)
                 elif kind == "subscribe":
                     room = frame["room"]
                     self.rooms.setdefault(room, set()).add(conn)
@@ -181,9 +194,10 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--mode", choices=["coalesce", "direct"], default="coalesce",
-                        help="fan-out: writer task per connection (default) or synchronous "
-                             "writes of a per-iteration batch (see above)")
+    parser.add_argument("--mode", choices=["coalesce", "direct", "plain"], default="coalesce",
+                        help="fan-out: writer task per connection (default), synchronous "
+                             "writes of a per-iteration batch, or websockets.broadcast of "
+                             "each message (see above)")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
                         help="event loop (uvloop, like uvicorn picks when it is installed)")
     args = parser.parse_args()

@@ -608,8 +608,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="run the hub, the plain websockets baseline, or both (default)")
     parser.add_argument("--baseline-mode", default="coalesce",
                         help="comma-separated fan-out modes of the baseline server: coalesce "
-                             "(the baseline, default) and/or direct (synchronous writes of a "
-                             "per-iteration batch; listed as baseline-direct)")
+                             "(the baseline, default), plain (websockets.broadcast of each "
+                             "message, one frame each; listed as baseline-plain, and the "
+                             "throughput ratio's reference when it runs) and/or direct "
+                             "(synchronous writes of a per-iteration batch; baseline-direct)")
     parser.add_argument("--subscribers", type=int, default=1000,
                         help="subscriber connections (default 1000)")
     add_timing_options(parser)
@@ -649,7 +651,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         drain="seconds to wait for outstanding deliveries after a phase",
         profile="collapsed stacks, one file per target and phase")
     args = parser.parse_args(argv)
-    listed(parser, args, "baseline_mode", ("coalesce", "direct"))
+    listed(parser, args, "baseline_mode", ("coalesce", "direct", "plain"))
     listed(parser, args, "phases", ("throughput", "latency"))
     for name in ("subscribers", "window", "rate", "sample", "repeat"):
         if getattr(args, name) < 1 and not (name == "sample" and getattr(args, name) == 0):

@@ -8,8 +8,9 @@ one queue and one drain: a batch holds the commands of many of its rooms, in
 one transaction (``Log.transact_many``), each room's in the order they came.
 Plain rooms do too, in lanes (``lanes``; ``ROOMLOG_COMMIT_LANES``): a plain room
 belongs to one of ``lanes`` lanes (a hash of its name), each lane has one queue and
-one drain, and a batch is one transaction over the lane's rooms, each room's
-publishes in the order they came. A room that gets one message now and then no
+one drain, and a batch is one ``Log.append_many`` over the lane's rooms (on
+PostgreSQL one statement, ``roomlog.log.pg_append``), each room's publishes in the
+order they came. A room that gets one message now and then no
 longer costs a transaction of its own: under load the commits per second stay few
 while the rooms grow many. The price: one commit in flight per lane, so a room whose
 lock is held (on PostgreSQL, by another instance's commit) delays the other rooms of
@@ -44,7 +45,7 @@ from roomlog import logs
 from roomlog.cluster import Cluster
 from roomlog.commands import Call, CommandRunner, Outcome
 from roomlog.errors import ErrorCode, Refused, RoomlogError, Unavailable
-from roomlog.log import Append, Appended, Log, RoomInfo, RoomTxn, append_in
+from roomlog.log import Append, Appended, Log, RoomInfo
 from roomlog.protocol import Message
 from roomlog.stats import Stats
 
@@ -147,8 +148,8 @@ class Publisher:
 
     async def _append(self, batch: list[_Pending], now_ms: int
                       ) -> tuple[list[Any], dict[str, list[Message]]]:
-        """Plain rooms' publishes: one room's with ``Log.append``, several rooms' in
-        one ``transact_many``."""
+        """Plain rooms' publishes: one room's with ``Log.append``, several rooms' with
+        ``Log.append_many``."""
         appends: dict[str, list[Append]] = {}
         for name, item, _ in batch:
             if isinstance(item, Append):
@@ -157,14 +158,7 @@ class Publisher:
             ((room, items),) = appends.items()
             results, stored = await self._log.append(room, items, now_ms=now_ms)
             return list(results), {room: stored} if stored else {}
-
-        async def work(txns: Sequence[RoomTxn]) -> dict[str, list[Appended]]:
-            return {txn.room: await append_in(txn, appends[txn.room]) for txn in txns}
-
-        per_room, by_room = await self._log.transact_many(
-            list(appends), now_ms, work,
-            prior={room: [(i.actor, i.id) for i in items if i.id is not None]
-                   for room, items in appends.items()})
+        per_room, by_room = await self._log.append_many(appends, now_ms=now_ms)
         return _in_batch_order(batch, per_room), by_room
 
     async def _commit(self, batch: list[_Pending]) -> None:

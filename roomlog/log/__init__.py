@@ -169,6 +169,13 @@ class Log(Protocol):
         """Store ``items`` in one transaction; return a result per item and the
         newly stored messages (duplicates excluded), in seq order."""
 
+    async def append_many(
+        self, batches: Mapping[str, Sequence[Append]], *, now_ms: int
+    ) -> tuple[dict[str, list[Appended]], dict[str, list[Message]]]:
+        """``append`` of several rooms' items (room -> items) at once: results per room,
+        and the newly stored messages of each room that got any. Each room's items
+        are stored together, in order; rooms may be committed apart."""
+
     async def transact(
         self, room: str, now_ms: int, work: Callable[[RoomTxn], Awaitable[T]]
     ) -> tuple[T, dict[str, list[Message]]]:

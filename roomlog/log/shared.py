@@ -105,6 +105,11 @@ class SharedReads:
                      now_ms: int) -> tuple[list[Appended], list[Message]]:
         return await self._log.append(room, items, now_ms=now_ms)
 
+    async def append_many(
+        self, batches: Mapping[str, Sequence[Append]], *, now_ms: int
+    ) -> tuple[dict[str, list[Appended]], dict[str, list[Message]]]:
+        return await self._log.append_many(batches, now_ms=now_ms)
+
     async def transact(self, room: str, now_ms: int, work: Callable[[RoomTxn], Awaitable[T]]
                        ) -> tuple[T, dict[str, list[Message]]]:
         return await self._log.transact(room, now_ms, work)

@@ -28,7 +28,16 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from roomlog.errors import Refused, Unavailable, describe
-from roomlog.log import Append, Appended, Page, RoomInfo, RoomTxn, append_in, sqlite_driver
+from roomlog.log import (
+    Append,
+    Appended,
+    Page,
+    RoomInfo,
+    RoomTxn,
+    append_in,
+    pg_append,
+    sqlite_driver,
+)
 from roomlog.log import migrate as migrations
 from roomlog.log.detached import Detached
 from roomlog.log.pool import check_on_checkout
@@ -276,11 +285,79 @@ class SqlLog:
     async def append(
         self, room: str, items: Sequence[Append], *, now_ms: int
     ) -> tuple[list[Appended], list[Message]]:
-        async def work(txn: RoomTxn) -> list[Appended]:
-            return await append_in(txn, items)
+        results, stored = await self.append_many({room: items}, now_ms=now_ms)
+        return results[room], stored.get(room, [])
 
-        results, stored = await self.transact(room, now_ms, work)
-        return results, stored.get(room, [])
+    async def append_many(
+        self, batches: Mapping[str, Sequence[Append]], *, now_ms: int
+    ) -> tuple[dict[str, list[Appended]], dict[str, list[Message]]]:
+        if not self._sqlite:
+            ids = {room: room_id for room in batches
+                   if (room_id := self._rows.cached_id(room)) is not None}
+            if len(ids) == len(batches) and pg_append.fits(
+                    {ids[room]: items for room, items in batches.items()}, self._max_messages):
+                done = await self._detached.run(self._append_one_statement(ids, batches, now_ms))
+                if done is not None:
+                    results, stored = done
+                    rest = {room: batches[room] for room in batches if room not in results}
+                    if rest:  # a cached id without a row: never (rows are never deleted)
+                        more, more_stored = await self._append_in_transaction(rest, now_ms)
+                        results |= more
+                        stored |= more_stored
+                    return results, stored
+        return await self._append_in_transaction(batches, now_ms)
+
+    async def _append_in_transaction(
+        self, batches: Mapping[str, Sequence[Append]], now_ms: int
+    ) -> tuple[dict[str, list[Appended]], dict[str, list[Message]]]:
+        async def work(txns: Sequence[RoomTxn]) -> dict[str, list[Appended]]:
+            return {txn.room: await append_in(txn, batches[txn.room]) for txn in txns}
+
+        return await self.transact_many(
+            list(batches), now_ms, work,
+            prior={room: [(i.actor, i.id) for i in items if i.id is not None]
+                   for room, items in batches.items()})
+
+    async def _append_one_statement(
+        self, ids: Mapping[str, int], batches: Mapping[str, Sequence[Append]], now_ms: int,
+    ) -> tuple[dict[str, list[Appended]], dict[str, list[Message]]] | None:
+        """``append_many`` in one statement (``roomlog.log.pg_append``) for rooms whose
+        row ids are ``ids``, or None when the general transaction must do it: an id
+        was seen before, or the statement failed with nothing written. A room missing
+        from the answer got nothing (its row is gone). A connection lost while the
+        statement ran leaves its outcome unknown: a batch whose every item has an id
+        takes the general path (it answers ``duplicate`` for what did commit); another
+        fails Unavailable, as a lost COMMIT does."""
+        assert self._writer is not None, "open() the log first"
+        self._detached.check()
+        by_id = {ids[room]: items for room, items in batches.items()}
+        try:
+            async with self._writer.connect() as conn:
+                driver = (await conn.get_raw_connection()).driver_connection
+                assert driver is not None
+                found = await pg_append.append(driver, by_id, now_ms=now_ms,
+                                               max_messages=self._max_messages)
+        except pg_append.Taken:
+            return None
+        except Exception as exc:
+            if pg_append.not_written(exc) or all(
+                    i.id is not None for items in batches.values() for i in items):
+                return None
+            self._warn("write", exc)
+            raise Unavailable("the database is unavailable; retry with the same id") from exc
+        results: dict[str, list[Appended]] = {}
+        stored: dict[str, list[Message]] = {}
+        for room, items in batches.items():
+            room_id = ids[room]
+            if room_id not in found:  # no row: nothing written to it
+                continue
+            epoch, base = found[room_id]
+            written = [Message(room, base + n, epoch, now_ms, item.actor, item.raw)
+                       for n, item in enumerate(items, 1)]
+            results[room] = [Appended(m.seq, epoch, now_ms) for m in written]
+            if written:
+                stored[room] = written
+        return results, stored
 
     async def read(self, room: str, after: int, limit: int) -> Page:
         return await self._detached.run(

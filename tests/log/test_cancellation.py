@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 from sqlalchemy.testing.cancellation import await_points
 
-from roomlog.log import Append, RoomTxn
+from roomlog.log import Append, RoomTxn, pg_append
 from roomlog.log.sql import SqlLog
 from tests.log.conftest import LogFactory
 
@@ -74,6 +75,31 @@ async def _still_commits(logs: list[SqlLog], room: str) -> None:
             assert i > 0 and raws[i - 1] == b'"a"', raws
 
 
+class _Counted:
+    """An awaitable that is an await point of ``points`` (``AwaitPoints``)."""
+
+    def __init__(self, awaitable: Awaitable[Any], points: Callable[[Any], None]) -> None:
+        self.awaitable, self.points = awaitable, points
+
+    def __await__(self) -> Any:
+        self.points(self.awaitable)
+        return self.awaitable.__await__()
+
+
+@contextlib.contextmanager
+def _counting_one_statement_appends(points: Callable[[Any], None]) -> Iterator[None]:
+    """A plain append on PostgreSQL is one statement sent by asyncpg itself
+    (``roomlog.log.pg_append``), not through SQLAlchemy's greenlet that
+    ``await_points`` watches: its statement is an await point too."""
+    real = pg_append.append
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        return await _Counted(real(*args, **kwargs), points)
+
+    with mock.patch.object(pg_append, "append", counted):
+        yield
+
+
 @pytest.mark.parametrize("op", list(OPS))
 async def test_a_caller_cancelled_at_any_await_point_leaves_no_transaction_open(
         make_log: LogFactory, room: str, op: str) -> None:
@@ -86,14 +112,15 @@ async def test_a_caller_cancelled_at_any_await_point_leaves_no_transaction_open(
         name = f"{room}-{point}"
         if point % 2:  # half of the rooms exist before the call, half are new to it
             await log.append(name, [Append("u", b'"before"')], now_ms=1)
-        with await_points((point,)) as points:
+        with await_points((point,)) as points, _counting_one_statement_appends(points):
             task = points.create_task(OPS[op](log, name))
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await _still_commits([log, other], name)
         if not points.cancelled_at:  # the call ended before reaching this point: swept
             break
-    # a read on PostgreSQL is BEGIN, the select and COMMIT (no ping: roomlog.log.pool)
+    # a read on PostgreSQL is BEGIN, the select and COMMIT (no ping: roomlog.log.pool);
+    # an append to a room with a row one statement, and the checkout and return around it
     assert point > 2, "the operation reached too few await points to test anything"
 
 

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import asyncpg
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from roomlog.errors import Unavailable
 from roomlog.log import Append, RoomTxn, Snapshot
@@ -152,6 +154,114 @@ async def test_retention_by_count_trims_and_says_so(make_log: LogFactory, room: 
     assert (await log.read(room, 3, 100)).trimmed  # the range after 3 is gone
     kept = await log.read(room, 15, 100)
     assert not kept.trimmed and [m.seq for m in kept.messages] == list(range(16, 26))
+
+
+async def test_retention_by_count_deletes_what_it_trims_append_by_append(
+        make_log: LogFactory, room: str) -> None:
+    """Appends one at a time (on PostgreSQL, one statement each: ``pg_append``)
+    move the trim point with the head and delete every row behind it."""
+    log = await make_log(retention_max_messages=4)
+    for n in range(11):
+        await log.append(room, [item(ident=f"c{n}")], now_ms=1)
+    await log.append(room, [item(), item()], now_ms=1)
+    info = await log.info(room)
+    assert (info.head, info.trimmed) == (13, 9)
+    engine = create_async_engine(log.url)
+    try:
+        async with engine.connect() as conn:
+            seqs = (await conn.execute(sa.text(
+                "SELECT m.seq FROM rt_messages m JOIN rt_rooms r ON r.id = m.room_id "
+                "WHERE r.name = :room ORDER BY m.seq"), {"room": room})).scalars().all()
+    finally:
+        await engine.dispose()
+    assert seqs == [10, 11, 12, 13]
+
+
+async def test_appends_race_whole_transactions_of_the_same_room(make_log: LogFactory,
+                                                                room: str) -> None:
+    """Plain appends (one statement each on PostgreSQL) and transactions that read
+    between their writes, from two logs, take the room's lock in turn: gapless, and a
+    transaction's two messages stay next to each other."""
+    logs = [await make_log(), await make_log()]
+    await logs[0].append(room, [item()], now_ms=1)
+
+    async def pair(txn: RoomTxn) -> None:
+        txn.append("u", b'"a"')
+        await txn.events(txn.head)
+        txn.append("u", b'"b"')
+
+    async def writer(n: int) -> None:
+        for i in range(6):
+            if (n + i) % 3:
+                await logs[n % 2].append(room, [item(ident=f"w{n}-{i}")], now_ms=1)
+            else:
+                await logs[n % 2].transact(room, 1, pair)
+
+    await asyncio.gather(*(writer(n) for n in range(10)))
+    page = await logs[1].read(room, 0, 1000)
+    assert [m.seq for m in page.messages] == list(range(1, 82))  # 1 + 10 x (4 + 2 x 2)
+    raws = [m.raw for m in page.messages]
+    assert raws.count(b'"a"') == raws.count(b'"b"') == 20
+    for i, raw in enumerate(raws):
+        if raw == b'"a"':
+            assert raws[i + 1] == b'"b"'
+
+
+async def test_append_many_stores_each_rooms_items_in_order(make_log: LogFactory,
+                                                            room: str) -> None:
+    """Several rooms at once (on PostgreSQL one statement when every room has a row,
+    the general transaction when one is new or an id was seen before)."""
+    log = await make_log()
+    a, b, c = f"{room}-a", f"{room}-b", f"{room}-c"
+    await log.append(a, [item()], now_ms=1)
+    await log.append(b, [item(ident="seen")], now_ms=1)
+    results, stored = await log.append_many({a: [item(ident="x"), item()], b: [item()]},
+                                            now_ms=2)
+    assert {r: [(x.seq, x.duplicate) for x in rs] for r, rs in results.items()} == {
+        a: [(2, False), (3, False)], b: [(2, False)]}
+    assert {r: [m.seq for m in ms] for r, ms in stored.items()} == {a: [2, 3], b: [2]}
+    results, stored = await log.append_many(  # b's id was seen, c is new
+        {a: [item()], b: [item(ident="seen"), item()], c: [item()]}, now_ms=3)
+    assert {r: [(x.seq, x.duplicate) for x in rs] for r, rs in results.items()} == {
+        a: [(4, False)], b: [(1, True), (3, False)], c: [(1, False)]}
+    assert {r: [m.seq for m in ms] for r, ms in stored.items()} == {a: [4], b: [3], c: [1]}
+    for name, head in ((a, 4), (b, 3), (c, 1)):
+        page = await log.read(name, 0, 100)
+        assert [m.seq for m in page.messages] == list(range(1, head + 1))
+
+
+async def test_append_many_and_transactions_race_without_deadlock(make_log: LogFactory,
+                                                                  room: str) -> None:
+    """Batches over several rooms, given in any order, and transactions over the
+    same rooms, from two logs: each room's lock taken in name order by all of them,
+    so none waits in a cycle (PostgreSQL would break one after a second), and every
+    room stays gapless."""
+    logs = [await make_log(), await make_log()]
+    names = [f"{room}-{i}" for i in range(5)]
+    await logs[0].append_many({n: [item()] for n in names}, now_ms=1)
+
+    async def work(txns: Sequence[RoomTxn]) -> None:
+        for txn in txns:
+            txn.append("u", b"{}")
+            await txn.events(txn.head)
+
+    async def writer(n: int) -> None:
+        for i in range(6):
+            chosen = names[(n + i) % 5:] + names[:(n + i) % 5]
+            if (n + i) % 3:
+                batch = {c: [item(ident=f"{n}-{i}")] for c in chosen[::-1][:3]}
+                await logs[n % 2].append_many(batch, now_ms=1)
+            else:
+                await logs[n % 2].transact_many(chosen[:3], 1, work)
+
+    async with asyncio.timeout(20):
+        await asyncio.gather(*(writer(n) for n in range(8)))
+    total = 0
+    for name in names:
+        page = await logs[1].read(name, 0, 1000)
+        assert [m.seq for m in page.messages] == list(range(1, page.info.head + 1))
+        total += page.info.head
+    assert total == 5 + 8 * 6 * 3
 
 
 async def test_retention_by_age(make_log: LogFactory, room: str) -> None:
