@@ -7,13 +7,16 @@ methods of the hub's own classes with clocks (``time.perf_counter_ns``), so the
 hub runs its ordinary code plus about a microsecond per mark; nothing of the
 package changes. The marks, in the order a publish meets them:
 
-``data``       the last bytes a WebSocket connection received (uvicorn's protocol)
+``data``       the last bytes a WebSocket connection received (either /ws engine)
 ``handle``     the session starts handling a publish frame (parsed: after it)
 ``submit``     the publisher queues it for its room's commit
 ``commit``     the room's drain takes the batch; ``conn`` the write connection is
                held (pool, pre-ping, SQLite's writer queue); ``locked`` BEGIN and the
                room's lock; ``flush`` the buffered writes start; ``flushed`` they
-               are written; ``committed`` COMMIT returned
+               are written; ``committed`` COMMIT returned. A plain append on
+               PostgreSQL is one statement (``roomlog.log.pg_append``): its marks
+               from ``conn`` to ``flush`` are at its start, ``flushed`` and
+               ``committed`` at its end
 ``deliver``    the hub hands the committed messages to local subscribers (encode
                once; write at once to every idle subscriber's socket, queue for the
                others) until ``delivered``
@@ -52,7 +55,7 @@ STAGES = [  # (name, from mark, to mark)
     ("connection (pool, ping, writer queue)", "commit", "conn"),
     ("BEGIN + room lock", "conn", "locked"),
     ("work (ids, state, decide)", "locked", "flush"),
-    ("INSERTs + UPDATE", "flush", "flushed"),
+    ("INSERTs + UPDATE (or the whole append at once)", "flush", "flushed"),
     ("COMMIT", "flushed", "committed"),
     ("commit -> hub", "committed", "deliver"),
     ("hub: encode, write idle sockets, queue", "deliver", "delivered"),
@@ -69,6 +72,7 @@ def install(marks: list[Mark], limit: int = 2_000_000) -> None:
     from roomlog.outbox import Flusher
     from roomlog.publisher import Publisher
     from roomlog.session import Session
+    from roomlog.transports.native_ws import NativeWebSocket
     from roomlog.transports.uvicorn_ws import DirectSendProtocol
 
     clock = time.perf_counter_ns
@@ -108,12 +112,11 @@ def install(marks: list[Mark], limit: int = 2_000_000) -> None:
                     mark(after)
         setattr(cls, name, wrapper)
 
-    data_received = DirectSendProtocol.data_received
-
-    def on_data(self: Any, data: bytes) -> None:
-        last_data[0] = clock()
-        data_received(self, data)
-    DirectSendProtocol.data_received = on_data  # type: ignore[method-assign]
+    for protocol in (DirectSendProtocol, NativeWebSocket):  # /ws on either engine
+        def on_data(self: Any, data: bytes, received: Any = protocol.data_received) -> None:
+            last_data[0] = clock()
+            received(self, data)
+        protocol.data_received = on_data  # type: ignore[method-assign]
 
     handle = Session.handle
 
@@ -160,6 +163,23 @@ def install(marks: list[Mark], limit: int = 2_000_000) -> None:
             finally:
                 mark("locked")
         sql_module.lock_rooms = traced_lock_rooms  # type: ignore[attr-defined]
+    import roomlog.log.pg_append as pg_append_module
+    import roomlog.log.sqlite_driver as sqlite_driver_module
+
+    def at_once(original: Callable[..., Any]) -> Callable[..., Any]:
+        async def traced(*args: Any, **kwargs: Any) -> Any:
+            for kind in ("conn", "locked", "flush"):  # no stages of their own
+                mark(kind)
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                mark("flushed")
+                mark("committed")
+        return traced
+    # the names SqlLog looks up for an append at once
+    pg_append_module.append = at_once(pg_append_module.append)  # type: ignore[assignment]
+    sqlite_driver_module.in_thread = at_once(  # type: ignore[assignment]
+        sqlite_driver_module.in_thread)
     sync(Hub, "deliver", "deliver", "delivered",
          lambda self, room, messages: (room, messages[0].seq if messages else None,
                                        len(messages), len(self._rooms[room].subs)

@@ -55,7 +55,7 @@ from typing import Protocol, TypeVar
 from roomlog.protocol import Message
 
 __all__ = ["Append", "Appended", "Log", "Page", "Prior", "RoomInfo", "RoomTxn", "Snapshot",
-           "append_in"]
+           "append_in", "place"]
 
 T = TypeVar("T")
 
@@ -218,22 +218,38 @@ class Log(Protocol):
         Unavailable if it fails (readiness: the caller bounds the wait)."""
 
 
+def place(items: Sequence[Append], known: Mapping[tuple[str, str], Prior], head: int,
+          epoch: str, now_ms: int) -> tuple[list[Appended], list[tuple[Append, int]]]:
+    """``append``'s decisions, free of I/O: a result per item, and the items to store
+    with their seqs (after ``head``, in order). An item whose (actor, id) is ``known``
+    (remembered before) or came earlier in ``items`` is not stored: its result is the
+    first one, ``duplicate``."""
+    seen = dict(known)
+    results: list[Appended] = []
+    new: list[tuple[Append, int]] = []
+    for item in items:
+        prior = seen.get((item.actor, item.id)) if item.id is not None else None
+        if prior is not None:
+            results.append(Appended(prior.seq, epoch, prior.ts, duplicate=True,
+                                    refusal=prior.result))
+            continue
+        head += 1
+        new.append((item, head))
+        results.append(Appended(head, epoch, now_ms))
+        if item.id is not None:
+            seen[(item.actor, item.id)] = Prior(head, now_ms, None)
+    return results, new
+
+
 async def append_in(txn: RoomTxn, items: Sequence[Append]) -> list[Appended]:
     """``append``'s work in one room's transaction: each item stored after the head,
     unless its (actor, id) was seen before (then its first result, ``duplicate``).
     Shared by every adapter's ``append`` and by commits of several plain rooms in one
-    transaction (``transact_many``, ``roomlog.publisher``)."""
+    transaction (``transact_many``)."""
     known = await txn.prior((i.actor, i.id) for i in items if i.id is not None)
-    results = []
-    for item in items:
-        prior = known.get((item.actor, item.id)) if item.id is not None else None
-        if prior is not None:
-            results.append(Appended(prior.seq, txn.epoch, prior.ts, duplicate=True,
-                                    refusal=prior.result))
-            continue
-        message = txn.append(item.actor, item.raw)
-        results.append(Appended(message.seq, txn.epoch, txn.now_ms))
+    results, new = place(items, known, txn.head, txn.epoch, txn.now_ms)
+    for item, seq in new:
+        txn.append(item.actor, item.raw)
         if item.id is not None:
-            txn.remember(item.actor, item.id, message.seq, None)
-            known[(item.actor, item.id)] = Prior(message.seq, txn.now_ms, None)
+            txn.remember(item.actor, item.id, seq, None)
     return results

@@ -43,7 +43,7 @@ class Taken(Exception):
 # ``l`` locks the rooms' rows in name order, as every transaction of the log does (two
 # writers never wait on each other in a cycle), and reads them as they are once locked
 # (READ COMMITTED: the newest version). The UPDATE then finds them locked by this
-# statement. The trim point moves as ``SqlTxn._trim`` moves it: to head - max_messages
+# statement. The trim point moves as ``txn.trim_point`` moves it: to head - max_messages
 # when that is past it, never past the snapshot; the messages between the old and the
 # new trim point are deleted.
 _APPEND = """

@@ -15,6 +15,7 @@ left behind, inside a transaction.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
@@ -36,6 +37,7 @@ from roomlog.log import (
     RoomTxn,
     append_in,
     pg_append,
+    sqlite_append,
     sqlite_driver,
 )
 from roomlog.log import migrate as migrations
@@ -51,6 +53,9 @@ __all__ = ["SqlLog", "new_epoch"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# what an append at once placed, per room row id: epoch, a result per item, the
+# items stored with their seqs
+_Placed = dict[int, tuple[str, list[Appended], list[tuple[Append, int]]]]
 
 _HEADS_CHUNK = 500  # room names per query of `heads`
 _PING_AFTER = 5.0  # seconds in the pool after which a connection is pinged before use
@@ -291,20 +296,36 @@ class SqlLog:
     async def append_many(
         self, batches: Mapping[str, Sequence[Append]], *, now_ms: int
     ) -> tuple[dict[str, list[Appended]], dict[str, list[Message]]]:
-        if not self._sqlite:
-            ids = {room: room_id for room in batches
-                   if (room_id := self._rows.cached_id(room)) is not None}
-            if len(ids) == len(batches) and pg_append.fits(
-                    {ids[room]: items for room, items in batches.items()}, self._max_messages):
-                done = await self._detached.run(self._append_one_statement(ids, batches, now_ms))
-                if done is not None:
-                    results, stored = done
-                    rest = {room: batches[room] for room in batches if room not in results}
-                    if rest:  # a cached id without a row: never (rows are never deleted)
-                        more, more_stored = await self._append_in_transaction(rest, now_ms)
-                        results |= more
-                        stored |= more_stored
-                    return results, stored
+        """Rooms whose row ids are cached (every room after its first write) take one
+        statement on PostgreSQL (``pg_append``) or one trip to SQLite's thread
+        (``sqlite_append``); the others, and whatever those leave, the general
+        transaction."""
+        ids = {room: room_id for room in batches
+               if (room_id := self._rows.cached_id(room)) is not None}
+        if len(ids) == len(batches):
+            by_id = {ids[room]: items for room, items in batches.items()}
+            if self._sqlite:
+                found = await self._detached.run(self._append_in_thread(by_id, now_ms))
+            elif pg_append.fits(by_id, self._max_messages):
+                found = await self._detached.run(self._append_one_statement(by_id, now_ms))
+            else:
+                found = None
+            if found is not None:
+                results: dict[str, list[Appended]] = {}
+                stored: dict[str, list[Message]] = {}
+                for room in batches:
+                    if ids[room] not in found:
+                        continue
+                    epoch, results[room], new = found[ids[room]]
+                    if new:
+                        stored[room] = [Message(room, seq, epoch, now_ms, item.actor, item.raw)
+                                        for item, seq in new]
+                rest = {room: batches[room] for room in batches if room not in results}
+                if rest:  # a cached id without a row: never (rows are never deleted)
+                    more, more_stored = await self._append_in_transaction(rest, now_ms)
+                    results |= more
+                    stored |= more_stored
+                return results, stored
         return await self._append_in_transaction(batches, now_ms)
 
     async def _append_in_transaction(
@@ -318,46 +339,53 @@ class SqlLog:
             prior={room: [(i.actor, i.id) for i in items if i.id is not None]
                    for room, items in batches.items()})
 
-    async def _append_one_statement(
-        self, ids: Mapping[str, int], batches: Mapping[str, Sequence[Append]], now_ms: int,
-    ) -> tuple[dict[str, list[Appended]], dict[str, list[Message]]] | None:
-        """``append_many`` in one statement (``roomlog.log.pg_append``) for rooms whose
-        row ids are ``ids``, or None when the general transaction must do it: an id
-        was seen before, or the statement failed with nothing written. A room missing
-        from the answer got nothing (its row is gone). A connection lost while the
-        statement ran leaves its outcome unknown: a batch whose every item has an id
-        takes the general path (it answers ``duplicate`` for what did commit); another
-        fails Unavailable, as a lost COMMIT does."""
+    async def _append_one_statement(self, by_id: dict[int, Sequence[Append]], now_ms: int
+                                    ) -> _Placed | None:
+        """``append_many`` of rooms by row id in one statement (``roomlog.log.pg_append``),
+        or None when the general transaction must do it: an id was seen before, or the
+        statement failed with nothing written. A room missing from the answer got
+        nothing (its row is gone). A connection lost while the statement ran leaves
+        its outcome unknown: a batch whose every item has an id takes the general path
+        (it answers ``duplicate`` for what did commit); another fails Unavailable, as a
+        lost COMMIT does."""
         assert self._writer is not None, "open() the log first"
         self._detached.check()
-        by_id = {ids[room]: items for room, items in batches.items()}
         try:
             async with self._writer.connect() as conn:
                 driver = (await conn.get_raw_connection()).driver_connection
                 assert driver is not None
-                found = await pg_append.append(driver, by_id, now_ms=now_ms,
+                heads = await pg_append.append(driver, by_id, now_ms=now_ms,
                                                max_messages=self._max_messages)
         except pg_append.Taken:
             return None
         except Exception as exc:
             if pg_append.not_written(exc) or all(
-                    i.id is not None for items in batches.values() for i in items):
+                    i.id is not None for items in by_id.values() for i in items):
                 return None
             self._warn("write", exc)
             raise Unavailable("the database is unavailable; retry with the same id") from exc
-        results: dict[str, list[Appended]] = {}
-        stored: dict[str, list[Message]] = {}
-        for room, items in batches.items():
-            room_id = ids[room]
-            if room_id not in found:  # no row: nothing written to it
-                continue
-            epoch, base = found[room_id]
-            written = [Message(room, base + n, epoch, now_ms, item.actor, item.raw)
-                       for n, item in enumerate(items, 1)]
-            results[room] = [Appended(m.seq, epoch, now_ms) for m in written]
-            if written:
-                stored[room] = written
-        return results, stored
+        placed: _Placed = {}
+        for room_id, (epoch, base) in heads.items():
+            new = [(item, base + n) for n, item in enumerate(by_id[room_id], 1)]
+            placed[room_id] = (epoch, [Appended(seq, epoch, now_ms) for _, seq in new], new)
+        return placed
+
+    async def _append_in_thread(self, by_id: dict[int, Sequence[Append]], now_ms: int
+                                ) -> _Placed | None:
+        """``append_many`` of rooms by row id in one trip to SQLite's thread
+        (``roomlog.log.sqlite_append``), or None if it failed: it rolled back, and the
+        general transaction does it (and reports what fails there)."""
+        assert self._writer is not None and self._write_lock is not None, "open() first"
+        async with self._write_lock:
+            self._detached.check()
+            async with self._writer.connect() as conn:
+                driver = (await conn.get_raw_connection()).driver_connection
+                try:
+                    return await sqlite_driver.in_thread(driver, functools.partial(
+                        sqlite_append.append, batches=by_id, now_ms=now_ms,
+                        max_messages=self._max_messages))
+                except Exception:  # rolled back in the thread, or never begun
+                    return None
 
     async def read(self, room: str, after: int, limit: int) -> Page:
         return await self._detached.run(

@@ -16,7 +16,9 @@ one statement at a time (SQLAlchemy's adapter awaits each), so the two threads
 never touch it at once.
 
 The one module that reaches into aiosqlite's internals; ``SqlLog`` uses it for
-file URLs without query parameters, the plain driver otherwise.
+file URLs without query parameters, the plain driver otherwise. :func:`in_thread`
+runs a whole function of ``sqlite3`` calls in that thread in one hop (plain
+appends, ``roomlog.log.sqlite_append``) on either.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 from aiosqlite.context import contextmanager
 
-__all__ = ["connector"]
+__all__ = ["connector", "in_thread"]
+
+T = TypeVar("T")
 
 
 class _Cursor(aiosqlite.Cursor):
@@ -61,6 +65,15 @@ class _Connection(aiosqlite.Connection):
     @contextmanager
     async def cursor(self) -> aiosqlite.Cursor:
         return _Cursor(self, self._conn.cursor())
+
+
+async def in_thread(connection: Any, work: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``work`` with the ``sqlite3`` connection of ``connection`` (an aiosqlite
+    connection: SQLAlchemy's ``driver_connection``) in its thread, in one hop: several
+    statements for the price of one trip (``roomlog.log.sqlite_append``)."""
+    raw: sqlite3.Connection = connection._conn
+    result: T = await connection._execute(work, raw)
+    return result
 
 
 def connector(path: str) -> Callable[[], Any]:

@@ -25,7 +25,7 @@ from roomlog.log.rows import RoomRows, lock_room
 from roomlog.log.schema import claims, dedup, messages, rooms, snapshots
 from roomlog.protocol import Message
 
-__all__ = ["SqlTxn"]
+__all__ = ["SqlTxn", "trim_point"]
 
 
 def _among(column: sa.Column[Any], name: str) -> sa.ColumnElement[bool]:
@@ -210,16 +210,16 @@ class SqlTxn:
             index_elements=[snapshots.c.room_id], set_=dict(seq=seq, state=state)))
         self._main.snapshot_seq = seq
 
-    def _trim(self, w: _RoomWrite) -> int:
-        """Count-based retention, never past the snapshot: the room's new trim point
-        (messages up to it are deleted once the new ones are written)."""
-        trimmed = w.trimmed
-        if self._max_messages and w.head - self._max_messages > trimmed:
-            trimmed = w.head - self._max_messages
-            if w.snapshot_seq is not None:
-                trimmed = min(trimmed, w.snapshot_seq)
-            trimmed = max(trimmed, w.trimmed)
-        return trimmed
+
+def trim_point(head: int, trimmed: int, snapshot_seq: int | None, max_messages: int) -> int:
+    """Count-based retention, never past the snapshot: a room's new trim point at
+    ``head`` (messages up to it are deleted once the new ones are written)."""
+    if max_messages and head - max_messages > trimmed:
+        point = head - max_messages
+        if snapshot_seq is not None:
+            point = min(point, snapshot_seq)
+        return max(point, trimmed)
+    return trimmed
 
 
 _ADVANCE = rooms.update().where(rooms.c.id == sa.bindparam("rid")).values(
@@ -441,7 +441,7 @@ async def flush_all(txns: Sequence[SqlTxn], others: dict[str, list[tuple[str, by
     trims: list[tuple[int, int]] = []
     for w in writes:
         if w.stored or w.room in snapshotted:
-            trimmed = first._trim(w)
+            trimmed = trim_point(w.head, w.trimmed, w.snapshot_seq, first._max_messages)
             heads.append(dict(rid=w.room_id, head=w.head, trimmed=trimmed,
                               snap=w.snapshot_seq))
             if trimmed > w.trimmed:

@@ -23,7 +23,7 @@ from unittest import mock
 import pytest
 from sqlalchemy.testing.cancellation import await_points
 
-from roomlog.log import Append, RoomTxn, pg_append
+from roomlog.log import Append, RoomTxn, pg_append, sqlite_driver
 from roomlog.log.sql import SqlLog
 from tests.log.conftest import LogFactory
 
@@ -87,16 +87,18 @@ class _Counted:
 
 
 @contextlib.contextmanager
-def _counting_one_statement_appends(points: Callable[[Any], None]) -> Iterator[None]:
-    """A plain append on PostgreSQL is one statement sent by asyncpg itself
-    (``roomlog.log.pg_append``), not through SQLAlchemy's greenlet that
-    ``await_points`` watches: its statement is an await point too."""
-    real = pg_append.append
+def _counting_appends_at_once(points: Callable[[Any], None]) -> Iterator[None]:
+    """A plain append to a room with a row is one statement sent by asyncpg itself
+    (``roomlog.log.pg_append``) or one trip to SQLite's thread
+    (``roomlog.log.sqlite_append``), not through SQLAlchemy's greenlet that
+    ``await_points`` watches: it is an await point too."""
+    def counting(real: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            return await _Counted(real(*args, **kwargs), points)
+        return counted
 
-    async def counted(*args: Any, **kwargs: Any) -> Any:
-        return await _Counted(real(*args, **kwargs), points)
-
-    with mock.patch.object(pg_append, "append", counted):
+    with mock.patch.object(pg_append, "append", counting(pg_append.append)), \
+            mock.patch.object(sqlite_driver, "in_thread", counting(sqlite_driver.in_thread)):
         yield
 
 
@@ -112,7 +114,7 @@ async def test_a_caller_cancelled_at_any_await_point_leaves_no_transaction_open(
         name = f"{room}-{point}"
         if point % 2:  # half of the rooms exist before the call, half are new to it
             await log.append(name, [Append("u", b'"before"')], now_ms=1)
-        with await_points((point,)) as points, _counting_one_statement_appends(points):
+        with await_points((point,)) as points, _counting_appends_at_once(points):
             task = points.create_task(OPS[op](log, name))
             with contextlib.suppress(asyncio.CancelledError):
                 await task
