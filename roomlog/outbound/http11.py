@@ -1,6 +1,7 @@
-"""The Outbound port over plain asyncio streams: a lean HTTP/1.1 client for webhooks.
+"""The Outbound port over plain asyncio streams: a lean HTTP/1.1 client for webhooks
+and command hooks.
 
-Why a second adapter: webhook delivery posts one small request per message, and
+Why our own client: webhook delivery posts one small request per message, and
 httpx's connection pool costs about a millisecond of CPU per request (its pool
 scans every connection, and asks which async library runs at each request):
 measured with loadtest/webhooks.py, it capped one instance at a few hundred
@@ -8,7 +9,7 @@ requests/s. This adapter does what webhooks need and nothing more: ``POST`` with
 a body, keep-alive connections pooled per origin, a response read with its body
 capped (``content-length``, chunked, or until close), TLS through :mod:`ssl`.
 
-Address policy (the same as ``httpx_adapter``): unless ``allow_private``, a host
+Address policy (``roomlog.outbound.policy``): unless ``allow_private``, a host
 resolving to a loopback, link-local, private, multicast, reserved or unspecified
 address is refused; a new connection goes to the address that was checked (the
 ``Host`` header and the TLS name stay the URL's), so DNS rebinding cannot slip

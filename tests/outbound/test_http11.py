@@ -1,6 +1,7 @@
-"""The asyncio HTTP/1.1 adapter of the Outbound port (webhooks) against real servers
-on loopback: the same contract as the httpx adapter, plus keep-alive, chunked and
-capped bodies, and a pooled connection the server closed."""
+"""The asyncio HTTP/1.1 adapter of the Outbound port (webhooks and command hooks)
+against real servers on loopback: statuses, timeouts, refusals and the address
+policy, keep-alive, chunked and capped bodies, and a pooled connection the server
+closed."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from roomlog.outbound import OutboundError
 from roomlog.outbound.http11 import Http11Outbound
-from tests.outbound.test_httpx_adapter import Receiver
+from tests.outbound.receiver import Receiver
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
