@@ -5,7 +5,8 @@
 It runs the three tools as the README's "Load testing" section describes them, each
 with ``--json`` into ``--out`` (default ``loadtest/results/<date-time>/``):
 
-* ``fanout.py --db both --target both`` (fanout.json; about 2 minutes);
+* ``fanout.py --db both --target both --baseline-mode plain,coalesce`` (fanout.json;
+  about 3 minutes);
 * ``queue.py --db postgres``, ``--queue-runs`` times (queue-1.json, ...; about 1
   minute each);
 * ``cluster.py`` (cluster.json; about 2 minutes);
@@ -57,7 +58,9 @@ def fanout_table(doc: dict[str, Any]) -> list[str]:
     rate = doc["options"]["rate"] * doc["options"]["subscribers"]
     lines = [f"| target | db | deliveries/s (saturated) | msgs/frame | p99 at {rate:,} "
              "deliveries/s | memory/conn |", "| --- | --- | --- | --- | --- | --- |"]
-    names = {"baseline": "plain `websockets`, coalescing", "hub": "roomlog"}
+    names = {"baseline": "`websockets`, coalescing like the hub",
+             "baseline-plain": "plain `websockets` (`broadcast` per message)",
+             "baseline-direct": "`websockets`, synchronous batches", "hub": "roomlog"}
     dbs = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
     for (target, db), phases in rows.items():
         tp, lat = phases.get("throughput"), phases.get("latency")
@@ -149,7 +152,8 @@ def _problems(doc: dict[str, Any]) -> list[str]:
 def run(out: Path, queue_runs: int, extra: list[str]) -> bool:
     """Run the tools into ``out``; False if any failed (its figures may be missing)."""
     out.mkdir(parents=True, exist_ok=True)
-    plans = [["fanout.py", "--db", "both", "--target", "both", "--json", str(out / "fanout.json")]]
+    plans = [["fanout.py", "--db", "both", "--target", "both", "--baseline-mode", "plain,coalesce",
+              "--json", str(out / "fanout.json")]]
     plans += [["queue.py", "--db", "postgres", "--json", str(out / f"queue-{n}.json")]
               for n in range(1, queue_runs + 1)]
     plans += [["cluster.py", "--json", str(out / "cluster.json")]]
