@@ -143,7 +143,8 @@ class Settings:
     commit_batch: int = _doc(500, "publishes or commands committed in one transaction at most")
     commit_lanes: str = _doc(
         "auto", "plain rooms commit in this many lanes (by a hash of the name), a lane's "
-                "publishes to all its rooms in one transaction, one in flight per lane (so "
+                "publishes to all its rooms together (one statement on PostgreSQL, one "
+                "transaction on SQLite), one in flight per lane (so "
                 "a room whose lock another instance holds delays its lane); 0: each room "
                 "its own transactions; 'auto': 1 on SQLite (one writer anyway), 4 on "
                 "PostgreSQL")
