@@ -342,26 +342,29 @@ class SqlLog:
     async def _append_one_statement(self, by_id: dict[int, Sequence[Append]], now_ms: int
                                     ) -> _Placed | None:
         """``append_many`` of rooms by row id in one statement (``roomlog.log.pg_append``),
-        or None when the general transaction must do it: an id was seen before, or the
-        statement failed with nothing written. A room missing from the answer got
+        or None when the general transaction must do it (and report what fails there):
+        an id was seen before, no connection was had, or the statement failed with
+        nothing written. A room missing from the answer got
         nothing (its row is gone). A connection lost while the statement ran leaves
         its outcome unknown: a batch whose every item has an id takes the general path
         (it answers ``duplicate`` for what did commit); another fails Unavailable, as a
         lost COMMIT does."""
         assert self._writer is not None, "open() the log first"
         self._detached.check()
+        sent = False
         try:
             async with self._writer.connect() as conn:
                 driver = (await conn.get_raw_connection()).driver_connection
                 assert driver is not None
+                sent = True
                 heads = await pg_append.append(driver, by_id, now_ms=now_ms,
                                                max_messages=self._max_messages)
         except pg_append.Taken:
             return None
         except Exception as exc:
-            if pg_append.not_written(exc) or all(
+            if not sent or pg_append.not_written(exc) or all(
                     i.id is not None for items in by_id.values() for i in items):
-                return None
+                return None  # no connection, or nothing written, or ids make it exact
             self._warn("write", exc)
             raise Unavailable("the database is unavailable; retry with the same id") from exc
         placed: _Placed = {}
@@ -378,14 +381,14 @@ class SqlLog:
         assert self._writer is not None and self._write_lock is not None, "open() first"
         async with self._write_lock:
             self._detached.check()
-            async with self._writer.connect() as conn:
-                driver = (await conn.get_raw_connection()).driver_connection
-                try:
+            try:
+                async with self._writer.connect() as conn:
+                    driver = (await conn.get_raw_connection()).driver_connection
                     return await sqlite_driver.in_thread(driver, functools.partial(
                         sqlite_append.append, batches=by_id, now_ms=now_ms,
                         max_messages=self._max_messages))
-                except Exception:  # rolled back in the thread, or never begun
-                    return None
+            except Exception:  # no connection, or rolled back in the thread
+                return None
 
     async def read(self, room: str, after: int, limit: int) -> Page:
         return await self._detached.run(
