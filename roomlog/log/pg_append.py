@@ -96,14 +96,14 @@ def fits(batches: Mapping[int, Sequence[Append]], max_messages: int) -> bool:
 
 
 def not_written(exc: BaseException) -> bool:
-    """Whether ``append_one`` failing with ``exc`` surely wrote nothing: the server
+    """Whether :func:`append` failing with ``exc`` surely wrote nothing: the server
     answered with an error (the statement, its own transaction, rolled back), or the
-    driver could not encode a value (nothing was sent). A lost connection
-    (``PostgresConnectionError``, ``OSError``) leaves it unknown: the server may have
-    committed before the answer was lost."""
+    driver refused before sending (a value it cannot encode, a connection it knows is
+    closed). A connection lost on the way (``PostgresConnectionError``, ``OSError``)
+    leaves it unknown: the server may have committed before the answer was lost."""
     if isinstance(exc, asyncpg.PostgresConnectionError):
         return False
-    return isinstance(exc, (asyncpg.PostgresError, asyncpg.DataError, UnicodeError))
+    return isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError, ValueError))
 
 
 async def append(conn: asyncpg.Connection[Any], batches: Mapping[int, Sequence[Append]], *,
