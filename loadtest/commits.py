@@ -15,7 +15,9 @@ time. For each database and each in-flight count it prints:
 Run it from the tree whose code you measure (``PYTHONPATH`` picks another one).
 ``--rooms N`` spreads the plain publishes over N rooms, committed in ``--lanes``
 lanes (``commit_lanes``; 0: each room on its own, as before lanes).
-``--kind repair``: ``note.add`` commands spread over ``--tickets`` repair tickets
+``--kind new-rooms``: each publish is the first write of a room never written (what a
+burst of new rooms costs). ``--kind repair``: ``note.add`` commands spread over
+``--tickets`` repair tickets
 instead, each of which also writes the admins' feed ``repairs:all`` and its
 technician's feed (issue 13: tickets no longer queue one by one on the feed's lock).
 
@@ -55,7 +57,7 @@ WARMUP = 200  # publishes before the measurement: connections made, caches warm
 
 
 async def measure(url: str, publishes: int, inflight: int, rooms: int = 1,
-                  lanes: int = 1) -> dict[str, Any]:
+                  lanes: int = 1, fresh: bool = False) -> dict[str, Any]:
     log = SqlLog(url, migrate=True)
     await log.open()
     stats = Stats()
@@ -66,13 +68,16 @@ async def measure(url: str, publishes: int, inflight: int, rooms: int = 1,
     publisher = Publisher(log, cluster, stats, clock_ms=lambda: int(time.time() * 1000),
                           **options)  # type: ignore[arg-type]
     names = [f"chat:commits-{secrets.token_hex(4)}" for _ in range(rooms)]
+    run_id = secrets.token_hex(4)
     gate = asyncio.Semaphore(inflight)
     latencies: list[int] = []
 
     async def publish(n: int) -> None:
+        # --kind new-rooms: every publish is the first write of a room of its own
+        room = f"chat:new-{run_id}-{n}" if fresh else names[n % rooms]
         async with gate:
             started = time.perf_counter_ns()
-            await publisher.publish(names[n % rooms], Append("bench", b'{"n":1}', f"p{n}"))
+            await publisher.publish(room, Append("bench", b'{"n":1}', f"p{n}"))
             latencies.append(time.perf_counter_ns() - started)
 
     try:
@@ -89,7 +94,8 @@ async def measure(url: str, publishes: int, inflight: int, rooms: int = 1,
         await log.close()
     latencies.sort()
     return {"db": url.split("+")[0], "inflight": inflight, "publishes": publishes,
-            "rooms": rooms, "lanes": lanes,
+            "rooms": publishes if fresh else rooms, "lanes": lanes,
+            "kind": "new-rooms" if fresh else "plain",
             "cpu_us_per_publish": round(cpu / publishes * 1e6, 1),
             "publishes_per_s": round(publishes / wall), "commits_per_s": round(commits / wall),
             "p50_ms": round(percentile(latencies, 0.50) / 1e6, 2),
@@ -159,7 +165,8 @@ async def run(db: str, args: argparse.Namespace, inflight: int) -> dict[str, Any
     def one(url: str) -> Any:
         if args.kind == "repair":
             return measure_repairs(url, args.publishes, inflight, args.tickets)
-        return measure(url, args.publishes, inflight, args.rooms, args.lanes)
+        return measure(url, args.publishes, inflight, args.rooms, args.lanes,
+                       fresh=args.kind == "new-rooms")
 
     if db == "sqlite":
         with tempfile.TemporaryDirectory() as tmp:
@@ -187,6 +194,8 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
 def _row(r: dict[str, Any]) -> str:
     what = "command" if r.get("kind") == "repair" else "publish"
     rooms = f" over {r['rooms']} rooms in {r['lanes']} lanes" if r.get("rooms", 1) > 1 else ""
+    if r.get("kind") == "new-rooms":
+        rooms = f", each to a new room, in {r['lanes']} lanes"
     return (f"{r['db']:<10} inflight {r['inflight']:>4}{rooms}: "
             f"{r['cpu_us_per_publish']:>7.1f} us CPU"
             f"/{what}, {r['publishes_per_s']:>7,} publishes/s, {r['commits_per_s']:>6,} "
@@ -201,10 +210,11 @@ if __name__ == "__main__":
                         help="measured publishes per run (default 10000)")
     parser.add_argument("--inflight", type=int, nargs="+", default=[1, 50],
                         help="publishes in flight at a time; one run each (default 1 50)")
-    parser.add_argument("--kind", choices=["plain", "repair"], default="plain",
+    parser.add_argument("--kind", choices=["plain", "repair", "new-rooms"], default="plain",
                         help="plain: publishes to one chat room (default); repair: note.add "
                              "commands spread over --tickets repair tickets (each also writes "
-                             "repairs:all and a technician's feed)")
+                             "repairs:all and a technician's feed); new-rooms: each publish "
+                             "is the first write of a room of its own (rooms made in bursts)")
     parser.add_argument("--tickets", type=int, default=100,
                         help="repair tickets for --kind repair (default 100)")
     parser.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres",
