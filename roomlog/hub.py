@@ -414,6 +414,7 @@ class Hub:
                 sub.outbox.extend(run[0], run[1])
             copies += len(messages) - skip
             sub.cursor = last.seq
+        if copies:  # handed to a live subscriber: new subscriptions start after it
             room.known = (last.epoch, last.seq)
         self.delivered += copies
         for event in room.watchers:

@@ -148,16 +148,11 @@ class Publisher:
 
     async def _append(self, batch: list[_Pending], now_ms: int
                       ) -> tuple[list[Any], dict[str, list[Message]]]:
-        """Plain rooms' publishes: one room's with ``Log.append``, several rooms' with
-        ``Log.append_many``."""
+        """Plain rooms' publishes, of one room or of a lane's, with ``Log.append_many``."""
         appends: dict[str, list[Append]] = {}
         for name, item, _ in batch:
             if isinstance(item, Append):
                 appends.setdefault(name, []).append(item)
-        if len(appends) == 1:
-            ((room, items),) = appends.items()
-            results, stored = await self._log.append(room, items, now_ms=now_ms)
-            return list(results), {room: stored} if stored else {}
         per_room, by_room = await self._log.append_many(appends, now_ms=now_ms)
         return _in_batch_order(batch, per_room), by_room
 

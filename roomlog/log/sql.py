@@ -300,11 +300,11 @@ class SqlLog:
         statement on PostgreSQL (``pg_append``) or one trip to SQLite's thread
         (``sqlite_append``); the others, and whatever those leave, the general
         transaction. Rooms without a known row get one first (``_make_rows``)."""
-        missing = sorted(room for room in batches if self._rows.cached_id(room) is None)
-        if missing:
+        ids = self._cached_ids(batches)
+        if len(ids) < len(batches):
+            missing = sorted(room for room in batches if room not in ids)
             await self._detached.run(_once_more(lambda last: self._make_rows(missing, last)))
-        ids = {room: room_id for room in batches
-               if (room_id := self._rows.cached_id(room)) is not None}
+            ids = self._cached_ids(batches)
         if len(ids) == len(batches):
             by_id = {ids[room]: items for room, items in batches.items()}
             if self._sqlite:
@@ -330,6 +330,10 @@ class SqlLog:
                     stored |= more_stored
                 return results, stored
         return await self._append_in_transaction(batches, now_ms)
+
+    def _cached_ids(self, names: Iterable[str]) -> dict[str, int]:
+        return {name: room_id for name in names
+                if (room_id := self._rows.cached_id(name)) is not None}
 
     async def _make_rows(self, names: list[str], last: bool) -> None:
         """Find or make the rows of ``names`` (sorted) and cache their ids, in one short
