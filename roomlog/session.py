@@ -74,6 +74,7 @@ class Session:
         self._strikes: Strikes | None = None
         self._release_user: Release | None = None  # this connection counted for its user
         self._inflight: asyncio.Semaphore | None = None
+        self._handed_on: asyncio.Future[None] | None = None  # set once the last write is queued
         self._tasks: set[asyncio.Task[None]] | None = None
         self._bad_frames = 0
         # Connect timeout, then token expiry: on the process's shared timers.
@@ -272,7 +273,6 @@ class Session:
     async def _publish(self, frame: Publish) -> None:
         assert self.principal is not None
         frame.room.check_publish(self.principal)
-        await self._services.limits.write(self.principal, "websocket")
         settings = self._services.settings
         raw = encode_data(frame.data, settings.max_data_bytes,
                           max_depth=settings.max_nesting_depth)
@@ -289,7 +289,6 @@ class Session:
 
     async def _command(self, frame: CommandFrame) -> None:
         assert self.principal is not None
-        await self._services.limits.write(self.principal, "websocket")
         room = str(frame.room)
         call = call_of(self.principal, frame)
         await self._services.check_command(frame.room, frame.name, frame.args, call.who)
@@ -302,21 +301,38 @@ class Session:
 
     async def _in_flight(self, work: Callable[[], Awaitable[dict[str, Any]]], ident: str,
                          room: str) -> None:
-        """Run a write in the background, answering with its ack or its error."""
+        """Run a write in the background, answering with its ack or its error.
+
+        Its write token is taken there too. With several instances the user's bucket
+        is in the bus, a round trip away; awaited while reading, it held up this
+        connection's next frame, and a connection's writes reached the commit one or
+        two at a time (issue 13). The writes of a connection still reach the publisher
+        in the order they were read: each hands on to the next once it is queued, or
+        refused."""
+        who = self.principal
+        assert who is not None
         if self._inflight is None:
             self._inflight = asyncio.Semaphore(self._services.settings.max_inflight)
         inflight = self._inflight
         await inflight.acquire()  # backpressure: stop reading while too many are open
+        before = self._handed_on
+        mine = self._handed_on = asyncio.get_running_loop().create_future()
 
         async def answer() -> None:
             try:
-                self.send(await work())
+                refused = await self._token(who, before, mine)
+                if refused is not None:
+                    self._reject(refused, ident)  # as when it was refused on reading
+                    return
+                self.send(await work())  # queued before the next write goes on
             except RoomlogError as err:
                 self.send(error_frame(err, ident) | {"room": room})
             except Exception:
                 logger.exception("write to %s failed", room)
                 self.send(error_frame(RoomlogError(ErrorCode.INTERNAL, "write failed"), ident))
             finally:
+                if not mine.done():
+                    mine.set_result(None)
                 inflight.release()
 
         task = asyncio.get_running_loop().create_task(answer())
@@ -324,6 +340,20 @@ class Session:
             self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _token(self, who: Principal, before: asyncio.Future[None] | None,
+                     mine: asyncio.Future[None]) -> RoomlogError | None:
+        """A write token for ``who`` (None), or why not; then, once the connection's
+        earlier write has gone on, this one's turn (``mine``)."""
+        try:
+            await self._services.limits.write(who, "websocket")
+            return None
+        except RoomlogError as err:
+            return err
+        finally:
+            if before is not None and not before.done():
+                await before
+            mine.set_result(None)
 
 
 def _ignore(code: CloseCode, reason: str) -> None:
