@@ -76,19 +76,30 @@ _Notify = tuple[str, str, bool]
 _Sql = tuple[str, tuple[Any, ...]]
 _Key = tuple[str, str]  # (room, conn)
 
-# One token from a shared bucket, atomically, on the database's clock. $1 key,
-# $2 rate per second, $3 burst. A new bucket starts full (minus this token); the
-# row keeps the wait it answered, which RETURNING cannot compute from the new row.
+# ``$4`` tokens at most from a shared bucket, atomically, on the database's clock. $1
+# key, $2 rate per second, $3 burst. A new bucket starts full. The row keeps how many
+# it granted and the wait it answered for the rest (the time until the next token),
+# which RETURNING cannot compute from the new row.
 _REFILLED = ("least($3::float8, b.tokens + greatest(0, EXCLUDED.at_ms - b.at_ms) "
-             "* $2::float8 / 1000)")  # the tokens now, before this one is taken
+             "* $2::float8 / 1000)")  # the tokens now, before these are taken
+
+
+def _granting(tokens: str) -> str:
+    """SET-list values for ``$4`` tokens asked of a bucket holding ``tokens``."""
+    whole = f"floor({tokens})"
+    return (f"least($4::int, {whole})::int, "
+            f"{tokens} - least($4::int, {whole}), "
+            f"CASE WHEN {whole} >= $4::int THEN 0 ELSE (1 - ({tokens} - {whole})) / $2::float8 END")
+
+
+_NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 _TAKE = f"""
-INSERT INTO rt_bus_buckets AS b (key, tokens, at_ms, wait)
-VALUES ($1, $3::float8 - 1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint, 0)
+INSERT INTO rt_bus_buckets AS b (key, granted, tokens, wait, at_ms)
+VALUES ($1, {_granting("$3::float8")}, {_NOW_MS})
 ON CONFLICT (key) DO UPDATE SET
-  tokens = CASE WHEN {_REFILLED} >= 1 THEN {_REFILLED} - 1 ELSE {_REFILLED} END,
-  wait = CASE WHEN {_REFILLED} >= 1 THEN 0 ELSE (1 - {_REFILLED}) / $2::float8 END,
+  (granted, tokens, wait) = (SELECT {_granting(_REFILLED)}),
   at_ms = EXCLUDED.at_ms
-RETURNING b.wait
+RETURNING b.granted, b.wait
 """
 # Buckets untouched for an hour are full again: dropping them changes nothing.
 _FORGET_BUCKETS = ("DELETE FROM rt_bus_buckets WHERE at_ms < "
@@ -133,6 +144,8 @@ class PostgresBus:
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: asyncpg.Pool | None = None  # presence reads and heartbeats
         self._local = Buckets(time.monotonic)  # take() while PostgreSQL does not answer
+        self._takes: dict[tuple[str, float, float], list[asyncio.Future[float]]] = {}
+        self._takers: set[asyncio.Task[None]] = set()  # a round of statements per bucket
         self.reconnects = 0
         self.dropped = 0
 
@@ -175,7 +188,7 @@ class PostgresBus:
     async def close(self) -> None:
         with contextlib.suppress(TimeoutError):  # the last publishes (drain) go out first
             await asyncio.wait_for(self._flushed(), self._ping_timeout)
-        pending = set(self._tasks)
+        pending = set(self._tasks) | self._takers
         while pending:
             for task in pending:
                 task.cancel()
@@ -268,15 +281,51 @@ class PostgresBus:
     async def take(self, key: str, rate: float, burst: float) -> float:
         """One token from the bucket ``key`` in PostgreSQL; while it does not
         answer, from this instance's own bucket (a write is never refused because
-        the bus is down)."""
+        the bus is down).
+
+        The takes of one bucket that come while its statement runs go together in
+        the next one: a connection's pipelined writes cost one round trip per
+        round, not one each, and hold one pool connection."""
+        if self._pool is None or not self._write_ok:
+            return self._local.take(key, rate, burst)
+        bucket = (key, rate, burst)
+        answer: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        waiting = self._takes.get(bucket)
+        if waiting is None:
+            self._takes[bucket] = [answer]
+            task = asyncio.get_running_loop().create_task(self._take_rounds(bucket))
+            self._takers.add(task)
+            task.add_done_callback(self._takers.discard)
+        else:
+            waiting.append(answer)
+        return await answer
+
+    async def _take_rounds(self, bucket: tuple[str, float, float]) -> None:
+        """Statements for one bucket until no take is waiting: each asks for the
+        tokens of every take that came before it, first come first served."""
+        key, rate, burst = bucket
+        asked: list[asyncio.Future[float]] = []
+        try:
+            while waiting := self._takes.get(bucket):
+                asked, self._takes[bucket] = waiting, []  # later ones: the next round
+                waits = await self._take_many(key, rate, burst, len(asked))
+                for answer, wait in zip(asked, waits, strict=True):
+                    if not answer.done():  # a write cancelled meanwhile loses its token
+                        answer.set_result(wait)
+        finally:  # done, or cancelled on close: nobody is left waiting
+            for answer in asked + self._takes.pop(bucket, []):
+                if not answer.done():
+                    answer.set_result(self._local.take(key, rate, burst))
+
+    async def _take_many(self, key: str, rate: float, burst: float, n: int) -> list[float]:
         if self._pool is not None and self._write_ok:
             try:
                 async with asyncio.timeout(self._ping_timeout):
-                    wait = await self._pool.fetchval(_TAKE, key, rate, burst)
-                return float(wait)
+                    granted, wait = await self._pool.fetchrow(_TAKE, key, rate, burst, n)
+                return [0.0] * granted + [float(wait)] * (n - granted)
             except (TimeoutError, asyncpg.PostgresError, OSError) as exc:
                 logger.debug("rate bucket in PostgreSQL not reached: %s", describe(exc))
-        return self._local.take(key, rate, burst)
+        return [self._local.take(key, rate, burst) for _ in range(n)]
 
     async def presence(self, room: str) -> dict[str, dict[str, Any]]:
         assert self._pool is not None

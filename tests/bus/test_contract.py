@@ -418,6 +418,19 @@ async def test_a_rate_bucket_is_shared_by_every_instance(net: Net) -> None:
     assert await b.bus.take(key + "-other", 0.5, 4) == 0.0
 
 
+async def test_takes_at_once_spend_the_bucket_exactly(net: Net) -> None:
+    """Takes of one bucket asked at once, from two instances (a connection's pipelined
+    writes; PostgreSQL answers them in rounds of one statement): the burst granted
+    exactly once, every other take told to wait; the bucket then holds nothing more."""
+    a, b = await net.node(), await net.node()
+    key = f"w:{secrets.token_hex(4)}"
+    asks = [node.bus.take(key, 0.5, 5) for node in (a, b) for _ in range(8)]
+    waits = await asyncio.gather(*asks)
+    assert sum(1 for wait in waits if wait == 0.0) == 5, waits
+    assert all(0 < wait <= 2.0 for wait in waits if wait), waits
+    assert await a.bus.take(key, 0.5, 5) > 0
+
+
 async def test_a_rate_bucket_without_redis_falls_back_to_the_instance(
     redis_server: RedisServer,
 ) -> None:
