@@ -58,6 +58,7 @@ import msgpack
 import orjson
 
 from roomlog.bus import Inbound
+from roomlog.bus.takes import TakeRounds
 from roomlog.errors import Unavailable, describe
 from roomlog.protocol import Message
 from roomlog.ratelimit import Buckets
@@ -144,8 +145,7 @@ class PostgresBus:
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: asyncpg.Pool | None = None  # presence reads and heartbeats
         self._local = Buckets(time.monotonic)  # take() while PostgreSQL does not answer
-        self._takes: dict[tuple[str, float, float], list[asyncio.Future[float]]] = {}
-        self._takers: set[asyncio.Task[None]] = set()  # a round of statements per bucket
+        self._takes = TakeRounds(self._take_many, self._local.take)
         self.reconnects = 0
         self.dropped = 0
 
@@ -188,7 +188,8 @@ class PostgresBus:
     async def close(self) -> None:
         with contextlib.suppress(TimeoutError):  # the last publishes (drain) go out first
             await asyncio.wait_for(self._flushed(), self._ping_timeout)
-        pending = set(self._tasks) | self._takers
+        await self._takes.close()
+        pending = set(self._tasks)
         while pending:
             for task in pending:
                 task.cancel()
@@ -281,41 +282,11 @@ class PostgresBus:
     async def take(self, key: str, rate: float, burst: float) -> float:
         """One token from the bucket ``key`` in PostgreSQL; while it does not
         answer, from this instance's own bucket (a write is never refused because
-        the bus is down).
-
-        The takes of one bucket that come while its statement runs go together in
-        the next one: a connection's pipelined writes cost one round trip per
-        round, not one each, and hold one pool connection."""
+        the bus is down). The takes of a bucket go in rounds of one statement
+        (``roomlog.bus.takes``)."""
         if self._pool is None or not self._write_ok:
             return self._local.take(key, rate, burst)
-        bucket = (key, rate, burst)
-        answer: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        waiting = self._takes.get(bucket)
-        if waiting is None:
-            self._takes[bucket] = [answer]
-            task = asyncio.get_running_loop().create_task(self._take_rounds(bucket))
-            self._takers.add(task)
-            task.add_done_callback(self._takers.discard)
-        else:
-            waiting.append(answer)
-        return await answer
-
-    async def _take_rounds(self, bucket: tuple[str, float, float]) -> None:
-        """Statements for one bucket until no take is waiting: each asks for the
-        tokens of every take that came before it, first come first served."""
-        key, rate, burst = bucket
-        asked: list[asyncio.Future[float]] = []
-        try:
-            while waiting := self._takes.get(bucket):
-                asked, self._takes[bucket] = waiting, []  # later ones: the next round
-                waits = await self._take_many(key, rate, burst, len(asked))
-                for answer, wait in zip(asked, waits, strict=True):
-                    if not answer.done():  # a write cancelled meanwhile loses its token
-                        answer.set_result(wait)
-        finally:  # done, or cancelled on close: nobody is left waiting
-            for answer in asked + self._takes.pop(bucket, []):
-                if not answer.done():
-                    answer.set_result(self._local.take(key, rate, burst))
+        return await self._takes.take(key, rate, burst)
 
     async def _take_many(self, key: str, rate: float, burst: float, n: int) -> list[float]:
         if self._pool is not None and self._write_ok:

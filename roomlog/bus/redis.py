@@ -51,6 +51,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from roomlog.bus import Inbound
+from roomlog.bus.takes import TakeRounds
 from roomlog.errors import Unavailable, describe
 from roomlog.protocol import Message
 from roomlog.ratelimit import Buckets
@@ -68,17 +69,20 @@ _START_WAIT = 3.0  # seconds start() waits for the first connection before going
 _TAKE = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local n = tonumber(ARGV[3]) or 1
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local v = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens = tonumber(v[1]) or burst
 local at = tonumber(v[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
+local granted = math.min(n, math.floor(tokens))
+tokens = tokens - granted
 local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+if granted < n then wait = (1 - tokens) / rate end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
-return tostring(wait)
+return {granted, tostring(wait)}
 """
 
 _Op = Callable[[Any], None]  # adds commands to a pipeline
@@ -118,6 +122,7 @@ class RedisBus:
         self._tasks: list[asyncio.Task[None]] = []
         self._local = Buckets(time.monotonic)  # take() while Redis does not answer
         self._take: Any = None  # the registered _TAKE script
+        self._takes = TakeRounds(self._take_many, self._local.take)
         self.reconnects = 0  # connections made after the first (metrics)
         self.dropped = 0  # publishes dropped while Redis failed (metrics)
 
@@ -126,18 +131,24 @@ class RedisBus:
     async def take(self, key: str, rate: float, burst: float) -> float:
         """One token from the bucket ``key`` in Redis; while Redis does not answer,
         from this instance's own bucket (a limit per instance beats none, and a
-        write is never refused because Redis is down)."""
+        write is never refused because Redis is down). The takes of a bucket go in
+        rounds of one script call (``roomlog.bus.takes``)."""
+        if self._client is None or not self._pub_ok:
+            return self._local.take(key, rate, burst)
+        return await self._takes.take(key, rate, burst)
+
+    async def _take_many(self, key: str, rate: float, burst: float, n: int) -> list[float]:
         if self._client is not None and self._pub_ok:
             if self._take is None:
                 self._take = self._client.register_script(_TAKE)
             try:
-                answer = await asyncio.wait_for(
-                    self._take(keys=[f"{self._prefix}rate:{key}"], args=[rate, burst]),
+                granted, wait = await asyncio.wait_for(
+                    self._take(keys=[f"{self._prefix}rate:{key}"], args=[rate, burst, n]),
                     self._ping_timeout)
-                return float(_text(answer))
+                return [0.0] * int(granted) + [float(_text(wait))] * (n - int(granted))
             except (RedisError, OSError, TimeoutError, ValueError) as exc:
                 logger.debug("rate bucket in Redis not reached: %s", describe(exc))
-        return self._local.take(key, rate, burst)
+        return [self._local.take(key, rate, burst) for _ in range(n)]
 
     # -- names ---------------------------------------------------------------------
 
@@ -192,6 +203,7 @@ class RedisBus:
         if self._client is not None:  # leave no entries behind (a SIGKILL leaves them to expire)
             with contextlib.suppress(RedisError, OSError, asyncio.TimeoutError):
                 await asyncio.wait_for(self._remove_instance(self.instance), self._ping_timeout)
+        await self._takes.close()
         # Cancel until they end: on Python 3.11 the asyncio.wait_for that redis-py
         # sends with swallows a cancel that lands as the send completes.
         pending = set(self._tasks)
