@@ -15,9 +15,11 @@ At the largest step one message is published to the room and every connection
 must receive it (fan-out still exact with all of them held).
 
 Example: ``python loadtest/idle.py --json idle.json`` (the generator raises its
-file-descriptor limit; the hub inherits it). ``--ws-engine asgi`` measures the hub
-with ``/ws`` on the ASGI engine (uvicorn's WebSocket protocol, as before issue #13)
-instead of its own protocol class.
+file-descriptor limit; the hub inherits it). ``--plot PNG`` draws memory per
+connection against connections, one line per target, from more steps:
+``python loadtest/idle.py --steps 1000,2500,5000,10000,19500 --plot idle.png``.
+``--ws-engine asgi`` measures the hub with ``/ws`` on the ASGI engine (uvicorn's
+WebSocket protocol, as before issue #13) instead of its own protocol class.
 """
 
 from __future__ import annotations
@@ -111,6 +113,34 @@ async def measure(name: str, args: argparse.Namespace, workdir: Path) -> dict[st
             "load_average": round(os.getloadavg()[0], 1)}
 
 
+def plot(path: str, results: list[dict[str, Any]]) -> None:
+    """RSS growth per connection, and the kernel's socket memory per connection,
+    against connections held: one line per target (matplotlib: the loadtest extra)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (rss, kernel) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
+    for r in results:
+        xs = [s["connections"] for s in r["steps"]]
+        rss.plot(xs, [s["kib_per_conn"] for s in r["steps"]], marker="o", label=r["target"])
+        kernel.plot(xs, [s["socket_kib_per_conn"] for s in r["steps"]], marker="o",
+                    label=r["target"])
+    rss.set_ylabel("server RSS growth per connection (KiB)")
+    rss.set_ylim(bottom=0)
+    rss.grid(True, alpha=0.3)
+    rss.legend(fontsize="small")
+    rss.set_title("idle WebSocket connections, each subscribed to one room")
+    kernel.set_ylabel("kernel socket memory per connection (KiB)")
+    kernel.set_xlabel("idle connections held")
+    kernel.grid(True, alpha=0.3)
+    kernel.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"plot written to {path}", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,6 +164,9 @@ def main() -> int:
                              "class (native, the default) or the ASGI endpoint on uvicorn's "
                              "WebSocket protocol (asgi, the engine before issue #13)")
     parser.add_argument("--json", metavar="PATH", help="write the options and figures as JSON")
+    parser.add_argument("--plot", metavar="PNG",
+                        help="draw memory per connection against connections into this PNG "
+                             "(needs matplotlib: the loadtest extra)")
     args = parser.parse_args()
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
     if not names or set(names) - set(TARGETS):
@@ -158,6 +191,8 @@ def main() -> int:
                     "options": {k: v for k, v in vars(args).items() if k != "json"},
                     "results": results}
         Path(args.json).write_text(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+    if args.plot:
+        plot(args.plot, results)
     return 0 if all(r["fanout_delivered"] == r["fanout_expected"] for r in results) else 1
 
 
