@@ -4,15 +4,16 @@ tables. The one module of the bus that imports ``asyncpg``.
 It lets several instances (``roomlog serve --workers N``, or several hosts) run
 with PostgreSQL alone, no Redis: the log's own database carries the bus.
 
-Channels and tables (migration 0007):
+Channels and tables:
 
 * ``{prefix}r{hash}``: a room's channel (a hash of the room name, since channel
   names are identifiers of at most 63 bytes); messages and signals.
 * ``{prefix}control``: broadcasts to every instance.
 * ``rt_bus_instances``: ``instance -> beat_ms``, the last heartbeat.
 * ``rt_bus_presence``: ``(room, conn) -> instance, entry`` (JSON).
-* ``rt_bus_buckets``: ``key -> tokens, at_ms, wait``: the shared rate buckets
-  (``take``), refilled on PostgreSQL's clock in one statement.
+* ``rt_bus_buckets``: ``key -> tokens, at_ms, granted, wait``: the shared rate
+  buckets (``take``), refilled on PostgreSQL's clock in one statement per round of
+  takes (migrations 0007 and 0008).
 
 Every payload is base64 of msgpack ``[instance, n, kind, body]`` (``n`` counts
 this instance's notifications: PostgreSQL folds identical payloads sent in one

@@ -5,7 +5,7 @@ next round, and one request then asks for all their tokens.
 A connection's pipelined writes each take a token, and without rounds each was a
 request of its own: a pool connection held until the event loop, busy with
 fan-outs, read the answer (issue 13: two workers on the PostgreSQL bus delivered
-an eighth of what one delivered alone). No I/O here: the bus passes the request.
+a twentieth of what one delivered alone). No I/O here: the bus passes the request.
 """
 
 from __future__ import annotations
