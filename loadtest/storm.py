@@ -337,9 +337,12 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         await asyncio.sleep(args.warmup)
         say(f"kill -9 the hub (pid {server.pid}, its workers too) while publishing "
             f"{args.rate:g}/s ...")
+        old = tree_pids(server.pid)  # with workers: the supervisor and each worker
         clock.killed = time.monotonic()
         os.killpg(server.pid, signal.SIGKILL)
         await asyncio.to_thread(server.proc.wait)
+        while any(_alive(pid) for pid in old):  # noqa: ASYNC110 (polled: a dying worker still answers connects)
+            await asyncio.sleep(0.005)
         # Ready: listening again (uvicorn binds once its start-up is complete). HTTP
         # checks would measure how swamped the loop is, which the clients measure.
         server = Server("hub-restarted", argv, port, workdir, env=env, core=args.server_core)
@@ -426,6 +429,15 @@ def report(r: dict[str, Any]) -> str:
         f"  publishing         {r['published']:,} acknowledged, {r['publish_failures']:,} "
         "failed (while the hub was down)",
     ])
+
+
+def _alive(pid: int) -> bool:
+    """The process runs (not gone, not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
 
 
 def main() -> int:
