@@ -41,7 +41,10 @@ async def _waiting_takes(admin: asyncpg.Connection, database: str) -> None:
 
 async def test_pipelined_publishes_take_their_tokens_together_and_keep_their_order(
         tmp_path: Path, pg_migrated: str) -> None:
-    srv = await Server(tmp_path / "hub", pg_migrated, bus="postgres").astart()
+    # A token statement gives up after bus_ping_timeout and the instance's own bucket
+    # answers: long enough that the rounds meet the locked row, not the fallback.
+    srv = await Server(tmp_path / "hub", pg_migrated, bus="postgres",
+                      bus_ping_timeout=10).astart()
     room, user = unique_room(), f"p-{uuid.uuid4().hex[:8]}"
     database = pg_migrated.rsplit("/", 1)[1]
     client = await open_client(srv.ws_url, user=user)
