@@ -333,6 +333,8 @@ class Session:
             finally:
                 if not mine.done():
                     mine.set_result(None)
+                if self._handed_on is mine:  # the last write: an idle session keeps none
+                    self._handed_on = None
                 inflight.release()
 
         task = asyncio.get_running_loop().create_task(answer())
