@@ -289,15 +289,17 @@ class PostgresBus:
             return self._local.take(key, rate, burst)
         return await self._takes.take(key, rate, burst)
 
-    async def _take_many(self, key: str, rate: float, burst: float, n: int) -> list[float]:
+    async def _take_many(self, key: str, rate: float, burst: float, n: int
+                         ) -> tuple[int, float] | None:
+        """Up to ``n`` tokens in one statement: how many, and the wait for the rest."""
         if self._pool is not None and self._write_ok:
             try:
                 async with asyncio.timeout(self._ping_timeout):
                     granted, wait = await self._pool.fetchrow(_TAKE, key, rate, burst, n)
-                return [0.0] * granted + [float(wait)] * (n - granted)
+                return int(granted), float(wait)
             except (TimeoutError, asyncpg.PostgresError, OSError) as exc:
                 logger.debug("rate bucket in PostgreSQL not reached: %s", describe(exc))
-        return [self._local.take(key, rate, burst) for _ in range(n)]
+        return None
 
     async def presence(self, room: str) -> dict[str, dict[str, Any]]:
         assert self._pool is not None

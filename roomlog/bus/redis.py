@@ -137,7 +137,9 @@ class RedisBus:
             return self._local.take(key, rate, burst)
         return await self._takes.take(key, rate, burst)
 
-    async def _take_many(self, key: str, rate: float, burst: float, n: int) -> list[float]:
+    async def _take_many(self, key: str, rate: float, burst: float, n: int
+                         ) -> tuple[int, float] | None:
+        """Up to ``n`` tokens in one script call: how many, and the wait for the rest."""
         if self._client is not None and self._pub_ok:
             if self._take is None:
                 self._take = self._client.register_script(_TAKE)
@@ -145,10 +147,10 @@ class RedisBus:
                 granted, wait = await asyncio.wait_for(
                     self._take(keys=[f"{self._prefix}rate:{key}"], args=[rate, burst, n]),
                     self._ping_timeout)
-                return [0.0] * int(granted) + [float(_text(wait))] * (n - int(granted))
+                return int(granted), float(_text(wait))
             except (RedisError, OSError, TimeoutError, ValueError) as exc:
                 logger.debug("rate bucket in Redis not reached: %s", describe(exc))
-        return [self._local.take(key, rate, burst) for _ in range(n)]
+        return None
 
     # -- names ---------------------------------------------------------------------
 

@@ -16,16 +16,16 @@ from collections.abc import Awaitable, Callable
 __all__ = ["TakeRounds"]
 
 Bucket = tuple[str, float, float]  # key, rate per second, burst
-# (key, rate, burst, n) -> the answer of each of n takes, in order: 0.0 for a token,
-# else the seconds until the next one
-Request = Callable[[str, float, float, int], Awaitable[list[float]]]
+# (key, rate, burst, n) -> how many of n tokens the server granted and the seconds until
+# its next one, or None when it did not answer
+Request = Callable[[str, float, float, int], Awaitable[tuple[int, float] | None]]
 Local = Callable[[str, float, float], float]  # one take from this instance's own bucket
 
 
 class TakeRounds:
-    """``take`` in rounds over ``request``. A take never raises: when a round ends
-    otherwise (closing), its takes are answered by ``local``, as the buses answer
-    while their server does not."""
+    """``take`` in rounds over ``request``. A take never raises: when the server does
+    not answer, or a round ends otherwise (closing), its takes are answered by
+    ``local``, this instance's own bucket."""
 
     def __init__(self, request: Request, local: Local) -> None:
         self._request = request
@@ -54,10 +54,15 @@ class TakeRounds:
         try:
             while waiting := self._waiting.get(bucket):
                 asked, self._waiting[bucket] = waiting, []  # later ones: the next round
-                answers = await self._request(*bucket, len(asked))
-                for answer, wait in zip(asked, answers, strict=True):
-                    if not answer.done():  # a write cancelled meanwhile loses its token
-                        answer.set_result(wait)
+                answered = await self._request(*bucket, len(asked))
+                for n, answer in enumerate(asked):
+                    if answer.done():  # a write cancelled meanwhile loses its token
+                        continue
+                    if answered is None:
+                        answer.set_result(self._local(*bucket))
+                    else:
+                        granted, wait = answered
+                        answer.set_result(0.0 if n < granted else wait)
         finally:  # done, or cancelled on close: nobody is left waiting
             for answer in asked + self._waiting.pop(bucket, []):
                 if not answer.done():

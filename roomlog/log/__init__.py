@@ -54,8 +54,8 @@ from typing import Protocol, TypeVar
 
 from roomlog.protocol import Message
 
-__all__ = ["Append", "Appended", "Log", "Page", "Prior", "RoomInfo", "RoomTxn", "Snapshot",
-           "append_in", "place"]
+__all__ = ["Append", "Appended", "Log", "Page", "Placed", "Prior", "RoomInfo", "RoomTxn",
+           "Snapshot", "append_in", "place"]
 
 T = TypeVar("T")
 
@@ -216,6 +216,11 @@ class Log(Protocol):
     async def check(self) -> None:
         """Commit a write transaction through the writer every write takes; raise
         Unavailable if it fails (readiness: the caller bounds the wait)."""
+
+
+# What appends at once placed (``pg_append``, ``sqlite_append``), per room row id: the
+# room's epoch, a result per item, the items stored with their seqs.
+Placed = dict[int, tuple[str, list[Appended], list[tuple[Append, int]]]]
 
 
 def place(items: Sequence[Append], known: Mapping[tuple[str, str], Prior], head: int,

@@ -33,6 +33,7 @@ from roomlog.log import (
     Append,
     Appended,
     Page,
+    Placed,
     RoomInfo,
     RoomTxn,
     append_in,
@@ -53,9 +54,6 @@ __all__ = ["SqlLog", "new_epoch"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-# what an append at once placed, per room row id: epoch, a result per item, the
-# items stored with their seqs
-_Placed = dict[int, tuple[str, list[Appended], list[tuple[Append, int]]]]
 
 _HEADS_CHUNK = 500  # room names per query of `heads`
 _PING_AFTER = 5.0  # seconds in the pool after which a connection is pinged before use
@@ -366,7 +364,7 @@ class SqlLog:
                    for room, items in batches.items()})
 
     async def _append_one_statement(self, by_id: dict[int, Sequence[Append]], now_ms: int
-                                    ) -> _Placed | None:
+                                    ) -> Placed | None:
         """``append_many`` of rooms by row id in one statement (``roomlog.log.pg_append``),
         or None when the general transaction must do it (and report what fails there):
         an id was seen before, no connection was had, or the statement failed with
@@ -393,14 +391,14 @@ class SqlLog:
                 return None  # no connection, or nothing written, or ids make it exact
             self._warn("write", exc)
             raise Unavailable("the database is unavailable; retry with the same id") from exc
-        placed: _Placed = {}
+        placed: Placed = {}
         for room_id, (epoch, base) in heads.items():
             new = [(item, base + n) for n, item in enumerate(by_id[room_id], 1)]
             placed[room_id] = (epoch, [Appended(seq, epoch, now_ms) for _, seq in new], new)
         return placed
 
     async def _append_in_thread(self, by_id: dict[int, Sequence[Append]], now_ms: int
-                                ) -> _Placed | None:
+                                ) -> Placed | None:
         """``append_many`` of rooms by row id in one trip to SQLite's thread
         (``roomlog.log.sqlite_append``), or None if it failed: it rolled back, and the
         general transaction does it (and reports what fails there)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping, Sequence
 
-from roomlog.log import Append, Appended, place
+from roomlog.log import Append, Placed, place
 from roomlog.log.txn import trim_point
 
 __all__ = ["append"]
@@ -37,14 +37,14 @@ _TRIM = "DELETE FROM rt_messages WHERE room_id = ? AND seq > ? AND seq <= ?"
 
 
 def append(conn: sqlite3.Connection, batches: Mapping[int, Sequence[Append]], *, now_ms: int,
-           max_messages: int) -> dict[int, tuple[str, list[Appended], list[tuple[Append, int]]]]:
+           max_messages: int) -> Placed:
     """Append each room's items (room id -> items) in one transaction: per room found,
     its epoch, a result per item and the items stored with their seqs. A room without
     a row is missing from the answer and got nothing. Runs in SQLite's thread
     (``sqlite_driver.in_thread``), on a connection in autocommit mode."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        done: dict[int, tuple[str, list[Appended], list[tuple[Append, int]]]] = {}
+        done: Placed = {}
         for room_id, items in batches.items():
             row = conn.execute(_ROOM, (room_id,)).fetchone()
             if row is None:
